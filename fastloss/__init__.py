@@ -1,0 +1,24 @@
+"""fastloss: fused loss-and-gradient kernels for NumPy on CPUs.
+
+Every loss returns ``LossGrad(loss, grad)`` from one pass over the data::
+
+    import fastloss
+    loss, grad = fastloss.binary_cross_entropy(logits, target)
+
+``fastloss.reference`` holds the same functions in plain NumPy.
+"""
+from fastloss._validation import LossGrad
+from fastloss._elementwise import binary_cross_entropy, hinge, huber, mse, squared_hinge
+from fastloss._config import show_config
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LossGrad",
+    "mse",
+    "huber",
+    "binary_cross_entropy",
+    "hinge",
+    "squared_hinge",
+    "show_config",
+]

@@ -1,0 +1,128 @@
+"""The fast elementwise losses: validation, then one fused kernel call.
+
+Each function has the signature, semantics and docstring of its twin in
+:mod:`fastloss.reference`; the work is done by ``_elementwise_kernels``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastloss import _elementwise_kernels, reference
+from fastloss._validation import (LossGrad, as_pos_weight, check_parameter, mean_denominator,
+                                  prepare_elementwise, prepare_hinge)
+
+_NO_WEIGHT = np.empty(0)
+_NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),
+                                                        np.dtype(np.float64))}
+_CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def _specialised(name):
+    """The float and double specialisations of a fused kernel, by NumPy dtype."""
+    fused = getattr(_elementwise_kernels, name)
+    return {dt: fused.__signatures__[ctype] for dt, ctype in _CTYPE.items()}
+
+
+_KERNELS = {name: _specialised(name) for name in
+            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge")}
+
+
+def same_doc_as(reference_function):
+    """Give a fast function the docstring of its reference twin."""
+    def decorate(function):
+        function.__doc__ = reference_function.__doc__
+        return function
+    return decorate
+
+
+def _run(name, prep, param):
+    """Call the fused kernel of ``name`` and apply the reduction.
+
+    ``param`` is a float (delta, margin, unused) or a (K,) float64 array
+    (pos_weight per column).
+    """
+    shape, dtype = prep.shape, prep.dtype
+    n_rows = shape[0]
+    row_size = 1 if len(shape) == 1 else shape[1]
+    if prep.weight is None and np.ndim(param) == 0:
+        view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
+    else:
+        view = (n_rows, row_size)
+    params = np.full(view[1], param) if np.ndim(param) == 0 else param
+
+    reduction = prep.reduction
+    scale = 1.0
+    if reduction == "mean":
+        denominator = mean_denominator(prep, row_size)
+        if denominator == 0:                # a mean over nothing: 0 and a zero gradient
+            return _empty_mean(prep)
+        scale = 1.0 / denominator
+
+    none = _NO_OUTPUT[dtype]
+    loss_out = np.empty(view, dtype) if reduction == "none" else none
+    if not prep.grad:
+        grad_out = none
+    elif prep.out is not None:
+        grad_out = prep.out.reshape(view)
+    else:
+        grad_out = np.empty(view, dtype)
+    weight = _NO_WEIGHT if prep.weight is None else prep.weight
+    total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
+                                  params, loss_out, grad_out, scale, prep.n_threads)
+    if reduction == "none":
+        loss = loss_out.reshape(shape)
+    else:
+        loss = total * scale
+    return LossGrad(loss, grad_out.reshape(shape) if prep.grad else None)
+
+
+def _empty_mean(prep):
+    if not prep.grad:
+        return LossGrad(0.0, None)
+    grad = prep.out if prep.out is not None else np.empty(prep.shape, prep.dtype)
+    grad.fill(0)
+    return LossGrad(0.0, grad)
+
+
+@same_doc_as(reference.mse)
+def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, out=None,
+        n_threads=None):
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+    return _run("mse", prep, 0.0)
+
+
+@same_doc_as(reference.huber)
+def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad=True,
+          out=None, n_threads=None):
+    delta = check_parameter(delta, "delta", positive=True)
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+    return _run("huber", prep, delta)
+
+
+@same_doc_as(reference.binary_cross_entropy)
+def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
+                         reduction="mean", grad=True, out=None, n_threads=None):
+    prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
+                               pred_name="logits")
+    pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])
+    if pw is None:
+        pw = 1.0
+    elif prep.pred.ndim == 1:
+        pw = float(pw[0])
+    return _run("binary_cross_entropy", prep, pw)
+
+
+@same_doc_as(reference.hinge)
+def hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean", grad=True,
+          out=None, n_threads=None):
+    margin = check_parameter(margin, "margin")
+    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads)
+    return _run("hinge", prep, margin)
+
+
+@same_doc_as(reference.squared_hinge)
+def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean",
+                  grad=True, out=None, n_threads=None):
+    margin = check_parameter(margin, "margin")
+    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads)
+    return _run("squared_hinge", prep, margin)

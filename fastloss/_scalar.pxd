@@ -1,0 +1,108 @@
+# The stable scalar maths, written once and shared by every kernel.
+#
+# Each function is a tiny inline `nogil` helper so that the C compiler can
+# inline it into the vectorised loops.  The loss of one element and its
+# derivative are returned together in a LossGrad struct.
+
+from libc.math cimport exp, log1p, fabs, INFINITY
+
+
+cdef struct LossGrad:
+    double loss
+    double grad
+
+
+cdef inline double positive_part(double z) noexcept nogil:
+    """max(z, 0) that keeps NaN (C's fmax would drop it)."""
+    return 0.0 if z <= 0.0 else z
+
+
+cdef inline double xmul(double a, double b) noexcept nogil:
+    """a * b, except that 0 * inf is 0: a term with a zero coefficient vanishes.
+
+    NaN still propagates: 0 * NaN is NaN.
+    """
+    if a == 0.0 and fabs(b) == INFINITY:
+        return 0.0
+    return a * b
+
+
+# --- regression ----------------------------------------------------------
+
+cdef inline LossGrad mse_loss_grad(double p, double t, double unused) noexcept nogil:
+    cdef LossGrad out
+    cdef double r = p - t            # exact for float32 inputs
+    out.loss = r * r                 # r^2
+    out.grad = 2.0 * r               # d r^2 / dp
+    return out
+
+
+cdef inline LossGrad huber_loss_grad(double p, double t, double delta) noexcept nogil:
+    cdef LossGrad out
+    cdef double r = p - t
+    if fabs(r) <= delta:
+        out.loss = 0.5 * r * r       # quadratic zone
+        out.grad = r
+    else:
+        out.loss = delta * (fabs(r) - 0.5 * delta)   # linear zone (NaN lands here)
+        if r > delta:
+            out.grad = delta
+        elif r < -delta:
+            out.grad = -delta
+        else:
+            out.grad = r             # NaN
+    return out
+
+
+# --- binary classification -------------------------------------------------
+
+cdef inline double softplus(double x) noexcept nogil:
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact for every x."""
+    return positive_part(x) + log1p(exp(-fabs(x)))
+
+
+cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t,
+                                                    double pos_weight) noexcept nogil:
+    # loss = pw t softplus(-x) + (1 - t) softplus(x)     [-log sigma(x) = softplus(-x)]
+    # grad = (1 - t) sigma(x) - pw t sigma(-x)
+    # One exp: e = exp(-|x|) in (0, 1], so nothing overflows for any x.
+    cdef LossGrad out
+    cdef double e = exp(-fabs(x))
+    cdef double log1p_e = log1p(e)
+    cdef double inv = 1.0 / (1.0 + e)
+    cdef double sigma_pos, sigma_neg           # sigma(x), sigma(-x)
+    if x >= 0.0:
+        sigma_pos = inv
+        sigma_neg = e * inv
+    else:
+        sigma_pos = e * inv                    # NaN lands here
+        sigma_neg = inv
+    cdef double positive_weight = pos_weight * t
+    cdef double negative_weight = 1.0 - t
+    out.loss = (xmul(positive_weight, positive_part(-x) + log1p_e)
+                + xmul(negative_weight, positive_part(x) + log1p_e))
+    out.grad = negative_weight * sigma_pos - positive_weight * sigma_neg
+    return out
+
+
+cdef inline LossGrad hinge_loss_grad(double s, double t, double margin) noexcept nogil:
+    # loss = max(0, margin - t s); subgradient 0 at the kink margin == t s
+    cdef LossGrad out
+    cdef double z = margin - t * s
+    out.loss = positive_part(z)
+    if z > 0.0:
+        out.grad = -t
+    elif z <= 0.0:
+        out.grad = 0.0
+    else:
+        out.grad = z                 # NaN
+    return out
+
+
+cdef inline LossGrad squared_hinge_loss_grad(double s, double t, double margin) noexcept nogil:
+    # loss = max(0, margin - t s)^2; grad = -2 t max(0, margin - t s)
+    cdef LossGrad out
+    cdef double z = positive_part(margin - t * s)
+    out.loss = z * z
+    out.grad = -2.0 * t * z
+    return out

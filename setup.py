@@ -1,0 +1,108 @@
+"""Build the fastloss Cython extensions.
+
+Environment variables read at build time:
+
+* ``FASTLOSS_DEBUG=1``  -- compile with Cython's bounds, wraparound and
+  initialisation checks and without optimisation (the debug build).
+* ``FASTLOSS_NO_OPENMP=1`` -- build without OpenMP even if the compiler has it.
+"""
+import os
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = HERE / "fastloss"
+DEBUG = os.environ.get("FASTLOSS_DEBUG", "") not in ("", "0")
+
+# Kernels generated from a Tempita template (one loop written once, one
+# specialisation per loss).
+TEMPLATES = ["_elementwise_kernels.pyx.tp"]
+MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_config"]
+
+
+def render_templates():
+    from Cython import Tempita
+
+    for name in TEMPLATES:
+        src = PACKAGE / name
+        dst = PACKAGE / name[: -len(".tp")]
+        text = Tempita.sub(src.read_text())
+        header = "# Generated from %s by setup.py: edit the template, not this file.\n" % name
+        text = header + text
+        if not dst.exists() or dst.read_text() != text:
+            dst.write_text(text)
+
+
+def compiler_has_openmp(compiler):
+    """Compile and link a tiny OpenMP program to see if the toolchain has it."""
+    if os.environ.get("FASTLOSS_NO_OPENMP", "") not in ("", "0"):
+        return False
+    code = textwrap.dedent(
+        """
+        #include <omp.h>
+        int main(void) { int n = 0;
+        #pragma omp parallel reduction(+:n)
+          n += 1;
+          return omp_get_max_threads() > 0 ? 0 : 1; }
+        """
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "check_openmp.c")
+        with open(src, "w") as f:
+            f.write(code)
+        try:
+            objects = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objects, "check_openmp", output_dir=tmp,
+                                     extra_postargs=["-fopenmp"])
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        openmp = sys.platform != "win32" and compiler_has_openmp(self.compiler)
+        if not openmp:
+            print("fastloss: building WITHOUT OpenMP (kernels run on one thread)")
+        for ext in self.extensions:
+            if DEBUG:
+                ext.extra_compile_args += ["-O0", "-g"]
+            else:
+                # No -ffast-math: NaN and inf must keep their IEEE meaning.
+                ext.extra_compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+            if openmp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+        super().build_extensions()
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    render_templates()
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": DEBUG,
+        "initializedcheck": DEBUG,
+        "cdivision": not DEBUG,
+        "nonecheck": DEBUG,
+    }
+    exts = [
+        Extension(
+            "fastloss." + name,
+            [str(Path("fastloss") / (name + ".pyx"))],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for name in MODULES
+    ]
+    return cythonize(exts, compiler_directives=directives,
+                     compile_time_env={"FASTLOSS_DEBUG": DEBUG})
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
