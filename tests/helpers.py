@@ -1,0 +1,46 @@
+"""Test helpers shared by every test module."""
+import numpy as np
+
+# Tolerances for comparing the fast kernels with the NumPy reference, per
+# computation dtype: both compute the same formula, so they agree to a few
+# rounding errors of that dtype (scaled by the magnitude of the values).
+RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+ATOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-14}
+
+
+def assert_close(actual, expected, dtype, scale=1.0):
+    """Elementwise agreement within the dtype's tolerance (NaN matches NaN)."""
+    dtype = np.dtype(dtype)
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=ATOL[dtype] * scale,
+                               equal_nan=True)
+
+
+def finite_difference_gradient(f, x, step=1e-4):
+    """4th-order central finite difference of the scalar function f at x.
+
+    df/dx_i ~ (-f(x + 2h) + 8 f(x + h) - 8 f(x - h) + f(x - 2h)) / (12 h),
+    with error O(h^4): about 1e-10 relative for smooth f and h = 1e-4.
+    """
+    x = np.array(x, dtype=np.float64)
+    grad = np.empty_like(x)
+    flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat_x.size):
+        original = flat_x[i]
+        values = []
+        for offset in (2, 1, -1, -2):
+            flat_x[i] = original + offset * step
+            values.append(f(x))
+        flat_x[i] = original
+        flat_grad[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * step)
+    return grad
+
+
+def snapshot(*arrays):
+    """Copies of the given arrays, to check later that nothing was modified."""
+    return [None if a is None else np.array(a, copy=True) for a in arrays]
+
+
+def assert_unchanged(originals, arrays):
+    for before, after in zip(originals, arrays):
+        if before is not None:
+            np.testing.assert_array_equal(np.asarray(after), before)
