@@ -562,3 +562,19 @@ def test_random_special_rows_match_reference(name, target_kind, kwargs, dtype):
         np.testing.assert_allclose(fast.grad, slow.grad, rtol=1e-5, atol=1e-6, equal_nan=True)
 
     check()
+
+
+@pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", "reference"])
+def test_memory_mapped_read_only_inputs(module, tmp_path):
+    rng = np.random.default_rng(11)
+    logits = make_logits(rng, 100, 6, np.float32)
+    labels = make_labels(rng, 100, 6)
+    expected = reference.softmax_cross_entropy(logits, labels)
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "labels.npy", labels)
+    mapped_logits = np.load(tmp_path / "logits.npy", mmap_mode="r")
+    mapped_labels = np.load(tmp_path / "labels.npy", mmap_mode="r")
+    loss, grad = module.softmax_cross_entropy(mapped_logits, mapped_labels)
+    assert_close(loss, expected.loss, np.float32)
+    assert_close(grad, expected.grad, np.float32)
+    assert_close(module.logsumexp(mapped_logits), reference.logsumexp(logits), np.float32)
