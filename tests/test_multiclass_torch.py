@@ -95,24 +95,27 @@ def test_mean_over_ignored_rows_is_zero_where_torch_gives_nan(module):
 
 @MODULES
 @DTYPES
+@pytest.mark.parametrize("target_kind", ["labels", "probabilities"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_sample_weight_is_a_torch_none_reduction_reweighted(module, dtype, weighted,
-                                                            reduction):
-    """sample_weight s: "sum" is sum_i s_i l_i; "mean" divides by sum_i s_i w_{y_i}."""
-    logits, labels, _, class_weight = inputs(dtype)
+def test_sample_weight_is_a_torch_none_reduction_reweighted(module, dtype, target_kind,
+                                                            weighted, reduction):
+    """sample_weight s: "sum" is sum_i s_i l_i; "mean" divides by sum_i s_i w_{y_i}
+    for labels, by sum_i s_i for probabilities."""
+    logits, labels, probabilities, class_weight = inputs(dtype)
+    target = labels if target_kind == "labels" else probabilities
     sample_weight = np.random.default_rng(1).uniform(0, 2, N_ROWS)
     weight = torch.tensor(class_weight) if weighted else None
     x = torch.tensor(logits, requires_grad=True)
-    per_row = F.cross_entropy(x, torch.tensor(labels), weight=weight, reduction="none",
+    per_row = F.cross_entropy(x, torch.tensor(target), weight=weight, reduction="none",
                               label_smoothing=0.1)
     s = torch.tensor(sample_weight, dtype=x.dtype)
     total = (s * per_row).sum()
     if reduction == "mean":
-        w_y = weight[labels] if weighted else torch.ones(N_ROWS, dtype=x.dtype)
+        w_y = weight[labels] if weighted and target_kind == "labels" else 1.0
         total = total / (s * w_y).sum()
     (grad,) = torch.autograd.grad(total, x)
-    ours = module.softmax_cross_entropy(logits, labels, class_weight=class_weight if weighted
+    ours = module.softmax_cross_entropy(logits, target, class_weight=class_weight if weighted
                                         else None, label_smoothing=0.1,
                                         sample_weight=sample_weight, reduction=reduction)
     assert_matches(ours, (total.detach().numpy(), grad.numpy()), dtype)
