@@ -578,3 +578,19 @@ def test_memory_mapped_read_only_inputs(module, tmp_path):
     assert_close(loss, expected.loss, np.float32)
     assert_close(grad, expected.grad, np.float32)
     assert_close(module.logsumexp(mapped_logits), reference.logsumexp(logits), np.float32)
+
+
+@pytest.mark.parametrize("name,target_kind,kwargs", CASES[:5], ids=CASE_IDS[:5])
+def test_rows_longer_than_a_chunk(name, target_kind, kwargs):
+    """C = 70_000: one row per chunk, rows split across threads."""
+    rng = np.random.default_rng(12)
+    n_classes = 70_000
+    logits = make_logits(rng, 6, n_classes, np.float32, scale=10.0)
+    target = make_target(rng, target_kind, np.float32, 6, n_classes)
+    if "class_weight" in kwargs:
+        kwargs = dict(kwargs, class_weight=class_weight(n_classes))
+    expected = getattr(reference, name)(logits, target, **kwargs)
+    for n_threads in (1, 2):
+        loss, grad = getattr(fastloss, name)(logits, target, n_threads=n_threads, **kwargs)
+        assert_close(loss, expected.loss, np.float32)
+        assert_close(grad, expected.grad, np.float32)
