@@ -204,3 +204,149 @@ def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads
                          f"{prep.pred.shape}; use multiclass_hinge for (N, C) scores")
     prep.target = binary_targets(prep.target, "target")
     return prep
+
+
+# --- multiclass ------------------------------------------------------------
+
+HINGE_KINDS = ("weston_watkins", "crammer_singer")
+
+
+class PreparedMulticlass(Prepared):
+    """Validated arguments of a multiclass loss: (N, C) logits and labels or probabilities.
+
+    ``target`` is an ``np.intp`` (N,) label array when ``has_labels``, else an
+    (N, C) probability array of the logits' dtype.
+    """
+
+    __slots__ = ("has_labels", "class_weight", "ignore_index", "label_smoothing")
+
+
+def check_logits(arr, name):
+    check_ndim(arr, name, (2,))
+
+
+def check_ignore_index(ignore_index):
+    """None (no class is ignored) or an int, as torch's ignore_index."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be None or an int, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def check_label_smoothing(label_smoothing):
+    if not isinstance(label_smoothing, numbers.Real) or isinstance(label_smoothing, bool):
+        raise TypeError(f"label_smoothing must be a real number, "
+                        f"got {type(label_smoothing).__name__}")
+    value = float(label_smoothing)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {value}")
+    return value
+
+
+def check_kind(kind):
+    if kind not in HINGE_KINDS:
+        raise ValueError(f"kind must be one of {HINGE_KINDS}, got {kind!r}")
+    return kind
+
+
+def as_labels(target, n_rows, n_classes, ignore_index=None, name="target"):
+    """Integer class labels (N,) of any integer dtype -> np.intp.
+
+    Every label must lie in [0, n_classes) or equal ``ignore_index``; the
+    first one that does not is named in the ValueError.
+    """
+    arr = np.asarray(target)
+    if arr.dtype.kind in "fc" or arr.dtype.kind == "b":
+        if arr.size > 0 or arr.dtype.kind == "b":
+            raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}: "
+                            f"pass integers (e.g. {name}.astype(int))")
+        arr = arr.astype(np.intp)       # an empty list arrives as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if arr.shape != (n_rows,):
+        raise ValueError(f"{name} must have shape ({n_rows},), one label per row of the "
+                         f"logits, or ({n_rows}, {n_classes}) probabilities; "
+                         f"got {name}.shape={arr.shape}")
+    if arr.size and not (arr.min() >= 0 and arr.max() < n_classes):
+        bad = (arr < 0) | (arr >= n_classes)
+        if ignore_index is not None:
+            bad &= arr != ignore_index
+        if bad.any():
+            i = int(np.argmax(bad))
+            allowed = f"[0, {n_classes})"
+            if ignore_index is not None:
+                allowed += f" or ignore_index={ignore_index}"
+            raise ValueError(f"{name} must hold class labels in {allowed}; "
+                             f"{name}[{i}] = {arr[i]}")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def as_class_weight(class_weight, n_classes):
+    """None or (C,) weights -> float64 (C,) or None."""
+    if class_weight is None:
+        return None
+    weight = np.ascontiguousarray(_real_array(class_weight, "class_weight"), dtype=np.float64)
+    if weight.shape != (n_classes,):
+        raise ValueError(f"class_weight must have shape ({n_classes},), one weight per class, "
+                         f"got class_weight.shape={weight.shape}")
+    return weight
+
+
+def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads, *,
+                       target_kind="either", class_weight=None, ignore_index=None,
+                       label_smoothing=0.0, pred_name="logits"):
+    """Arguments of a multiclass loss.
+
+    ``target_kind`` is "labels" (an (N,) integer array), "probabilities" (an
+    (N, C) array like the logits) or "either" (decided by the target's
+    number of dimensions).
+    """
+    check_reduction(reduction)
+    threads = check_n_threads(n_threads)
+    ignore_index = check_ignore_index(ignore_index)
+    label_smoothing = check_label_smoothing(label_smoothing)
+    pred_arr = as_float_array(logits, pred_name)
+    check_logits(pred_arr, pred_name)
+    n_rows, n_classes = pred_arr.shape
+    target_ndim = np.ndim(target)
+    if target_kind == "either":
+        target_kind = "probabilities" if target_ndim == 2 else "labels"
+    if target_kind == "labels":
+        if target_ndim == 2 and np.shape(target) == pred_arr.shape:
+            raise ValueError(f"target must be ({n_rows},) integer class labels for this loss, "
+                             f"got shape {np.shape(target)}")
+        target_arr = as_labels(target, n_rows, n_classes, ignore_index)
+    else:
+        target_arr = as_float_array(target, "target", pred_arr.dtype)
+        check_same_shape(pred_arr, pred_name, target_arr, "target")
+        if ignore_index is not None:
+            raise ValueError("ignore_index applies to integer labels only, "
+                             "not to probability targets")
+    weight = as_sample_weight(sample_weight, n_rows)
+    class_weight = as_class_weight(class_weight, n_classes)
+    out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
+                    [("target", target_arr), ("sample_weight", weight),
+                     ("class_weight", class_weight)])
+    prep = PreparedMulticlass(pred_arr, target_arr, weight, reduction, bool(grad), out, threads)
+    prep.has_labels = target_kind == "labels"
+    prep.class_weight = class_weight
+    prep.ignore_index = ignore_index
+    prep.label_smoothing = label_smoothing
+    return prep
+
+
+def prepare_rows(x, out, n_threads, out_ndim):
+    """Arguments of a row-wise utility (logsumexp, softmax, log_softmax).
+
+    Returns the 2-D float array, the validated ``out`` ((N,) when
+    ``out_ndim`` is 1, else (N, C); it may be x itself) and the thread count.
+    """
+    threads = check_n_threads(n_threads)
+    arr = as_float_array(x, "x")
+    check_ndim(arr, "x", (2,))
+    shape = arr.shape[:1] if out_ndim == 1 else arr.shape
+    if out is not None and out_ndim == 1 and np.may_share_memory(out, arr):
+        raise ValueError("out must not share memory with x")
+    out = check_out(out, shape, arr.dtype, arr, [])
+    return arr, out, threads

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss._validation import (LossGrad, as_pos_weight, check_parameter, mean_denominator,
-                                  prepare_elementwise, prepare_hinge)
+from fastloss._validation import (LossGrad, as_pos_weight, check_kind, check_parameter,
+                                  mean_denominator, prepare_elementwise, prepare_hinge,
+                                  prepare_multiclass, prepare_rows)
 
-__all__ = ["LossGrad", "mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge"]
+__all__ = ["LossGrad", "mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
+           "softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
+           "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
 
 
 # --- shared helpers --------------------------------------------------------
@@ -32,24 +35,26 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _finish(prep, loss, grad):
+def _finish(prep, loss, grad, denominator=None):
     """Apply sample weights and the reduction to per-element losses and gradients.
 
-    ``loss`` and ``grad`` have the shape of ``prep.pred``; ``grad`` is the
-    derivative of each element's (unweighted) loss with respect to pred.
+    ``loss`` has the shape of ``prep.pred`` (elementwise losses) or (N,) (one
+    loss per row); ``grad`` has the shape of ``prep.pred`` and is the
+    derivative of each (unweighted) loss with respect to pred.  ``denominator``
+    overrides the "mean" divisor of :func:`mean_denominator`.
     """
     dtype, reduction = prep.dtype, prep.reduction
     if prep.weight is not None:
-        w = prep.weight if loss.ndim == 1 else prep.weight[:, None]
-        loss = loss * w
-        grad = grad * w
+        loss = loss * (prep.weight if loss.ndim == 1 else prep.weight[:, None])
+        grad = grad * (prep.weight if grad.ndim == 1 else prep.weight[:, None])
     if reduction == "none":
         value = loss.astype(dtype)
     else:
         value = float(np.sum(loss, dtype=np.float64))
         if reduction == "mean":
-            row_size = 1 if loss.ndim == 1 else loss.shape[1]
-            denominator = mean_denominator(prep, row_size)
+            if denominator is None:
+                row_size = 1 if loss.ndim == 1 else loss.shape[1]
+                denominator = mean_denominator(prep, row_size)
             if denominator == 0:        # a mean over nothing is 0, with a zero gradient
                 value, grad = 0.0, np.zeros_like(grad)
             else:
@@ -223,3 +228,461 @@ def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="
     z = np.maximum(margin - t * prep.pred, 0)
     return _finish(prep, z * z, -2 * t * z)
 
+
+
+# --- multiclass ------------------------------------------------------------
+#
+# Every multiclass function works on the rows of an (N, C) array.  The row
+# maths follows one rule, shared with the fast kernels:
+#
+#   m = max_c x_c, k = the first class where x_k = m,
+#   e_c = exp(x_c - m), S = sum_{c != k} e_c,
+#   log-sum-exp = m + log1p(S)                 (Blanchard, Higham & Higham 2021)
+#   p_c = e_c / (1 + S),  log p_c = (x_c - m) - log1p(S).
+#
+# Infinite logits: if m is infinite (+inf, or -inf for a row of -inf only),
+# the classes at m share the probability equally (x_c - m counts as 0 there)
+# and every other class has probability 0.  A -inf logit in a row with a
+# finite maximum has probability 0.  NaN anywhere in a row makes that row's
+# results NaN.
+#
+# References:
+#   P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the
+#   log-sum-exp and softmax functions", IMA J. Numer. Anal. 41 (2021).
+#   M. Maechler, "Accurately computing log(1 - exp(-|a|))", Rmpfr vignette (2012).
+
+
+class _RowStats:
+    """The shifted logits of each row and the sums the row maths is built on."""
+
+    def __init__(self, x):
+        n_rows, n_classes = x.shape
+        self.n_rows, self.n_classes = n_rows, n_classes
+        self.rows = np.arange(n_rows)
+        if n_classes == 0:
+            self.max = np.full(n_rows, -np.inf)
+            self.shifted = x.copy()
+            self.argmax = np.zeros(n_rows, dtype=np.intp)
+            self.exp = x.copy()
+            self.others = np.zeros(n_rows)
+            self.log1p_others = np.zeros(n_rows)
+            return
+        m = np.max(x, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            self.shifted = np.where(x == m, 0, x - m).astype(x.dtype)
+        self.max = m[:, 0].astype(np.float64)
+        self.argmax = np.argmax(x, axis=1)
+        self.exp = np.exp(self.shifted)
+        exp_others = self.exp.copy()
+        exp_others[self.rows, self.argmax] = 0
+        self.others = np.sum(exp_others, axis=1, dtype=np.float64)      # S
+        self.log1p_others = np.log1p(self.others)
+
+    def logsumexp(self):
+        with np.errstate(invalid="ignore"):
+            return self.max + self.log1p_others
+
+    def log_softmax(self):
+        return (self.shifted - self.log1p_others[:, None]).astype(self.shifted.dtype)
+
+    def softmax(self):
+        return (self.exp / (1 + self.others[:, None])).astype(self.shifted.dtype)
+
+    def label_gradient(self, labels):
+        """softmax - onehot(labels), with p_y - 1 = -S / (1 + S) where y is the maximum.
+
+        p_y - 1 = -(sum_{c != y} e_c) / (1 + S) keeps every digit when p_y is
+        close to 1; when y is not the first maximum p_y <= 1/2 and p_y - 1 is
+        exact enough as written.
+        """
+        grad = self.softmax().astype(np.float64)
+        grad[self.rows, labels] -= 1
+        at_max = labels == self.argmax
+        grad[self.rows[at_max], labels[at_max]] = (-self.others / (1 + self.others))[at_max]
+        return grad
+
+    def log_others(self):
+        """log S = log(sum_{c != k} e_c) without underflow (the log-sum-exp of the others)."""
+        if self.n_classes < 2:
+            return np.full(self.n_rows, -np.inf)
+        others = self.shifted.astype(np.float64)
+        others[self.rows, self.argmax] = -np.inf
+        second = np.max(others, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shifted = np.where(others == second, 0, others - second)
+            return second[:, 0] + np.log(np.sum(np.exp(shifted), axis=1))
+
+
+def _log1mexp(a):
+    """log(1 - exp(a)) for a <= 0, switching at -log 2 (Maechler 2012)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > -np.log(2), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
+
+
+def _xlogx(t):
+    """t log t with 0 log 0 = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t == 0, 0.0, t * np.log(t))
+
+
+def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
+                          label_smoothing=0.0, sample_weight=None, reduction="mean",
+                          grad=True, out=None, n_threads=None):
+    """Softmax cross-entropy of integer labels or probability targets.
+
+    Exactly ``torch.nn.functional.cross_entropy(logits, target, weight=class_weight,
+    ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)``,
+    except that a "mean" over nothing is 0.0 with a zero gradient.  Per row,
+    with p = softmax(x), w the class weights (1 without), eps the label
+    smoothing and C the number of classes:
+
+    Labels y::
+
+        loss = (1 - eps) w_y (-log p_y) + (eps / C) sum_c w_c (-log p_c)
+        grad = (1 - eps) w_y (p - onehot(y)) + (eps / C) (sum_c w_c p - w)
+
+    A row whose label equals ``ignore_index`` has loss 0 and gradient 0.
+    "mean" divides by sum_i s_i w_{y_i} over the rows not ignored (s the
+    sample weights, 1 without): torch's weighted mean.
+
+    Probability targets t (rows of an (N, C) array), with
+    t' = (1 - eps) t + eps / C::
+
+        loss = -sum_c w_c t'_c log p_c
+        grad = (sum_c w_c t'_c) p - w t'
+
+    and "mean" divides by sum_i s_i (N without sample weights), as torch.
+
+    The log-probabilities are log p_c = (x_c - m) - log1p(S), m the row
+    maximum and S the sum of exp(x_c - m) over the classes other than the
+    first maximum, so every loss and gradient is finite for finite logits of
+    any magnitude.  A term with a zero coefficient vanishes even where
+    log p_c = -inf (a -inf logit).
+
+    Args:
+      logits: shape (N, C).
+      target: (N,) integer labels (any integer dtype; floats are a TypeError)
+        or (N, C) class probabilities.
+      class_weight: optional (C,) weight of each class (torch's ``weight``).
+      ignore_index: None, or a label value whose rows are skipped (labels only).
+      label_smoothing: eps in [0, 1].
+      sample_weight: optional (N,) weights, one per row; each also weights
+        that row's share of the "mean" denominator.
+      reduction: "mean", "sum" or "none" (per-row s_i loss_i).
+      grad: compute the gradient (False skips all gradient work).
+      out: optional C-contiguous (N, C) array receiving the gradient; may be
+        ``logits`` itself (the gradient then overwrites the logits).
+      n_threads: None for the OpenMP default, or a thread count.
+
+    Returns:
+      LossGrad(loss, grad): the reduced loss and its gradient with respect
+      to the logits.
+
+    References:
+      Szegedy et al., "Rethinking the Inception Architecture for Computer
+      Vision", 2016 (label smoothing).
+
+    Examples:
+      >>> import fastloss
+      >>> loss, g = fastloss.softmax_cross_entropy([[0.0, 0.0]], [1])
+      >>> round(loss, 6)  # log 2
+      0.693147
+      >>> g
+      array([[ 0.5, -0.5]])
+    """
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              class_weight=class_weight, ignore_index=ignore_index,
+                              label_smoothing=label_smoothing)
+    x, eps = prep.pred, prep.label_smoothing
+    n_rows, n_classes = x.shape
+    stats = _RowStats(x)
+    w = np.ones(n_classes) if prep.class_weight is None else prep.class_weight
+    log_p = stats.log_softmax()
+    sample = np.ones(n_rows) if prep.weight is None else prep.weight
+    if prep.has_labels:
+        y = prep.target
+        kept = np.ones(n_rows, bool) if prep.ignore_index is None else y != prep.ignore_index
+        y = np.where(kept, y, 0)
+        loss = np.zeros(n_rows)
+        grad_value = np.zeros(x.shape)
+        if n_classes > 0:
+            w_y = w[y]
+            loss = _xmul((1 - eps) * w_y, -log_p[stats.rows, y])
+            grad_value = (1 - eps) * w_y[:, None] * stats.label_gradient(y)
+            if eps > 0:
+                loss = loss + eps / n_classes * -np.sum(_xmul(w, log_p), axis=1)
+                grad_value += eps / n_classes * (np.sum(w) * stats.softmax() - w)
+            loss = np.where(kept, loss, 0)
+            grad_value = np.where(kept[:, None], grad_value, 0)
+            denominator = float(np.sum(sample * w_y * kept))
+        else:
+            denominator = 0.0
+    else:
+        t = prep.target.astype(np.float64)
+        if eps > 0:
+            t = (1 - eps) * t + eps / n_classes
+        weighted_t = w * t
+        loss = -np.sum(_xmul(weighted_t, log_p), axis=1)
+        grad_value = np.sum(weighted_t, axis=1, keepdims=True) * stats.softmax() - weighted_t
+        denominator = float(np.sum(sample))
+    return _finish(prep, loss, grad_value, denominator)
+
+
+def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reduction="mean",
+                                 grad=True, out=None, n_threads=None):
+    """Softmax cross-entropy that also penalises the probability of the wrong classes.
+
+    Per row, with p = softmax(x) and t the target probabilities (onehot(y)
+    for labels)::
+
+        loss = -sum_c [t_c log p_c + (1 - t_c) log(1 - p_c)]
+
+    so for a label y it is -log p_y - sum_{c != y} log(1 - p_c).  With
+    A = sum_c t_c, the odds r_c = p_c / (1 - p_c) and B = sum_c (1 - t_c) r_c::
+
+        grad_k = p_k A - t_k + (1 - t_k) r_k - p_k B
+
+    log(1 - p_c) is computed without cancellation: for the first maximum k,
+    1 - p_k = S / (1 + S) with log S computed as the log-sum-exp of the other
+    logits; elsewhere p_c <= 1/2 and log(1 - p_c) = log1mexp(log p_c)
+    (Maechler 2012).  The term p_c r_k of the largest class is formed in the
+    log domain, so the gradient is finite for finite logits of any magnitude.
+
+    Args:
+      logits: shape (N, C).
+      target: (N,) integer labels or (N, C) probabilities.
+      Others as in :func:`softmax_cross_entropy` ("mean" averages over rows).
+
+    Returns:
+      LossGrad(loss, grad).
+
+    Examples:
+      >>> import fastloss
+      >>> round(fastloss.softmax_binary_cross_entropy([[0.0, 0.0]], [0]).loss, 6)  # 2 log 2
+      1.386294
+    """
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads)
+    x = prep.pred
+    n_rows, n_classes = x.shape
+    if prep.has_labels:
+        t = np.zeros(x.shape)
+        if n_classes > 0:
+            t[np.arange(n_rows), prep.target] = 1
+    else:
+        t = prep.target.astype(np.float64)
+    stats = _RowStats(x)
+    log_p = stats.log_softmax().astype(np.float64)
+    rows, k = stats.rows, stats.argmax
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_1mp = _log1mexp(np.minimum(log_p, 0))
+        if n_classes > 0:
+            log_1mp[rows, k] = stats.log_others() - stats.log1p_others
+        loss = -np.sum(_xmul(t, log_p) + _xmul(1 - t, log_1mp), axis=1)
+        p = np.exp(log_p)
+        odds = np.exp(log_p - log_1mp)
+        odds[rows, k] = 0
+        t_sum = np.sum(t, axis=1, keepdims=True)
+        b_rest = np.sum((1 - t) * odds, axis=1, keepdims=True)      # B without class k
+        grad_value = p * t_sum - t + (1 - t) * odds - p * b_rest
+        if n_classes > 0:
+            # p_c (1 - t_k) r_k for c != k, as exp(log p_c + log r_k): finite when p_k -> 1.
+            log_odds_max = (log_p[rows, k] - log_1mp[rows, k])[:, None]
+            cross = np.where(log_p == -np.inf, 0.0, np.exp(log_p + log_odds_max))
+            cross *= (1 - t[rows, k])[:, None]
+            cross[rows, k] = 0
+            grad_value -= cross
+            # at k itself (1 - t_k) r_k - p_k (1 - t_k) r_k = (1 - t_k) p_k
+            grad_value[rows, k] += (1 - t[rows, k]) * p[rows, k]
+    return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
+                                                 else np.sum(prep.weight)))
+
+
+def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
+                  out=None, n_threads=None):
+    """Kullback-Leibler divergence KL(target || softmax(logits)) of each row.
+
+    Per row, with p = softmax(x), t the target probabilities and
+    A = sum_c t_c::
+
+        loss = sum_c t_c (log t_c - log p_c)        (0 log 0 = 0)
+        grad = A p - t
+
+    "mean" averages over rows (torch's ``kl_div(log_softmax(x), t,
+    reduction="batchmean")``).  Targets are not checked to sum to 1.
+
+    Args:
+      logits: shape (N, C).
+      target: (N, C) probabilities.
+      Others as in :func:`softmax_cross_entropy`.
+
+    Returns:
+      LossGrad(loss, grad).
+
+    Examples:
+      >>> import fastloss
+      >>> fastloss.kl_divergence([[0.0, 0.0]], [[0.5, 0.5]]).loss
+      0.0
+    """
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="probabilities")
+    t = prep.target
+    stats = _RowStats(prep.pred)
+    loss = np.sum(_xlogx(t.astype(np.float64)) - _xmul(t, stats.log_softmax()), axis=1)
+    grad_value = np.sum(t, axis=1, keepdims=True, dtype=np.float64) * stats.softmax() - t
+    n_rows = t.shape[0]
+    return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
+                                                 else np.sum(prep.weight)))
+
+
+def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squared=False,
+                     sample_weight=None, reduction="mean", grad=True, out=None,
+                     n_threads=None):
+    """Multiclass hinge loss of a max-margin classifier (the multiclass SVM loss).
+
+    Per row, with s the scores, y the label and q = 2 if ``squared`` else 1:
+
+    Weston-Watkins (``kind="weston_watkins"``), one hinge per wrong class::
+
+        loss = sum_{j != y} max(0, margin + s_j - s_y) ** q
+
+    Crammer-Singer (``kind="crammer_singer"``), the hinge of the best wrong class::
+
+        loss = max(0, max_{j != y} (margin + s_j) - s_y) ** q
+
+    Subgradient: a hinge term z contributes q z^(q-1) to d/ds_j and its
+    negative to d/ds_y only when z > 0 strictly; for Crammer-Singer ties take
+    the first maximising class.  torch's ``multi_margin_loss(s, y, p=q,
+    margin=margin)`` is the Weston-Watkins loss divided by C.
+
+    Args:
+      scores: shape (N, C).
+      target: (N,) integer labels.
+      margin: the margin, >= 0.
+      kind: "weston_watkins" or "crammer_singer".
+      squared: square each hinge (the L2-SVM loss).
+      Others as in :func:`softmax_cross_entropy` ("mean" averages over rows).
+
+    Returns:
+      LossGrad(loss, grad).
+
+    References:
+      J. Weston, C. Watkins, "Support Vector Machines for Multi-Class Pattern
+      Recognition", ESANN 1999.  K. Crammer, Y. Singer, "On the Algorithmic
+      Implementation of Multiclass Kernel-based Vector Machines", JMLR 2001.
+
+    Examples:
+      >>> import fastloss
+      >>> fastloss.multiclass_hinge([[2.0, 1.5, 0.0]], [0], reduction="sum")
+      LossGrad(loss=0.5, grad=array([[-1.,  1.,  0.]]))
+    """
+    margin = check_parameter(margin, "margin")
+    kind = check_kind(kind)
+    prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", pred_name="scores")
+    s, y = prep.pred.astype(np.float64), prep.target
+    n_rows, n_classes = s.shape
+    rows = np.arange(n_rows)
+    power = 2 if squared else 1
+    loss, grad_value = np.zeros(n_rows), np.zeros(s.shape)
+    if n_classes > 0:
+        s_y = s[rows, y]
+        if kind == "weston_watkins":
+            z = margin + s - s_y[:, None]
+            z[rows, y] = 0                     # the true class has no hinge
+        else:
+            others = s.copy()
+            others[rows, y] = -np.inf
+            best = np.argmax(others, axis=1)   # the first maximum (or the first NaN)
+            z = np.zeros(s.shape)
+            z[rows, best] = margin + others[rows, best] - s_y
+        with np.errstate(invalid="ignore"):
+            active = np.maximum(z, 0)          # keeps NaN
+            loss = np.sum(active ** power, axis=1)
+            slope = np.where(np.isnan(z), z, np.where(z > 0, power * active ** (power - 1), 0))
+        grad_value = slope
+        grad_value[rows, y] = -np.sum(slope, axis=1)
+    return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
+                                                 else np.sum(prep.weight)))
+
+
+# --- row-wise utilities ------------------------------------------------------
+
+def _rows_result(values, out):
+    if out is None:
+        return values
+    np.copyto(out, values)
+    return out
+
+
+def logsumexp(x, *, out=None, n_threads=None):
+    """log(sum_c exp(x_c)) of each row of a 2-D array, without overflow.
+
+    Computed as m + log1p(sum_{c != k} exp(x_c - m)), m the row maximum at
+    its first position k (Blanchard, Higham & Higham 2021).  A row with a
+    +inf gives +inf, a row of -inf only gives -inf, a row with NaN gives NaN,
+    an empty row gives -inf.  As ``scipy.special.logsumexp(x, axis=1)``.
+
+    Args:
+      x: shape (N, C).
+      out: optional C-contiguous (N,) array of x's dtype receiving the result.
+      n_threads: None for the OpenMP default, or a thread count.
+
+    Returns:
+      An (N,) array of x's computation dtype (float32 or float64).
+
+    Examples:
+      >>> import fastloss
+      >>> fastloss.logsumexp([[0.0, 0.0], [1000.0, 1000.0]]).round(6)
+      array([   0.693147, 1000.693147])
+    """
+    arr, out, _ = prepare_rows(x, out, n_threads, out_ndim=1)
+    return _rows_result(_RowStats(arr).logsumexp().astype(arr.dtype), out)
+
+
+def softmax(x, *, out=None, n_threads=None):
+    """softmax of each row: p_c = exp(x_c - m) / sum_j exp(x_j - m), m the row maximum.
+
+    Rows with infinite logits follow the rule of the module: the classes at
+    an infinite maximum share the probability equally.  As
+    ``scipy.special.softmax(x, axis=1)`` for finite rows.
+
+    Args:
+      x: shape (N, C).
+      out: optional C-contiguous (N, C) array receiving the result; may be x
+        itself (in place).
+      n_threads: None for the OpenMP default, or a thread count.
+
+    Returns:
+      An (N, C) array.
+
+    Examples:
+      >>> import fastloss
+      >>> fastloss.softmax([[0.0, 0.0]])
+      array([[0.5, 0.5]])
+    """
+    arr, out, _ = prepare_rows(x, out, n_threads, out_ndim=2)
+    return _rows_result(_RowStats(arr).softmax(), out)
+
+
+def log_softmax(x, *, out=None, n_threads=None):
+    """log softmax of each row: (x_c - m) - log1p(sum_{j != k} exp(x_j - m)).
+
+    m is the row maximum at its first position k.  Finite for finite logits
+    of any magnitude; as ``scipy.special.log_softmax(x, axis=1)``.
+
+    Args:
+      x: shape (N, C).
+      out: optional C-contiguous (N, C) array receiving the result; may be x
+        itself (in place).
+      n_threads: None for the OpenMP default, or a thread count.
+
+    Returns:
+      An (N, C) array.
+
+    Examples:
+      >>> import fastloss
+      >>> fastloss.log_softmax([[0.0, 0.0]])
+      array([[-0.69314718, -0.69314718]])
+    """
+    arr, out, _ = prepare_rows(x, out, n_threads, out_ndim=2)
+    return _rows_result(_RowStats(arr).log_softmax(), out)
