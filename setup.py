@@ -21,7 +21,7 @@ DEBUG = os.environ.get("FASTLOSS_DEBUG", "") not in ("", "0")
 
 # Kernels generated from a Tempita template (one loop written once, one
 # specialisation per loss).
-TEMPLATES = ["_elementwise_kernels.pyx.tp"]
+TEMPLATES = ["_elementwise_kernels.pyx.tp", "_multiclass_kernels.pyx.tp"]
 MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_config"]
 
 

@@ -9,6 +9,8 @@ Every loss returns ``LossGrad(loss, grad)`` from one pass over the data::
 """
 from fastloss._validation import LossGrad
 from fastloss._elementwise import binary_cross_entropy, hinge, huber, mse, squared_hinge
+from fastloss._multiclass import (kl_divergence, log_softmax, logsumexp, multiclass_hinge,
+                                  softmax, softmax_binary_cross_entropy, softmax_cross_entropy)
 from fastloss._config import show_config
 
 __version__ = "0.1.0"
@@ -20,5 +22,12 @@ __all__ = [
     "binary_cross_entropy",
     "hinge",
     "squared_hinge",
+    "softmax_cross_entropy",
+    "softmax_binary_cross_entropy",
+    "kl_divergence",
+    "multiclass_hinge",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
     "show_config",
 ]

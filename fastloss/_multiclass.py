@@ -1,0 +1,161 @@
+"""The fast multiclass losses and row utilities: validation, then one fused kernel call.
+
+Each function has the signature, semantics and docstring of its twin in
+:mod:`fastloss.reference`; the work is done by ``_multiclass_kernels``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastloss import _multiclass_kernels, reference
+from fastloss._elementwise import _empty_mean, same_doc_as
+from fastloss._validation import (LossGrad, check_kind, check_parameter, mean_denominator,
+                                  prepare_multiclass, prepare_rows)
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_NO_WEIGHT = np.empty(0)
+_NO_LABELS = np.empty(0, dtype=np.intp)
+_NO_ROWS = {dt: np.empty((0, 0), dtype=dt) for dt in _FLOAT_DTYPES}
+_NO_VALUES = {dt: np.empty(0, dtype=dt) for dt in _FLOAT_DTYPES}
+
+
+def _specialised(name):
+    """The float and double specialisations of a fused kernel, by NumPy dtype."""
+    fused = getattr(_multiclass_kernels, name)
+    return {dt: fused.__signatures__[ctype] for dt, ctype in _CTYPE.items()}
+
+
+_KERNELS = {name: _specialised(name) for name in
+            ("softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
+             "multiclass_hinge", "logsumexp", "softmax", "log_softmax")}
+
+
+def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale, n_threads,
+          class_weight=None, label_smoothing=0.0, margin=0.0, squared=False,
+          crammer_singer=False, ignore_index=None):
+    """One call of a fused kernel; returns the float64 sum of s_i loss_i."""
+    dtype = x.dtype
+    return _KERNELS[name][dtype](
+        x,
+        _NO_ROWS[dtype] if target is None else target,
+        _NO_LABELS if labels is None else labels,
+        _NO_WEIGHT if sample_weight is None else sample_weight,
+        _NO_WEIGHT if class_weight is None else class_weight,
+        label_smoothing, margin, squared, crammer_singer,
+        ignore_index is not None, 0 if ignore_index is None else ignore_index,
+        _NO_VALUES[dtype] if loss_out is None else loss_out,
+        _NO_ROWS[dtype] if grad_out is None else grad_out,
+        grad_scale, n_threads)
+
+
+def _run(name, prep, denominator, **params):
+    """Run a multiclass loss kernel and apply the reduction.
+
+    ``denominator`` is the "mean" divisor; ``params`` the loss parameters of
+    :func:`_call`.
+    """
+    dtype, shape = prep.dtype, prep.shape
+    reduction = prep.reduction
+    grad_scale = 1.0
+    if reduction == "mean":
+        if denominator == 0:            # a mean over nothing: 0 and a zero gradient
+            return _empty_mean(prep)
+        grad_scale = 1.0 / denominator
+    loss_out = np.zeros(shape[0], dtype) if reduction == "none" else None
+    grad_out = None
+    if prep.grad:
+        grad_out = prep.out if prep.out is not None else np.empty(shape, dtype)
+        if shape[1] == 0:
+            grad_out.fill(0)
+    labels = prep.target if prep.has_labels else None
+    target = None if prep.has_labels else prep.target
+    total = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out, grad_scale,
+                  prep.n_threads, **params)
+    if reduction == "none":
+        loss = loss_out
+    elif reduction == "mean":
+        loss = total / denominator
+    else:
+        loss = total
+    return LossGrad(loss, grad_out)
+
+
+def _rows_denominator(prep):
+    """The "mean" divisor of a loss averaged over rows: sum_i s_i (N without weights)."""
+    return mean_denominator(prep, 1)
+
+
+@same_doc_as(reference.softmax_cross_entropy)
+def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
+                          label_smoothing=0.0, sample_weight=None, reduction="mean",
+                          grad=True, out=None, n_threads=None):
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              class_weight=class_weight, ignore_index=ignore_index,
+                              label_smoothing=label_smoothing)
+    if not prep.has_labels:
+        denominator = _rows_denominator(prep)
+    elif prep.shape[1] == 0:
+        denominator = 0.0               # every label is ignored
+    else:
+        denominator = _multiclass_kernels.label_weight_sum(
+            prep.target, _NO_WEIGHT if prep.class_weight is None else prep.class_weight,
+            _NO_WEIGHT if prep.weight is None else prep.weight,
+            prep.ignore_index is not None,
+            0 if prep.ignore_index is None else prep.ignore_index)
+    return _run("softmax_cross_entropy", prep, denominator, class_weight=prep.class_weight,
+                label_smoothing=prep.label_smoothing, ignore_index=prep.ignore_index)
+
+
+@same_doc_as(reference.softmax_binary_cross_entropy)
+def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reduction="mean",
+                                 grad=True, out=None, n_threads=None):
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads)
+    return _run("softmax_binary_cross_entropy", prep, _rows_denominator(prep))
+
+
+@same_doc_as(reference.kl_divergence)
+def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
+                  out=None, n_threads=None):
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="probabilities")
+    return _run("kl_divergence", prep, _rows_denominator(prep))
+
+
+@same_doc_as(reference.multiclass_hinge)
+def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squared=False,
+                     sample_weight=None, reduction="mean", grad=True, out=None,
+                     n_threads=None):
+    margin = check_parameter(margin, "margin")
+    kind = check_kind(kind)
+    prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", pred_name="scores")
+    return _run("multiclass_hinge", prep, _rows_denominator(prep), margin=margin,
+                squared=bool(squared), crammer_singer=kind == "crammer_singer")
+
+
+@same_doc_as(reference.logsumexp)
+def logsumexp(x, *, out=None, n_threads=None):
+    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=1)
+    result = out if out is not None else np.empty(arr.shape[0], arr.dtype)
+    if arr.shape[1] == 0:
+        result.fill(-np.inf)            # the log of an empty sum
+    else:
+        _call("logsumexp", arr, None, None, None, result, None, 1.0, threads)
+    return result
+
+
+@same_doc_as(reference.softmax)
+def softmax(x, *, out=None, n_threads=None):
+    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=2)
+    result = out if out is not None else np.empty(arr.shape, arr.dtype)
+    _call("softmax", arr, None, None, None, None, result, 1.0, threads)
+    return result
+
+
+@same_doc_as(reference.log_softmax)
+def log_softmax(x, *, out=None, n_threads=None):
+    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=2)
+    result = out if out is not None else np.empty(arr.shape, arr.dtype)
+    _call("log_softmax", arr, None, None, None, None, result, 1.0, threads)
+    return result

@@ -1,0 +1,134 @@
+# The stable row maths shared by the multiclass kernels, written once.
+#
+# Every function works on one row of C values in place, through pointers, so
+# that the kernels can read the logits and write the gradient into the same
+# buffer (out=logits).  The row rule (the NumPy reference follows it too):
+#
+#   m = max_c x_c, k = the first class with x_k = m,
+#   z_c = x_c - m (the shifted logit), e_c = exp(z_c),
+#   S = sum_{c != k} e_c, T = 1 + S = sum_c e_c,
+#   log-sum-exp = m + log1p(S),  log p_c = z_c - log1p(S),  p_c = e_c / T.
+#
+# Writing the log-sum-exp as m + log1p(S) rather than m + log(T) keeps the
+# digits of S when it is tiny (Blanchard, Higham & Higham, "Accurately
+# computing the log-sum-exp and softmax functions", IMA J. Numer. Anal. 2021).
+#
+# Infinite maximum (+inf, or -inf for a row of -inf only): the classes at m
+# share the probability equally (z_c = 0 there) and z_c = x_c - m = -inf
+# elsewhere.  NaN in a row reaches S and so every result of the row.
+
+from libc.math cimport exp, log, log1p, expm1, INFINITY
+
+ctypedef fused floating:
+    float
+    double
+
+
+# --- the only calls into libm: one place to swap in vectorised versions ----
+
+cdef inline double math_exp(double x) noexcept nogil:
+    return exp(x)
+
+
+cdef inline double math_log(double x) noexcept nogil:
+    return log(x)
+
+
+cdef inline double math_log1p(double x) noexcept nogil:
+    return log1p(x)
+
+
+cdef inline double math_expm1(double x) noexcept nogil:
+    return expm1(x)
+
+
+# --- scalar pieces -----------------------------------------------------------
+
+cdef inline double shifted_logit(double x, double row_max) noexcept nogil:
+    """x - m, with 0 at the maximum itself (so also when m is infinite)."""
+    return 0.0 if x == row_max else x - row_max
+
+
+cdef inline double log1mexp(double a) noexcept nogil:
+    """log(1 - exp(a)) for a <= 0, switching at -log 2 (Maechler 2012).
+
+    Near 0, 1 - exp(a) = -expm1(a) keeps its digits; far below, log1p(-exp(a))
+    does.  M. Maechler, "Accurately computing log(1 - exp(-|a|))", 2012.
+    """
+    if a > -0.6931471805599453:
+        return math_log(-math_expm1(a))
+    return math_log1p(-math_exp(a))
+
+
+# --- row passes --------------------------------------------------------------
+
+cdef struct RowMax:
+    double value        # m
+    Py_ssize_t index    # k, the first position of m (0 when the row holds NaN first)
+
+
+cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
+    """The maximum of x[0:n] (n >= 1) and its first position.
+
+    A NaN that is not first is skipped here; it reaches S in the exp pass.
+    """
+    cdef RowMax result
+    cdef double best = x[0]
+    cdef Py_ssize_t c
+    for c in range(1, n):
+        if x[c] > best:
+            best = x[c]
+    result.value = best
+    result.index = 0
+    for c in range(n):
+        if x[c] == best:
+            result.index = c
+            break
+    return result
+
+
+cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
+                                  floating* exp_out) noexcept nogil:
+    """S = sum_{c != k} exp(z_c); writes exp(z_c) for every c to exp_out unless NULL.
+
+    exp_out may be x itself: each x[c] is read before exp_out[c] is written.
+    """
+    cdef double total = 0.0, e
+    cdef Py_ssize_t c
+    if exp_out != NULL:
+        for c in range(m.index):
+            e = math_exp(shifted_logit(x[c], m.value))
+            exp_out[c] = <floating>e
+            total += e
+        exp_out[m.index] = <floating>math_exp(shifted_logit(x[m.index], m.value))
+        for c in range(m.index + 1, n):
+            e = math_exp(shifted_logit(x[c], m.value))
+            exp_out[c] = <floating>e
+            total += e
+    else:
+        for c in range(m.index):
+            total += math_exp(shifted_logit(x[c], m.value))
+        for c in range(m.index + 1, n):
+            total += math_exp(shifted_logit(x[c], m.value))
+    return total
+
+
+cdef inline double log_sum_exp_others(const floating* x, Py_ssize_t n, RowMax m,
+                                      double others) noexcept nogil:
+    """log S = log(sum_{c != k} exp(z_c)), also when S underflows.
+
+    ``others`` is S as summed by exp_sum_others.  When it is tiny (its terms
+    are subnormal or zero), log S is recomputed as the log-sum-exp of the
+    other classes around their own maximum m2: (m2 - m) + log(sum exp(x_c - m2)).
+    """
+    cdef double second = -INFINITY, total = 0.0
+    cdef Py_ssize_t c
+    if others > 1e-280 or n < 2:
+        return math_log(others)
+    for c in range(n):
+        if c != m.index and x[c] > second:
+            second = x[c]
+    for c in range(n):
+        if c != m.index:
+            total += math_exp(shifted_logit(x[c], second))
+    return shifted_logit(second, m.value) + math_log(total)
