@@ -301,6 +301,22 @@ class _RowStats:
         grad[self.rows[at_max], labels[at_max]] = (-self.others / (1 + self.others))[at_max]
         return grad
 
+    def target_gradient(self, a):
+        """(sum_c a_c) p - a for non-negative class coefficients a (N, C).
+
+        At the first maximum k, A p_k - a_k = (sum_{c != k} a_c) - A S / (1 + S),
+        which keeps its digits when p_k is close to 1 and a_k close to A.
+        """
+        a = a.astype(np.float64)
+        a_sum = np.sum(a, axis=1)
+        grad = a_sum[:, None] * self.softmax() - a
+        if self.n_classes > 0:
+            a_others = a.copy()
+            a_others[self.rows, self.argmax] = 0
+            grad[self.rows, self.argmax] = (np.sum(a_others, axis=1)
+                                            - a_sum * self.others / (1 + self.others))
+        return grad
+
     def log_others(self):
         """log S = log(sum_{c != k} e_c) without underflow (the log-sum-exp of the others)."""
         if self.n_classes < 2:
@@ -423,7 +439,7 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
             t = (1 - eps) * t + eps / n_classes
         weighted_t = w * t
         loss = -np.sum(_xmul(weighted_t, log_p), axis=1)
-        grad_value = np.sum(weighted_t, axis=1, keepdims=True) * stats.softmax() - weighted_t
+        grad_value = stats.target_gradient(weighted_t)
         denominator = float(np.sum(sample))
     return _finish(prep, loss, grad_value, denominator)
 
@@ -528,7 +544,7 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
     t = prep.target
     stats = _RowStats(prep.pred)
     loss = np.sum(_xlogx(t.astype(np.float64)) - _xmul(t, stats.log_softmax()), axis=1)
-    grad_value = np.sum(t, axis=1, keepdims=True, dtype=np.float64) * stats.softmax() - t
+    grad_value = stats.target_gradient(t)
     n_rows = t.shape[0]
     return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
                                                  else np.sum(prep.weight)))
