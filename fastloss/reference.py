@@ -6,7 +6,8 @@ anyone can read.  ``import fastloss.reference as fl`` and ``import fastloss
 as fl`` are interchangeable.
 
 The per-element maths is computed in the computation dtype (float32 or
-float64); sums are accumulated in float64.
+float64); sums are accumulated in float64.  The multiclass rows are computed
+in float64, as in the kernels, and cast to the computation dtype at the end.
 """
 from __future__ import annotations
 
@@ -253,9 +254,15 @@ def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="
 
 
 class _RowStats:
-    """The shifted logits of each row and the sums the row maths is built on."""
+    """The shifted logits of each row and the sums the row maths is built on.
+
+    As in the kernels, each row is computed in float64 from the stored values
+    (so float32 rows like [3e38, -3e38] give finite losses); the public
+    functions cast their results to the computation dtype.
+    """
 
     def __init__(self, x):
+        x = x.astype(np.float64)
         n_rows, n_classes = x.shape
         self.n_rows, self.n_classes = n_rows, n_classes
         self.rows = np.arange(n_rows)
@@ -269,8 +276,8 @@ class _RowStats:
             return
         m = np.max(x, axis=1, keepdims=True)
         with np.errstate(invalid="ignore"):
-            self.shifted = np.where(x == m, 0, x - m).astype(x.dtype)
-        self.max = m[:, 0].astype(np.float64)
+            self.shifted = np.where(x == m, 0, x - m)
+        self.max = m[:, 0]
         self.argmax = np.argmax(x, axis=1)
         self.exp = np.exp(self.shifted)
         exp_others = self.exp.copy()
@@ -283,10 +290,10 @@ class _RowStats:
             return self.max + self.log1p_others
 
     def log_softmax(self):
-        return (self.shifted - self.log1p_others[:, None]).astype(self.shifted.dtype)
+        return self.shifted - self.log1p_others[:, None]
 
     def softmax(self):
-        return (self.exp / (1 + self.others[:, None])).astype(self.shifted.dtype)
+        return self.exp / (1 + self.others[:, None])
 
     def label_gradient(self, labels):
         """softmax - onehot(labels), with p_y - 1 = -S / (1 + S) where y is the maximum.
@@ -295,7 +302,7 @@ class _RowStats:
         close to 1; when y is not the first maximum p_y <= 1/2 and p_y - 1 is
         exact enough as written.
         """
-        grad = self.softmax().astype(np.float64)
+        grad = self.softmax()
         grad[self.rows, labels] -= 1
         at_max = labels == self.argmax
         grad[self.rows[at_max], labels[at_max]] = (-self.others / (1 + self.others))[at_max]
@@ -321,7 +328,7 @@ class _RowStats:
         """log S = log(sum_{c != k} e_c) without underflow (the log-sum-exp of the others)."""
         if self.n_classes < 2:
             return np.full(self.n_rows, -np.inf)
-        others = self.shifted.astype(np.float64)
+        others = self.shifted.copy()
         others[self.rows, self.argmax] = -np.inf
         second = np.max(others, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -487,7 +494,7 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
     else:
         t = prep.target.astype(np.float64)
     stats = _RowStats(x)
-    log_p = stats.log_softmax().astype(np.float64)
+    log_p = stats.log_softmax()
     rows, k = stats.rows, stats.argmax
     with np.errstate(divide="ignore", invalid="ignore"):
         log_1mp = _log1mexp(np.minimum(log_p, 0))
@@ -541,9 +548,9 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
     """
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               target_kind="probabilities")
-    t = prep.target
+    t = prep.target.astype(np.float64)
     stats = _RowStats(prep.pred)
-    loss = np.sum(_xlogx(t.astype(np.float64)) - _xmul(t, stats.log_softmax()), axis=1)
+    loss = np.sum(_xlogx(t) - _xmul(t, stats.log_softmax()), axis=1)
     grad_value = stats.target_gradient(t)
     n_rows = t.shape[0]
     return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
@@ -677,7 +684,7 @@ def softmax(x, *, out=None, n_threads=None):
       array([[0.5, 0.5]])
     """
     arr, out, _ = prepare_rows(x, out, n_threads, out_ndim=2)
-    return _rows_result(_RowStats(arr).softmax(), out)
+    return _rows_result(_RowStats(arr).softmax().astype(arr.dtype), out)
 
 
 def log_softmax(x, *, out=None, n_threads=None):
@@ -701,4 +708,4 @@ def log_softmax(x, *, out=None, n_threads=None):
       array([[-0.69314718, -0.69314718]])
     """
     arr, out, _ = prepare_rows(x, out, n_threads, out_ndim=2)
-    return _rows_result(_RowStats(arr).log_softmax(), out)
+    return _rows_result(_RowStats(arr).log_softmax().astype(arr.dtype), out)
