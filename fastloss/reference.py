@@ -496,7 +496,7 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
     stats = _RowStats(x)
     log_p = stats.log_softmax()
     rows, k = stats.rows, stats.argmax
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_1mp = _log1mexp(np.minimum(log_p, 0))
         if n_classes > 0:
             log_1mp[rows, k] = stats.log_others() - stats.log1p_others
