@@ -1,5 +1,7 @@
 """The multiclass losses and row utilities: fast kernels against the NumPy reference,
 the reference against finite differences and scipy, extreme rows, bad input."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,8 @@ from helpers import assert_close, assert_unchanged, finite_difference_gradient, 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]
 
-# (N, C) = (13_500, 5): three chunks of rows, so that two threads split the work.
-N_ROWS, N_CLASSES = 13_500, 5
+# (N, C) = (7_000, 5): two chunks of rows, so that two threads split the work.
+N_ROWS, N_CLASSES = 7_000, 5
 
 
 def make_logits(rng, n_rows=N_ROWS, n_classes=N_CLASSES, dtype=np.float64, scale=3.0):
@@ -51,6 +53,8 @@ CASES = [
     ("multiclass_hinge", "labels", {"kind": "crammer_singer"}),
 ]
 CASE_IDS = ["-".join([name, kind] + sorted(kwargs)) for name, kind, kwargs in CASES]
+# The big grid below runs every option at least once, not every case.
+GRID_CASES = [0, 1, 3, 4, 5, 6, 7, 8, 9]
 
 # (out, layout): out None / a fresh array / the logits themselves, and logits that
 # are C-contiguous, read-only or strided.  In place needs writeable contiguous logits.
@@ -69,7 +73,9 @@ def make_target(rng, kind, dtype, n_rows=N_ROWS, n_classes=N_CLASSES, ignore_ind
 
 
 def with_layout(x, layout):
-    if layout == "readonly":
+    if layout == "contiguous":
+        x = x.copy()
+    elif layout == "readonly":
         x = x.copy()
         x.flags.writeable = False
     elif layout == "strided":
@@ -80,20 +86,33 @@ def with_layout(x, layout):
     return x
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("out_kind,layout", OUT_LAYOUTS)
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name,target_kind,kwargs", CASES, ids=CASE_IDS)
-def test_kernel_matches_reference(name, target_kind, kwargs, dtype, reduction, weighted,
-                                  out_kind, layout, n_threads):
+@functools.lru_cache(maxsize=None)
+def reference_result(case, dtype, reduction, weighted):
+    """Inputs and reference result of one grid point, computed once for every out/layout."""
+    name, target_kind, kwargs = CASES[case]
     rng = np.random.default_rng(0)
     logits = make_logits(rng, dtype=dtype)
     target = make_target(rng, target_kind, dtype, ignore_index=kwargs.get("ignore_index"))
     sample_weight = rng.uniform(0.0, 2.0, N_ROWS) if weighted else None
     expected = getattr(reference, name)(logits, target, sample_weight=sample_weight,
                                         reduction=reduction, **kwargs)
+    for array in (logits, target, sample_weight, expected.loss, expected.grad):
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+    return logits, target, sample_weight, expected
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("out_kind,layout", OUT_LAYOUTS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GRID_CASES, ids=[CASE_IDS[i] for i in GRID_CASES])
+def test_kernel_matches_reference(case, dtype, reduction, weighted, out_kind, layout,
+                                  n_threads):
+    name, _, kwargs = CASES[case]
+    logits, target, sample_weight, expected = reference_result(case, dtype, reduction,
+                                                               weighted)
 
     x = with_layout(logits, layout)
     out = None
@@ -202,9 +221,10 @@ UTILITIES = ["logsumexp", "softmax", "log_softmax"]
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("out_kind,layout", OUT_LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", UTILITIES)
+@pytest.mark.parametrize("name,out_kind,layout",
+                         [(name, out, layout) for name in UTILITIES for out, layout in OUT_LAYOUTS
+                          if not (name == "logsumexp" and out == "inplace")])
 def test_utility_kernel_matches_reference(name, dtype, out_kind, layout, n_threads):
     rng = np.random.default_rng(5)
     logits = make_logits(rng, dtype=dtype, scale=30.0)
@@ -214,9 +234,7 @@ def test_utility_kernel_matches_reference(name, dtype, out_kind, layout, n_threa
     out = None
     if out_kind == "fresh":
         out = np.full(out_shape, np.nan, dtype)
-    elif out_kind == "inplace":
-        if name == "logsumexp":
-            pytest.skip("logsumexp has a (N,) output: it cannot be written over x")
+    elif out_kind == "inplace":                # logsumexp's (N,) output cannot be x
         x = logits.copy()
         out = x
     before = [] if out_kind == "inplace" else snapshot(x)
@@ -284,6 +302,7 @@ def extreme_cases():
             yield row, label
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("row,label", list(extreme_cases()))
 @pytest.mark.parametrize("name,target_kind,kwargs", CASES, ids=CASE_IDS)
