@@ -382,6 +382,11 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
     any magnitude.  A term with a zero coefficient vanishes even where
     log p_c = -inf (a -inf logit).
 
+    Infinite logits: the classes at an infinite row maximum share the
+    probability equally (+inf beats every finite logit; a row of -inf only is
+    uniform), and a -inf logit below a finite maximum has probability 0.
+    NaN in a row makes that row's loss and gradient NaN, and no other row's.
+
     Args:
       logits: shape (N, C).
       target: (N,) integer labels (any integer dtype; floats are a TypeError)
@@ -665,9 +670,10 @@ def logsumexp(x, *, out=None, n_threads=None):
 def softmax(x, *, out=None, n_threads=None):
     """softmax of each row: p_c = exp(x_c - m) / sum_j exp(x_j - m), m the row maximum.
 
-    Rows with infinite logits follow the rule of the module: the classes at
-    an infinite maximum share the probability equally.  As
-    ``scipy.special.softmax(x, axis=1)`` for finite rows.
+    The classes at an infinite row maximum share the probability equally
+    (+inf beats every finite logit; a row of -inf only is uniform); a -inf
+    logit below a finite maximum has probability 0; NaN makes its row NaN.
+    As ``scipy.special.softmax(x, axis=1)`` for finite rows.
 
     Args:
       x: shape (N, C).
@@ -691,7 +697,8 @@ def log_softmax(x, *, out=None, n_threads=None):
     """log softmax of each row: (x_c - m) - log1p(sum_{j != k} exp(x_j - m)).
 
     m is the row maximum at its first position k.  Finite for finite logits
-    of any magnitude; as ``scipy.special.log_softmax(x, axis=1)``.
+    of any magnitude; as ``scipy.special.log_softmax(x, axis=1)``.  Infinite
+    logits follow the rule of :func:`softmax`.
 
     Args:
       x: shape (N, C).
