@@ -221,6 +221,14 @@ class PreparedMulticlass(Prepared):
     __slots__ = ("has_labels", "class_weight", "ignore_index", "label_smoothing")
 
 
+def as_any_array(x, name):
+    """np.asarray(x), with a ValueError naming the argument for ragged sequences."""
+    try:
+        return np.asarray(x)
+    except ValueError as error:
+        raise ValueError(f"{name} could not be converted to an array: {error}") from None
+
+
 def check_logits(arr, name):
     check_ndim(arr, name, (2,))
 
@@ -256,7 +264,7 @@ def as_labels(target, n_rows, n_classes, ignore_index=None, name="target"):
     Every label must lie in [0, n_classes) or equal ``ignore_index``; the
     first one that does not is named in the ValueError.
     """
-    arr = np.asarray(target)
+    arr = as_any_array(target, name)
     if arr.dtype.kind in "fc" or arr.dtype.kind == "b":
         if arr.size > 0 or arr.dtype.kind == "b":
             raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}: "
@@ -286,7 +294,8 @@ def as_class_weight(class_weight, n_classes):
     """None or (C,) weights -> float64 (C,) or None."""
     if class_weight is None:
         return None
-    weight = np.ascontiguousarray(_real_array(class_weight, "class_weight"), dtype=np.float64)
+    # np.asarray, not np.ascontiguousarray, which would turn a scalar into shape (1,)
+    weight = np.asarray(_real_array(class_weight, "class_weight"), dtype=np.float64, order="C")
     if weight.shape != (n_classes,):
         raise ValueError(f"class_weight must have shape ({n_classes},), one weight per class, "
                          f"got class_weight.shape={weight.shape}")
@@ -309,13 +318,14 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     pred_arr = as_float_array(logits, pred_name)
     check_logits(pred_arr, pred_name)
     n_rows, n_classes = pred_arr.shape
-    target_ndim = np.ndim(target)
+    target = as_any_array(target, "target")
+    target_ndim = target.ndim
     if target_kind == "either":
         target_kind = "probabilities" if target_ndim == 2 else "labels"
     if target_kind == "labels":
-        if target_ndim == 2 and np.shape(target) == pred_arr.shape:
+        if target_ndim == 2 and target.shape == pred_arr.shape:
             raise ValueError(f"target must be ({n_rows},) integer class labels for this loss, "
-                             f"got shape {np.shape(target)}")
+                             f"got shape {target.shape}")
         target_arr = as_labels(target, n_rows, n_classes, ignore_index)
     else:
         target_arr = as_float_array(target, "target", pred_arr.dtype)
