@@ -92,6 +92,7 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
     """S = sum_{c != k} exp(z_c); writes exp(z_c) for every c to exp_out unless NULL.
 
     exp_out may be x itself: each x[c] is read before exp_out[c] is written.
+    A NaN maximum (x[0] is NaN) makes S NaN, also when the row has one class.
     """
     cdef double total = 0.0, e
     cdef Py_ssize_t c
@@ -110,6 +111,8 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
             total += math_exp(shifted_logit(x[c], m.value))
         for c in range(m.index + 1, n):
             total += math_exp(shifted_logit(x[c], m.value))
+    if m.value != m.value:
+        return m.value
     return total
 
 

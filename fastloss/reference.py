@@ -282,7 +282,8 @@ class _RowStats:
         self.exp = np.exp(self.shifted)
         exp_others = self.exp.copy()
         exp_others[self.rows, self.argmax] = 0
-        self.others = np.sum(exp_others, axis=1, dtype=np.float64)      # S
+        # S; a NaN maximum makes it NaN, also in a row of one class
+        self.others = np.where(np.isnan(self.max), np.nan, np.sum(exp_others, axis=1))
         self.log1p_others = np.log1p(self.others)
 
     def logsumexp(self):
@@ -621,8 +622,11 @@ def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squar
             others = s.copy()
             others[rows, y] = -np.inf
             best = np.argmax(others, axis=1)   # the first maximum (or the first NaN)
+            # when every wrong class is at -inf, argmax may return y: take the first j != y
+            best = np.where(best == y, np.where(y == 0, 1, 0), best)
             z = np.zeros(s.shape)
-            z[rows, best] = margin + others[rows, best] - s_y
+            if n_classes > 1:                  # else no wrong class, no hinge
+                z[rows, best] = margin + others[rows, best] - s_y
         with np.errstate(invalid="ignore"):
             active = np.maximum(z, 0)          # keeps NaN
             loss = np.sum(active ** power, axis=1)
