@@ -546,7 +546,7 @@ def logit_rows(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,target_kind,kwargs", CASES, ids=CASE_IDS)
 def test_random_special_rows_match_reference(name, target_kind, kwargs, dtype):
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=25, deadline=None)
     @given(logits=logit_rows(dtype), seed=st.integers(0, 2**16))
     def check(logits, seed):
         rng = np.random.default_rng(seed)
