@@ -1,0 +1,37 @@
+"""The classic comparison of MSE, cross-entropy and hinge loss, reproduced with fastloss.
+
+Each experiment is one module with three functions:
+
+* ``compute(quick=False)`` runs it with fastloss's kernels and returns its
+  numbers (no matplotlib needed; ``quick`` is a smaller run for the tests);
+* ``report(result)`` formats those numbers as text;
+* ``plot(result, out_dir)`` draws its figure(s) as PNG files (needs matplotlib).
+
+Regenerate every figure and print every number with::
+
+    python -m fastloss.showcase --out docs/figures
+
+The experiments need SciPy and scikit-learn (bundled datasets only) and the
+figures need matplotlib: ``pip install 'fastloss[showcase]'``.  ``import
+fastloss`` never imports this subpackage.
+"""
+from __future__ import annotations
+
+import importlib
+
+# In the order of the comparison they reproduce.
+EXPERIMENTS = (
+    "learning_speed",           # 1. MSE's slow start against cross-entropy's fast one
+    "cross_entropy_variants",   # 2. the two multiclass cross-entropies differ by an offset
+    "sigmoid_derivative",       # 3. where sigma' vanishes
+    "margin_losses",            # 4. binary losses against the margin y f(x)
+    "hinge_vs_cross_entropy",   # 5. hinge is zero past the margin, cross-entropy is not
+    "digits",                   # 6. linear models on the digits data, against scikit-learn
+)
+
+
+def load(name):
+    """The module of experiment ``name`` (one of :data:`EXPERIMENTS`)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,54 @@
+"""Run the showcase: ``python -m fastloss.showcase --out docs/figures``.
+
+Runs every experiment (or those named with ``--only``), prints its numbers
+and writes its figures as PNG files into the ``--out`` directory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from fastloss.showcase import EXPERIMENTS, load
+
+
+def main(argv=None):
+    """Command-line entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastloss.showcase",
+        description="Reproduce the classic comparison of MSE, cross-entropy and hinge loss "
+                    "with fastloss: print the numbers and write the figures.")
+    parser.add_argument("--out", default="docs/figures",
+                        help="directory for the PNG figures (default: docs/figures)")
+    parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, metavar="NAME",
+                        help="run only these experiments: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--no-figures", action="store_true",
+                        help="print the numbers only (no matplotlib needed)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the small, fast version of each experiment (as in the tests)")
+    args = parser.parse_args(argv)
+
+    if not args.no_figures:
+        from fastloss.showcase._plot import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            print(f"error: {exc} (or pass --no-figures)", file=sys.stderr)
+            return 2
+
+    for index, name in enumerate(args.only or EXPERIMENTS, start=1):
+        experiment = load(name)
+        start = time.perf_counter()
+        result = experiment.compute(quick=args.quick)
+        elapsed = time.perf_counter() - start
+        print(f"== {name} ({elapsed:.1f} s) ==")
+        print(experiment.report(result))
+        if not args.no_figures:
+            for path in experiment.plot(result, args.out):
+                print(f"  wrote {path}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
