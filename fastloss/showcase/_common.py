@@ -22,3 +22,10 @@ def sigmoid_derivative(z):
     """sigma'(z) = sigma(z) sigma(-z) (= sigma(z) (1 - sigma(z)), without cancellation)."""
     z = np.asarray(z, dtype=np.float64)
     return sigmoid(z) * sigmoid(-z)
+
+
+def loss_function(name):
+    """fastloss.<name>, or its NumPy reference twin (same signature) if not built."""
+    from fastloss import reference
+
+    return getattr(fl, name, None) or getattr(reference, name)
