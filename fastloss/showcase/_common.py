@@ -15,7 +15,8 @@ def sigmoid(z):
     """
     z = np.asarray(z, dtype=np.float64)
     flat = z.reshape(-1)
-    return fl.binary_cross_entropy(flat, np.zeros_like(flat), reduction="none").grad.reshape(z.shape)
+    grad = fl.binary_cross_entropy(flat, np.zeros_like(flat), reduction="none").grad
+    return grad.reshape(z.shape)
 
 
 def sigmoid_derivative(z):
@@ -23,9 +24,3 @@ def sigmoid_derivative(z):
     z = np.asarray(z, dtype=np.float64)
     return sigmoid(z) * sigmoid(-z)
 
-
-def loss_function(name):
-    """fastloss.<name>, or its NumPy reference twin (same signature) if not built."""
-    from fastloss import reference
-
-    return getattr(fl, name, None) or getattr(reference, name)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastloss.showcase._common import loss_function
+import fastloss as fl
 
 NAME = "cross_entropy_variants"
 
@@ -57,12 +57,10 @@ class Result:
 
 def compute(quick=False, n_classes=10):
     """Both losses for p_y from 0.01 to 0.98 (fewer points when ``quick``)."""
-    softmax_cross_entropy = loss_function("softmax_cross_entropy")
-    softmax_binary_cross_entropy = loss_function("softmax_binary_cross_entropy")
     p = np.linspace(0.01, 0.98, 98 if quick else 971)
     logits, labels = even_rows(p, n_classes)
-    standard = softmax_cross_entropy(logits, labels, reduction="none", grad=False).loss
-    variant = softmax_binary_cross_entropy(logits, labels, reduction="none", grad=False).loss
+    standard = fl.softmax_cross_entropy(logits, labels, reduction="none", grad=False).loss
+    variant = fl.softmax_binary_cross_entropy(logits, labels, reduction="none", grad=False).loss
     q = (1 - p) / (n_classes - 1)
     slope_ratio = np.gradient(variant, p) / np.gradient(standard, p)
     return Result(n_classes, p, standard, variant, 1 - p, (1 - p) / (1 - q),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastloss.showcase._common import loss_function
+import fastloss as fl
 
 NAME = "hinge_vs_cross_entropy"
 KINDS = ("weston_watkins", "crammer_singer")
@@ -38,12 +38,10 @@ EXAMPLE_SCORES = np.array([
 
 def losses(scores, labels, margin=1.0):
     """{name: (per-row losses, per-row gradients)} for both hinges and cross-entropy."""
-    multiclass_hinge = loss_function("multiclass_hinge")
-    softmax_cross_entropy = loss_function("softmax_cross_entropy")
-    result = {kind: tuple(multiclass_hinge(scores, labels, margin=margin, kind=kind,
-                                           reduction="none"))
+    result = {kind: tuple(fl.multiclass_hinge(scores, labels, margin=margin, kind=kind,
+                                              reduction="none"))
               for kind in KINDS}
-    result["cross_entropy"] = tuple(softmax_cross_entropy(scores, labels, reduction="none"))
+    result["cross_entropy"] = tuple(fl.softmax_cross_entropy(scores, labels, reduction="none"))
     return result
 
 

@@ -75,7 +75,8 @@ def plot(result, out_dir):
 
     fig, (ax,) = new_figure(1, width=6.5)
     ax.plot(result.z, result.sigma, color="#1f77b4", label="sigma(z)")
-    ax.plot(result.z, result.derivative, color="#d62728", label="sigma'(z) = sigma(z)(1 - sigma(z))")
+    ax.plot(result.z, result.derivative, color="#d62728",
+            label="sigma'(z) = sigma(z)(1 - sigma(z))")
     cut = result.exact_cutoff[0.1]
     for side in (-1, 1):
         ax.axvspan(side * cut, side * result.z.max(), color="grey", alpha=0.12)
