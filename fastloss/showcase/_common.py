@@ -24,3 +24,17 @@ def sigmoid_derivative(z):
     z = np.asarray(z, dtype=np.float64)
     return sigmoid(z) * sigmoid(-z)
 
+
+
+def single_threaded_blas():
+    """A context in which NumPy's BLAS uses one thread.
+
+    The experiments multiply small matrices (at most 1347 x 64 by 64 x 10),
+    for which waking and synchronising BLAS threads costs more than the
+    product: on a busy two-core machine the digits fits ran some 40 times
+    slower with the default thread pool.  threadpoolctl comes with
+    scikit-learn, which these experiments need anyway.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastloss as fl
-from fastloss.showcase._common import sigmoid, sigmoid_derivative
+from fastloss.showcase._common import sigmoid, sigmoid_derivative, single_threaded_blas
 
 NAME = "learning_speed"
 LOSSES = ("mse", "cross_entropy")
@@ -172,7 +172,8 @@ class Result:
 
 def compute(quick=False):
     """Run both parts; ``quick`` shortens part B (for tests)."""
-    return Result(neuron(), breast_cancer(epochs=200 if quick else 1000))
+    with single_threaded_blas():
+        return Result(neuron(), breast_cancer(epochs=200 if quick else 1000))
 
 
 def _epochs(n):
