@@ -41,6 +41,8 @@ def even_rows(p_correct, n_classes):
 
 @dataclass
 class Result:
+    """Both losses along the p_y grid, with the derived bounds of their offset."""
+
     n_classes: int
     p_correct: np.ndarray
     standard: np.ndarray        # -log p_y per row
@@ -52,6 +54,7 @@ class Result:
 
     @property
     def offset(self):
+        """variant - standard = -sum_{j != y} log(1 - p_j), per row."""
         return self.variant - self.standard
 
 

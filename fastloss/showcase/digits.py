@@ -80,6 +80,8 @@ def score_loss(model, labels, n_classes):
 
 @dataclass
 class Fit:
+    """A fitted linear model and how L-BFGS-B got there."""
+
     weights: np.ndarray         # (n_features, n_classes)
     bias: np.ndarray            # (n_classes,)
     objective: float
@@ -88,6 +90,7 @@ class Fit:
     message: str
 
     def predict(self, features):
+        """The class with the largest score for each row of ``features``."""
         return np.argmax(features @ self.weights + self.bias, axis=1)
 
 
@@ -137,6 +140,8 @@ def sklearn_models(x_train, y_train, C):
 
 @dataclass
 class Result:
+    """Every model's fit and accuracy, and scikit-learn's accuracy beside it."""
+
     n_train: int
     n_test: int
     C: float

@@ -47,6 +47,8 @@ def losses(scores, labels, margin=1.0):
 
 @dataclass
 class Result:
+    """The lead sweep and the example rows, each loss with its gradient."""
+
     margin: float
     lead: np.ndarray                    # s_y - max_{j != y} s_j along the sweep
     sweep: dict                         # name -> per-lead loss

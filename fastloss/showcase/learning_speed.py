@@ -52,6 +52,8 @@ def loss_and_dz(loss, z, y):
 
 @dataclass
 class NeuronRun:
+    """One loss's training history on the single neuron."""
+
     loss: np.ndarray            # loss after each epoch (index 0: the start)
     output: np.ndarray          # a = sigma(w x + b) after each epoch
     grad_z: np.ndarray          # dL/dz at each epoch's weights
@@ -59,6 +61,8 @@ class NeuronRun:
 
 @dataclass
 class NeuronResult:
+    """Part A: the setting and both runs."""
+
     x: float
     y: float
     w0: float
@@ -104,6 +108,8 @@ def neuron(epochs=600, learning_rate=0.15, tolerance=0.1, x=1.0, y=0.0, w0=2.0, 
 
 @dataclass
 class RegressionRun:
+    """One loss's training history on breast cancer."""
+
     loss: np.ndarray            # training loss after each epoch
     train_accuracy: np.ndarray  # after each epoch
     test_accuracy: float        # at the end
@@ -112,6 +118,8 @@ class RegressionRun:
 
 @dataclass
 class RegressionResult:
+    """Part B: the setting and both runs."""
+
     n_train: int
     n_test: int
     learning_rate: float
@@ -166,6 +174,8 @@ def breast_cancer(epochs=1000, learning_rate=0.5, initial_weight=1.0, target_acc
 
 @dataclass
 class Result:
+    """Both parts of experiment 1."""
+
     neuron: NeuronResult
     breast_cancer: RegressionResult
 

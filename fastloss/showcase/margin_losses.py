@@ -49,6 +49,8 @@ def margin_losses(margin):
 
 @dataclass
 class Result:
+    """Every loss on the margin grid and at a few margins."""
+
     margin: np.ndarray
     losses: dict                # loss name -> values on the margin grid
     table_margins: tuple

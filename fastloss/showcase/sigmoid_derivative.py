@@ -25,6 +25,8 @@ NAME = "sigmoid_derivative"
 
 @dataclass
 class Result:
+    """sigma and sigma' on a grid, and where sigma' falls below fractions of its peak."""
+
     z: np.ndarray
     sigma: np.ndarray
     derivative: np.ndarray
