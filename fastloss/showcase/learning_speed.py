@@ -201,7 +201,9 @@ def report(result):
         f"  epoch-0 dL/dz: MSE {mse.grad_z[0]:.5f}, cross-entropy {ce.grad_z[0]:.5f}, "
         f"ratio {mse.grad_z[0] / ce.grad_z[0]:.5f} = sigma'({z0:g}) "
         f"{float(sigmoid_derivative(z0)):.5f}",
-        f"  epochs until |a - y| < {a.tolerance:g}: MSE {_epochs(a.epochs_to_learn['mse'])}, "
+        f"  epochs until |a - y| < {a.tolerance:g} (MSE loss < {a.tolerance ** 2 / 2:.3g}, "
+        f"cross-entropy loss < {-np.log1p(-a.tolerance):.3g}): "
+        f"MSE {_epochs(a.epochs_to_learn['mse'])}, "
         f"cross-entropy {_epochs(a.epochs_to_learn['cross_entropy'])}",
         f"  output after the last epoch: MSE {mse.output[-1]:.4f}, "
         f"cross-entropy {ce.output[-1]:.4f}",
