@@ -159,7 +159,7 @@ def compute(quick=False, C=0.1, models=MODELS, compare=True):
     """Train every model on the digits split and compare with scikit-learn.
 
     ``quick`` caps L-BFGS-B at 300 iterations (the hinge models otherwise
-    run for about a thousand); the data are the same.
+    run for over a thousand); the data are the same.
     """
     with single_threaded_blas():
         return _compute(quick, C, models, compare)
