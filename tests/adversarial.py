@@ -79,7 +79,7 @@ def regression_cases(dtype, loss="mse"):
         for delta in (1.0, 0.1, 1e-3, 1e3):
             d = np.asarray(delta, dtype=dtype)
             # residuals exactly at +-delta (when representable) and a few ulps around it
-            r = np.concatenate([_ulps(d, k, dtype) for k in range(-3, 4)] * 4)
+            r = np.array([_ulps(d, k, dtype) for k in range(-3, 4)] * 4, dtype=dtype)
             r = r * _signs(rng, r.size).astype(dtype)
             t = np.zeros(r.size, dtype)
             cases.append(Case(f"kink_delta={delta:g}", (r.astype(dtype), t), {"delta": delta}))
@@ -148,7 +148,7 @@ def hinge_cases(dtype):
         m = np.asarray(margin, dtype=dtype)
         # t s exactly at the margin (when the margin is representable), and
         # a few ulps either side of it
-        s = np.concatenate([_ulps(m, k, dtype) for k in range(-3, 4)] * 6)
+        s = np.array([_ulps(m, k, dtype) for k in range(-3, 4)] * 6, dtype=dtype)
         t = _signs(rng, s.size)
         cases.append(Case(f"kink_margin={margin:g}", ((t * s).astype(dtype), t.astype(dtype)),
                           {"margin": margin}))

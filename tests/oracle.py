@@ -502,3 +502,19 @@ def log_softmax(x, model=None):
     """Exact log-softmax of each row: (x_c - m) - log s, two terms of one sign."""
     model = model or row_model(x)
     return model.log_p
+
+
+# --- measuring an implementation -------------------------------------------------
+
+def measure(loss, grad, exact, reduction, dtype, sample_weight=None):
+    """ulp errors of one call's (loss, grad) against an :class:`Exact`.
+
+    Returns (loss errors, gradient errors); the loss errors are one value for
+    "sum" and "mean" (measured in ulps of dtype with an unbounded exponent,
+    since a reduced loss is a float64 Python float) and one per sample for
+    "none"; the gradient errors are None when grad is None.
+    """
+    exact_loss, loss_scale, exact_grad, grad_scale = reduce(exact, reduction, sample_weight)
+    loss_errors = ulp_error(loss, exact_loss, dtype, loss_scale, stored=reduction == "none")
+    grad_errors = None if grad is None else ulp_error(grad, exact_grad, dtype, grad_scale)
+    return np.atleast_1d(loss_errors), grad_errors
