@@ -160,9 +160,11 @@ def as_pos_weight(pos_weight, n_columns):
     """None, a scalar or a (K,) array -> float64 (K,) array."""
     if pos_weight is None:
         return None
-    pw = np.ascontiguousarray(_real_array(pos_weight, "pos_weight"), dtype=np.float64)
+    # np.asarray, not np.ascontiguousarray: the latter turns a scalar into shape (1,)
+    pw = np.asarray(_real_array(pos_weight, "pos_weight"), dtype=np.float64)
     if pw.ndim == 0:
         return np.full(n_columns, float(pw))
+    pw = np.ascontiguousarray(pw)
     if pw.shape != (n_columns,):
         raise ValueError(f"pos_weight must be a scalar or have shape ({n_columns},), "
                          f"got pos_weight.shape={pw.shape}")

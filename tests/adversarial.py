@@ -62,10 +62,13 @@ def regression_cases(dtype, loss="mse"):
                                       rng.normal(size=(30, 7)).astype(dtype)),
                       sample_weight=rng.uniform(0.1, 3.0, size=30)))
     # residuals near the top of the range: r^2 overflows the dtype (inf stored
-    # per element), |r| stays finite in float64
+    # per element).  float32 computes in float64, so its whole range is used;
+    # float64 inputs stay below max / (2 n), where 2 r and the float64 sum of
+    # the n losses are finite (beyond it they overflow to inf: docs/accuracy.md)
     n = 100
-    p = _signs(rng, n) * rng.uniform(0.05, 0.45, n) * big
-    t = -np.sign(p) * rng.uniform(0.0, 0.45, n) * big
+    top = big if dtype == np.float32 else big / (2 * n)
+    p = _signs(rng, n) * rng.uniform(0.05, 0.45, n) * top
+    t = -np.sign(p) * rng.uniform(0.0, 0.45, n) * top
     cases.append(Case("near_overflow", (p.astype(dtype), t.astype(dtype))))
     # and near the bottom: subnormal inputs and residuals
     p = _signs(rng, n) * rng.uniform(0, 4, n) * tiny
@@ -193,7 +196,7 @@ def _dirichlet(rng, n, c, zeros=True):
     return p
 
 
-def logit_cases(dtype, large_classes=100_000):
+def logit_cases(dtype, large_classes=(3000, 100_000)):
     """Adversarial (N, C) logits for the softmax family."""
     dtype = np.dtype(dtype)
     rng = _rng("logits" + dtype.name)
@@ -236,8 +239,9 @@ def logit_cases(dtype, large_classes=100_000):
     x[:, 1:12] -= np.array([20, 50, 87, 90, 100, 103, 110, 300, 700, 745, 760])
     add("tiny_probabilities", x, rng.integers(0, 30, 16))
     # many classes
-    big = rng.normal(0, 2, (1, large_classes))
-    add(f"C={large_classes}", big, probs=_dirichlet(rng, 1, large_classes, zeros=False))
+    for n_classes in large_classes:
+        big = rng.normal(0, 2, (1, n_classes))
+        add(f"C={n_classes}", big, probs=_dirichlet(rng, 1, n_classes, zeros=False))
     return cases
 
 

@@ -106,7 +106,8 @@ def elementwise_cases(loss, dtype):
 @functools.lru_cache(maxsize=None)
 def elementwise_exact(loss, dtype, index):
     case = elementwise_cases(loss, dtype)[index]
-    return getattr(oracle, loss)(*case.args, **case.params, sample_weight=case.sample_weight)
+    return getattr(oracle, loss)(*case.args, **case.params, sample_weight=case.sample_weight,
+                                 backend=oracle.backend_for(dtype))
 
 
 ELEMENTWISE_PARAMS = [
@@ -144,7 +145,7 @@ def logit_cases(dtype):
 
 @functools.lru_cache(maxsize=None)
 def row_model(dtype, index):
-    return oracle.row_model(logit_cases(dtype)[index].logits)
+    return oracle.row_model(logit_cases(dtype)[index].logits, oracle.backend_for(dtype))
 
 
 def _class_weight(n_classes):
@@ -188,9 +189,13 @@ OPTIONS = {
         "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
     },
 }
-# The many-class case costs seconds of mpmath per option set: by default
-# only these option sets run on it, the others under -m slow.
-LARGE_DEFAULT = {"labels", "probabilities"}
+# float64 results need the mpmath oracle, which takes about a minute on
+# 100_000 classes: that case runs under -m slow (C = 3000 runs by default).
+SLOW_CLASSES = 10_000
+
+
+def _slow(dtype, case):
+    return dtype == "float64" and case.logits.shape[1] > SLOW_CLASSES
 
 
 def _multiclass_params():
@@ -199,8 +204,7 @@ def _multiclass_params():
         for option in options:
             for dtype in DTYPES:
                 for i, case in enumerate(logit_cases(dtype)):
-                    large = case.logits.shape[1] > 1000
-                    marks = [pytest.mark.slow] if large and option not in LARGE_DEFAULT else []
+                    marks = [pytest.mark.slow] if _slow(dtype, case) else []
                     params.append(pytest.param(function, option, dtype, i, marks=marks,
                                                id=f"{function}-{option}-{dtype}-{case.name}"))
     return params
@@ -232,7 +236,8 @@ def test_softmax_family_within_budget(function, option, dtype, index):
 
 
 UTILITY_PARAMS = [
-    pytest.param(function, dtype, i, id=f"{function}-{dtype}-{case.name}")
+    pytest.param(function, dtype, i, id=f"{function}-{dtype}-{case.name}",
+                 marks=[pytest.mark.slow] if _slow(dtype, case) else [])
     for function in ("logsumexp", "softmax", "log_softmax")
     for dtype in DTYPES for i, case in enumerate(logit_cases(dtype))
 ]
@@ -273,7 +278,7 @@ def test_multiclass_hinge_within_budget(kind, squared, dtype, index):
     scores, labels = case.args
     weight = _sample_weight(scores.shape[0])
     exact = oracle.multiclass_hinge(scores, labels, kind=kind, squared=squared,
-                                    sample_weight=weight)
+                                    sample_weight=weight, backend=oracle.backend_for(dtype))
     report = Report("multiclass_hinge", dtype, case)
     for reduction in REDUCTIONS:
         result = fn(scores, labels, kind=kind, squared=squared, sample_weight=weight,
