@@ -259,3 +259,103 @@ def multiclass_hinge_cases(dtype):
     s = rng.uniform(-1e4, 1e4, (10, 50))
     cases.append(Case("spread_1e4", (s.astype(dtype), rng.integers(0, 50, 10))))
     return cases
+
+
+# --- every call of the suite ------------------------------------------------------
+
+@dataclass
+class Call:
+    """One call of one function on the suite: ``fn(*args, **params, sample_weight=...)``.
+
+    logits_case: index into logit_cases(dtype) for the softmax family (whose
+    exact row quantities are shared by every call on those logits), else None.
+    slow: too slow for the default test run (the float64 oracle is mpmath).
+    """
+    name: str
+    args: tuple
+    params: dict = field(default_factory=dict)
+    sample_weight: np.ndarray | None = None
+    logits_case: int | None = None
+    slow: bool = False
+
+    def __repr__(self):
+        return self.name
+
+
+def _class_weight(n_classes):
+    return np.random.default_rng(n_classes).uniform(0.2, 3.0, n_classes)
+
+
+def _sample_weight(n_rows):
+    return np.random.default_rng(n_rows + 1).uniform(0.1, 2.0, n_rows)
+
+
+def _ignored(labels):
+    labels = labels.copy()
+    labels[::3] = IGNORE
+    return labels
+
+
+# option set -> (target, parameters, sample_weight) built from a Logits case
+SOFTMAX_CE_OPTIONS = {
+    "labels": lambda c: (c.labels, {}, None),
+    "probabilities": lambda c: (c.probs, {}, None),
+    "class_weight": lambda c: (c.labels, {"class_weight": _class_weight(c.logits.shape[1])}, None),
+    "ignore_index": lambda c: (_ignored(c.labels), {"ignore_index": IGNORE}, None),
+    "label_smoothing": lambda c: (c.labels, {"label_smoothing": 0.1}, None),
+    "labels_all_options": lambda c: (
+        _ignored(c.labels), {"class_weight": _class_weight(c.logits.shape[1]),
+                             "ignore_index": IGNORE, "label_smoothing": 0.2},
+        _sample_weight(c.logits.shape[0])),
+    "probabilities_all_options": lambda c: (
+        c.probs, {"class_weight": _class_weight(c.logits.shape[1]), "label_smoothing": 0.05},
+        _sample_weight(c.logits.shape[0])),
+}
+SOFTMAX_OPTIONS = {
+    "softmax_cross_entropy": SOFTMAX_CE_OPTIONS,
+    "softmax_binary_cross_entropy": {
+        "labels": SOFTMAX_CE_OPTIONS["labels"],
+        "probabilities": SOFTMAX_CE_OPTIONS["probabilities"],
+        "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
+    },
+    "kl_divergence": {
+        "probabilities": SOFTMAX_CE_OPTIONS["probabilities"],
+        "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
+    },
+}
+UTILITIES = ("logsumexp", "softmax", "log_softmax")
+LOSSES = list(ELEMENTWISE_CASES) + list(SOFTMAX_OPTIONS) + ["multiclass_hinge"]
+FUNCTIONS = LOSSES + list(UTILITIES)
+
+# float64 results need the mpmath oracle, which takes about a minute on
+# 100_000 classes: that case is slow (C = 3000 runs by default).
+SLOW_CLASSES = 10_000
+
+
+def calls(function, dtype):
+    """Every call of ``function`` on the suite for one dtype."""
+    dtype = np.dtype(dtype)
+    if function in ELEMENTWISE_CASES:
+        return [Call(c.name, c.args, c.params, c.sample_weight)
+                for c in ELEMENTWISE_CASES[function](dtype)]
+    if function == "multiclass_hinge":
+        out = []
+        for case in multiclass_hinge_cases(dtype):
+            scores, labels = case.args
+            for kind in ("weston_watkins", "crammer_singer"):
+                for squared in (False, True):
+                    name = f"{case.name}, {kind}{', squared' if squared else ''}"
+                    out.append(Call(name, (scores, labels), {"kind": kind, "squared": squared},
+                                    _sample_weight(scores.shape[0])))
+        return out
+    out = []
+    for index, case in enumerate(logit_cases(dtype)):
+        slow = dtype == np.float64 and case.logits.shape[1] > SLOW_CLASSES
+        if function in UTILITIES:
+            out.append(Call(case.name, (case.logits,), logits_case=index, slow=slow))
+            continue
+        for option, build in SOFTMAX_OPTIONS[function].items():
+            target, params, weight = build(case)
+            out.append(Call(f"{case.name}, {option}", (case.logits, target), params, weight,
+                            logits_case=index, slow=slow))
+    return out

@@ -668,3 +668,52 @@ def measure(loss, grad, exact, reduction, dtype, sample_weight=None):
     loss_errors = ulp_error(loss, exact_loss, dtype, loss_scale, stored=reduction == "none")
     grad_errors = None if grad is None else ulp_error(grad, exact_grad, dtype, grad_scale)
     return np.atleast_1d(loss_errors), grad_errors
+
+
+# --- one call of the suite, end to end ---------------------------------------------
+
+UTILITIES = ("logsumexp", "softmax", "log_softmax")
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def exact_for(function, call, backend, model=None):
+    """The exact result of ``function`` on ``call`` (an adversarial.Call).
+
+    For a loss, an :class:`Exact`; for a row utility, (values, scale).
+    ``model`` is the call's cached :class:`RowModel`, if any.
+    """
+    if function in UTILITIES:
+        x = call.args[0]
+        model = model or row_model(x, backend)
+        if function == "logsumexp":
+            return logsumexp(x, model)
+        return globals()[function](x, model), None
+    kwargs = dict(call.params, sample_weight=call.sample_weight, backend=backend)
+    if model is not None:
+        kwargs["model"] = model
+    return globals()[function](*call.args, **kwargs)
+
+
+def errors_of(function, implementation, call, exact, dtype):
+    """ulp errors of ``implementation`` on ``call``, by kind and reduction.
+
+    Returns {kind: [(label, errors), ...]} with kind "reduced" (sum and mean
+    losses), "per_sample" (losses with reduction="none", utility outputs)
+    and "grad" (gradient elements of every reduction).
+    """
+    if function in UTILITIES:
+        values, scale = exact
+        out = implementation(*call.args)
+        return {"per_sample": [("output", ulp_error(out, values, dtype, scale))]}
+    found = {"reduced": [], "per_sample": [], "grad": []}
+    for reduction in REDUCTIONS:
+        with np.errstate(all="ignore"):
+            result = implementation(*call.args, **call.params,
+                                    sample_weight=call.sample_weight, reduction=reduction)
+        loss_err, grad_err = measure(result.loss, result.grad, exact, reduction, dtype,
+                                     call.sample_weight)
+        kind = "per_sample" if reduction == "none" else "reduced"
+        found[kind].append((f"loss[{reduction}]", loss_err))
+        if grad_err is not None:
+            found["grad"].append((f"grad[{reduction}]", grad_err))
+    return found

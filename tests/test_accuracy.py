@@ -39,8 +39,8 @@ import functools
 import numpy as np
 import pytest
 
-import fastloss
 import adversarial
+import fastloss
 import oracle
 
 BUDGET = {"reduced": 2.0, "per_sample": 4.0, "grad": 8.0}
@@ -50,245 +50,59 @@ BUDGET = {"reduced": 2.0, "per_sample": 4.0, "grad": 8.0}
 EXCEPTIONS: dict = {}
 
 DTYPES = ["float32", "float64"]
-REDUCTIONS = ["none", "sum", "mean"]
 
 
 def budget(function, dtype, kind):
     return EXCEPTIONS.get((function, np.dtype(dtype).name, kind), (BUDGET[kind], None))[0]
 
 
-def fast(name):
-    fn = getattr(fastloss, name, None)
-    if fn is None:
-        pytest.skip(f"fastloss.{name} is not implemented in this build")
-    return fn
-
-
-def _worst(errors):
-    errors = np.asarray(errors).ravel()
-    i = int(np.argmax(errors))
-    return float(errors[i]), i
-
-
-class Report:
-    """Collects every budget violation of one test before failing."""
-
-    def __init__(self, function, dtype, case):
-        self.function, self.dtype, self.case = function, np.dtype(dtype), case
-        self.failures = []
-
-    def check(self, kind, errors, label, inputs=()):
-        if errors is None or np.size(errors) == 0:
-            return
-        limit = budget(self.function, self.dtype, kind)
-        worst, where = _worst(errors)
-        if not worst <= limit:
-            values = ", ".join(f"{name}={np.ravel(a)[where % np.size(a)]!r}"
-                               for name, a in inputs if np.size(a))
-            self.failures.append(f"{label}: {kind} error {worst:.3g} ulp > {limit} "
-                                 f"at flat index {where} ({values})")
-
-    def done(self):
-        assert not self.failures, (
-            f"{self.function} {self.dtype.name} {self.case}:\n  " + "\n  ".join(self.failures))
-
-
-# --- elementwise losses ------------------------------------------------------------
-
-ELEMENTWISE = list(adversarial.ELEMENTWISE_CASES)
-
-
 @functools.lru_cache(maxsize=None)
-def elementwise_cases(loss, dtype):
-    return adversarial.ELEMENTWISE_CASES[loss](np.dtype(dtype))
-
-
-@functools.lru_cache(maxsize=None)
-def elementwise_exact(loss, dtype, index):
-    case = elementwise_cases(loss, dtype)[index]
-    return getattr(oracle, loss)(*case.args, **case.params, sample_weight=case.sample_weight,
-                                 backend=oracle.backend_for(dtype))
-
-
-ELEMENTWISE_PARAMS = [
-    pytest.param(loss, dtype, i, id=f"{loss}-{dtype}-{case.name}")
-    for loss in ELEMENTWISE for dtype in DTYPES
-    for i, case in enumerate(elementwise_cases(loss, dtype))
-]
-
-
-@pytest.mark.parametrize("loss, dtype, index", ELEMENTWISE_PARAMS)
-def test_elementwise_within_budget(loss, dtype, index):
-    case = elementwise_cases(loss, dtype)[index]
-    exact = elementwise_exact(loss, dtype, index)
-    fn = fast(loss)
-    report = Report(loss, dtype, case)
-    for reduction in REDUCTIONS:
-        with np.errstate(all="ignore"):
-            result = fn(*case.args, **case.params, sample_weight=case.sample_weight,
-                        reduction=reduction)
-        loss_err, grad_err = oracle.measure(result.loss, result.grad, exact, reduction, dtype,
-                                            case.sample_weight)
-        kind = "per_sample" if reduction == "none" else "reduced"
-        report.check(kind, loss_err, f"loss[{reduction}]", zip(("pred", "target"), case.args))
-        report.check("grad", grad_err, f"grad[{reduction}]", zip(("pred", "target"), case.args))
-    report.done()
-
-
-# --- the softmax family ------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def logit_cases(dtype):
-    return adversarial.logit_cases(np.dtype(dtype))
+def calls(function, dtype):
+    return adversarial.calls(function, dtype)
 
 
 @functools.lru_cache(maxsize=None)
 def row_model(dtype, index):
-    return oracle.row_model(logit_cases(dtype)[index].logits, oracle.backend_for(dtype))
+    """The exact row quantities of one logits case, shared by every call on it."""
+    logits = adversarial.logit_cases(np.dtype(dtype))[index].logits
+    return oracle.row_model(logits, oracle.backend_for(dtype))
 
 
-def _class_weight(n_classes):
-    return np.random.default_rng(n_classes).uniform(0.2, 3.0, n_classes)
+def exact_for(function, dtype, call):
+    model = None if call.logits_case is None else row_model(dtype, call.logits_case)
+    return oracle.exact_for(function, call, oracle.backend_for(dtype), model)
 
 
-def _sample_weight(n_rows):
-    return np.random.default_rng(n_rows + 1).uniform(0.1, 2.0, n_rows)
-
-
-def _ignored(labels):
-    labels = labels.copy()
-    labels[::3] = adversarial.IGNORE
-    return labels
-
-
-# option set -> (target, parameters, sample_weight) built from a Logits case
-SOFTMAX_CE_OPTIONS = {
-    "labels": lambda c: (c.labels, {}, None),
-    "probabilities": lambda c: (c.probs, {}, None),
-    "class_weight": lambda c: (c.labels, {"class_weight": _class_weight(c.logits.shape[1])}, None),
-    "ignore_index": lambda c: (_ignored(c.labels), {"ignore_index": adversarial.IGNORE}, None),
-    "label_smoothing": lambda c: (c.labels, {"label_smoothing": 0.1}, None),
-    "labels_all_options": lambda c: (
-        _ignored(c.labels), {"class_weight": _class_weight(c.logits.shape[1]),
-                             "ignore_index": adversarial.IGNORE, "label_smoothing": 0.2},
-        _sample_weight(c.logits.shape[0])),
-    "probabilities_all_options": lambda c: (
-        c.probs, {"class_weight": _class_weight(c.logits.shape[1]), "label_smoothing": 0.05},
-        _sample_weight(c.logits.shape[0])),
-}
-OPTIONS = {
-    "softmax_cross_entropy": SOFTMAX_CE_OPTIONS,
-    "softmax_binary_cross_entropy": {
-        "labels": SOFTMAX_CE_OPTIONS["labels"],
-        "probabilities": SOFTMAX_CE_OPTIONS["probabilities"],
-        "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
-    },
-    "kl_divergence": {
-        "probabilities": SOFTMAX_CE_OPTIONS["probabilities"],
-        "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
-    },
-}
-# float64 results need the mpmath oracle, which takes about a minute on
-# 100_000 classes: that case runs under -m slow (C = 3000 runs by default).
-SLOW_CLASSES = 10_000
-
-
-def _slow(dtype, case):
-    return dtype == "float64" and case.logits.shape[1] > SLOW_CLASSES
-
-
-def _multiclass_params():
-    params = []
-    for function, options in OPTIONS.items():
-        for option in options:
-            for dtype in DTYPES:
-                for i, case in enumerate(logit_cases(dtype)):
-                    marks = [pytest.mark.slow] if _slow(dtype, case) else []
-                    params.append(pytest.param(function, option, dtype, i, marks=marks,
-                                               id=f"{function}-{option}-{dtype}-{case.name}"))
-    return params
-
-
-@functools.lru_cache(maxsize=None)
-def multiclass_exact(function, option, dtype, index):
-    case = logit_cases(dtype)[index]
-    target, params, weight = OPTIONS[function][option](case)
-    exact = getattr(oracle, function)(case.logits, target, **params, sample_weight=weight,
-                                      model=row_model(dtype, index))
-    return target, params, weight, exact
-
-
-@pytest.mark.parametrize("function, option, dtype, index", _multiclass_params())
-def test_softmax_family_within_budget(function, option, dtype, index):
-    fn = fast(function)
-    case = logit_cases(dtype)[index]
-    target, params, weight, exact = multiclass_exact(function, option, dtype, index)
-    report = Report(function, dtype, f"{case.name}, {option}")
-    for reduction in REDUCTIONS:
-        result = fn(case.logits, target, **params, sample_weight=weight, reduction=reduction)
-        loss_err, grad_err = oracle.measure(result.loss, result.grad, exact, reduction, dtype,
-                                            weight)
-        kind = "per_sample" if reduction == "none" else "reduced"
-        report.check(kind, loss_err, f"loss[{reduction}]")
-        report.check("grad", grad_err, f"grad[{reduction}]", [("logits", case.logits)])
-    report.done()
-
-
-UTILITY_PARAMS = [
-    pytest.param(function, dtype, i, id=f"{function}-{dtype}-{case.name}",
-                 marks=[pytest.mark.slow] if _slow(dtype, case) else [])
-    for function in ("logsumexp", "softmax", "log_softmax")
-    for dtype in DTYPES for i, case in enumerate(logit_cases(dtype))
+PARAMS = [
+    pytest.param(function, dtype, index, id=f"{function}-{dtype}-{call.name}",
+                 marks=[pytest.mark.slow] if call.slow else [])
+    for function in adversarial.FUNCTIONS for dtype in DTYPES
+    for index, call in enumerate(calls(function, dtype))
 ]
 
 
-@pytest.mark.parametrize("function, dtype, index", UTILITY_PARAMS)
-def test_row_utilities_within_budget(function, dtype, index):
-    fn = fast(function)
-    case = logit_cases(dtype)[index]
-    model = row_model(dtype, index)
-    if function == "logsumexp":
-        exact, scale = oracle.logsumexp(case.logits, model)
-    else:
-        exact, scale = getattr(oracle, function)(case.logits, model), None
-    report = Report(function, dtype, case)
-    errors = oracle.ulp_error(fn(case.logits), exact, dtype, scale)
-    report.check("per_sample", errors, "output", [("logits", case.logits)])
-    report.done()
-
-
-@functools.lru_cache(maxsize=None)
-def hinge_cases(dtype):
-    return adversarial.multiclass_hinge_cases(np.dtype(dtype))
-
-
-HINGE_PARAMS = [
-    pytest.param(kind, squared, dtype, i,
-                 id=f"multiclass_hinge-{kind}-{'squared-' if squared else ''}{dtype}-{case.name}")
-    for kind in ("weston_watkins", "crammer_singer") for squared in (False, True)
-    for dtype in DTYPES for i, case in enumerate(hinge_cases(dtype))
-]
-
-
-@pytest.mark.parametrize("kind, squared, dtype, index", HINGE_PARAMS)
-def test_multiclass_hinge_within_budget(kind, squared, dtype, index):
-    fn = fast("multiclass_hinge")
-    case = hinge_cases(dtype)[index]
-    scores, labels = case.args
-    weight = _sample_weight(scores.shape[0])
-    exact = oracle.multiclass_hinge(scores, labels, kind=kind, squared=squared,
-                                    sample_weight=weight, backend=oracle.backend_for(dtype))
-    report = Report("multiclass_hinge", dtype, case)
-    for reduction in REDUCTIONS:
-        result = fn(scores, labels, kind=kind, squared=squared, sample_weight=weight,
-                    reduction=reduction)
-        loss_err, grad_err = oracle.measure(result.loss, result.grad, exact, reduction, dtype,
-                                            weight)
-        report.check("per_sample" if reduction == "none" else "reduced", loss_err,
-                     f"loss[{reduction}]")
-        report.check("grad", grad_err, f"grad[{reduction}]", [("scores", scores)])
-    report.done()
+@pytest.mark.parametrize("function, dtype, index", PARAMS)
+def test_within_budget(function, dtype, index):
+    """Every result of fastloss.<function> on one suite input is within budget."""
+    implementation = getattr(fastloss, function, None)
+    if implementation is None:
+        pytest.skip(f"fastloss.{function} is not implemented in this build")
+    call = calls(function, dtype)[index]
+    exact = exact_for(function, dtype, call)
+    failures = []
+    for kind, found in oracle.errors_of(function, implementation, call, exact, dtype).items():
+        limit = budget(function, dtype, kind)
+        for label, errors in found:
+            if np.size(errors) == 0:
+                continue
+            where = int(np.argmax(errors))
+            worst = float(np.ravel(errors)[where])
+            if not worst <= limit:
+                inputs = ", ".join(f"{np.ravel(a)[where % np.size(a)]!r}"
+                                   for a in call.args if np.size(a) > 1)
+                failures.append(f"{label}: {kind} error {worst:.3g} ulp > {limit} ulp "
+                                f"at flat index {where} (inputs there: {inputs})")
+    assert not failures, f"{function} {dtype} {call.name}:\n  " + "\n  ".join(failures)
 
 
 # --- the measure itself ---------------------------------------------------------------
@@ -355,7 +169,7 @@ def test_oracle_agrees_with_reference_in_float64():
     ]
     for name, args, params in checks:
         exact = getattr(oracle, name)(*args, **params, sample_weight=w)
-        for reduction in REDUCTIONS:
+        for reduction in oracle.REDUCTIONS:
             result = getattr(reference, name)(*args, **params, sample_weight=w,
                                               reduction=reduction)
             loss_err, grad_err = oracle.measure(result.loss, result.grad, exact, reduction,

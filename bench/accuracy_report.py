@@ -1,0 +1,346 @@
+"""Accuracy report: ulp errors of fastloss and its peers against an exact oracle.
+
+For every function and dtype, runs the adversarial suite of the accuracy
+tests (tests/adversarial.py) through
+
+* ``fastloss``            -- the fused kernels,
+* ``fastloss.reference``  -- the plain NumPy twin,
+* ``torch``               -- the torch.nn.functional loss (autograd for the
+  gradient) computed in the same dtype, when PyTorch is installed,
+* ``numpy``               -- the textbook NumPy implementation in the same
+  dtype (max-shifted log-sum-exp, TensorFlow's logistic formula, sums in
+  the dtype),
+
+and prints the max and median error in ulps of the dtype (tests/oracle.py,
+``ulp_error``: a difference of terms is measured against its largest term)
+of the reduced loss, the per-sample loss and the gradient elements.  A
+benchmark-style report, not a test::
+
+    python bench/accuracy_report.py                  # float32, default suite
+    python bench/accuracy_report.py --dtype float64 --slow
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import adversarial  # noqa: E402
+import oracle  # noqa: E402
+
+import fastloss  # noqa: E402
+import fastloss.reference  # noqa: E402
+
+KINDS = ("reduced", "per_sample", "grad")
+
+
+# --- the same reductions for the peers ------------------------------------------
+
+def _denominator(function, target, params, sample_weight, n_rows, row_size, xp_sum):
+    """The API's "mean" divisor (see API.md), for the peers' own reductions."""
+    sw = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, float)
+    if function == "softmax_cross_entropy" and np.ndim(target) == 1:
+        labels = np.asarray(target)
+        keep = np.ones(n_rows, bool)
+        if params.get("ignore_index") is not None:
+            keep = labels != params["ignore_index"]
+        w = params.get("class_weight")
+        w_y = np.ones(n_rows) if w is None else np.asarray(w)[np.where(keep, labels, 0)]
+        return float(np.sum(sw * w_y * keep))
+    if function in adversarial.ELEMENTWISE_CASES:
+        return float(np.sum(sw)) * row_size
+    return float(np.sum(sw))
+
+
+# --- NumPy, the textbook way, in the dtype ---------------------------------------
+
+def _np_softmax_parts(x):
+    shifted = x - x.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    return shifted, e / total, shifted - np.log(total), np.log(total)
+
+
+def _np_per_sample(function, args, params):
+    """Per-sample losses and the gradient of their sum, in the input dtype."""
+    if function in ("mse", "huber"):
+        p, t = args
+        r = p - t
+        if function == "mse":
+            return r * r, 2 * r
+        d = p.dtype.type(params.get("delta", 1.0))
+        small = np.abs(r) <= d
+        return np.where(small, 0.5 * r * r, d * (np.abs(r) - 0.5 * d)), np.clip(r, -d, d)
+    if function == "binary_cross_entropy":
+        x, t = args
+        pw = p_w = params.get("pos_weight")
+        pw = x.dtype.type(1) if p_w is None else np.asarray(p_w, x.dtype)
+        one = x.dtype.type(1)
+        # TensorFlow's weighted_cross_entropy_with_logits formula
+        log_weight = one + (pw - one) * t
+        loss = (one - t) * x + log_weight * (np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0))
+        sigma = one / (one + np.exp(-x))
+        return loss, (one - t) * sigma - pw * t * (one - sigma)
+    if function in ("hinge", "squared_hinge"):
+        s, t = args
+        if np.all((t == 0) | (t == 1)) and not np.all(t == 1):
+            t = 2 * t - 1
+        z = np.maximum(s.dtype.type(params.get("margin", 1.0)) - t * s, 0)
+        if function == "hinge":
+            return z, np.where(z > 0, -t, 0).astype(s.dtype)
+        return z * z, -2 * t * z
+    x, target = args
+    dt = x.dtype
+    n_rows, n_classes = x.shape
+    shifted, p, log_p, _ = _np_softmax_parts(x)
+    if function == "multiclass_hinge":
+        rows = np.arange(n_rows)
+        q = 2 if params.get("squared") else 1
+        s_y = x[rows, target][:, None]
+        z = dt.type(params.get("margin", 1.0)) + x - s_y
+        z[rows, target] = 0
+        if params.get("kind") == "crammer_singer":
+            others = np.where(np.arange(n_classes) == target[:, None], -np.inf, x)
+            best = np.argmax(others, axis=1)
+            keep = np.zeros(x.shape, bool)
+            keep[rows, best] = True
+            z = np.where(keep, z, 0)
+        active = np.maximum(z, 0)
+        grad = np.where(active > 0, q * active ** (q - 1), 0).astype(dt)
+        grad[rows, target] = -grad.sum(axis=1)
+        return (active ** q).sum(axis=1), grad
+    if np.ndim(target) == 1:
+        t = np.zeros(x.shape, dt)
+        keep = np.ones(n_rows, bool)
+        if params.get("ignore_index") is not None:
+            keep = target != params["ignore_index"]
+        t[np.nonzero(keep)[0], target[keep]] = 1
+    else:
+        t, keep = target.astype(dt), np.ones(n_rows, bool)
+    if function == "softmax_cross_entropy":
+        eps = dt.type(params.get("label_smoothing", 0.0))
+        q = (1 - eps) * t + eps / n_classes
+        w = params.get("class_weight")
+        wq = q if w is None else q * np.asarray(w, dt)
+        wq[~keep] = 0
+        return -(wq * log_p).sum(axis=1), wq.sum(axis=1, keepdims=True) * p - wq
+    if function == "softmax_binary_cross_entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = -(t * log_p + (1 - t) * np.log1p(-p)).sum(axis=1)
+            odds = p / (1 - p)
+            grad = (p * t.sum(axis=1, keepdims=True) - t + (1 - t) * odds
+                    - p * ((1 - t) * odds).sum(axis=1, keepdims=True))
+        return loss, grad
+    if function == "kl_divergence":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(t > 0, t * (np.log(t) - log_p), 0)
+        return terms.sum(axis=1), t.sum(axis=1, keepdims=True) * p - t
+    raise KeyError(function)
+
+
+def numpy_implementation(function):
+    """The textbook NumPy implementation with the API's calling convention."""
+    if function in oracle.UTILITIES:
+        def utility(x):
+            shifted, p, log_p, log_total = _np_softmax_parts(x)
+            return {"logsumexp": (x.max(axis=1, keepdims=True) + log_total)[:, 0],
+                    "softmax": p, "log_softmax": log_p}[function]
+        return utility
+
+    def implementation(*args, sample_weight=None, reduction="mean", **params):
+        loss, grad = _np_per_sample(function, args, params)
+        dt = args[0].dtype
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dt)
+            loss = loss * (w if loss.ndim == 1 else w[:, None])
+            grad = grad * (w if grad.ndim == 1 else w[:, None])
+        if reduction == "none":
+            return fastloss.LossGrad(loss, grad)
+        total = loss.sum(dtype=dt)                      # a sum in the dtype, as NumPy does
+        if reduction == "sum":
+            return fastloss.LossGrad(float(total), grad)
+        row_size = 1 if args[0].ndim == 1 else args[0].shape[1]
+        d = _denominator(function, args[1], params, sample_weight, args[0].shape[0], row_size,
+                         np.sum)
+        return fastloss.LossGrad(float(total / dt.type(d)), (grad / dt.type(d)).astype(dt))
+    return implementation
+
+
+# --- PyTorch: torch.nn.functional and autograd, in the dtype ----------------------
+
+def torch_implementation(function):
+    """torch.nn.functional (autograd gradients), or None without PyTorch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+
+    if function in oracle.UTILITIES:
+        def utility(x):
+            t = torch.from_numpy(np.ascontiguousarray(x))
+            out = {"logsumexp": lambda: torch.logsumexp(t, 1),
+                   "softmax": lambda: torch.softmax(t, 1),
+                   "log_softmax": lambda: torch.log_softmax(t, 1)}[function]()
+            return out.numpy()
+        return utility
+
+    def per_sample(args, params):
+        a = torch.from_numpy(np.ascontiguousarray(args[0])).requires_grad_(True)
+        dt = a.dtype
+        target = args[1]
+        if function in ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge"):
+            t = torch.from_numpy(np.ascontiguousarray(target))
+            if function == "mse":
+                return a, F.mse_loss(a, t, reduction="none")
+            if function == "huber":
+                return a, F.huber_loss(a, t, reduction="none", delta=params.get("delta", 1.0))
+            if function == "binary_cross_entropy":
+                pw = params.get("pos_weight")
+                if pw is not None:
+                    pw = torch.as_tensor(np.broadcast_to(pw, a.shape[1:] or (1,)).copy(),
+                                         dtype=dt)
+                return a, F.binary_cross_entropy_with_logits(a, t, pos_weight=pw,
+                                                             reduction="none")
+            if bool(((t == 0) | (t == 1)).all()) and not bool((t == 1).all()):
+                t = 2 * t - 1
+            z = torch.clamp(params.get("margin", 1.0) - t * a, min=0)
+            return a, z if function == "hinge" else z * z
+        n_classes = a.shape[1]
+        if function == "multiclass_hinge":
+            y = torch.from_numpy(np.asarray(target, np.int64))
+            q = 2 if params.get("squared") else 1
+            if params.get("kind") == "crammer_singer":
+                s_y = a.gather(1, y[:, None])[:, 0]
+                others = a.masked_fill(F.one_hot(y, n_classes).bool(), -torch.inf)
+                z = torch.clamp(params.get("margin", 1.0) + others.max(1).values - s_y, min=0)
+                return a, z ** q
+            # torch's multi_margin_loss is Weston-Watkins divided by C
+            return a, F.multi_margin_loss(a, y, p=q, margin=params.get("margin", 1.0),
+                                          reduction="none") * n_classes
+        if function == "softmax_cross_entropy":
+            w = params.get("class_weight")
+            w = None if w is None else torch.as_tensor(w, dtype=dt)
+            if np.ndim(target) == 1:
+                t = torch.from_numpy(np.asarray(target, np.int64))
+                ignore = params.get("ignore_index")
+                return a, F.cross_entropy(a, t, weight=w, reduction="none",
+                                          ignore_index=-100 if ignore is None else ignore,
+                                          label_smoothing=params.get("label_smoothing", 0.0))
+            t = torch.from_numpy(np.ascontiguousarray(target))
+            return a, F.cross_entropy(a, t, weight=w, reduction="none",
+                                      label_smoothing=params.get("label_smoothing", 0.0))
+        if np.ndim(target) == 1:
+            t = F.one_hot(torch.from_numpy(np.asarray(target, np.int64)), n_classes).to(dt)
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(target))
+        log_p = F.log_softmax(a, 1)
+        if function == "kl_divergence":
+            return a, F.kl_div(log_p, t, reduction="none").sum(1)
+        if function == "softmax_binary_cross_entropy":
+            return a, -(t * log_p + (1 - t) * torch.log1p(-torch.exp(log_p))).sum(1)
+        raise KeyError(function)
+
+    def implementation(*args, sample_weight=None, reduction="mean", **params):
+        a, loss = per_sample(args, params)
+        if sample_weight is not None:
+            w = torch.as_tensor(sample_weight, dtype=a.dtype)
+            loss = loss * (w if loss.ndim == 1 else w[:, None])
+        if reduction == "none":
+            loss.sum().backward()
+            return fastloss.LossGrad(loss.detach().numpy(), a.grad.numpy())
+        total = loss.sum()
+        if reduction == "mean":
+            row_size = 1 if a.ndim == 1 else a.shape[1]
+            total = total / _denominator(function, args[1], params, sample_weight, a.shape[0],
+                                         row_size, None)
+        total.backward()
+        return fastloss.LossGrad(float(total), a.grad.numpy())
+    return implementation
+
+
+# --- the report ---------------------------------------------------------------------
+
+def implementations(function):
+    found = {"fastloss": getattr(fastloss, function, None),
+             "reference": getattr(fastloss.reference, function, None),
+             "torch": torch_implementation(function),
+             "numpy": numpy_implementation(function)}
+    return {name: fn for name, fn in found.items() if fn is not None}
+
+
+def measure_function(function, dtype, slow=False):
+    """{implementation: {kind: all errors}} over the suite of one function."""
+    backend = oracle.backend_for(dtype)
+    models = {}
+    results = {}
+    for call in adversarial.calls(function, dtype):
+        if call.slow and not slow:
+            continue
+        model = None
+        if call.logits_case is not None:
+            if call.logits_case not in models:
+                models[call.logits_case] = oracle.row_model(call.args[0], backend)
+            model = models[call.logits_case]
+        exact = oracle.exact_for(function, call, backend, model)
+        for name, fn in implementations(function).items():
+            try:
+                found = oracle.errors_of(function, fn, call, exact, dtype)
+            except Exception as error:            # a peer that rejects the input
+                print(f"  {name} failed on {function} {call.name}: {error!r}", file=sys.stderr)
+                found = {}
+            for kind, pairs in found.items():
+                bucket = results.setdefault(name, {}).setdefault(kind, [])
+                bucket.extend(np.ravel(errors) for _, errors in pairs)
+    return {name: {kind: np.concatenate(v) for kind, v in kinds.items()}
+            for name, kinds in results.items()}
+
+
+def _cell(errors):
+    if errors is None or errors.size == 0:
+        return "-"
+    worst, median = np.max(errors), np.median(errors)
+    fmt = lambda v: "inf" if np.isinf(v) else f"{v:.3g}"      # noqa: E731
+    return f"{fmt(worst)} / {fmt(median)}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dtype", choices=["float32", "float64"], nargs="+",
+                        default=["float32"])
+    parser.add_argument("--slow", action="store_true",
+                        help="include the float64 cases that need minutes of mpmath")
+    parser.add_argument("--functions", nargs="+", default=adversarial.FUNCTIONS)
+    args = parser.parse_args(argv)
+    names = ["fastloss", "reference", "torch", "numpy"]
+    for dtype in args.dtype:
+        rows = []
+        for function in args.functions:
+            start = time.perf_counter()
+            results = measure_function(function, np.dtype(dtype), args.slow)
+            print(f"  measured {function} {dtype} in {time.perf_counter() - start:.1f} s",
+                  file=sys.stderr)
+            for kind in KINDS:
+                if any(kind in r for r in results.values()):
+                    rows.append((function, kind,
+                                 [_cell(results.get(n, {}).get(kind)) for n in names]))
+        print(f"\n## ulp error, {dtype}: max / median over the adversarial suite\n")
+        header = ["function", "value"] + names
+        widths = [max(len(h), *(len(str(r[i] if i < 2 else r[2][i - 2])) for r in rows))
+                  for i, h in enumerate(header)]
+        print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+        print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        for function, kind, cells in rows:
+            row = [function, kind] + cells
+            print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
