@@ -28,8 +28,9 @@ nearly equal quantities, the oracle uses a form without the subtraction:
   -log1p(s') keeps full relative accuracy even when p_a is within 1e-300
   of 1, and log(1 - p_a) = log s' - log1p(s') with log s' a log-sum-exp of
   the other logits (finite even when s' underflows).
-* 1 - p_c = (s - e_c) / s for c != a, where s - e_c >= e_a = 1: the
-  subtraction loses at most log2(C) bits.
+* log(1 - p_c) = log1p(-p_c) for c != a, where p_c <= 1/2; the odds
+  p_c / (1 - p_c) with 1 - p_c = (s - e_c) / s, where s - e_c >= e_a = 1:
+  the subtraction loses at most log2(C) bits.
 * softplus(x) = max(x, 0) + log1p(exp(-|x|)) and the sigmoid from exp(-|x|).
 
 Each oracle function returns an :class:`Exact`: the per-sample losses and
@@ -136,7 +137,8 @@ class _F64:
 
     @staticmethod
     def log1p(a):
-        return np.log1p(a)
+        with np.errstate(divide="ignore"):
+            return np.log1p(a)
 
     @staticmethod
     def sum(values):
@@ -454,8 +456,9 @@ def row_model(logits, backend=MP):
     s = 1 + others
     p = e / s[:, None]
     log_p = d - log_s[:, None]
-    # 1 - p_c = (s - e_c) / s for c != a (s - e_c >= 1); at a, s' / s
-    log_one_minus_p = B.log((s[:, None] - e) / s[:, None])
+    # log(1 - p_c) = log1p(-p_c) for c != a (p_c <= 1/2: no cancellation, and
+    # no rounding of 1 - p_c to 1 when p_c is tiny); at a, log s' - log1p(s')
+    log_one_minus_p = B.log1p(-p)
     log_one_minus_p[rows, argmax] = log_others - log_s
     rest = (s[:, None] - e) / s[:, None]
     rest[rows, argmax] = B.one             # odds at a is not used (set to 0 below)

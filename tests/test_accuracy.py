@@ -105,6 +105,50 @@ def test_within_budget(function, dtype, index):
     assert not failures, f"{function} {dtype} {call.name}:\n  " + "\n  ".join(failures)
 
 
+# --- the oracle itself ----------------------------------------------------------------
+
+def _exact_parts(function, exact):
+    """(label, values, scale) triples of an oracle result, reduced every way."""
+    if function in oracle.UTILITIES:
+        return [("output", exact[0], exact[1])]
+    parts = []
+    for reduction in oracle.REDUCTIONS:
+        loss, loss_scale, grad, grad_scale = oracle.reduce(exact, reduction)
+        parts += [(f"loss[{reduction}]", loss, loss_scale), (f"grad[{reduction}]", grad, grad_scale)]
+    return parts
+
+
+def _check_float64_oracle(function, max_size, spread=1):
+    """Compare the two oracles on every ``spread``-th float32 call of <= max_size elements."""
+    checked = 0
+    eligible = [call for call in calls(function, "float32") if np.size(call.args[0]) <= max_size]
+    for call in eligible[::max(1, len(eligible) // spread) if spread > 1 else 1]:
+        fast_oracle = oracle.exact_for(function, call, oracle.F64)
+        exact = oracle.exact_for(function, call, oracle.MP)
+        for (label, value, scale), (_, mp_value, mp_scale) in zip(
+                _exact_parts(function, fast_oracle), _exact_parts(function, exact)):
+            errors = oracle.ulp_error(value, mp_value, np.float32, mp_scale, stored=False)
+            assert np.max(errors, initial=0.0) <= 1 / 64, (call.name, label, np.max(errors))
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("function", adversarial.FUNCTIONS)
+def test_float64_oracle_agrees_with_mpmath(function):
+    """The float64 oracle used for float32 results is within 1/64 ulp of mpmath's.
+
+    By default on four of the suite's float32 calls of at most 500 elements.
+    """
+    _check_float64_oracle(function, 500, spread=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("function", adversarial.FUNCTIONS)
+def test_float64_oracle_agrees_with_mpmath_everywhere(function):
+    """As above, on every float32 call of the suite up to 5000 elements."""
+    _check_float64_oracle(function, 5000)
+
+
 # --- the measure itself ---------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
