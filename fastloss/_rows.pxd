@@ -49,6 +49,30 @@ cdef inline double shifted_logit(double x, double row_max) noexcept nogil:
     return 0.0 if x == row_max else x - row_max
 
 
+cdef inline double shift_error(double x, double row_max, double z) noexcept nogil:
+    """The rounding error of z = fl(x - m): x - m = z + shift_error exactly.
+
+    Knuth's TwoSum of x and -m (TAOCP vol. 2, 4.2.2).  It is 0 for float32
+    logits, whose difference is exact in float64, and is taken as 0 where z
+    is not finite (the formula gives NaN there and there is nothing to correct).
+    """
+    cdef double from_m = z - x
+    cdef double error = (x - (z - from_m)) + (-row_max - from_m)
+    return error if error == error else 0.0
+
+
+cdef inline double shifted_exp(double x, double row_max) noexcept nogil:
+    """exp(x - m) with the rounding of x - m compensated.
+
+    exp(z + dz) = exp(z) (1 + dz) to O(dz^2), |dz| <= ulp(z) / 2.  Without the
+    correction the relative error of exp(x - m) grows like |x - m| / 2 ulps
+    (350 ulps at x - m = -700) for float64 logits.
+    """
+    cdef double z = shifted_logit(x, row_max)
+    cdef double e = math_exp(z)
+    return e + e * shift_error(x, row_max, z)
+
+
 cdef inline double log1mexp(double a) noexcept nogil:
     """log(1 - exp(a)) for a <= 0, switching at -log 2 (Maechler 2012).
 
@@ -87,30 +111,43 @@ cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     return result
 
 
+cdef inline double exp_shifted(floating x, double row_max) noexcept nogil:
+    """exp(x - m): float32 logits shift exactly in float64; float64 ones are compensated."""
+    if floating is float:
+        return math_exp(shifted_logit(x, row_max))
+    else:
+        return shifted_exp(x, row_max)
+
+
 cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
                                   floating* exp_out) noexcept nogil:
     """S = sum_{c != k} exp(z_c); writes exp(z_c) for every c to exp_out unless NULL.
 
     exp_out may be x itself: each x[c] is read before exp_out[c] is written.
-    A NaN maximum (x[0] is NaN) makes S NaN, also when the row has one class.
+    For float64 logits S is a Kahan-compensated sum, so that its error stays
+    about 2 ulps whatever C (a plain sum drifts by up to C / 2 ulps, about
+    sqrt(C) in practice); float32 logits sum float64 terms, far below a
+    float32 ulp either way.  A NaN maximum (x[0] is NaN) makes S NaN, also
+    when the row has one class.
     """
-    cdef double total = 0.0, e
-    cdef Py_ssize_t c
+    cdef double total = 0.0, compensation = 0.0, e, y, t
+    cdef Py_ssize_t c, segment, start, stop
+    for segment in range(2):            # the classes before k, then after it
+        start = 0 if segment == 0 else m.index + 1
+        stop = m.index if segment == 0 else n
+        for c in range(start, stop):
+            e = exp_shifted(x[c], m.value)
+            if exp_out != NULL:
+                exp_out[c] = <floating>e
+            if floating is double:
+                y = e - compensation    # Kahan, "Further remarks on reducing truncation errors", 1965
+                t = total + y
+                compensation = (t - total) - y
+                total = t
+            else:
+                total += e
     if exp_out != NULL:
-        for c in range(m.index):
-            e = math_exp(shifted_logit(x[c], m.value))
-            exp_out[c] = <floating>e
-            total += e
-        exp_out[m.index] = <floating>math_exp(shifted_logit(x[m.index], m.value))
-        for c in range(m.index + 1, n):
-            e = math_exp(shifted_logit(x[c], m.value))
-            exp_out[c] = <floating>e
-            total += e
-    else:
-        for c in range(m.index):
-            total += math_exp(shifted_logit(x[c], m.value))
-        for c in range(m.index + 1, n):
-            total += math_exp(shifted_logit(x[c], m.value))
+        exp_out[m.index] = <floating>exp_shifted(x[m.index], m.value)
     if m.value != m.value:
         return m.value
     return total
@@ -133,5 +170,5 @@ cdef inline double log_sum_exp_others(const floating* x, Py_ssize_t n, RowMax m,
             second = x[c]
     for c in range(n):
         if c != m.index:
-            total += math_exp(shifted_logit(x[c], second))
+            total += exp_shifted(x[c], second)
     return shifted_logit(second, m.value) + math_log(total)
