@@ -153,6 +153,24 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
     return total
 
 
+cdef inline double exp_sum_around_second(const floating* x, Py_ssize_t n, RowMax m,
+                                         double* second) noexcept nogil:
+    """S' = sum_{c != k} exp(x_c - m2), m2 the largest logit other than x_k (n >= 2).
+
+    S' >= 1 never underflows: S = S' exp(m2 - m) rescaled.  Writes m2 to second.
+    """
+    cdef double top = -INFINITY, total = 0.0
+    cdef Py_ssize_t c
+    for c in range(n):
+        if c != m.index and x[c] > top:
+            top = x[c]
+    for c in range(n):
+        if c != m.index:
+            total += exp_shifted(x[c], top)
+    second[0] = top
+    return total
+
+
 cdef inline double log_sum_exp_others(const floating* x, Py_ssize_t n, RowMax m,
                                       double others) noexcept nogil:
     """log S = log(sum_{c != k} exp(z_c)), also when S underflows.
