@@ -2,7 +2,9 @@
 
 Every loss of ``fastloss`` is run on the adversarial suite (tests/adversarial.py)
 in float32 and float64, with every reduction, and its results are compared
-with the exact values of tests/oracle.py (mpmath at 200 bits).  The error of
+with the exact values of tests/oracle.py (float64 arithmetic without
+cancellation for float32 results, mpmath at 200 bits for float64 ones;
+the first is checked against the second here too).  The error of
 a value is |computed - exact| / ulp, the ulp of the computation dtype at the
 value's *scale* (tests/oracle.py, ``ulp_error``):
 
@@ -12,25 +14,37 @@ value's *scale* (tests/oracle.py, ``ulp_error``):
   A p - w q, a KL divergence (sum_c t_c (log t_c - log p_c), 0 when t = p),
   a log-sum-exp m + log s with m < 0, a hinge margin + s_j - s_y.
 
-The error budget (the largest error allowed anywhere on the suite):
+The error budget (the largest error allowed anywhere on the suite); the aim
+is 2 ulp for a reduced loss, 4 ulp for a per-sample loss or output element,
+8 ulp for a gradient element:
 
-============================  =============  =================  ==============
-function                      reduced loss   per-sample loss    gradient
-                              (sum, mean)    ("none", outputs)  element
-============================  =============  =================  ==============
-every loss, float32           2 ulp          4 ulp              8 ulp
-every loss, float64           2 ulp          4 ulp              8 ulp
-logsumexp, log_softmax,       --             4 ulp              --
-softmax (both dtypes)
-============================  =============  =================  ==============
+==============================  ======================  ======================
+function                        float32: reduced /      float64: reduced /
+                                per-sample / gradient   per-sample / gradient
+==============================  ======================  ======================
+mse, huber, binary_cross_       2 / 4 / 8               4 / 4 / 8
+entropy, hinge, squared_hinge
+softmax_cross_entropy           2 / 4 / 8               16 / 16 / 16
+softmax_binary_cross_entropy    2 / 4 / 8               16 / 32 / 16
+kl_divergence                   2 / 4 / 8               4 / 16 / 16
+multiclass_hinge                2 / 4 / 8               4 / 4 / 8
+logsumexp, softmax, log_softmax - / 4 / -               - / 4 / -
+==============================  ======================  ======================
+
+float32 meets the aim everywhere.  The float64 budgets above the aim are
+those that hold (``EXCEPTIONS``), for one reason: plain float64 sums -- over
+the classes of a row (probability targets, label smoothing, sum t log t, the
+softmax BCE loss) and over the rows or elements of a reduced loss -- whose
+error grows like sqrt(n) ulps.  docs/accuracy.md gives the details and the
+fix (compensated sums).
 
 "Per-sample" counts each element of an elementwise loss with
 reduction="none"; the reduced loss is measured in ulps of the computation
 dtype even though it is returned as a Python float.  A value whose exact
 result overflows the dtype must come out as the matching infinity.
-A budget that does not hold is not loosened here: it is either fixed in the
-kernel or documented (docs/accuracy.md) with the reason, as an explicit
-entry of ``EXCEPTIONS`` below.
+
+Run the 100_000-class float64 rows and the full oracle cross-check with
+``python -m pytest -m slow tests/test_accuracy.py`` (several minutes).
 """
 from __future__ import annotations
 
@@ -47,7 +61,21 @@ BUDGET = {"reduced": 2.0, "per_sample": 4.0, "grad": 8.0}
 
 # (function, dtype name, kind) -> (budget, reason): budgets that do not
 # meet the aim above, each explained in docs/accuracy.md.
-EXCEPTIONS: dict = {}
+_PLAIN_ROW_SUMS = "plain float64 sum over the rows or elements (error ~ sqrt(n) ulps)"
+_PLAIN_CLASS_SUMS = "plain float64 sums over the classes of a row (error ~ sqrt(C) ulps)"
+EXCEPTIONS: dict = {
+    **{(name, "float64", "reduced"): (4.0, _PLAIN_ROW_SUMS)
+       for name in ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
+                    "multiclass_hinge", "kl_divergence")},
+    ("softmax_cross_entropy", "float64", "reduced"): (16.0, _PLAIN_CLASS_SUMS),
+    ("softmax_cross_entropy", "float64", "per_sample"): (16.0, _PLAIN_CLASS_SUMS),
+    ("softmax_cross_entropy", "float64", "grad"): (16.0, _PLAIN_CLASS_SUMS),
+    ("softmax_binary_cross_entropy", "float64", "reduced"): (16.0, _PLAIN_CLASS_SUMS),
+    ("softmax_binary_cross_entropy", "float64", "per_sample"): (32.0, _PLAIN_CLASS_SUMS),
+    ("softmax_binary_cross_entropy", "float64", "grad"): (16.0, _PLAIN_CLASS_SUMS),
+    ("kl_divergence", "float64", "per_sample"): (16.0, _PLAIN_CLASS_SUMS),
+    ("kl_divergence", "float64", "grad"): (16.0, _PLAIN_CLASS_SUMS),
+}
 
 DTYPES = ["float32", "float64"]
 
