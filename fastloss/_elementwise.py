@@ -51,7 +51,7 @@ def _run(name, prep, param):
     params = np.full(view[1], param) if np.ndim(param) == 0 else param
 
     reduction = prep.reduction
-    scale = 1.0
+    scale, denominator = 1.0, 1.0
     if reduction == "mean":
         denominator = mean_denominator(prep, row_size)
         if denominator == 0:                # a mean over nothing: 0 and a zero gradient
@@ -72,7 +72,7 @@ def _run(name, prep, param):
     if reduction == "none":
         loss = loss_out.reshape(shape)
     else:
-        loss = total * scale
+        loss = total / denominator          # one rounding (total * scale would be two)
     return LossGrad(loss, grad_out.reshape(shape) if prep.grad else None)
 
 
