@@ -457,6 +457,24 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
     return _finish(prep, loss, grad_value, denominator)
 
 
+def _cross_odds(x, stats):
+    """p_c r_k = p_c p_k / (1 - p_k) = e_c / (T S) of every class c, k the first maximum.
+
+    Rescaled by the largest other logit m2: e_c / S = exp(x_c - m2) / S' with
+    S' = sum_{j != k} exp(x_j - m2) >= 1, so neither e_c nor S underflows, and
+    log S' is never added to a huge m2 - m (the log-domain exp(log p_c - log S)
+    loses it: for the float32 row [3e38, 0, 0] it gives 1 instead of 1/2).
+    """
+    others = x.astype(np.float64)
+    others[stats.rows, stats.argmax] = -np.inf
+    second = np.max(others, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rescaled = np.exp(np.where(others == second, 0.0, others - second))
+        rescaled[stats.rows, stats.argmax] = 0.0
+        return rescaled / (np.sum(rescaled, axis=1, keepdims=True)
+                           * (1 + stats.others[:, None]))
+
+
 def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reduction="mean",
                                  grad=True, out=None, n_threads=None):
     """Softmax cross-entropy that also penalises the probability of the wrong classes.
@@ -474,8 +492,9 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
     log(1 - p_c) is computed without cancellation: for the first maximum k,
     1 - p_k = S / (1 + S) with log S computed as the log-sum-exp of the other
     logits; elsewhere p_c <= 1/2 and log(1 - p_c) = log1mexp(log p_c)
-    (Maechler 2012).  The term p_c r_k of the largest class is formed in the
-    log domain, so the gradient is finite for finite logits of any magnitude.
+    (Maechler 2012).  The term p_c r_k of the largest class is e_c / (T S),
+    rescaled by the second largest logit, so the gradient is finite and
+    accurate for finite logits of any magnitude.
 
     Args:
       logits: shape (N, C).
@@ -514,9 +533,8 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
         b_rest = np.sum((1 - t) * odds, axis=1, keepdims=True)      # B without class k
         grad_value = p * t_sum - t + (1 - t) * odds - p * b_rest
         if n_classes > 0:
-            # p_c (1 - t_k) r_k for c != k, as exp(log p_c + log r_k): finite when p_k -> 1.
-            log_odds_max = (log_p[rows, k] - log_1mp[rows, k])[:, None]
-            cross = np.where(log_p == -np.inf, 0.0, np.exp(log_p + log_odds_max))
+            # p_c (1 - t_k) r_k for c != k, rescaled: finite and accurate when p_k -> 1.
+            cross = np.where(log_p == -np.inf, 0.0, _cross_odds(x, stats))
             cross *= (1 - t[rows, k])[:, None]
             cross[rows, k] = 0
             grad_value -= cross
