@@ -42,7 +42,7 @@ KINDS = ("reduced", "per_sample", "grad")
 
 # --- the same reductions for the peers ------------------------------------------
 
-def _denominator(function, target, params, sample_weight, n_rows, row_size, xp_sum):
+def _denominator(function, target, params, sample_weight, n_rows, row_size):
     """The API's "mean" divisor (see API.md), for the peers' own reductions."""
     sw = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, float)
     if function == "softmax_cross_entropy" and np.ndim(target) == 1:
@@ -79,7 +79,7 @@ def _np_per_sample(function, args, params):
         return np.where(small, 0.5 * r * r, d * (np.abs(r) - 0.5 * d)), np.clip(r, -d, d)
     if function == "binary_cross_entropy":
         x, t = args
-        pw = p_w = params.get("pos_weight")
+        p_w = params.get("pos_weight")
         pw = x.dtype.type(1) if p_w is None else np.asarray(p_w, x.dtype)
         one = x.dtype.type(1)
         # TensorFlow's weighted_cross_entropy_with_logits formula
@@ -166,8 +166,7 @@ def numpy_implementation(function):
         if reduction == "sum":
             return fastloss.LossGrad(float(total), grad)
         row_size = 1 if args[0].ndim == 1 else args[0].shape[1]
-        d = _denominator(function, args[1], params, sample_weight, args[0].shape[0], row_size,
-                         np.sum)
+        d = _denominator(function, args[1], params, sample_weight, args[0].shape[0], row_size)
         return fastloss.LossGrad(float(total / dt.type(d)), (grad / dt.type(d)).astype(dt))
     return implementation
 
@@ -259,9 +258,9 @@ def torch_implementation(function):
         if reduction == "mean":
             row_size = 1 if a.ndim == 1 else a.shape[1]
             total = total / _denominator(function, args[1], params, sample_weight, a.shape[0],
-                                         row_size, None)
+                                         row_size)
         total.backward()
-        return fastloss.LossGrad(float(total), a.grad.numpy())
+        return fastloss.LossGrad(float(total.detach()), a.grad.numpy())
     return implementation
 
 
