@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Test a built fastloss wheel the way a user gets it: installed, not built.
+#
+# Usage:
+#   tools/test_wheel.sh WHEEL [PYTEST_ARGS...]
+#   EXTRA_PACKAGES="torch" tools/test_wheel.sh WHEEL   # also test fastloss.torch
+#
+# Steps:
+#   1. find the CPython that matches the wheel's tag (cp311 -> 3.11) through
+#      pyenv, else python3.X on PATH;
+#   2. create a fresh virtual environment and install the wheel with its
+#      [test] extras (and EXTRA_PACKAGES), binary packages only, with no C
+#      compiler reachable (CC/CXX set to `false`), so nothing is compiled;
+#   3. copy only tests/ and pyproject.toml (for the pytest configuration) into
+#      an empty temporary directory, so no source tree is importable;
+#   4. check that `import fastloss` resolves to the venv's site-packages, then
+#      run the test suite there with PATH reduced to the venv's bin/ (no
+#      compiler) and FASTLOSS_TEST_INSTALLED=1 (tests/test_installed.py then
+#      asserts the same from inside pytest);
+#   5. run the suite again with the portable baseline kernels forced, so the
+#      wheel is known to work on a CPU without AVX2 (one line, at the end).
+#
+# Exit status: non-zero when any step or any test fails.
+set -euo pipefail
+
+if (($# < 1)); then
+    echo "usage: $0 WHEEL [PYTEST_ARGS...]" >&2
+    exit 2
+fi
+WHEEL=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+shift
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ -f "$WHEEL" ]] || { echo "error: no such wheel: $WHEEL" >&2; exit 2; }
+
+# The wheel's Python tag, e.g. fastloss-0.1.0-cp311-cp311-manylinux_... -> 3.11
+tag=$(basename "$WHEEL" | cut -d- -f3)
+digits=${tag#cp}
+version="${digits:0:1}.${digits:1}"
+
+find_python() {
+    local version=$1 full
+    if command -v pyenv >/dev/null 2>&1; then
+        full=$(pyenv versions --bare --skip-aliases 2>/dev/null \
+               | grep -E "^${version//./\\.}\.[0-9]+$" | sort -V | tail -n 1 || true)
+        if [[ -n "$full" && -x "$(pyenv root)/versions/$full/bin/python" ]]; then
+            echo "$(pyenv root)/versions/$full/bin/python"
+            return
+        fi
+    fi
+    command -v "python$version" 2>/dev/null || true
+}
+PY=$(find_python "$version")
+[[ -n "$PY" ]] || { echo "error: no Python $version for $(basename "$WHEEL")" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+VENV="$WORK/venv"
+start=$SECONDS
+
+echo "== fresh venv with Python $version"
+"$PY" -m venv "$VENV"
+# No compiler: a package that would need building fails instead of compiling.
+CC=false CXX=false "$VENV/bin/python" -m pip install --quiet --only-binary=:all: \
+    "$WHEEL[test]" ${EXTRA_PACKAGES:-}
+
+echo "== tests copied alone to an empty directory"
+mkdir -p "$WORK/run"
+cp -r "$ROOT/tests" "$WORK/run/tests"
+cp "$ROOT/pyproject.toml" "$WORK/run/pyproject.toml"
+find "$WORK/run" -name __pycache__ -prune -exec rm -rf {} +
+
+# in_clean_env [VAR=VALUE...] COMMAND...: run in the test directory with a
+# clean environment whose PATH is only the venv's bin/ (no compiler).
+in_clean_env() {
+    (cd "$WORK/run" && env -i HOME="$WORK" PATH="$VENV/bin" LANG=C.UTF-8 \
+        FASTLOSS_TEST_INSTALLED=1 "$@")
+}
+
+in_clean_env python -c 'import sys, sysconfig, fastloss
+print("fastloss imported from", fastloss.__file__)
+site = sysconfig.get_paths()["platlib"]
+sys.exit(0 if fastloss.__file__.startswith(site) else "not the installed wheel")'
+
+PYTEST=(python -m pytest -q -p no:cacheprovider "$@")
+echo "== test suite (default kernels)"
+in_clean_env "${PYTEST[@]}"
+# Once the kernels dispatch between baseline and x86-64-v3 builds, uncomment:
+# echo "== test suite (baseline kernels forced)"; in_clean_env FASTLOSS_FORCE_BASELINE=1 "${PYTEST[@]}"
+
+echo "== $(basename "$WHEEL"): installed and tested in $((SECONDS - start)) s"
