@@ -1,0 +1,473 @@
+"""fastloss.torch against torch.nn.functional: values, gradients, fallbacks.
+
+Every fast-path case also asserts that the fused Function really ran (its
+grad_fn), so that a silent fallback to torch cannot make a parity test pass.
+"""
+import inspect
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import fastloss.torch as flt  # noqa: E402
+
+FUNCTIONS = ["cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
+             "multi_margin_loss"]
+MODULES = {"CrossEntropyLoss": "cross_entropy", "BCEWithLogitsLoss":
+           "binary_cross_entropy_with_logits", "MSELoss": "mse_loss",
+           "HuberLoss": "huber_loss", "MultiMarginLoss": "multi_margin_loss"}
+REDUCTIONS = ["mean", "sum", "none"]
+DTYPES = [torch.float32, torch.float64]
+# torch computes float32 losses with float32 sums; fastloss sums in float64.
+TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def fused(result):
+    return result.grad_fn is not None and type(result.grad_fn).__name__ == "_FusedLossBackward"
+
+
+def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, grad_output=None):
+    """Loss and input gradient of fast_fn and torch_fn on clones of inputs agree.
+
+    inputs[0] is the differentiated input.  grad_output defaults to random
+    values for an unreduced loss and to 1.0 (the plain loss.backward()) else.
+    """
+    x_fast = inputs[0].detach().clone().requires_grad_(True)
+    x_torch = inputs[0].detach().clone().requires_grad_(True)
+    rest = inputs[1:]
+    before = [t.clone() for t in inputs if isinstance(t, torch.Tensor)]
+    out_fast = fast_fn(x_fast, *rest)
+    out_torch = torch_fn(x_torch, *rest)
+    assert fused(out_fast) == expect_fused, type(out_fast.grad_fn).__name__
+    assert out_fast.dtype == out_torch.dtype and out_fast.shape == out_torch.shape
+    torch.testing.assert_close(out_fast, out_torch, **TOL[dtype], equal_nan=True)
+    if grad_output is None:
+        grad_output = torch.rand_like(out_torch) + 0.5 if out_torch.dim() else \
+            torch.tensor(1.0, dtype=out_torch.dtype)
+    out_fast.backward(grad_output)
+    out_torch.backward(grad_output)
+    torch.testing.assert_close(x_fast.grad, x_torch.grad, **TOL[dtype], equal_nan=True)
+    after = [t for t in inputs if isinstance(t, torch.Tensor)]
+    for b, a in zip(before, after):
+        assert torch.equal(a.detach(), b) or (a.isnan() == b.isnan()).all()
+
+
+def generator(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def randn(*shape, dtype=torch.float64, seed=0, scale=1.0):
+    return (torch.randn(shape, generator=generator(seed)) * scale).to(dtype)
+
+
+def rand(*shape, dtype=torch.float64, seed=0):
+    return torch.rand(shape, generator=generator(seed)).to(dtype)
+
+
+def labels(n_rows, n_classes, seed=0):
+    return torch.randint(0, n_classes, (n_rows,), generator=generator(seed))
+
+
+# --- API ----------------------------------------------------------------------
+
+def test_import_fastloss_does_not_import_torch():
+    code = ("import sys, fastloss, fastloss.reference; "
+            "sys.exit('torch imported' if 'torch' in sys.modules else 0)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_signature_is_torchs(name):
+    assert inspect.signature(getattr(flt, name)).parameters.keys() == \
+        inspect.signature(getattr(F, name)).parameters.keys()
+    ours = [p.default for p in inspect.signature(getattr(flt, name)).parameters.values()]
+    theirs = [p.default for p in inspect.signature(getattr(F, name)).parameters.values()]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_are_torchs_with_the_fused_forward(name):
+    module_class = getattr(flt, name)
+    assert issubclass(module_class, getattr(torch.nn, name))
+    assert inspect.signature(module_class) == inspect.signature(getattr(torch.nn, name))
+    x = randn(8, 5).requires_grad_(True)
+    if name in ("CrossEntropyLoss", "MultiMarginLoss"):
+        target = labels(8, 5)
+        module = module_class(weight=rand(5) + 0.5, reduction="sum")
+    elif name == "BCEWithLogitsLoss":
+        target = rand(8, 5)
+        module = module_class(pos_weight=rand(5) + 0.5)
+    else:
+        target = randn(8, 5, seed=1)
+        module = module_class(reduction="sum")
+    reference = getattr(torch.nn, name)(**{k: getattr(module, k) for k in
+                                          ("weight", "pos_weight", "reduction")
+                                          if hasattr(module, k)})
+    assert module.state_dict().keys() == reference.state_dict().keys()
+    compare(module, reference, [x, target], torch.float64)
+
+
+# --- values and gradients over the option grid ---------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cross_entropy_labels(dtype, reduction, weighted, ignore_index, label_smoothing):
+    n_rows, n_classes = 64, 7
+    x = randn(n_rows, n_classes, dtype=dtype, scale=3.0)
+    y = labels(n_rows, n_classes, seed=1)
+    y[::5] = ignore_index
+    weight = rand(n_classes, dtype=dtype, seed=2) + 0.1 if weighted else None
+
+    def run(f):
+        return lambda x, y: f(x, y, weight, ignore_index=ignore_index, reduction=reduction,
+                              label_smoothing=label_smoothing)
+    compare(run(flt.cross_entropy), run(F.cross_entropy), [x, y], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_cross_entropy_probabilities(dtype, reduction, weighted, label_smoothing):
+    n_rows, n_classes = 48, 6
+    x = randn(n_rows, n_classes, dtype=dtype, scale=2.0)
+    t = torch.softmax(randn(n_rows, n_classes, seed=1), dim=1).to(dtype)
+    weight = rand(n_classes, dtype=dtype, seed=2) + 0.1 if weighted else None
+
+    def run(f):
+        return lambda x, t: f(x, t, weight, reduction=reduction,
+                              label_smoothing=label_smoothing)
+    compare(run(flt.cross_entropy), run(F.cross_entropy), [x, t], dtype)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_cross_entropy_unbatched(reduction, probabilities):
+    x = randn(9)
+    target = torch.softmax(randn(9, seed=1), 0) if probabilities else torch.tensor(4)
+    compare(lambda x, t: flt.cross_entropy(x, t, reduction=reduction),
+            lambda x, t: F.cross_entropy(x, t, reduction=reduction), [x, target],
+            torch.float64)
+
+
+def test_cross_entropy_extreme_logits_float32():
+    x = randn(16, 10, dtype=torch.float32, scale=1e4)
+    x[0, 0] = 3e38
+    x[1, :] = -3e38
+    y = labels(16, 10, seed=3)
+    compare(flt.cross_entropy, F.cross_entropy, [x, y], torch.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [1.0, 0.3, 0.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin(dtype, reduction, p, margin, weighted):
+    n_rows, n_classes = 40, 5
+    x = randn(n_rows, n_classes, dtype=dtype)
+    y = labels(n_rows, n_classes, seed=1)
+    weight = rand(n_classes, dtype=dtype, seed=2) + 0.1 if weighted else None
+
+    def run(f):
+        return lambda x, y: f(x, y, p=p, margin=margin, weight=weight, reduction=reduction)
+    compare(run(flt.multi_margin_loss), run(F.multi_margin_loss), [x, y], dtype)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_multi_margin_unbatched(reduction):
+    compare(lambda x, y: flt.multi_margin_loss(x, y, reduction=reduction),
+            lambda x, y: F.multi_margin_loss(x, y, reduction=reduction),
+            [randn(6), torch.tensor(2)], torch.float64)
+
+
+BCE_CASES = [
+    # (input shape, weight shape or None, pos_weight shape or None)
+    ((30,), None, None),
+    ((30,), (30,), ()),
+    ((30, 4), None, None),
+    ((30, 4), None, (4,)),
+    ((30, 4), None, (1,)),
+    ((30, 4), (30, 4), None),
+    ((30, 4), (4,), None),
+    ((30, 4), (30, 1), (4,)),
+    ((30, 4), (), (4,)),
+    ((5, 6, 4), (5, 6, 1), (4,)),
+    ((5, 6, 4), (6, 4), ()),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape, weight_shape, pos_weight_shape", BCE_CASES)
+def test_binary_cross_entropy_with_logits(dtype, reduction, shape, weight_shape,
+                                          pos_weight_shape):
+    x = randn(*shape, dtype=dtype, scale=4.0)
+    t = rand(*shape, dtype=dtype, seed=1)
+    t[..., ::3] = t[..., ::3].round()          # hard and soft labels
+    weight = None if weight_shape is None else rand(*weight_shape, dtype=dtype, seed=2) + 0.1
+    pos_weight = None if pos_weight_shape is None else \
+        rand(*pos_weight_shape, dtype=dtype, seed=3) * 3
+
+    def run(f):
+        return lambda x, t: f(x, t, weight, reduction=reduction, pos_weight=pos_weight)
+    compare(run(flt.binary_cross_entropy_with_logits),
+            run(F.binary_cross_entropy_with_logits), [x, t], dtype)
+
+
+ELEMENTWISE_SHAPES = [(), (50,), (20, 3), (4, 5, 6)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mse_loss(dtype, reduction, shape, weighted):
+    x, t = randn(*shape, dtype=dtype), randn(*shape, dtype=dtype, seed=1)
+    weight = rand(*shape, dtype=dtype, seed=2) + 0.1 if weighted else None
+
+    def run(f):
+        return lambda x, t: f(x, t, reduction=reduction, weight=weight)
+    compare(run(flt.mse_loss), run(F.mse_loss), [x, t], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+@pytest.mark.parametrize("delta", [1.0, 0.25])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_huber_loss(dtype, reduction, shape, delta, weighted):
+    x, t = randn(*shape, dtype=dtype, scale=2.0), randn(*shape, dtype=dtype, seed=1)
+    weight = rand(*shape, dtype=dtype, seed=2) + 0.1 if weighted else None
+
+    def run(f):
+        return lambda x, t: f(x, t, reduction=reduction, delta=delta, weight=weight)
+    compare(run(flt.huber_loss), run(F.huber_loss), [x, t], dtype)
+
+
+def test_deprecated_size_average_and_reduce():
+    x, y = randn(10, 4), labels(10, 4)
+    for size_average, reduce in itertools.product([None, True, False], [None, True, False]):
+        if size_average is None and reduce is None:
+            continue
+        with pytest.warns(UserWarning):
+            fast = flt.cross_entropy(x, y, size_average=size_average, reduce=reduce)
+        with pytest.warns(UserWarning):
+            ref = F.cross_entropy(x, y, size_average=size_average, reduce=reduce)
+        torch.testing.assert_close(fast, ref)
+
+
+# --- autograd behaviour ---------------------------------------------------------
+
+GRADCHECK_CASES = {
+    "cross_entropy": lambda x: flt.cross_entropy(x, torch.tensor([0, 2, -100, 1]),
+                                                 rand(3, seed=5) + 0.5, label_smoothing=0.1),
+    "cross_entropy_none": lambda x: flt.cross_entropy(x, torch.tensor([0, 2, 1, 1]),
+                                                      reduction="none"),
+    "multi_margin_loss": lambda x: flt.multi_margin_loss(x, torch.tensor([0, 2, 1, 1]), p=2,
+                                                         margin=0.7),
+    "binary_cross_entropy_with_logits": lambda x: flt.binary_cross_entropy_with_logits(
+        x, rand(4, 3, seed=6), pos_weight=rand(3, seed=7) + 0.5, reduction="none"),
+    "mse_loss": lambda x: flt.mse_loss(x, randn(4, 3, seed=8), reduction="sum"),
+    "huber_loss": lambda x: flt.huber_loss(x, randn(4, 3, seed=9), delta=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
+def test_gradcheck(name):
+    # Inputs away from the kinks of hinge and Huber, where finite differences fail.
+    x = (randn(4, 3, seed=10) * 2).requires_grad_(True)
+    assert fused(GRADCHECK_CASES[name](x))
+    assert torch.autograd.gradcheck(GRADCHECK_CASES[name], (x,))
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "binary_cross_entropy_with_logits",
+                                  "mse_loss"])
+def test_double_backward_falls_back_to_torch(name):
+    x = randn(4, 3, seed=11).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(GRADCHECK_CASES[name], (x,))
+
+
+def test_hessian_vector_product_equals_torchs():
+    x = randn(6, 5, seed=12).requires_grad_(True)
+    y = labels(6, 5, seed=13)
+    v = randn(6, 5, seed=14)
+    results = []
+    for f in (flt.cross_entropy, F.cross_entropy):
+        (g,) = torch.autograd.grad(f(x, y, label_smoothing=0.05), x, create_graph=True)
+        (hv,) = torch.autograd.grad((g * v).sum(), x)
+        results.append((g, hv))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_backward_twice_with_retain_graph_accumulates():
+    x = randn(8, 4).requires_grad_(True)
+    y = labels(8, 4)
+    loss = flt.cross_entropy(x, y)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+    x.grad = None
+    F.cross_entropy(x, y).backward()
+    torch.testing.assert_close(first, x.grad)
+
+
+def test_gradient_scaled_by_grad_output_and_through_a_graph():
+    x = randn(8, 4).requires_grad_(True)
+    t = randn(8, 4, seed=1)
+    grads = []
+    for f in (flt.huber_loss, F.huber_loss):
+        x.grad = None
+        (3.0 * f(torch.tanh(x), t) + f(x, t, reduction="sum")).backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_no_gradient_work_without_grad():
+    x = randn(8, 4).requires_grad_(True)
+    y = labels(8, 4)
+    with torch.no_grad():
+        loss = flt.cross_entropy(x, y)
+    assert loss.grad_fn is None
+    torch.testing.assert_close(loss, F.cross_entropy(x, y).detach())
+    plain = flt.cross_entropy(x.detach(), y)
+    assert plain.grad_fn is None and not plain.requires_grad
+
+
+def test_non_contiguous_input():
+    base = randn(5, 8)
+    x = base.t()                                # (8, 5), column-major
+    assert not x.is_contiguous()
+    compare(flt.cross_entropy, F.cross_entropy, [x, labels(8, 5)], torch.float64)
+    compare(flt.mse_loss, F.mse_loss, [x, randn(8, 5, seed=1)], torch.float64)
+
+
+def test_threads_follow_torch():
+    x, y = randn(4096, 64, dtype=torch.float32), labels(4096, 64)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x_n = x.clone().requires_grad_(True)
+            flt.cross_entropy(x_n, y).backward()
+            results.append(x_n.grad)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0], results[1])  # fastloss sums in a fixed order
+
+
+def test_tiny_model_trains_to_the_same_parameters():
+    def train(loss_fn):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(),
+                                    torch.nn.Linear(16, 4)).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+        data = randn(64, 10, seed=1)
+        target = labels(64, 4, seed=2)
+        for _ in range(20):
+            optimizer.zero_grad()
+            loss_fn(model(data), target).backward()
+            optimizer.step()
+        return [p.detach() for p in model.parameters()]
+
+    fast = train(lambda out, y: flt.cross_entropy(out, y, label_smoothing=0.1))
+    ref = train(lambda out, y: F.cross_entropy(out, y, label_smoothing=0.1))
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+# --- fallbacks to torch ----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_falls_back(dtype):
+    x, y = randn(8, 5).to(dtype), labels(8, 5)
+    compare(flt.cross_entropy, F.cross_entropy, [x, y], torch.float32, expect_fused=False)
+
+
+def test_non_cpu_tensors_fall_back():
+    x = torch.empty(8, 5, device="meta", requires_grad=True)
+    t = torch.empty(8, 5, device="meta")
+    out = flt.mse_loss(x, t)
+    assert out.device.type == "meta" and not fused(out)
+
+
+def test_target_requiring_grad_falls_back():
+    x = randn(6, 3).requires_grad_(True)
+    t_fast = randn(6, 3, seed=1).requires_grad_(True)
+    t_torch = t_fast.detach().clone().requires_grad_(True)
+    out = flt.mse_loss(x, t_fast)
+    assert not fused(out)
+    out.backward()
+    F.mse_loss(x.detach(), t_torch).backward()
+    torch.testing.assert_close(t_fast.grad, t_torch.grad)
+
+
+def test_spatial_cross_entropy_falls_back():
+    x, y = randn(4, 3, 5, 5), torch.randint(0, 3, (4, 5, 5), generator=generator(1))
+    compare(flt.cross_entropy, F.cross_entropy, [x, y], torch.float64, expect_fused=False)
+
+
+def test_every_label_ignored_gives_torchs_nan():
+    x, y = randn(4, 3), torch.full((4,), -100)
+    compare(flt.cross_entropy, F.cross_entropy, [x, y], torch.float64, expect_fused=False)
+    # Not all ignored: the fast path.
+    y[0] = 1
+    compare(flt.cross_entropy, F.cross_entropy, [x, y], torch.float64)
+
+
+def test_empty_batch_gives_torchs_nan():
+    x, t = randn(0, 3), randn(0, 3)
+    assert torch.isnan(flt.mse_loss(x, t)) and torch.isnan(F.mse_loss(x, t))
+
+
+def test_broadcast_target_falls_back():
+    x, t = randn(6, 3), randn(1, 3)
+    with pytest.warns(UserWarning):
+        fast = flt.mse_loss(x, t)
+    with pytest.warns(UserWarning):
+        torch.testing.assert_close(fast, F.mse_loss(x, t))
+
+
+def test_mixed_dtypes_fall_back_with_torchs_promotion():
+    x, t = randn(6, 3, dtype=torch.float32), randn(6, 3, dtype=torch.float32, seed=1)
+    weight = rand(6, 3, seed=2)                 # float64 weight promotes the result
+    out = flt.mse_loss(x.requires_grad_(True), t, weight=weight)
+    assert out.dtype == F.mse_loss(x, t, weight=weight).dtype and not fused(out)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f: f.cross_entropy(randn(4, 3), torch.tensor([0, 1, 3, 0])),
+    lambda f: f.cross_entropy(randn(4, 3), torch.tensor([0, 1, -5, 0])),
+    lambda f: f.multi_margin_loss(randn(4, 3), torch.tensor([0, 1, 7, 0])),
+    lambda f: f.cross_entropy(randn(4, 3), torch.tensor([0, 1, 2, 0]), reduction="avg"),
+    lambda f: f.binary_cross_entropy_with_logits(randn(4, 3), rand(4, 2)),
+    lambda f: f.multi_margin_loss(randn(4, 3), torch.tensor([0, 1, 2, 0]), p=3),
+], ids=["label>=C", "negative label", "margin label>=C", "bad reduction", "bad shape", "p=3"])
+def test_bad_input_raises_torchs_error(call):
+    with pytest.raises(Exception) as expected:
+        call(F)
+    with pytest.raises(expected.type):
+        call(flt)
+
+
+def test_the_fused_gradient_is_computed_by_fastloss():
+    # The gradient tensor handed back shares memory with the kernel's output:
+    # backward did no work of its own for a plain loss.backward().
+    x = randn(16, 8, dtype=torch.float32).requires_grad_(True)
+    loss = flt.cross_entropy(x, labels(16, 8))
+    (saved,) = loss.grad_fn.saved_tensors
+    (grad,) = torch.autograd.grad(loss, x)
+    assert grad.data_ptr() == saved.data_ptr()
+    np.testing.assert_allclose(grad.numpy(), (torch.softmax(x.detach(), 1) - F.one_hot(
+        labels(16, 8), 8)).numpy() / 16, rtol=1e-5, atol=1e-7)
