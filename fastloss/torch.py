@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -133,22 +134,21 @@ def _run(input, fast, torch_loss, tensors):
 
 def _covered(input, tensors):
     """Whether the fused kernels may compute this call (see the module docstring)."""
-    every = [input] + [t for t in tensors if t is not None]
-    if any(not isinstance(t, torch.Tensor) for t in every):
-        return False
-    if torch.overrides.has_torch_function(tuple(every)):
-        return False
-    if _is_compiling() or any(_is_functorch_tensor(t) for t in every):
-        return False
-    if input.dtype not in _FAST_DTYPES:
-        return False
+    every = (input,) + tuple(t for t in tensors if t is not None)
     for t in every:
-        if t.device.type != "cpu" or t.is_sparse or t.is_complex():
+        if not isinstance(t, torch.Tensor):
             return False
-    grad_on = torch.is_grad_enabled()
-    if grad_on and any(t.requires_grad for t in every[1:]):
+    if input.dtype not in _FAST_DTYPES or torch.overrides.has_torch_function(every):
         return False
-    return True
+    grad_on = torch.is_grad_enabled()
+    for t in every:
+        # Strided CPU tensors only: .numpy() refuses the others.
+        if not t.is_cpu or t.layout != torch.strided or t.is_complex() \
+                or _is_functorch_tensor(t):
+            return False
+        if grad_on and t is not input and t.requires_grad:
+            return False
+    return not _is_compiling()
 
 
 def _is_compiling():
@@ -177,7 +177,8 @@ def _tensor_result(result, input, loss_shape, grad_shape):
     if isinstance(loss, np.ndarray):
         loss = torch.from_numpy(loss).reshape(loss_shape)
     else:
-        loss = torch.tensor(loss, dtype=input.dtype)
+        # from_numpy of a 0-d array costs a tenth of torch.tensor(float).
+        loss = torch.from_numpy(np.array(loss, dtype=_NUMPY_DTYPES[input.dtype]))
     if grad is not None:
         grad = torch.from_numpy(grad).reshape(grad_shape)
     return loss, grad
@@ -408,8 +409,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         result = kernel(logits, labels, class_weight=class_weight,
                         label_smoothing=label_smoothing, reduction=reduction,
                         grad=need_grad, n_threads=_threads(), **options)
-        if reduction == "mean" and not probabilities:
-            # torch's mean over no counted weight is 0 / 0 = NaN; fastloss's is 0.
+        if reduction == "mean" and not probabilities and result.loss == 0.0:
+            # torch's mean over no counted weight is 0 / 0 = NaN; fastloss's is
+            # 0.0, so only a zero loss needs the denominator checked.
             counted = labels != ignore_index
             total = counted.sum() if class_weight is None \
                 else class_weight[labels[counted]].sum()
