@@ -14,10 +14,11 @@ calls one fused fastloss kernel, which computes the loss *and* the gradient
 with respect to the input in one pass over the data, through zero-copy NumPy
 views of the tensors.  The gradient is stored; the backward pass only scales
 it by ``grad_output``, and returns it as it is when ``grad_output`` is 1 (the
-usual ``loss.backward()``).  Compared with torch's own cross-entropy, which
-keeps the log-softmax for backward and then writes the gradient, this makes
-one pass over the logits instead of about four and holds one (N, C) buffer
-instead of two.  The kernels use ``torch.get_num_threads()`` threads.
+usual ``loss.backward()``).  Torch's own cross-entropy writes the
+log-softmax in forward, keeps it, and in backward reads it to write a second
+(N, C) buffer; the fused path reads the logits once, writes the gradient
+once and keeps that one (N, C) buffer.  The kernels run on
+``torch.get_num_threads()`` threads.
 
 When the kernels do not cover a call, torch's own function computes it, with
 the same result torch gives (errors included):
@@ -71,7 +72,7 @@ class _Unsupported(Exception):
 class _FusedLoss(torch.autograd.Function):
     """A loss whose gradient was computed together with its value.
 
-    forward(input, loss, grad, torch_loss) returns ``loss``; backward returns
+    forward(input, (loss, grad), torch_loss) returns ``loss``; backward returns
     ``grad`` scaled by grad_output (broadcast over the trailing dimensions of
     ``grad`` that ``loss`` lacks, e.g. the classes of a per-sample loss).
     ``torch_loss(input)`` recomputes the loss with torch's own function, used
@@ -79,7 +80,9 @@ class _FusedLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, loss, grad, torch_loss):
+    def forward(ctx, input, loss_and_grad, torch_loss):
+        # A tuple, so that autograd does not take loss and grad for inputs.
+        loss, grad = loss_and_grad
         ctx.save_for_backward(grad)
         ctx.loss_dim = loss.dim()
         # Kept for double backward only; the version tells whether it changed.
@@ -91,14 +94,14 @@ class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():
-            return _differentiable_backward(ctx, grad_output), None, None, None
+            return _differentiable_backward(ctx, grad_output), None, None
         (grad,) = ctx.saved_tensors
         if ctx.loss_dim == 0:
             if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
-                return grad, None, None, None
-            return grad * grad_output, None, None, None
+                return grad, None, None
+            return grad * grad_output, None, None
         extra = grad.dim() - ctx.loss_dim
-        return grad * grad_output.reshape(grad_output.shape + (1,) * extra), None, None, None
+        return grad * grad_output.reshape(grad_output.shape + (1,) * extra), None, None
 
 
 def _differentiable_backward(ctx, grad_output):
@@ -129,7 +132,7 @@ def _run(input, fast, torch_loss, tensors):
         return torch_loss(input)
     if not need_grad:
         return loss
-    return _FusedLoss.apply(input, loss, grad, torch_loss)
+    return _FusedLoss.apply(input, (loss, grad), torch_loss)
 
 
 def _covered(input, tensors):
