@@ -238,7 +238,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     reduction = _reduction_of(size_average, reduce, reduction)
 
     def torch_loss(x):
-        return F.mse_loss(x, target, reduction=reduction, weight=weight)
+        # weight only when given: older torch releases have no such argument.
+        options = {} if weight is None else {"weight": weight}
+        return F.mse_loss(x, target, reduction=reduction, **options)
 
     def fast(need_grad):
         _check_elementwise(input, target, reduction, weight)
@@ -271,7 +273,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """
 
     def torch_loss(x):
-        return F.huber_loss(x, target, reduction=reduction, delta=delta, weight=weight)
+        options = {} if weight is None else {"weight": weight}
+        return F.huber_loss(x, target, reduction=reduction, delta=delta, **options)
 
     def fast(need_grad):
         _check_elementwise(input, target, reduction, weight)
