@@ -26,7 +26,8 @@ the same result torch gives (errors included):
 * tensors not on the CPU (CUDA, MPS, meta, ...), and dtypes other than
   float32 and float64 (float16, bfloat16, integers);
 * targets, ``weight`` or ``pos_weight`` that require a gradient, or whose
-  dtype differs from the input's (torch would promote);
+  dtype differs from the input's (torch would promote); class labels of a
+  dtype other than int64;
 * double backward (``create_graph=True``): the backward pass then
   recomputes the gradient with torch's own function, so that it can be
   differentiated again;
@@ -38,8 +39,8 @@ the same result torch gives (errors included):
   which torch defines as NaN; and any argument the kernels reject (a label
   out of range, a negative margin, an unknown reduction), so that torch
   raises its own error;
-* tensor subclasses and modes with ``__torch_function__``, functorch
-  transforms (vmap, grad) and ``torch.compile`` tracing.
+* tensor subclasses with ``__torch_function__``, functorch transforms
+  (vmap, grad) and ``torch.compile`` tracing.
 
 This module is the only part of fastloss that imports torch.
 """
