@@ -73,7 +73,13 @@ def _run(name, prep, param):
         loss = loss_out.reshape(shape)
     else:
         loss = total / denominator          # one rounding (total * scale would be two)
-    return LossGrad(loss, grad_out.reshape(shape) if prep.grad else None)
+    if not prep.grad:
+        grad = None
+    elif prep.out is not None:
+        grad = prep.out             # out itself, as NumPy's out= returns it
+    else:
+        grad = grad_out.reshape(shape)
+    return LossGrad(loss, grad)
 
 
 def _empty_mean(prep):
