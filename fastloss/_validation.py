@@ -63,7 +63,7 @@ def as_float_array(x, name, dtype=None):
     arr = _real_array(x, name)
     if dtype is None:
         dtype = computation_dtype(arr)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def check_reduction(reduction):
@@ -109,7 +109,8 @@ def as_sample_weight(sample_weight, n_rows):
     """float64 (n_rows,) weights, or None."""
     if sample_weight is None:
         return None
-    weight = np.ascontiguousarray(_real_array(sample_weight, "sample_weight"), dtype=np.float64)
+    weight = np.asarray(_real_array(sample_weight, "sample_weight"), dtype=np.float64,
+                        order="C")
     if weight.shape != (n_rows,):
         raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per "
                          f"sample, got sample_weight.shape={weight.shape}")
