@@ -24,6 +24,7 @@ LossGrad.__doc__ = """(loss, grad): the loss (a float, or an array for reduction
 and its gradient with respect to the prediction (None when grad=False)."""
 
 REDUCTIONS = ("mean", "sum", "none")
+_MAX_THREADS = 2**31 - 1
 _REAL_KINDS = "biuf"
 
 
@@ -46,7 +47,10 @@ class Prepared:
 
 
 def _real_array(x, name):
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as error:     # ragged nested sequences
+        raise ValueError(f"{name} could not be converted to an array: {error}") from None
     if arr.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr
@@ -90,7 +94,8 @@ def check_n_threads(n_threads):
         raise TypeError(f"n_threads must be None or an int >= 1, got {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be None or an int >= 1, got {n_threads}")
-    return int(n_threads)
+    # The kernels take a C int and never use more threads than they have chunks.
+    return min(int(n_threads), _MAX_THREADS)
 
 
 def check_same_shape(a, a_name, b, b_name):
