@@ -11,8 +11,18 @@ ATOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-14}
 def assert_close(actual, expected, dtype, scale=1.0):
     """Elementwise agreement within the dtype's tolerance (NaN matches NaN)."""
     dtype = np.dtype(dtype)
-    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=ATOL[dtype] * scale,
-                               equal_nan=True)
+    rtol, atol = RTOL[dtype], ATOL[dtype] * scale
+    actual_64 = np.asarray(actual, dtype=np.float64)
+    expected_64 = np.asarray(expected, dtype=np.float64)
+    if actual_64.shape == expected_64.shape:
+        # Fast path for large arrays; assert_allclose below explains any failure.
+        with np.errstate(invalid="ignore"):
+            ok = ((np.abs(actual_64 - expected_64) <= atol + rtol * np.abs(expected_64))
+                  | (actual_64 == expected_64)
+                  | (np.isnan(actual_64) & np.isnan(expected_64)))
+        if ok.all():
+            return
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
 
 
 def finite_difference_gradient(f, x, step=1e-4):
