@@ -30,6 +30,8 @@ class LossCase:
         (a function of the shape because some options are per column).
       grad_scale: a bound on |d loss / d pred| per element for the inputs
         made by make_inputs (sets the absolute tolerance of gradient checks).
+      target_kind: tells apart two entries of one function with different
+        kinds of target (it appears in the test ids).
     """
 
     name: str
@@ -38,6 +40,7 @@ class LossCase:
     pred_name: str
     options: dict = field(default_factory=lambda: {"default": lambda shape: {}})
     grad_scale: float = 1.0
+    target_kind: str = ""
 
     @property
     def fast(self):
@@ -48,7 +51,7 @@ class LossCase:
         return getattr(fastloss.reference, self.name)
 
     def __repr__(self):
-        return self.name
+        return f"{self.name}[{self.target_kind}]" if self.target_kind else self.name
 
 
 def n_columns(shape):
@@ -99,8 +102,79 @@ CASES = [
     }, grad_scale=20.0),
 ]
 
+
+
+def label_inputs(rng, shape, dtype):
+    logits = rng.normal(scale=3.0, size=shape).astype(dtype)
+    labels = rng.integers(0, shape[1], size=shape[0]) if shape[1] > 0 else \
+        np.zeros(shape[0], dtype=np.intp)
+    return logits, labels
+
+
+def probability_inputs(rng, shape, dtype):
+    logits = rng.normal(scale=3.0, size=shape).astype(dtype)
+    target = rng.uniform(size=shape) ** 3            # some near-zero probabilities
+    if shape[1] > 0:
+        target[:, 0][rng.uniform(size=shape[0]) < 0.2] = 0.0    # exact zeros (0 log 0)
+        target /= np.maximum(target.sum(axis=1, keepdims=True), 1e-300)
+    return logits, target.astype(dtype)
+
+
+def either_inputs(rng, shape, dtype):
+    """Labels or probabilities, chosen by the seed (both are accepted)."""
+    if rng.uniform() < 0.5:
+        return label_inputs(rng, shape, dtype)
+    return probability_inputs(rng, shape, dtype)
+
+
+CASES += [
+    LossCase("softmax_cross_entropy", label_inputs, (2,), "logits", options={
+        "default": lambda shape: {},
+        "class_weight": lambda shape: {"class_weight": np.linspace(0.5, 2.0, shape[1])},
+        "ignore_index=1": lambda shape: {"ignore_index": 1},
+        "label_smoothing=0.1": lambda shape: {"label_smoothing": 0.1},
+        "all": lambda shape: {"class_weight": np.linspace(2.0, 0.5, shape[1]),
+                              "ignore_index": 0, "label_smoothing": 0.25},
+    }),
+    LossCase("softmax_cross_entropy", probability_inputs, (2,), "logits", options={
+        "default": lambda shape: {},
+        "class_weight-label_smoothing": lambda shape: {
+            "class_weight": np.linspace(0.5, 2.0, shape[1]), "label_smoothing": 0.2},
+    }, target_kind="probabilities"),
+    LossCase("softmax_binary_cross_entropy", either_inputs, (2,), "logits"),
+    LossCase("kl_divergence", probability_inputs, (2,), "logits"),
+    LossCase("multiclass_hinge", label_inputs, (2,), "scores", options={
+        "default": lambda shape: {},
+        "crammer_singer": lambda shape: {"kind": "crammer_singer"},
+        "squared": lambda shape: {"squared": True, "margin": 0.5},
+        "crammer_singer-squared": lambda shape: {"kind": "crammer_singer", "squared": True},
+    }, grad_scale=20.0),
+]
+
 ELEMENTWISE = [case for case in CASES if case.name in
                ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge")]
+MULTICLASS = [case for case in CASES if case not in ELEMENTWISE]
+
+
+@dataclass(frozen=True)
+class RowUtility:
+    """A row-wise utility (logsumexp, softmax, log_softmax): f(x, out=, n_threads=)."""
+
+    name: str
+
+    @property
+    def fast(self):
+        return getattr(fastloss, self.name)
+
+    @property
+    def reference(self):
+        return getattr(fastloss.reference, self.name)
+
+    def __repr__(self):
+        return self.name
+
+
+UTILITIES = [RowUtility("logsumexp"), RowUtility("softmax"), RowUtility("log_softmax")]
 
 
 def variants(cases=CASES):
@@ -109,7 +183,7 @@ def variants(cases=CASES):
 
 
 def variant_ids(cases=CASES):
-    return [f"{case.name}[{option}]" for case, option in variants(cases)]
+    return [f"{case!r}[{option}]" for case, option in variants(cases)]
 
 
 def shape_for(case, n_rows, n_cols):
