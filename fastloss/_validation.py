@@ -47,10 +47,7 @@ class Prepared:
 
 
 def _real_array(x, name):
-    try:
-        arr = np.asarray(x)
-    except ValueError as error:     # ragged nested sequences
-        raise ValueError(f"{name} could not be converted to an array: {error}") from None
+    arr = as_any_array(x, name)
     if arr.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr
