@@ -81,6 +81,21 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def cython_mode_changed():
+    """True when the C files were last generated in the other mode (debug or not).
+
+    The Cython directives are not part of cythonize's dependency check, so
+    without this a debug build would compile the old, unchecked C files (and a
+    normal build after a debug one would keep the checks).
+    """
+    stamp = HERE / "build" / "cython-mode"
+    mode = "debug" if DEBUG else "optimised"
+    changed = not stamp.exists() or stamp.read_text() != mode
+    stamp.parent.mkdir(exist_ok=True)
+    stamp.write_text(mode)
+    return changed
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -101,7 +116,7 @@ def extensions():
         )
         for name in MODULES
     ]
-    return cythonize(exts, compiler_directives=directives,
+    return cythonize(exts, compiler_directives=directives, force=cython_mode_changed(),
                      compile_time_env={"FASTLOSS_DEBUG": DEBUG})
 
 
