@@ -191,11 +191,11 @@ def _corruptions(case, shape, dtype):
         ("n_threads", set_("n_threads", -3)),
         ("n_threads", set_("n_threads", 2.0)),
         ("n_threads", set_("n_threads", "4")),
-        ("out", set_("out", lambda: np.empty((n_rows + 1,) + shape[1:], dtype))),
-        ("out", set_("out", lambda: np.empty(shape, np.float16))),
+        ("out", set_("out", lambda: np.zeros((n_rows + 1,) + shape[1:], dtype))),
+        ("out", set_("out", lambda: np.zeros(shape, np.float16))),
     ]
     if np.prod(shape) >= 2:         # an empty or one-element array is always contiguous
-        c += [("out", set_("out", lambda: np.empty(shape[:-1] + (2 * shape[-1],),
+        c += [("out", set_("out", lambda: np.zeros(shape[:-1] + (2 * shape[-1],),
                                                    dtype)[..., ::2]))]
     if case.name == "huber":
         c += [("delta", set_("delta", -1.0)), ("delta", set_("delta", 0.0)),
