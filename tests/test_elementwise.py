@@ -279,7 +279,7 @@ def test_closed_form_values(module, dtype, name, pred, target, options, loss, gr
     function = getattr(module, name)
     pred = np.array(pred, dtype=dtype)
     target = np.array(target, dtype=dtype)
-    eps = np.finfo(dtype).eps
+    eps = float(np.finfo(dtype).eps)    # a Python float: pytest.approx rejects NumPy scalars
     result = function(pred, target, reduction="none", **options)
     np.testing.assert_allclose(result.loss, loss, rtol=4 * eps, atol=4 * eps)
     np.testing.assert_allclose(result.grad, grad, rtol=4 * eps, atol=4 * eps)
