@@ -38,18 +38,7 @@ tag=$(basename "$WHEEL" | cut -d- -f3)
 digits=${tag#cp}
 version="${digits:0:1}.${digits:1}"
 
-find_python() {
-    local version=$1 full
-    if command -v pyenv >/dev/null 2>&1; then
-        full=$(pyenv versions --bare --skip-aliases 2>/dev/null \
-               | grep -E "^${version//./\\.}\.[0-9]+$" | sort -V | tail -n 1 || true)
-        if [[ -n "$full" && -x "$(pyenv root)/versions/$full/bin/python" ]]; then
-            echo "$(pyenv root)/versions/$full/bin/python"
-            return
-        fi
-    fi
-    command -v "python$version" 2>/dev/null || true
-}
+source "$(dirname "${BASH_SOURCE[0]}")/find_python.sh"
 PY=$(find_python "$version")
 [[ -n "$PY" ]] || { echo "error: no Python $version for $(basename "$WHEEL")" >&2; exit 2; }
 
