@@ -1,0 +1,1 @@
+"""Benchmarks of fastloss against the memory-bandwidth floor and its peers."""
