@@ -64,17 +64,38 @@ def compiler_has_openmp(compiler):
     return True
 
 
+def compiler_accepts(compiler, flags):
+    """True when the compiler builds a trivial file with these flags."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "check_flags.c")
+        with open(src, "w") as f:
+            f.write("int fastloss_check(void) { return 0; }\n")
+        try:
+            compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+        except Exception:
+            return False
+    return True
+
+
+# gcc stops inlining when a translation unit has grown by its default limit;
+# Cython's boilerplate fills most of that budget, so the stable scalar maths
+# would stay an opaque call inside the loops and nothing would vectorise.
+INLINE_FLAGS = ["--param", "inline-unit-growth=1000", "--param", "max-inline-insns-single=1000"]
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
         openmp = sys.platform != "win32" and compiler_has_openmp(self.compiler)
         if not openmp:
             print("fastloss: building WITHOUT OpenMP (kernels run on one thread)")
+        inline_flags = INLINE_FLAGS if compiler_accepts(self.compiler, INLINE_FLAGS) else []
         for ext in self.extensions:
             if DEBUG:
                 ext.extra_compile_args += ["-O0", "-g"]
             else:
                 # No -ffast-math: NaN and inf must keep their IEEE meaning.
                 ext.extra_compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+                ext.extra_compile_args += inline_flags
             if openmp:
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args.append("-fopenmp")

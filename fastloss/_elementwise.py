@@ -8,23 +8,29 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss import _elementwise_kernels, reference
-from fastloss._validation import (LossGrad, as_pos_weight, check_parameter, mean_denominator,
-                                  prepare_elementwise, prepare_hinge)
+from fastloss._validation import (LossGrad, as_pos_weight, binary_targets, check_parameter,
+                                  mean_denominator, prepare_elementwise, prepare_hinge)
 
-_NO_WEIGHT = np.empty(0)
+_NO_ARRAY = np.empty(0)
 _NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),
                                                         np.dtype(np.float64))}
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
 def _specialised(name):
-    """The float and double specialisations of a fused kernel, by NumPy dtype."""
+    """The float and double specialisations of a fused kernel, by NumPy dtype.
+
+    Calling a specialisation directly skips Cython's fused-type dispatch,
+    which costs microseconds per call.
+    """
     fused = getattr(_elementwise_kernels, name)
     return {dt: fused.__signatures__[ctype] for dt, ctype in _CTYPE.items()}
 
 
 _KERNELS = {name: _specialised(name) for name in
-            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge")}
+            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
+             "scan_binary_targets")}
+_BAD_TARGETS = _elementwise_kernels.TARGET_INVALID
 
 
 def same_doc_as(reference_function):
@@ -35,20 +41,20 @@ def same_doc_as(reference_function):
     return decorate
 
 
-def _run(name, prep, param):
+def _run(name, prep, param, param_per_column=None):
     """Call the fused kernel of ``name`` and apply the reduction.
 
-    ``param`` is a float (delta, margin, unused) or a (K,) float64 array
-    (pos_weight per column).
+    ``param`` is the loss's parameter (delta, margin, pos_weight; unused by
+    mse); ``param_per_column`` a (K,) float64 array that replaces it column by
+    column (pos_weight of shape (K,)), or None.
     """
     shape, dtype = prep.shape, prep.dtype
     n_rows = shape[0]
     row_size = 1 if len(shape) == 1 else shape[1]
-    if prep.weight is None and np.ndim(param) == 0:
+    if prep.weight is None and param_per_column is None:
         view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
     else:
         view = (n_rows, row_size)
-    params = np.full(view[1], param) if np.ndim(param) == 0 else param
 
     reduction = prep.reduction
     scale, denominator = 1.0, 1.0
@@ -66,9 +72,13 @@ def _run(name, prep, param):
         grad_out = prep.out.reshape(view)
     else:
         grad_out = np.empty(view, dtype)
-    weight = _NO_WEIGHT if prep.weight is None else prep.weight
+    weight = _NO_ARRAY if prep.weight is None else prep.weight
+    columns = _NO_ARRAY if param_per_column is None else param_per_column
     total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
-                                  params, loss_out, grad_out, scale, prep.n_threads)
+                                  columns, param, loss_out, grad_out, scale, prep.n_threads)
+    if name in ("hinge", "squared_hinge"):
+        total, seen = total
+        _check_seen_targets(prep, seen)
     if reduction == "none":
         loss = loss_out.reshape(shape)
     else:
@@ -80,6 +90,22 @@ def _run(name, prep, param):
     else:
         grad = grad_out.reshape(shape)
     return LossGrad(loss, grad)
+
+
+def _check_seen_targets(prep, seen):
+    """Raise the validation layer's error if the kernel met invalid hinge targets."""
+    zero_and_minus_one = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
+    if seen & _BAD_TARGETS or seen & zero_and_minus_one == zero_and_minus_one:
+        binary_targets(prep.target, "target")       # raises the error naming the value
+        raise AssertionError("binary_targets accepted targets the kernel rejected")
+
+
+def _hinge_family(name, prep, margin):
+    if prep.out is not None:
+        # The kernel would write the gradient before reporting bad targets:
+        # check them first so that a failing call leaves out (maybe pred) untouched.
+        _check_seen_targets(prep, _KERNELS["scan_binary_targets"][prep.dtype](prep.target))
+    return _run(name, prep, margin)
 
 
 def _empty_mean(prep):
@@ -110,25 +136,27 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
                          reduction="mean", grad=True, out=None, n_threads=None):
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
                                pred_name="logits")
+    if pos_weight is None:
+        return _run("binary_cross_entropy", prep, 1.0)
     pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])
-    if pw is None:
-        pw = 1.0
-    elif prep.pred.ndim == 1:
-        pw = float(pw[0])
-    return _run("binary_cross_entropy", prep, pw)
+    if prep.pred.ndim == 1 or np.ndim(pos_weight) == 0:
+        return _run("binary_cross_entropy", prep, float(pw[0]))
+    return _run("binary_cross_entropy", prep, 1.0, pw)
 
 
 @same_doc_as(reference.hinge)
 def hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean", grad=True,
           out=None, n_threads=None):
     margin = check_parameter(margin, "margin")
-    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads)
-    return _run("hinge", prep, margin)
+    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
+                         map_targets=False)
+    return _hinge_family("hinge", prep, margin)
 
 
 @same_doc_as(reference.squared_hinge)
 def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean",
                   grad=True, out=None, n_threads=None):
     margin = check_parameter(margin, "margin")
-    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads)
-    return _run("squared_hinge", prep, margin)
+    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
+                         map_targets=False)
+    return _hinge_family("squared_hinge", prep, margin)

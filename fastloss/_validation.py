@@ -200,14 +200,21 @@ def mean_denominator(prep, row_size):
     return float(np.sum(prep.weight)) * row_size
 
 
-def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads):
-    """Binary hinge arguments: 1-D scores, targets mapped to -1/+1."""
+def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
+                  map_targets=True):
+    """Binary hinge arguments: 1-D scores, targets mapped to -1/+1.
+
+    With ``map_targets=False`` the targets are left as given and unchecked:
+    the caller (a kernel that reads 0 as -1 and reports the values it met)
+    must call :func:`binary_targets` to raise the error when they are invalid.
+    """
     prep = prepare_elementwise(scores, target, sample_weight, reduction, grad, out, n_threads,
                                pred_name="scores")
     if prep.pred.ndim != 1:
         raise ValueError(f"scores must be 1-D for a binary hinge loss, got shape "
                          f"{prep.pred.shape}; use multiclass_hinge for (N, C) scores")
-    prep.target = binary_targets(prep.target, "target")
+    if map_targets:
+        prep.target = binary_targets(prep.target, "target")
     return prep
 
 
