@@ -17,25 +17,27 @@
 # share the probability equally (z_c = 0 there) and z_c = x_c - m = -inf
 # elsewhere.  NaN in a row reaches S and so every result of the row.
 
-from libc.math cimport exp, log, log1p, expm1, INFINITY
+from libc.math cimport expm1, INFINITY
+
+from fastloss._scalar cimport fl_exp, fl_log, fl_log1p
 
 ctypedef fused floating:
     float
     double
 
 
-# --- the only calls into libm: one place to swap in vectorised versions ----
+# --- the elementary functions: the vectorisable ones of _vecmath.h (about 1 ulp) ---
 
 cdef inline double math_exp(double x) noexcept nogil:
-    return exp(x)
+    return fl_exp(x)
 
 
 cdef inline double math_log(double x) noexcept nogil:
-    return log(x)
+    return fl_log(x)
 
 
 cdef inline double math_log1p(double x) noexcept nogil:
-    return log1p(x)
+    return fl_log1p(x)
 
 
 cdef inline double math_expm1(double x) noexcept nogil:
