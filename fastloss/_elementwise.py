@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss import _elementwise_kernels, reference
+from fastloss import reference
+from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
 from fastloss._validation import (LossGrad, as_pos_weight, binary_targets, check_parameter,
                                   mean_denominator, prepare_elementwise, prepare_hinge)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss import _multiclass_kernels, reference
+from fastloss import reference
+from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
 from fastloss._validation import (LossGrad, check_kind, check_parameter, mean_denominator,
                                   prepare_multiclass, prepare_rows)

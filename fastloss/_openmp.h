@@ -6,9 +6,22 @@
 #include <omp.h>
 static inline int fl_openmp_enabled(void) { return 1; }
 static inline int fl_max_threads(void) { return omp_get_max_threads(); }
+static inline int fl_openmp_version(void) { return _OPENMP; }  /* yyyymm of the spec */
 #else
 static inline int fl_openmp_enabled(void) { return 0; }
 static inline int fl_max_threads(void) { return 1; }
+static inline int fl_openmp_version(void) { return 0; }
+#endif
+
+/* The OpenMP runtime the compiler links: each compiler ships its own. */
+#if defined(__clang__)
+#define FL_OPENMP_RUNTIME "libomp (LLVM)"
+#elif defined(__GNUC__)
+#define FL_OPENMP_RUNTIME "libgomp (GNU)"
+#elif defined(_MSC_VER)
+#define FL_OPENMP_RUNTIME "vcomp (MSVC)"
+#else
+#define FL_OPENMP_RUNTIME "unknown"
 #endif
 
 #endif
