@@ -1,0 +1,304 @@
+"""The headline comparison: fastloss against the memory floor and every installed peer.
+
+Run from the repository root::
+
+    python -m bench.compare            # the full comparison (several minutes)
+    python -m bench.compare --quick    # small shapes, a smoke test of a minute
+
+For each kernel and shape it times, side by side in one process (the
+implementations take turns, round after round, so that a noisy machine
+slows them alike), the median of several calls of:
+
+* the floor: ``np.subtract(pred, target, out=g)`` for an elementwise loss
+  (read two arrays, write one), ``np.copyto(g, logits)`` for a multiclass one;
+* fastloss (loss and gradient, one thread unless stated);
+* the peers that are installed: PyTorch forward + backward, JAX
+  ``jit(value_and_grad)``, scikit-learn's ``loss_gradient``, and
+  ``fastloss.reference``.
+
+It prints a table (times in ms, fastloss as a multiple of the floor, and its
+speed-up over the fastest peer), the speed-up of two threads over one, the
+cost of the gradient (grad=False vs grad=True), and a line describing the
+machine; it saves everything as JSON and, when matplotlib is installed, as a
+bar chart (PNG).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench import cases
+
+# XLA reads its thread flags when jax is first imported: before anything else.
+cases.limit_jax_threads(1)
+
+import numpy as np  # noqa: E402
+
+import fastloss  # noqa: E402
+
+PEER_ORDER = ["torch", "jax", "sklearn", "reference"]
+
+FULL = {
+    "elementwise": [(10_000_000,)],
+    "multiclass": [(65_536, 1_000), (2_048, 32_768), (1_000_000, 10)],
+    "threads_shape": (65_536, 1_000),
+    "repeats": 7,
+}
+QUICK = {
+    "elementwise": [(200_000,)],
+    "multiclass": [(4_096, 100), (20_000, 10)],
+    "threads_shape": (4_096, 100),
+    "repeats": 3,
+}
+
+
+# --- timing -------------------------------------------------------------------
+
+def time_once(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def time_side_by_side(calls, repeats, budget=20.0):
+    """Median seconds of each call; the calls take turns, round after round.
+
+    Fewer rounds (at least 3) when one round would take more than budget / repeats.
+    """
+    first = {name: time_once(call) for name, call in calls.items()}
+    one_round = sum(first.values())
+    rounds = max(3, min(repeats, int(budget / max(one_round, 1e-9))))
+    samples = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            samples[name].append(time_once(call))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total, width=30):
+        self.total, self.done, self.width = total, 0, width
+        self.start = time.perf_counter()
+
+    def step(self, label):
+        self.done += 1
+        filled = int(self.width * self.done / self.total)
+        elapsed = time.perf_counter() - self.start
+        bar = "#" * filled + "-" * (self.width - filled)
+        sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:6.1f}s  {label:<48.48}")
+        sys.stderr.flush()
+        if self.done == self.total:
+            sys.stderr.write("\n")
+
+
+# --- the machine ----------------------------------------------------------------
+
+def cpu_name():
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_description():
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = fastloss.show_config()
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "kernels": config.get("kernels", "?"),
+        "openmp_runtime": config.get("openmp_runtime"),
+        "default_n_threads": config.get("default_n_threads"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "peers": peer_versions(),
+    }
+
+
+def peer_versions():
+    versions = {}
+    for module in ("torch", "jax", "sklearn"):
+        with contextlib.suppress(ImportError):
+            versions[module] = __import__(module).__version__
+    return versions
+
+
+# --- the cases ------------------------------------------------------------------
+
+def plan(config):
+    """(kernel, shape) pairs to run, in table order."""
+    rows = [(kernel, shape) for kernel in cases.ELEMENTWISE for shape in config["elementwise"]]
+    rows += [(kernel, shape) for kernel in cases.MULTICLASS if cases.has_kernel(kernel)
+             for shape in config["multiclass"]]
+    return rows
+
+
+def run_case(kernel, shape, repeats, dtype=np.float32):
+    """Times of the floor, fastloss (with and without gradient) and each installed peer."""
+    data = cases.make_inputs(kernel, shape, dtype)
+    calls = {"floor": cases.make_floor(kernel, data),
+             "fastloss": cases.make_fastloss(kernel, data, 1),
+             "fastloss_no_grad": cases.make_fastloss(kernel, data, 1, grad=False)}
+    skipped = {}
+    for peer in PEER_ORDER:
+        try:
+            calls[peer] = cases.PEERS[peer](kernel, data, 1)
+        except cases.Unavailable as reason:
+            skipped[peer] = str(reason)
+    times = time_side_by_side(calls, repeats)
+    peers = {p: times[p] for p in PEER_ORDER if p in times}
+    best_peer = min(peers, key=peers.get) if peers else None
+    return {
+        "kernel": kernel,
+        "shape": list(shape),
+        "dtype": np.dtype(dtype).name,
+        "n_threads": 1,
+        "seconds": times,
+        "skipped": skipped,
+        "x_floor": times["fastloss"] / times["floor"],
+        "best_peer": best_peer,
+        "speedup_over_best_peer": peers[best_peer] / times["fastloss"] if peers else None,
+        "grad_cost": times["fastloss"] / times["fastloss_no_grad"],
+    }
+
+
+def run_threads(shape, repeats, kernel="softmax_cross_entropy", dtype=np.float32):
+    """fastloss on 1 thread and on 2 threads."""
+    if not cases.has_kernel(kernel):
+        return None
+    data = cases.make_inputs(kernel, shape, dtype)
+    n_threads = 2
+    calls = {"1": cases.make_fastloss(kernel, data, 1),
+             str(n_threads): cases.make_fastloss(kernel, data, n_threads)}
+    times = time_side_by_side(calls, repeats)
+    return {"kernel": kernel, "shape": list(shape), "seconds": times,
+            "speedup": times["1"] / times[str(n_threads)], "n_threads": n_threads}
+
+
+# --- output ---------------------------------------------------------------------
+
+def format_shape(shape):
+    return " x ".join(f"{n:_}" for n in shape)
+
+
+def format_ms(seconds):
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def table(results, machine):
+    peers = [p for p in PEER_ORDER if any(p in r["seconds"] for r in results["rows"])]
+    header = (["kernel", "shape", "floor", "fastloss"] + peers
+              + ["x floor", "vs best peer", "grad=False"])
+    lines = [header]
+    for r in results["rows"]:
+        s = r["seconds"]
+        speedup = r["speedup_over_best_peer"]
+        lines.append([r["kernel"], format_shape(r["shape"]), format_ms(s["floor"]),
+                      format_ms(s["fastloss"])]
+                     + [format_ms(s.get(p)) for p in peers]
+                     + [f"{r['x_floor']:.2f}",
+                        f"{speedup:.1f}x ({r['best_peer']})" if speedup else "-",
+                        f"{r['grad_cost']:.2f}x faster"])
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+
+    def fmt(row):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
+
+    out = [f"Machine: {machine['cpu']}, {machine['cores']} cores, kernels {machine['kernels']}, "
+           f"OpenMP {machine['openmp_runtime']}; float32, 1 thread, median ms",
+           "", fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [fmt(row) for row in lines[1:]]
+    threads = results.get("threads")
+    if threads:
+        out += ["", f"{threads['kernel']} {format_shape(threads['shape'])}: "
+                    f"{threads['n_threads']} threads are {threads['speedup']:.2f}x faster than 1 "
+                    f"({format_ms(threads['seconds']['1'])} ms -> "
+                    f"{format_ms(threads['seconds'][str(threads['n_threads'])])} ms)"]
+    out += ["", "x floor: fastloss time / floor time (floor: np.subtract(pred, target, out=g) "
+                "elementwise, np.copyto(g, logits) multiclass).",
+            "vs best peer: time of the fastest peer / fastloss time.  grad=False: time with "
+            "the gradient / time without it."]
+    return "\n".join(out)
+
+
+def chart(results, path):
+    """Bar chart of each implementation's time as a multiple of the floor (log scale)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = results["rows"]
+    names = ["fastloss"] + [p for p in PEER_ORDER if any(p in r["seconds"] for r in rows)]
+    labels = [f"{r['kernel']}\n{format_shape(r['shape'])}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows)), 5))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        ratios = [r["seconds"][name] / r["seconds"]["floor"] if name in r["seconds"] else 0
+                  for r in rows]
+        ax.bar(np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width, ratios, width,
+               label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="floor")
+    ax.set_yscale("log")
+    ax.set_ylabel("time / memory floor (lower is better)")
+    ax.set_xticks(np.arange(len(rows)))
+    ax.set_xticklabels(labels, fontsize=7)
+    m = results["machine"]
+    ax.set_title(f"fastloss vs peers, float32, 1 thread: {m['cpu']}, {m['cores']} cores, "
+                 f"kernels {m['kernels']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small shapes and few repeats: a smoke test of a minute")
+    parser.add_argument("--out", default="bench/results",
+                        help="directory for compare.json and compare.png")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+
+    machine = machine_description()
+    todo = plan(config)
+    progress = Progress(len(todo) + 1)
+    results = {"machine": machine, "quick": args.quick, "rows": []}
+    for kernel, shape in todo:
+        results["rows"].append(run_case(kernel, shape, config["repeats"]))
+        progress.step(f"{kernel} {format_shape(shape)}")
+    results["threads"] = run_threads(config["threads_shape"], config["repeats"])
+    progress.step("threads")
+
+    text = table(results, machine)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "compare_quick" if args.quick else "compare"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    (out / f"{stem}.md").write_text(text + "\n")
+    saved = [str(out / f"{stem}.json"), str(out / f"{stem}.md")]
+    if chart(results, out / f"{stem}.png"):
+        saved.append(str(out / f"{stem}.png"))
+    print("\nSaved " + ", ".join(saved))
+
+
+if __name__ == "__main__":
+    main()
