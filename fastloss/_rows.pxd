@@ -19,7 +19,7 @@
 
 from libc.math cimport expm1, INFINITY
 
-from fastloss._scalar cimport fl_exp, fl_log, fl_log1p
+from fastloss._scalar cimport fl_exp, fl_exp_for_float, fl_log, fl_log1p
 
 ctypedef fused floating:
     float
@@ -119,30 +119,60 @@ cdef struct RowMax:
     Py_ssize_t index    # k, the first position of m (0 when the row holds NaN first)
 
 
+cdef enum:
+    # Independent accumulators of the row passes: lanes the compiler keeps in
+    # SIMD registers.  Their combination order is fixed, so the result is the
+    # same at every SIMD width (baseline or x86-64-v3).
+    LANES = 8
+
+
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     """The maximum of x[0:n] (n >= 1) and its first position.
 
     A NaN that is not first is skipped here; it reaches S in the exp pass.
+    Every lane starts at x[0], so a leading NaN stays the maximum as in a
+    sequential scan.  Each lane keeps the first position of its own maximum
+    (a strict > never moves it to a tie), so the first position overall is
+    the smallest of those of the lanes that hold the maximum.
     """
     cdef RowMax result
-    cdef double best = x[0]
-    cdef Py_ssize_t c
-    for c in range(1, n):
+    cdef double lane_best[LANES]
+    cdef Py_ssize_t lane_index[LANES]
+    cdef double best, value
+    cdef Py_ssize_t c = 0, l, index
+    for l in range(LANES):
+        lane_best[l] = x[0]
+        lane_index[l] = 0
+    while c + LANES <= n:
+        for l in range(LANES):
+            value = x[c + l]
+            lane_index[l] = c + l if value > lane_best[l] else lane_index[l]
+            lane_best[l] = value if value > lane_best[l] else lane_best[l]
+        c += LANES
+    best = lane_best[0]
+    index = lane_index[0]
+    for l in range(1, LANES):
+        if lane_best[l] > best or (lane_best[l] == best and lane_index[l] < index):
+            best = lane_best[l]
+            index = lane_index[l]
+    while c < n:
         if x[c] > best:
             best = x[c]
+            index = c
+        c += 1
     result.value = best
-    result.index = 0
-    for c in range(n):
-        if x[c] == best:
-            result.index = c
-            break
+    result.index = index
     return result
 
 
 cdef inline double exp_shifted(floating x, double row_max) noexcept nogil:
-    """exp(x - m): float32 logits shift exactly in float64; float64 ones are compensated."""
+    """exp(x - m): float32 logits shift exactly in float64; float64 ones are compensated.
+
+    A float32 row's results are rounded to float32, so its exp needs only
+    ~1e-8 relative accuracy (half the polynomial of the float64 one).
+    """
     if floating is float:
-        return math_exp(shifted_logit(x, row_max))
+        return fl_exp_for_float(shifted_logit(x, row_max))
     else:
         return shifted_exp(x, row_max)
 
@@ -152,33 +182,39 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
     """S = sum_{c != k} exp(z_c); writes exp(z_c) for every c to exp_out unless NULL.
 
     exp_out may be x itself: each x[c] is read before exp_out[c] is written.
-    For float64 logits S is a Kahan-compensated sum, so that its error stays
-    about 2 ulps whatever C (a plain sum drifts by up to C / 2 ulps, about
-    sqrt(C) in practice); float32 logits sum float64 terms, far below a
-    float32 ulp either way.  A NaN maximum (x[0] is NaN) makes S NaN, also
-    when the row has one class.
+    The terms go to LANES interleaved sums (the term of k counting 0), so
+    that exp vectorises; each lane is compensated for float64 rows (see add),
+    and the lanes are then added in a fixed order with compensation, so S errs
+    by about 2 ulps whatever C and is the same in every build.  A NaN maximum
+    (x[0] is NaN) makes S NaN, also when the row has one class.
     """
-    cdef double total = 0.0, compensation = 0.0, e, y, t
-    cdef Py_ssize_t c, segment, start, stop
-    for segment in range(2):            # the classes before k, then after it
-        start = 0 if segment == 0 else m.index + 1
-        stop = m.index if segment == 0 else n
-        for c in range(start, stop):
-            e = exp_shifted(x[c], m.value)
+    cdef Sum lanes[LANES]
+    cdef Sum total
+    cdef double e
+    cdef Py_ssize_t c = 0, l, k = m.index
+    for l in range(LANES):
+        lanes[l].total = 0.0
+        lanes[l].compensation = 0.0
+    while c + LANES <= n:
+        for l in range(LANES):
+            e = exp_shifted(x[c + l], m.value)
             if exp_out != NULL:
-                exp_out[c] = <floating>e
-            if floating is double:
-                y = e - compensation    # Kahan, "Further remarks on reducing truncation errors", 1965
-                t = total + y
-                compensation = (t - total) - y
-                total = t
-            else:
-                total += e
-    if exp_out != NULL:
-        exp_out[m.index] = <floating>exp_shifted(x[m.index], m.value)
+                exp_out[c + l] = <floating>e
+            add(&lanes[l], 0.0 if c + l == k else e, x)
+        c += LANES
+    for l in range(n - c):
+        e = exp_shifted(x[c + l], m.value)
+        if exp_out != NULL:
+            exp_out[c + l] = <floating>e
+        add(&lanes[l], 0.0 if c + l == k else e, x)
     if m.value != m.value:
         return m.value
-    return total
+    total.total = 0.0
+    total.compensation = 0.0
+    for l in range(LANES):
+        add(&total, lanes[l].total, x)
+        add(&total, -lanes[l].compensation, x)
+    return total.total
 
 
 cdef inline double exp_sum_around_second(const floating* x, Py_ssize_t n, RowMax m,
