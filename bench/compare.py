@@ -173,6 +173,24 @@ def run_case(kernel, shape, repeats, dtype=np.float32):
     }
 
 
+def run_overhead(calls=20_000):
+    """Per-call cost of fastloss.mse on 10 float64 elements (median of many calls, us)."""
+    pred = np.linspace(-1.0, 1.0, 10)
+    target = np.zeros(10)
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fastloss.mse(pred, target)
+        samples.append(time.perf_counter() - start)
+    numpy_samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        np.subtract(pred, target)
+        numpy_samples.append(time.perf_counter() - start)
+    return {"mse_10_elements_us": statistics.median(samples) * 1e6,
+            "numpy_subtract_10_elements_us": statistics.median(numpy_samples) * 1e6}
+
+
 def run_threads(shape, repeats, kernel="softmax_cross_entropy", dtype=np.float32):
     """fastloss on 1 thread and on 2 threads."""
     if not cases.has_kernel(kernel):
@@ -228,6 +246,11 @@ def table(results, machine):
                     f"{threads['n_threads']} threads are {threads['speedup']:.2f}x faster than 1 "
                     f"({format_ms(threads['seconds']['1'])} ms -> "
                     f"{format_ms(threads['seconds'][str(threads['n_threads'])])} ms)"]
+    overhead = results.get("overhead")
+    if overhead:
+        out += [f"Per-call overhead: fastloss.mse on 10 elements takes "
+                f"{overhead['mse_10_elements_us']:.1f} us (np.subtract on 10 elements: "
+                f"{overhead['numpy_subtract_10_elements_us']:.2f} us)."]
     out += ["", "x floor: fastloss time / floor time (floor: np.subtract(pred, target, out=g) "
                 "elementwise, np.copyto(g, logits) multiclass).",
             "vs best peer: time of the fastest peer / fastloss time.  grad=False: time with "
@@ -285,7 +308,8 @@ def main(argv=None):
         results["rows"].append(run_case(kernel, shape, config["repeats"]))
         progress.step(f"{kernel} {format_shape(shape)}")
     results["threads"] = run_threads(config["threads_shape"], config["repeats"])
-    progress.step("threads")
+    results["overhead"] = run_overhead()
+    progress.step("threads and per-call overhead")
 
     text = table(results, machine)
     print(text)

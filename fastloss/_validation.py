@@ -59,8 +59,14 @@ def computation_dtype(arr):
         else np.dtype(np.float64)
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def as_float_array(x, name, dtype=None):
     """A C-contiguous native float array (no copy when x already is one)."""
+    if (type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS
+            and (dtype is None or x.dtype == dtype) and x.flags.c_contiguous):
+        return x        # the common case, without the conversions' overhead
     arr = _real_array(x, name)
     if dtype is None:
         dtype = computation_dtype(arr)
