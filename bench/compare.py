@@ -68,18 +68,21 @@ def time_once(call):
     return time.perf_counter() - start
 
 
-def time_side_by_side(calls, repeats, budget=20.0):
+def time_side_by_side(calls, repeats, budget=6.0):
     """Median seconds of each call; the calls take turns, round after round.
 
-    Fewer rounds (at least 3) when one round would take more than budget / repeats.
+    Each call is timed ``repeats`` times, or fewer when that would take more
+    than ``budget`` seconds (at least 3 times, once for a call of seconds).
     """
-    first = {name: time_once(call) for name, call in calls.items()}
-    one_round = sum(first.values())
-    rounds = max(3, min(repeats, int(budget / max(one_round, 1e-9))))
-    samples = {name: [] for name in calls}
-    for _ in range(rounds):
+    samples = {name: [time_once(call)] for name, call in calls.items()}
+    wanted = {}
+    for name, (first,) in samples.items():
+        affordable = int(budget / max(first, 1e-9))
+        wanted[name] = max(1 if first > budget / 3 else 3, min(repeats, affordable))
+    for round_ in range(1, max(wanted.values())):
         for name, call in calls.items():
-            samples[name].append(time_once(call))
+            if round_ < wanted[name]:
+                samples[name].append(time_once(call))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
