@@ -9,6 +9,7 @@ from libc.math cimport fabs, INFINITY
 cdef extern from "_vecmath.h" nogil:
     # Branch-free exp/log/log1p that the compiler vectorises (about 1 ulp).
     double fl_exp(double x)
+    double fl_exp_for_float(double x)     # ~1e-8 relative, for float32 results
     double fl_log(double x)
     double fl_log1p(double x)
     float fl_expf(float x)

@@ -70,6 +70,37 @@ static inline double fl_exp(double x)
     return (p * scale1) * scale2;
 }
 
+/* exp(x) to about 1e-8 relative: enough for a result rounded to float, but
+ * with the range reduction in double, so that x itself (say the difference
+ * of two float logits, exact in double) loses nothing.  Taylor degree 7:
+ * remainder |r|^8 / 8! < 5.3e-9 relative, a tenth of a float ulp. */
+static inline double fl_exp_for_float(double x)
+{
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    const double SHIFTER = 6755399441055744.0;
+    double xc = x > 710.0 ? 710.0 : x;
+    xc = xc < -746.0 ? -746.0 : xc;
+    double n = (xc * LOG2E + SHIFTER) - SHIFTER;
+    double r = (xc - n * LN2_HI) - n * LN2_LO;
+    double p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
+    double n2 = n - n1;
+    int64_t i1 = fl_bits64(n1 + SHIFTER) - fl_bits64(SHIFTER);
+    int64_t i2 = fl_bits64(n2 + SHIFTER) - fl_bits64(SHIFTER);
+    double scale1 = fl_from_bits64((i1 + 1023) << 52);
+    double scale2 = fl_from_bits64((i2 + 1023) << 52);
+    return (p * scale1) * scale2;
+}
+
 /* The same in float: Cephes' split of ln2, Taylor degree 7 (remainder
  * |r|^8 / 8! < 6e-9 relative), clamp to [-104, 89]. */
 static inline float fl_expf(float x)

@@ -101,6 +101,20 @@ def test_float_accuracy_against_float64(kernels, function):
     assert errors.max() <= 2.0, (function, x[np.argmax(errors)], errors.max())
 
 
+def test_exp_for_float_is_accurate_far_below_a_float_ulp(kernels):
+    """The shortened exp of the float32 row passes: < 1e-8 relative (a float ulp is 6e-8)."""
+    x = exp_arguments(np.float64, 4000)
+    got = apply(kernels, "exp_for_float", x)
+    want = mpmath_oracle("exp", x)
+    normal = want > np.finfo(np.float64).smallest_normal
+    relative = np.abs(got[normal] - want[normal]) / want[normal]
+    assert relative.max() < 1e-8, relative.max()
+    special = np.array([np.inf, -np.inf, np.nan, 0.0, 710.0, -746.0])
+    got = apply(kernels, "exp_for_float", special)
+    assert got[0] == np.inf and got[1] == 0.0 and np.isnan(got[2]) and got[3] == 1.0
+    assert got[4] == np.inf and got[5] == 0.0
+
+
 # --- special values, exactly ----------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
