@@ -170,6 +170,8 @@ def extensions():
         Extension(
             "fastloss." + name,
             [str(Path("fastloss") / (name + ".pyx"))],
+            # the C headers the kernels include: a change recompiles them
+            depends=sorted(str(path) for path in Path("fastloss").glob("*.h")),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name in names

@@ -31,22 +31,43 @@ static inline float fl_from_bits32(int32_t i) { float x; memcpy(&x, &i, 4); retu
 
 /* exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2].
  * ln2 is split Cody-Waite style (fdlibm's constants): n * LN2_HI is exact for
- * |n| < 2^21, so r carries no cancellation error.  exp(r) is its Taylor
- * polynomial of degree 13 (remainder |r|^14 / 14! < 4e-18 relative).
- * x is first clamped to [-746, 710]: beyond those, exp is 0 or inf in double,
- * and the clamped value gives exactly that.  2^n is applied as two factors
- * 2^n1 2^n2, each a normal double, so subnormal results are rounded once. */
-static inline double fl_exp(double x)
+ * |n| < 2^21, so r carries no cancellation error.  x is first clamped to
+ * [-746, 710]: beyond those, exp is 0 or inf in double, and the clamped value
+ * gives exactly that (NaN passes through).  Returns r and stores n. */
+static inline double fl_exp_reduce(double x, double *n)
 {
     const double LOG2E = 1.4426950408889634;
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
     const double SHIFTER = 6755399441055744.0;          /* 1.5 * 2^52 */
-    double xc = x > 710.0 ? 710.0 : x;                  /* NaN passes through */
+    double xc = x > 710.0 ? 710.0 : x;
     xc = xc < -746.0 ? -746.0 : xc;
-    double n = (xc * LOG2E + SHIFTER) - SHIFTER;        /* round(x / ln2) */
-    double r = (xc - n * LN2_HI) - n * LN2_LO;
-    double p = 1.0 / 6227020800.0;                      /* 1 / 13! */
+    *n = (xc * LOG2E + SHIFTER) - SHIFTER;              /* round(x / ln2) */
+    return (xc - *n * LN2_HI) - *n * LN2_LO;
+}
+
+/* p 2^n for n in [-1077, 1025], applied as two factors 2^n1 2^n2 with
+ * n1 = round(n / 2), n2 = n - n1 in [-539, 513], each a normal double, so a
+ * subnormal result is rounded once. */
+static inline double fl_scale_by_pow2(double p, double n)
+{
+    const double SHIFTER = 6755399441055744.0;
+    double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
+    double n2 = n - n1;
+    int64_t i1 = fl_bits64(n1 + SHIFTER) - fl_bits64(SHIFTER);
+    int64_t i2 = fl_bits64(n2 + SHIFTER) - fl_bits64(SHIFTER);
+    double scale1 = fl_from_bits64((i1 + 1023) << 52);
+    double scale2 = fl_from_bits64((i2 + 1023) << 52);
+    return (p * scale1) * scale2;
+}
+
+/* exp(r) is its Taylor polynomial of degree 13 (remainder |r|^14 / 14! <
+ * 4e-18 relative). */
+static inline double fl_exp(double x)
+{
+    double n;
+    double r = fl_exp_reduce(x, &n);
+    double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -60,14 +81,7 @@ static inline double fl_exp(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* n in [-1077, 1025]: n1 = round(n / 2), n2 = n - n1, both in [-539, 513]. */
-    double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
-    double n2 = n - n1;
-    int64_t i1 = fl_bits64(n1 + SHIFTER) - fl_bits64(SHIFTER);
-    int64_t i2 = fl_bits64(n2 + SHIFTER) - fl_bits64(SHIFTER);
-    double scale1 = fl_from_bits64((i1 + 1023) << 52);
-    double scale2 = fl_from_bits64((i2 + 1023) << 52);
-    return (p * scale1) * scale2;
+    return fl_scale_by_pow2(p, n);
 }
 
 /* exp(x) to about 1e-8 relative: enough for a result rounded to float, but
@@ -76,14 +90,8 @@ static inline double fl_exp(double x)
  * remainder |r|^8 / 8! < 5.3e-9 relative, a tenth of a float ulp. */
 static inline double fl_exp_for_float(double x)
 {
-    const double LOG2E = 1.4426950408889634;
-    const double LN2_HI = 6.93147180369123816490e-01;
-    const double LN2_LO = 1.90821492927058770002e-10;
-    const double SHIFTER = 6755399441055744.0;
-    double xc = x > 710.0 ? 710.0 : x;
-    xc = xc < -746.0 ? -746.0 : xc;
-    double n = (xc * LOG2E + SHIFTER) - SHIFTER;
-    double r = (xc - n * LN2_HI) - n * LN2_LO;
+    double n;
+    double r = fl_exp_reduce(x, &n);
     double p = 1.0 / 5040.0;
     p = p * r + 1.0 / 720.0;
     p = p * r + 1.0 / 120.0;
@@ -92,13 +100,7 @@ static inline double fl_exp_for_float(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
-    double n2 = n - n1;
-    int64_t i1 = fl_bits64(n1 + SHIFTER) - fl_bits64(SHIFTER);
-    int64_t i2 = fl_bits64(n2 + SHIFTER) - fl_bits64(SHIFTER);
-    double scale1 = fl_from_bits64((i1 + 1023) << 52);
-    double scale2 = fl_from_bits64((i2 + 1023) << 52);
-    return (p * scale1) * scale2;
+    return fl_scale_by_pow2(p, n);
 }
 
 /* The same in float: Cephes' split of ln2, Taylor degree 7 (remainder
