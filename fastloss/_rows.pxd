@@ -19,7 +19,7 @@
 
 from libc.math cimport expm1, INFINITY
 
-from fastloss._scalar cimport fl_exp, fl_exp_for_float, fl_log, fl_log1p
+from fastloss._scalar cimport fl_exp, fl_exp_for_float, fl_expf, fl_log, fl_log1p
 
 ctypedef fused floating:
     float
@@ -126,41 +126,32 @@ cdef enum:
     LANES = 8
 
 
+cdef extern from "_vecmath.h" nogil:
+    float fl_row_max_float(const float* x, Py_ssize_t n)
+    double fl_row_max_double(const double* x, Py_ssize_t n)
+    Py_ssize_t fl_first_equal_float(const float* x, Py_ssize_t n, float value)
+    Py_ssize_t fl_first_equal_double(const double* x, Py_ssize_t n, double value)
+
+
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     """The maximum of x[0:n] (n >= 1) and its first position.
 
     A NaN that is not first is skipped here; it reaches S in the exp pass.
-    Every lane starts at x[0], so a leading NaN stays the maximum as in a
-    sequential scan.  Each lane keeps the first position of its own maximum
-    (a strict > never moves it to a tie), so the first position overall is
-    the smallest of those of the lanes that hold the maximum.
+    A leading NaN stays the maximum, as in a sequential scan, at position 0.
+    Two SIMD scans (_vecmath.h): the maximum, then its first position.
     """
     cdef RowMax result
-    cdef double lane_best[LANES]
-    cdef Py_ssize_t lane_index[LANES]
-    cdef double best, value
-    cdef Py_ssize_t c = 0, l, index
-    for l in range(LANES):
-        lane_best[l] = x[0]
-        lane_index[l] = 0
-    while c + LANES <= n:
-        for l in range(LANES):
-            value = x[c + l]
-            lane_index[l] = c + l if value > lane_best[l] else lane_index[l]
-            lane_best[l] = value if value > lane_best[l] else lane_best[l]
-        c += LANES
-    best = lane_best[0]
-    index = lane_index[0]
-    for l in range(1, LANES):
-        if lane_best[l] > best or (lane_best[l] == best and lane_index[l] < index):
-            best = lane_best[l]
-            index = lane_index[l]
-    while c < n:
-        if x[c] > best:
-            best = x[c]
-            index = c
-        c += 1
-    result.value = best
+    cdef double best
+    cdef Py_ssize_t index = 0
+    if floating is float:
+        best = fl_row_max_float(x, n)
+        if best == best:
+            index = fl_first_equal_float(x, n, <float>best)
+    else:
+        best = fl_row_max_double(x, n)
+        if best == best:
+            index = fl_first_equal_double(x, n, best)
+    result.value = x[index]      # the value at the first position (its sign, if it is 0)
     result.index = index
     return result
 
@@ -175,6 +166,87 @@ cdef inline double exp_shifted(floating x, double row_max) noexcept nogil:
         return fl_exp_for_float(shifted_logit(x, row_max))
     else:
         return shifted_exp(x, row_max)
+
+
+cdef inline float exp_shifted_float(float x, float row_max) noexcept nogil:
+    """exp(x - m) in float arithmetic for a float32 row (8 SIMD lanes, not 4).
+
+    z = fl(x - m) may round (x = -1e-9, m = 3); its error dz is recovered
+    exactly by Knuth's TwoSum and applied as exp(z + dz) = exp(z) (1 + dz),
+    as shift_error does in double.  fl_expf is faithful (< 1 ulp), so the
+    result errs by about 1 float ulp; it feeds sums only (S, in float64
+    lanes), never a stored result.
+    """
+    cdef float z = <float>0.0 if x == row_max else x - row_max
+    cdef float from_m = z - x
+    cdef float dz = (x - (z - from_m)) + (-row_max - from_m)
+    cdef float e = fl_expf(z)
+    dz = dz if dz - dz == <float>0.0 else <float>0.0     # inf or NaN: nothing to correct
+    return e + e * dz
+
+
+cdef inline void add_exp_blocks_float(const float* x, Py_ssize_t start, Py_ssize_t stop,
+                                      float row_max, double* lanes,
+                                      float* exp_out) noexcept nogil:
+    """lanes[l] += exp(x_c - m) for c = start + LANES j + l in [start, stop), whole blocks.
+
+    Also writes each exp to exp_out[c] unless it is NULL (exp_out may be x).
+    """
+    cdef float block[LANES]
+    cdef Py_ssize_t c = start, l
+    if exp_out == NULL:
+        while c + LANES <= stop:
+            for l in range(LANES):
+                block[l] = exp_shifted_float(x[c + l], row_max)
+            for l in range(LANES):
+                lanes[l] += block[l]
+            c += LANES
+    else:
+        while c + LANES <= stop:
+            for l in range(LANES):
+                block[l] = exp_shifted_float(x[c + l], row_max)
+            for l in range(LANES):
+                lanes[l] += block[l]
+                exp_out[c + l] = block[l]
+            c += LANES
+
+
+cdef inline double exp_sum_others_float(const float* x, Py_ssize_t n, RowMax m,
+                                        float* exp_out) noexcept nogil:
+    """exp_sum_others of a float32 row without exp_out: the exps in float, the sums in float64.
+
+    The blocks of LANES other than the one holding k need no test of c == k
+    and run as plain SIMD code; the lanes receive their terms in the same
+    order as in exp_sum_others.
+    """
+    cdef double lanes[LANES]
+    cdef double total = 0.0
+    cdef float row_max = <float>m.value
+    cdef Py_ssize_t k = m.index, full = n - n % LANES, k_block = k - k % LANES, c, l
+    cdef float e
+    for l in range(LANES):
+        lanes[l] = 0.0
+    if k_block > full:
+        k_block = full
+    add_exp_blocks_float(x, 0, k_block, row_max, lanes, exp_out)
+    if k_block < full:
+        for l in range(LANES):
+            c = k_block + l
+            e = exp_shifted_float(x[c], row_max)
+            if exp_out != NULL:
+                exp_out[c] = e
+            lanes[l] += 0.0 if c == k else e
+        add_exp_blocks_float(x, k_block + LANES, full, row_max, lanes, exp_out)
+    for c in range(full, n):
+        e = exp_shifted_float(x[c], row_max)
+        if exp_out != NULL:
+            exp_out[c] = e
+        lanes[c - full] += 0.0 if c == k else e
+    if m.value != m.value:
+        return m.value
+    for l in range(LANES):
+        total += lanes[l]
+    return total
 
 
 cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
@@ -192,6 +264,12 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
     cdef Sum total
     cdef double e
     cdef Py_ssize_t c = 0, l, k = m.index
+    if floating is float:
+        # A caller that stores the exps keeps float32 values anyway: float
+        # arithmetic (8 lanes) suffices.  Without exp_out (softmax BCE,
+        # log-sum-exp), S may be needed far below float's range: float64.
+        if exp_out != NULL:
+            return exp_sum_others_float(x, n, m, exp_out)
     for l in range(LANES):
         lanes[l].total = 0.0
         lanes[l].compensation = 0.0
@@ -215,6 +293,19 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
         add(&total, lanes[l].total, x)
         add(&total, -lanes[l].compensation, x)
     return total.total
+
+
+cdef inline void write_scaled_exp(const floating* x, Py_ssize_t n, double row_max,
+                                 double scale, double offset, floating* out) noexcept nogil:
+    """out[c] = scale exp(x_c - m) - offset, computed in float64 and rounded once.
+
+    The exp is evaluated afresh (not read back from a float32 buffer), so a
+    float32 result is not rounded twice.  out may be x: x[c] is read before
+    out[c] is written.
+    """
+    cdef Py_ssize_t c
+    for c in range(n):
+        out[c] = <floating>(scale * exp_shifted(x[c], row_max) - offset)
 
 
 cdef inline double exp_sum_around_second(const floating* x, Py_ssize_t n, RowMax m,

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <stddef.h>
 
 static inline int64_t fl_bits64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double fl_from_bits64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
@@ -254,6 +255,127 @@ static inline float fl_log1pf(float x)
     y = x == INF ? x : y;
     y = x == 0.0f ? x : y;
     return x != x ? x : (x < -1.0f ? NAN : y);
+}
+
+/* ------------------------------------------------------------------ row maximum */
+
+/* The maximum of a row, written with GCC's generic vectors (SSE2 on the
+ * baseline build, AVX on x86-64-v3).  gcc does not vectorise a max-reduction
+ * loop over floats without -ffinite-math-only and -fno-signed-zeros, since
+ * its SIMD max differs from "x > best ? x : best" at NaN and -0; here the
+ * select is spelled out with a comparison mask, which keeps the scalar
+ * rule exactly.  Every accumulator starts at x[0], so a leading NaN stays
+ * the result and a later NaN is skipped; which zero wins a tie of -0 and +0
+ * does not matter to the callers, who read the value back at its first
+ * position.  The maximum of a set is the same in any order, so the number
+ * of accumulators is free. */
+#if defined(__GNUC__)
+#define FL_HAVE_VECTOR_MAX 1
+typedef float fl_v8f __attribute__((vector_size(32)));
+typedef int32_t fl_v8i __attribute__((vector_size(32)));
+typedef double fl_v4d __attribute__((vector_size(32)));
+typedef int64_t fl_v4i __attribute__((vector_size(32)));
+
+static inline fl_v8f fl_max_v8f(fl_v8f best, fl_v8f v)
+{
+    fl_v8i gt = v > best;
+    return (fl_v8f)(((fl_v8i)v & gt) | ((fl_v8i)best & ~gt));
+}
+
+static inline fl_v4d fl_max_v4d(fl_v4d best, fl_v4d v)
+{
+    fl_v4i gt = v > best;
+    return (fl_v4d)(((fl_v4i)v & gt) | ((fl_v4i)best & ~gt));
+}
+#endif
+
+static inline float fl_row_max_float(const float *x, ptrdiff_t n)
+{
+    float best = x[0];
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_VECTOR_MAX
+    if (n >= 32) {
+        fl_v8f b0 = (fl_v8f){0} + x[0], b1 = b0, b2 = b0, b3 = b0, v0, v1, v2, v3;
+        for (; c + 32 <= n; c += 32) {
+            memcpy(&v0, x + c, 32);
+            memcpy(&v1, x + c + 8, 32);
+            memcpy(&v2, x + c + 16, 32);
+            memcpy(&v3, x + c + 24, 32);
+            b0 = fl_max_v8f(b0, v0);
+            b1 = fl_max_v8f(b1, v1);
+            b2 = fl_max_v8f(b2, v2);
+            b3 = fl_max_v8f(b3, v3);
+        }
+        b0 = fl_max_v8f(fl_max_v8f(b0, b1), fl_max_v8f(b2, b3));
+        for (int l = 0; l < 8; l++)
+            best = b0[l] > best ? b0[l] : best;
+    }
+#endif
+    for (; c < n; c++)
+        best = x[c] > best ? x[c] : best;
+    return best;
+}
+
+static inline double fl_row_max_double(const double *x, ptrdiff_t n)
+{
+    double best = x[0];
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_VECTOR_MAX
+    if (n >= 16) {
+        fl_v4d b0 = (fl_v4d){0} + x[0], b1 = b0, b2 = b0, b3 = b0, v0, v1, v2, v3;
+        for (; c + 16 <= n; c += 16) {
+            memcpy(&v0, x + c, 32);
+            memcpy(&v1, x + c + 4, 32);
+            memcpy(&v2, x + c + 8, 32);
+            memcpy(&v3, x + c + 12, 32);
+            b0 = fl_max_v4d(b0, v0);
+            b1 = fl_max_v4d(b1, v1);
+            b2 = fl_max_v4d(b2, v2);
+            b3 = fl_max_v4d(b3, v3);
+        }
+        b0 = fl_max_v4d(fl_max_v4d(b0, b1), fl_max_v4d(b2, b3));
+        for (int l = 0; l < 4; l++)
+            best = b0[l] > best ? b0[l] : best;
+    }
+#endif
+    for (; c < n; c++)
+        best = x[c] > best ? x[c] : best;
+    return best;
+}
+
+/* The first position of value in x[0:n] (n when it is absent, as for NaN). */
+static inline ptrdiff_t fl_first_equal_float(const float *x, ptrdiff_t n, float value)
+{
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_VECTOR_MAX
+    fl_v8f target = (fl_v8f){0} + value, v;
+    for (; c + 8 <= n; c += 8) {
+        memcpy(&v, x + c, 32);
+        fl_v8i eq = v == target;
+        if ((eq[0] | eq[1] | eq[2] | eq[3]) | (eq[4] | eq[5] | eq[6] | eq[7]))
+            break;
+    }
+#endif
+    while (c < n && x[c] != value)
+        c++;
+    return c;
+}
+
+static inline ptrdiff_t fl_first_equal_double(const double *x, ptrdiff_t n, double value)
+{
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_VECTOR_MAX
+    fl_v4d target = (fl_v4d){0} + value, v;
+    for (; c + 4 <= n; c += 4) {
+        memcpy(&v, x + c, 32);
+        fl_v4i eq = v == target;
+        if ((eq[0] | eq[1]) | (eq[2] | eq[3]))
+            break;
+    }
+#endif
+    while (c < n && x[c] != value)
+        c++;
+    return c;
 }
 
 #endif
