@@ -79,8 +79,10 @@ cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t, double p
     # For a float32 result log1p(e) is taken in float (twice the SIMD width):
     # the loss adds nonnegative terms, so its ~1 ulp error is not amplified.
     # The gradient keeps e in double: (1 - t) sigma(x) - t sigma(-x) may cancel.
+    # For a float32 result e itself comes from the float exp (faithful, < 1
+    # float ulp; -|x| of a float32 x is exact in float).
     cdef LossGrad out
-    cdef double e = fl_exp(-fabs(x))
+    cdef double e = fl_expf(<float>-fabs(x)) if float32_result else fl_exp(-fabs(x))
     cdef double log1p_e = fl_log1pf(<float>e) if float32_result else fl_log1p(e)
     cdef double inv = 1.0 / (1.0 + e)
     cdef double sigma_pos, sigma_neg           # sigma(x), sigma(-x)
