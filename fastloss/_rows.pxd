@@ -334,14 +334,8 @@ cdef inline double log_sum_exp_others(const floating* x, Py_ssize_t n, RowMax m,
     are subnormal or zero), log S is recomputed as the log-sum-exp of the
     other classes around their own maximum m2: (m2 - m) + log(sum exp(x_c - m2)).
     """
-    cdef double second = -INFINITY, total = 0.0
-    cdef Py_ssize_t c
+    cdef double second, total
     if others > 1e-280 or n < 2:
         return math_log(others)
-    for c in range(n):
-        if c != m.index and x[c] > second:
-            second = x[c]
-    for c in range(n):
-        if c != m.index:
-            total += exp_shifted(x[c], second)
+    total = exp_sum_around_second(x, n, m, &second)
     return shifted_logit(second, m.value) + math_log(total)
