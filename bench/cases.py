@@ -63,11 +63,18 @@ def make_floor(kernel, inputs):
 
 # --- fastloss and its reference ------------------------------------------
 
-def make_fastloss(kernel, inputs, n_threads, grad=True):
+def make_fastloss(kernel, inputs, n_threads, grad=True, reuse_out=False):
+    """fastloss with a fresh gradient array per call, or (``reuse_out``) with one
+    preallocated gradient buffer passed as ``out=`` to every call, as a training
+    loop would: then, like the floor, it writes into memory already mapped."""
     if not has_kernel(kernel):
         raise Unavailable(f"fastloss has no {kernel}")
     fn = getattr(fastloss, kernel)
     pred, target = inputs["pred"], inputs["target"]
+    if reuse_out:
+        out = np.empty_like(pred)
+        fn(pred, target, n_threads=n_threads, out=out)
+        return lambda: fn(pred, target, n_threads=n_threads, out=out)
     fn(pred, target, n_threads=n_threads, grad=grad)
     return lambda: fn(pred, target, n_threads=n_threads, grad=grad)
 

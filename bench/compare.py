@@ -11,13 +11,18 @@ slows them alike), the median of several calls of:
 
 * the floor: ``np.subtract(pred, target, out=g)`` for an elementwise loss
   (read two arrays, write one), ``np.copyto(g, logits)`` for a multiclass one;
-* fastloss (loss and gradient, one thread unless stated);
+* fastloss (loss and gradient, one thread unless stated), twice: with a
+  fresh gradient array per call (what the peers do too) and with one
+  preallocated gradient buffer reused through ``out=`` (what a training
+  loop does, and what the floor does: a fresh array of hundreds of MB costs
+  the kernel's page faults and page zeroing);
 * the peers that are installed: PyTorch forward + backward, JAX
   ``jit(value_and_grad)``, scikit-learn's ``loss_gradient``, and
   ``fastloss.reference``.
 
-It prints a table (times in ms, fastloss as a multiple of the floor, and its
-speed-up over the fastest peer), the speed-up of two threads over one, the
+It prints a table (times in ms, fastloss as a multiple of the floor with a
+fresh and with a reused gradient buffer, and its speed-up over the fastest
+peer, which compares the fresh-array figures), the speed-up of two threads over one, the
 cost of the gradient (grad=False vs grad=True), and a line describing the
 machine; it saves everything as JSON and, when matplotlib is installed, as a
 bar chart (PNG).
@@ -152,6 +157,7 @@ def run_case(kernel, shape, repeats, dtype=np.float32):
     data = cases.make_inputs(kernel, shape, dtype)
     calls = {"floor": cases.make_floor(kernel, data),
              "fastloss": cases.make_fastloss(kernel, data, 1),
+             "fastloss_out": cases.make_fastloss(kernel, data, 1, reuse_out=True),
              "fastloss_no_grad": cases.make_fastloss(kernel, data, 1, grad=False)}
     skipped = {}
     for peer in PEER_ORDER:
@@ -170,6 +176,7 @@ def run_case(kernel, shape, repeats, dtype=np.float32):
         "seconds": times,
         "skipped": skipped,
         "x_floor": times["fastloss"] / times["floor"],
+        "x_floor_out": times["fastloss_out"] / times["floor"],
         "best_peer": best_peer,
         "speedup_over_best_peer": peers[best_peer] / times["fastloss"] if peers else None,
         "grad_cost": times["fastloss"] / times["fastloss_no_grad"],
@@ -222,16 +229,17 @@ def format_ms(seconds):
 
 def table(results, machine):
     peers = [p for p in PEER_ORDER if any(p in r["seconds"] for r in results["rows"])]
-    header = (["kernel", "shape", "floor", "fastloss"] + peers
-              + ["x floor", "vs best peer", "grad=False"])
+    header = (["kernel", "shape", "floor", "fastloss", "fastloss out="] + peers
+              + ["x floor", "x floor out=", "vs best peer", "grad=False"])
     lines = [header]
     for r in results["rows"]:
         s = r["seconds"]
         speedup = r["speedup_over_best_peer"]
         lines.append([r["kernel"], format_shape(r["shape"]), format_ms(s["floor"]),
-                      format_ms(s["fastloss"])]
+                      format_ms(s["fastloss"]), format_ms(s.get("fastloss_out"))]
                      + [format_ms(s.get(p)) for p in peers]
                      + [f"{r['x_floor']:.2f}",
+                        f"{r['x_floor_out']:.2f}" if "x_floor_out" in r else "-",
                         f"{speedup:.1f}x ({r['best_peer']})" if speedup else "-",
                         f"{r['grad_cost']:.2f}x faster"])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
@@ -255,9 +263,11 @@ def table(results, machine):
                 f"{overhead['mse_10_elements_us']:.1f} us (np.subtract on 10 elements: "
                 f"{overhead['numpy_subtract_10_elements_us']:.2f} us)."]
     out += ["", "x floor: fastloss time / floor time (floor: np.subtract(pred, target, out=g) "
-                "elementwise, np.copyto(g, logits) multiclass).",
-            "vs best peer: time of the fastest peer / fastloss time.  grad=False: time with "
-            "the gradient / time without it."]
+                "elementwise, np.copyto(g, logits) multiclass, g preallocated).",
+            "fastloss: a fresh gradient array per call; fastloss out=: one preallocated "
+            "gradient buffer reused through out=, like the floor's g.",
+            "vs best peer: time of the fastest peer / fastloss time (fresh array).  "
+            "grad=False: time with the gradient / time without it."]
     return "\n".join(out)
 
 
@@ -270,7 +280,7 @@ def chart(results, path):
     except ImportError:
         return False
     rows = results["rows"]
-    names = ["fastloss"] + [p for p in PEER_ORDER if any(p in r["seconds"] for r in rows)]
+    names = ["fastloss", "fastloss_out"] + [p for p in PEER_ORDER if any(p in r["seconds"] for r in rows)]
     labels = [f"{r['kernel']}\n{format_shape(r['shape'])}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows)), 5))
     width = 0.8 / len(names)
@@ -278,7 +288,7 @@ def chart(results, path):
         ratios = [r["seconds"][name] / r["seconds"]["floor"] if name in r["seconds"] else 0
                   for r in rows]
         ax.bar(np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width, ratios, width,
-               label=name)
+               label="fastloss (out=)" if name == "fastloss_out" else name)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="floor")
     ax.set_yscale("log")
     ax.set_ylabel("time / memory floor (lower is better)")
