@@ -339,3 +339,58 @@ cdef inline double log_sum_exp_others(const floating* x, Py_ssize_t n, RowMax m,
         return math_log(others)
     total = exp_sum_around_second(x, n, m, &second)
     return shifted_logit(second, m.value) + math_log(total)
+
+
+# --- small rows: the exp pass of a block of rows at once ---------------------
+
+cdef enum:
+    # Rows of at most SMALL_ROW classes are processed BLOCK_ROWS at a time: a
+    # row of 10 classes is too short for a SIMD pass of its own.
+    SMALL_ROW = 16
+    BLOCK_ROWS = 64
+
+
+cdef inline void block_exp_sums_float(const float* x, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                                      RowMax* maxima, double* sums,
+                                      float* exp_out) noexcept nogil:
+    """row_max and exp_sum_others of n_rows <= BLOCK_ROWS consecutive float32 rows
+    of n_classes <= SMALL_ROW classes (exp_out must not overlap x).
+
+    The same values as row by row: maxima[i] = row_max(row i), sums[i] = S of
+    row i, and exp(z_c) written to exp_out, but the exps of the whole block are
+    one contiguous SIMD pass (each element beside its row's maximum), and each
+    S adds the same terms to the same lanes in the same order as exp_sum_others.
+    """
+    cdef float shift[BLOCK_ROWS * SMALL_ROW]
+    cdef double lanes[LANES]
+    cdef double total
+    cdef Py_ssize_t i, c, l, k, n = n_rows * n_classes
+    cdef const float* row
+    cdef float* e
+    cdef float best
+    for i in range(n_rows):
+        # row_max's rule in one short scan: a strict > keeps the first
+        # position, and a leading NaN stays (no comparison with it holds)
+        row = x + i * n_classes
+        best = row[0]
+        k = 0
+        for c in range(1, n_classes):
+            k = c if row[c] > best else k
+            best = row[c] if row[c] > best else best
+        maxima[i].value = row[k]
+        maxima[i].index = k
+        for c in range(n_classes):
+            shift[i * n_classes + c] = best
+    for c in range(n):
+        exp_out[c] = exp_shifted_float(x[c], shift[c])
+    for i in range(n_rows):
+        e = exp_out + i * n_classes
+        k = maxima[i].index
+        for l in range(LANES):
+            lanes[l] = 0.0
+        for c in range(n_classes):
+            lanes[c % LANES] += 0.0 if c == k else e[c]
+        total = 0.0
+        for l in range(LANES):
+            total += lanes[l]
+        sums[i] = maxima[i].value if maxima[i].value != maxima[i].value else total
