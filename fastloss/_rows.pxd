@@ -295,6 +295,19 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
     return total.total
 
 
+cdef inline double exp_sum_others_to_float_range(const floating* x, Py_ssize_t n, RowMax m,
+                                                floating* exp_out) noexcept nogil:
+    """exp_sum_others for a caller whose results depend on S only to float32's range.
+
+    The cross-entropy loss log1p(S) - z_y and its gradient are such: where S
+    falls below float's range, so does every result that depends on it.  A
+    float32 row then takes the float path also without exp_out (grad=False).
+    """
+    if floating is float:
+        return exp_sum_others_float(x, n, m, exp_out)
+    return exp_sum_others(x, n, m, exp_out)
+
+
 cdef inline void write_scaled_exp(const floating* x, Py_ssize_t n, double row_max,
                                  double scale, double offset, floating* out) noexcept nogil:
     """out[c] = scale exp(x_c - m) - offset, computed in float64 and rounded once.
