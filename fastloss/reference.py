@@ -490,6 +490,7 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         loss = np.zeros(n_rows)
         grad_value = np.zeros(x.shape)
         a_sum = np.zeros(n_rows)
+        kept_rows = kept
         if n_classes > 0:
             w_y = w[y]
             loss = _xmul((1 - eps) * w_y, -log_p[stats.rows, y])
@@ -504,6 +505,7 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         else:
             denominator = 0.0
     else:
+        kept_rows = np.ones(n_rows, bool)
         t = prep.target.astype(np.float64)
         if eps > 0:
             t = (1 - eps) * t + eps / n_classes
@@ -512,7 +514,9 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         grad_value = stats.target_gradient(weighted_t)
         a_sum = np.sum(weighted_t, axis=1)
         denominator = float(np.sum(sample))
-    curvature = stats.hessian_diagonal(a_sum) if prep.hess else None
+    curvature = None
+    if prep.hess:       # an ignored row has hess 0, also where its logits are NaN
+        curvature = np.where(kept_rows[:, None], stats.hessian_diagonal(a_sum), 0.0)
     return _finish(prep, loss, grad_value, denominator, hess=curvature)
 
 
