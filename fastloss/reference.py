@@ -89,7 +89,7 @@ def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=F
 
         loss = r ** 2
         grad = 2 r
-        hess = 2
+        hess = 2                 (whatever r, NaN included: 2 r is linear in pred)
 
     As ``torch.nn.functional.mse_loss``.
 
