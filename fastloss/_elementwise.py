@@ -9,8 +9,9 @@ import numpy as np
 
 from fastloss import reference
 from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
-from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets, check_parameter,
-                                  mean_denominator, prepare_elementwise, prepare_hinge)
+from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
+                                  check_parameter, mean_denominator, prepare_elementwise,
+                                  prepare_hinge)
 
 _NO_ARRAY = np.empty(0)
 _NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),

@@ -10,8 +10,8 @@ import numpy as np
 from fastloss import reference
 from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
-from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter, mean_denominator,
-                                  prepare_multiclass, prepare_rows)
+from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
+                                  mean_denominator, prepare_multiclass, prepare_rows)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}

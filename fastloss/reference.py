@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, check_kind, check_parameter,
-                                  mean_denominator, prepare_elementwise, prepare_hinge,
-                                  prepare_multiclass, prepare_rows)
+from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, check_kind,
+                                  check_parameter, mean_denominator, prepare_elementwise,
+                                  prepare_hinge, prepare_multiclass, prepare_rows)
 
-__all__ = ["LossGrad", "LossGradHess", "mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
-           "softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
-           "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
+__all__ = ["LossGrad", "LossGradHess", "mse", "huber", "binary_cross_entropy", "hinge",
+           "squared_hinge", "softmax_cross_entropy", "softmax_binary_cross_entropy",
+           "kl_divergence", "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
 
 
 # --- shared helpers --------------------------------------------------------
