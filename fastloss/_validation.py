@@ -106,14 +106,20 @@ def check_n_threads(n_threads):
     return min(int(n_threads), _MAX_THREADS)
 
 
+def check_flag(value, name):
+    """A True/False option (Python or NumPy bool), as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_hess(hess, grad):
     """hess must be a bool, and True only with grad=True (the Hessian comes with the gradient)."""
-    if not isinstance(hess, (bool, np.bool_)):
-        raise TypeError(f"hess must be True or False, got {hess!r}")
+    hess = check_flag(hess, "hess")
     if hess and not grad:
         raise ValueError("hess=True needs grad=True: the Hessian's diagonal is computed "
                          "with the gradient")
-    return bool(hess)
+    return hess
 
 
 def check_same_shape(a, a_name, b, b_name):
@@ -168,6 +174,7 @@ def check_out(out, shape, dtype, pred, others):
 def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
                         pred_name="pred", target_name="target", hess=False):
     """Arguments of an elementwise loss: pred and target of one shape, (N,) or (N, K)."""
+    grad = check_flag(grad, "grad")
     hess = check_hess(hess, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
@@ -178,7 +185,7 @@ def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_thr
     weight = as_sample_weight(sample_weight, pred_arr.shape[0])
     out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
                     [(target_name, target_arr), ("sample_weight", weight)])
-    return Prepared(pred_arr, target_arr, weight, reduction, bool(grad), out, threads, hess)
+    return Prepared(pred_arr, target_arr, weight, reduction, grad, out, threads, hess)
 
 
 def as_pos_weight(pos_weight, n_columns):
@@ -345,6 +352,7 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     (N, C) array like the logits) or "either" (decided by the target's
     number of dimensions).
     """
+    grad = check_flag(grad, "grad")
     hess = check_hess(hess, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
@@ -373,7 +381,7 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
                     [("target", target_arr), ("sample_weight", weight),
                      ("class_weight", class_weight)])
-    prep = PreparedMulticlass(pred_arr, target_arr, weight, reduction, bool(grad), out, threads,
+    prep = PreparedMulticlass(pred_arr, target_arr, weight, reduction, grad, out, threads,
                               hess)
     prep.has_labels = target_kind == "labels"
     prep.class_weight = class_weight

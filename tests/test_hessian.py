@@ -13,7 +13,8 @@ import pytest
 
 import fastloss
 import fastloss.reference
-from cases import bce_inputs, label_inputs, probability_inputs, regression_inputs
+from cases import (CASES, bce_inputs, label_inputs, probability_inputs, regression_inputs,
+                   shape_for)
 from helpers import assert_unchanged, snapshot
 
 DTYPES = [np.float32, np.float64]
@@ -437,3 +438,15 @@ def test_mean_over_nothing_has_zero_hess(name, module):
         assert result.loss == 0.0
         assert result.hess.shape == x.shape and result.hess.dtype == np.float32
         assert not result.hess.any() and not result.grad.any()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+@pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_grad_must_be_a_bool_on_every_loss(case, module, value):
+    """grad is checked like hess: a truthy non-bool is a mistake, not a request."""
+    pred, target = case.make_inputs(np.random.default_rng(2), shape_for(case, 4, 3),
+                                    np.float64)
+    with pytest.raises(TypeError, match="grad must be True or False"):
+        getattr(module, case.name)(pred, target, grad=value)
+    assert getattr(module, case.name)(pred, target, grad=np.bool_(False)).grad is None
