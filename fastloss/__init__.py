@@ -7,7 +7,7 @@ Every loss returns ``LossGrad(loss, grad)`` from one pass over the data::
 
 ``fastloss.reference`` holds the same functions in plain NumPy.
 """
-from fastloss._validation import LossGrad
+from fastloss._validation import LossGrad, LossGradHess
 from fastloss._elementwise import binary_cross_entropy, hinge, huber, mse, squared_hinge
 from fastloss._multiclass import (kl_divergence, log_softmax, logsumexp, multiclass_hinge,
                                   softmax, softmax_binary_cross_entropy, softmax_cross_entropy)
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LossGrad",
+    "LossGradHess",
     "mse",
     "huber",
     "binary_cross_entropy",

@@ -9,8 +9,9 @@ import numpy as np
 
 from fastloss import reference
 from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
-from fastloss._validation import (LossGrad, as_pos_weight, binary_targets, check_parameter,
-                                  mean_denominator, prepare_elementwise, prepare_hinge)
+from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
+                                  check_parameter, mean_denominator, prepare_elementwise,
+                                  prepare_hinge)
 
 _NO_ARRAY = np.empty(0)
 _NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),
@@ -73,10 +74,12 @@ def _run(name, prep, param, param_per_column=None):
         grad_out = prep.out.reshape(view)
     else:
         grad_out = np.empty(view, dtype)
+    hess_out = np.empty(view, dtype) if prep.hess else none
     weight = _NO_ARRAY if prep.weight is None else prep.weight
     columns = _NO_ARRAY if param_per_column is None else param_per_column
     total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
-                                  columns, param, loss_out, grad_out, scale, prep.n_threads)
+                                  columns, param, loss_out, grad_out, hess_out, scale,
+                                  prep.n_threads)
     if name in ("hinge", "squared_hinge"):
         total, seen = total
         _check_seen_targets(prep, seen)
@@ -90,6 +93,8 @@ def _run(name, prep, param, param_per_column=None):
         grad = prep.out             # out itself, as NumPy's out= returns it
     else:
         grad = grad_out.reshape(shape)
+    if prep.hess:
+        return LossGradHess(loss, grad, hess_out.reshape(shape))
     return LossGrad(loss, grad)
 
 
@@ -110,33 +115,38 @@ def _hinge_family(name, prep, margin):
 
 
 def _empty_mean(prep):
+    """A "mean" over nothing: 0 with an all-zero gradient (and Hessian)."""
     if not prep.grad:
         return LossGrad(0.0, None)
     grad = prep.out if prep.out is not None else np.empty(prep.shape, prep.dtype)
     grad.fill(0)
+    if prep.hess:
+        return LossGradHess(0.0, grad, np.zeros(prep.shape, prep.dtype))
     return LossGrad(0.0, grad)
 
 
 @same_doc_as(reference.mse)
-def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, out=None,
-        n_threads=None):
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=False,
+        out=None, n_threads=None):
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
+                               hess=hess)
     return _run("mse", prep, 0.0)
 
 
 @same_doc_as(reference.huber)
 def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad=True,
-          out=None, n_threads=None):
+          hess=False, out=None, n_threads=None):
     delta = check_parameter(delta, "delta", positive=True)
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
+                               hess=hess)
     return _run("huber", prep, delta)
 
 
 @same_doc_as(reference.binary_cross_entropy)
 def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
-                         reduction="mean", grad=True, out=None, n_threads=None):
+                         reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name="logits")
+                               pred_name="logits", hess=hess)
     if pos_weight is None:
         return _run("binary_cross_entropy", prep, 1.0)
     pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])

@@ -10,8 +10,8 @@ import numpy as np
 from fastloss import reference
 from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
-from fastloss._validation import (LossGrad, check_kind, check_parameter, mean_denominator,
-                                  prepare_multiclass, prepare_rows)
+from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
+                                  mean_denominator, prepare_multiclass, prepare_rows)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -34,7 +34,7 @@ _KERNELS = {name: _specialised(name) for name in
 
 def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale, n_threads,
           class_weight=None, label_smoothing=0.0, margin=0.0, squared=False,
-          crammer_singer=False, ignore_index=None):
+          crammer_singer=False, ignore_index=None, hess_out=None):
     """One call of a fused kernel; returns the float64 sum of s_i loss_i."""
     dtype = x.dtype
     return _KERNELS[name][dtype](
@@ -47,6 +47,7 @@ def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale
         ignore_index is not None, 0 if ignore_index is None else ignore_index,
         _NO_VALUES[dtype] if loss_out is None else loss_out,
         _NO_ROWS[dtype] if grad_out is None else grad_out,
+        _NO_ROWS[dtype] if hess_out is None else hess_out,
         grad_scale, n_threads)
 
 
@@ -64,21 +65,25 @@ def _run(name, prep, denominator, **params):
             return _empty_mean(prep)
         grad_scale = 1.0 / denominator
     loss_out = np.zeros(shape[0], dtype) if reduction == "none" else None
-    grad_out = None
+    grad_out = hess_out = None
     if prep.grad:
         grad_out = prep.out if prep.out is not None else np.empty(shape, dtype)
         if shape[1] == 0:
             grad_out.fill(0)
+    if prep.hess:
+        hess_out = np.empty(shape, dtype)
     labels = prep.target if prep.has_labels else None
     target = None if prep.has_labels else prep.target
     total = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out, grad_scale,
-                  prep.n_threads, **params)
+                  prep.n_threads, hess_out=hess_out, **params)
     if reduction == "none":
         loss = loss_out
     elif reduction == "mean":
         loss = total / denominator
     else:
         loss = total
+    if prep.hess:
+        return LossGradHess(loss, grad_out, hess_out)
     return LossGrad(loss, grad_out)
 
 
@@ -90,10 +95,10 @@ def _rows_denominator(prep):
 @same_doc_as(reference.softmax_cross_entropy)
 def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
                           label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, out=None, n_threads=None):
+                          grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
-                              label_smoothing=label_smoothing)
+                              label_smoothing=label_smoothing, hess=hess)
     if not prep.has_labels:
         denominator = _rows_denominator(prep)
     elif prep.shape[1] == 0:
@@ -117,9 +122,9 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
 
 @same_doc_as(reference.kl_divergence)
 def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
-                  out=None, n_threads=None):
+                  hess=False, out=None, n_threads=None):
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="probabilities")
+                              target_kind="probabilities", hess=hess)
     return _run("kl_divergence", prep, _rows_denominator(prep))
 
 
@@ -146,17 +151,19 @@ def logsumexp(x, *, out=None, n_threads=None):
     return result
 
 
-@same_doc_as(reference.softmax)
-def softmax(x, *, out=None, n_threads=None):
+def _row_map(name, x, out, n_threads):
+    """Run the row utility ``name`` whose output has the shape of x (softmax, log_softmax)."""
     arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=2)
     result = out if out is not None else np.empty(arr.shape, arr.dtype)
-    _call("softmax", arr, None, None, None, None, result, 1.0, threads)
+    _call(name, arr, None, None, None, None, result, 1.0, threads)
     return result
+
+
+@same_doc_as(reference.softmax)
+def softmax(x, *, out=None, n_threads=None):
+    return _row_map("softmax", x, out, n_threads)
 
 
 @same_doc_as(reference.log_softmax)
 def log_softmax(x, *, out=None, n_threads=None):
-    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=2)
-    result = out if out is not None else np.empty(arr.shape, arr.dtype)
-    _call("log_softmax", arr, None, None, None, None, result, 1.0, threads)
-    return result
+    return _row_map("log_softmax", x, out, n_threads)

@@ -1,8 +1,9 @@
 # The stable scalar maths, written once and shared by every kernel.
 #
 # Each function is a tiny inline `nogil` helper so that the C compiler can
-# inline it into the vectorised loops.  The loss of one element and its
-# derivative are returned together in a LossGrad struct.
+# inline it into the vectorised loops.  The loss of one element and its first
+# and second derivatives are returned together in a LossGrad struct; a loop
+# that does not read a field lets the C compiler drop its computation.
 
 from libc.math cimport fabs, INFINITY
 
@@ -19,7 +20,8 @@ cdef extern from "_vecmath.h" nogil:
 
 cdef struct LossGrad:
     double loss
-    double grad
+    double grad         # d loss / dp
+    double hess         # d^2 loss / dp^2
 
 
 cdef inline double positive_part(double z) noexcept nogil:
@@ -44,6 +46,7 @@ cdef inline LossGrad mse_loss_grad(double p, double t, double unused) noexcept n
     cdef double r = p - t            # exact for float32 inputs
     out.loss = r * r                 # r^2
     out.grad = 2.0 * r               # d r^2 / dp
+    out.hess = 2.0                   # d^2 r^2 / dp^2
     return out
 
 
@@ -51,16 +54,20 @@ cdef inline LossGrad huber_loss_grad(double p, double t, double delta) noexcept 
     cdef LossGrad out
     cdef double r = p - t
     if fabs(r) <= delta:
-        out.loss = 0.5 * r * r       # quadratic zone
+        out.loss = 0.5 * r * r       # quadratic zone (its curvature 1 also at |r| == delta)
         out.grad = r
+        out.hess = 1.0
     else:
         out.loss = delta * (fabs(r) - 0.5 * delta)   # linear zone (NaN lands here)
         if r > delta:
             out.grad = delta
+            out.hess = 0.0
         elif r < -delta:
             out.grad = -delta
+            out.hess = 0.0
         else:
             out.grad = r             # NaN
+            out.hess = r
     return out
 
 
@@ -75,7 +82,9 @@ cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t, double p
                                                     bint float32_result) noexcept nogil:
     # loss = pw t softplus(-x) + (1 - t) softplus(x)     [-log sigma(x) = softplus(-x)]
     # grad = (1 - t) sigma(x) - pw t sigma(-x)
-    # One exp: e = exp(-|x|) in (0, 1], so nothing overflows for any x.
+    # hess = (pw t + 1 - t) sigma(x) sigma(-x) = (pw t + 1 - t) e / (1 + e)^2
+    #                                            [sigma' = sigma(x) sigma(-x)]
+    # One exp: e = exp(-|x|) in [0, 1], so nothing overflows for any x.
     # For a float32 result log1p(e) is taken in float (twice the SIMD width):
     # the loss adds nonnegative terms, so its ~1 ulp error is not amplified.
     # The gradient keeps e in double: (1 - t) sigma(x) - t sigma(-x) may cancel.
@@ -97,6 +106,7 @@ cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t, double p
     out.loss = (xmul(positive_weight, positive_part(-x) + log1p_e)
                 + xmul(negative_weight, positive_part(x) + log1p_e))
     out.grad = negative_weight * sigma_pos - positive_weight * sigma_neg
+    out.hess = (positive_weight + negative_weight) * (e * inv * inv)
     return out
 
 
@@ -105,6 +115,7 @@ cdef inline LossGrad hinge_loss_grad(double s, double t, double margin) noexcept
     cdef LossGrad out
     cdef double z = margin - t * s
     out.loss = positive_part(z)
+    out.hess = 0.0                   # piecewise linear (hess=True is not offered for it)
     if z > 0.0:
         out.grad = -t
     elif z <= 0.0:
@@ -120,4 +131,5 @@ cdef inline LossGrad squared_hinge_loss_grad(double s, double t, double margin) 
     cdef double z = positive_part(margin - t * s)
     out.loss = z * z
     out.grad = -2.0 * t * z
+    out.hess = 2.0 * t * t if z > 0.0 else 0.0   # not offered by the API (kink at the margin)
     return out

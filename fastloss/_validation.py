@@ -23,6 +23,10 @@ LossGrad = namedtuple("LossGrad", ["loss", "grad"])
 LossGrad.__doc__ = """(loss, grad): the loss (a float, or an array for reduction="none")
 and its gradient with respect to the prediction (None when grad=False)."""
 
+LossGradHess = namedtuple("LossGradHess", ["loss", "grad", "hess"])
+LossGradHess.__doc__ = """(loss, grad, hess): as LossGrad, plus the diagonal of the Hessian
+of the returned loss with respect to the prediction (returned when hess=True)."""
+
 REDUCTIONS = ("mean", "sum", "none")
 _MAX_THREADS = 2**31 - 1
 _REAL_KINDS = "biuf"
@@ -31,15 +35,16 @@ _REAL_KINDS = "biuf"
 class Prepared:
     """Validated, converted arguments of one call (all arrays C-contiguous)."""
 
-    __slots__ = ("pred", "target", "weight", "reduction", "grad", "out", "n_threads",
+    __slots__ = ("pred", "target", "weight", "reduction", "grad", "hess", "out", "n_threads",
                  "shape", "dtype")
 
-    def __init__(self, pred, target, weight, reduction, grad, out, n_threads):
+    def __init__(self, pred, target, weight, reduction, grad, out, n_threads, hess=False):
         self.pred = pred            # float32/float64 ndarray, 1-D or 2-D
         self.target = target        # same dtype and shape, or np.intp labels (N,)
         self.weight = weight        # float64 (N,) or None
         self.reduction = reduction
         self.grad = grad
+        self.hess = hess            # also compute the Hessian's diagonal (implies grad)
         self.out = out              # the validated out array, or None
         self.n_threads = n_threads  # 0 means the OpenMP default
         self.shape = pred.shape
@@ -101,6 +106,22 @@ def check_n_threads(n_threads):
     return min(int(n_threads), _MAX_THREADS)
 
 
+def check_flag(value, name):
+    """A True/False option (Python or NumPy bool), as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_hess(hess, grad):
+    """hess must be a bool, and True only with grad=True (the Hessian comes with the gradient)."""
+    hess = check_flag(hess, "hess")
+    if hess and not grad:
+        raise ValueError("hess=True needs grad=True: the Hessian's diagonal is computed "
+                         "with the gradient")
+    return hess
+
+
 def check_same_shape(a, a_name, b, b_name):
     if a.shape != b.shape:
         raise ValueError(f"{a_name} and {b_name} must have the same shape, "
@@ -151,8 +172,10 @@ def check_out(out, shape, dtype, pred, others):
 
 
 def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                        pred_name="pred", target_name="target"):
+                        pred_name="pred", target_name="target", hess=False):
     """Arguments of an elementwise loss: pred and target of one shape, (N,) or (N, K)."""
+    grad = check_flag(grad, "grad")
+    hess = check_hess(hess, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
     pred_arr = as_float_array(pred, pred_name)
@@ -162,7 +185,7 @@ def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_thr
     weight = as_sample_weight(sample_weight, pred_arr.shape[0])
     out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
                     [(target_name, target_arr), ("sample_weight", weight)])
-    return Prepared(pred_arr, target_arr, weight, reduction, bool(grad), out, threads)
+    return Prepared(pred_arr, target_arr, weight, reduction, grad, out, threads, hess)
 
 
 def as_pos_weight(pos_weight, n_columns):
@@ -322,13 +345,15 @@ def as_class_weight(class_weight, n_classes):
 
 def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads, *,
                        target_kind="either", class_weight=None, ignore_index=None,
-                       label_smoothing=0.0, pred_name="logits"):
+                       label_smoothing=0.0, pred_name="logits", hess=False):
     """Arguments of a multiclass loss.
 
     ``target_kind`` is "labels" (an (N,) integer array), "probabilities" (an
     (N, C) array like the logits) or "either" (decided by the target's
     number of dimensions).
     """
+    grad = check_flag(grad, "grad")
+    hess = check_hess(hess, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
     ignore_index = check_ignore_index(ignore_index)
@@ -356,7 +381,8 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
                     [("target", target_arr), ("sample_weight", weight),
                      ("class_weight", class_weight)])
-    prep = PreparedMulticlass(pred_arr, target_arr, weight, reduction, bool(grad), out, threads)
+    prep = PreparedMulticlass(pred_arr, target_arr, weight, reduction, grad, out, threads,
+                              hess)
     prep.has_labels = target_kind == "labels"
     prep.class_weight = class_weight
     prep.ignore_index = ignore_index

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss._validation import (LossGrad, as_pos_weight, check_kind, check_parameter,
-                                  mean_denominator, prepare_elementwise, prepare_hinge,
-                                  prepare_multiclass, prepare_rows)
+from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, check_kind,
+                                  check_parameter, mean_denominator, prepare_elementwise,
+                                  prepare_hinge, prepare_multiclass, prepare_rows)
 
-__all__ = ["LossGrad", "mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
-           "softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
-           "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
+__all__ = ["LossGrad", "LossGradHess", "mse", "huber", "binary_cross_entropy", "hinge",
+           "squared_hinge", "softmax_cross_entropy", "softmax_binary_cross_entropy",
+           "kl_divergence", "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
 
 
 # --- shared helpers --------------------------------------------------------
@@ -36,18 +36,22 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _finish(prep, loss, grad, denominator=None):
+def _finish(prep, loss, grad, denominator=None, hess=None):
     """Apply sample weights and the reduction to per-element losses and gradients.
 
     ``loss`` has the shape of ``prep.pred`` (elementwise losses) or (N,) (one
     loss per row); ``grad`` has the shape of ``prep.pred`` and is the
-    derivative of each (unweighted) loss with respect to pred.  ``denominator``
-    overrides the "mean" divisor of :func:`mean_denominator`.
+    derivative of each (unweighted) loss with respect to pred, ``hess`` (used
+    when ``prep.hess``) the second derivatives d^2 loss / d pred_i^2 of the
+    same shape.  ``denominator`` overrides the "mean" divisor of
+    :func:`mean_denominator`.
     """
     dtype, reduction = prep.dtype, prep.reduction
     if prep.weight is not None:
         loss = loss * (prep.weight if loss.ndim == 1 else prep.weight[:, None])
         grad = grad * (prep.weight if grad.ndim == 1 else prep.weight[:, None])
+        if prep.hess:
+            hess = hess * (prep.weight if hess.ndim == 1 else prep.weight[:, None])
     if reduction == "none":
         value = loss.astype(dtype)
     else:
@@ -58,27 +62,34 @@ def _finish(prep, loss, grad, denominator=None):
                 denominator = mean_denominator(prep, row_size)
             if denominator == 0:        # a mean over nothing is 0, with a zero gradient
                 value, grad = 0.0, np.zeros_like(grad)
+                if prep.hess:
+                    hess = np.zeros_like(hess)
             else:
                 value, grad = value / denominator, grad / denominator
+                if prep.hess:
+                    hess = hess / denominator
     if not prep.grad:
         return LossGrad(value, None)
     grad = np.asarray(grad).astype(dtype, copy=False)
     if prep.out is not None:
         np.copyto(prep.out, grad)
         grad = prep.out
+    if prep.hess:
+        return LossGradHess(value, grad, np.asarray(hess).astype(dtype))     # always a copy
     return LossGrad(value, grad)
 
 
 # --- regression ------------------------------------------------------------
 
-def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, out=None,
-        n_threads=None):
+def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=False,
+        out=None, n_threads=None):
     """Mean squared error: the Gaussian negative log-likelihood up to constants.
 
     Per element, with r = pred - target::
 
         loss = r ** 2
         grad = 2 r
+        hess = 2                 (whatever r, NaN included: 2 r is linear in pred)
 
     As ``torch.nn.functional.mse_loss``.
 
@@ -88,25 +99,31 @@ def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, out=No
       sample_weight: optional (N,) weights, one per sample (row).
       reduction: "mean" (sum_i w_i l_i / (K sum_i w_i)), "sum" or "none".
       grad: compute the gradient (False skips all gradient work).
+      hess: also compute the diagonal of the Hessian, d^2 loss / d pred_i^2
+        of the returned loss (weights and the "mean" divisor included), in
+        the same pass; needs grad=True.
       out: optional C-contiguous array receiving the gradient (may be pred).
       n_threads: None for the OpenMP default, or a thread count.
 
     Returns:
       LossGrad(loss, grad): the reduced loss (a float, or an array of w_i l_i
-      for "none") and its gradient with respect to pred.
+      for "none") and its gradient with respect to pred.  With hess=True,
+      LossGradHess(loss, grad, hess), hess a new array of grad's shape and
+      dtype (``out`` receives the gradient only).
 
     Examples:
       >>> import fastloss
       >>> fastloss.mse([1.0, 2.0], [1.0, 0.0])
       LossGrad(loss=2.0, grad=array([0., 2.]))
     """
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
+                               hess=hess)
     r = prep.pred - prep.target
-    return _finish(prep, r * r, 2 * r)
+    return _finish(prep, r * r, 2 * r, hess=np.full(r.shape, 2.0))
 
 
 def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad=True,
-          out=None, n_threads=None):
+          hess=False, out=None, n_threads=None):
     """Huber loss: quadratic near zero, linear beyond ``delta``.
 
     Per element, with r = pred - target::
@@ -114,6 +131,7 @@ def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad
         loss = 0.5 r**2                  if |r| <= delta
                delta (|r| - delta / 2)   otherwise
         grad = clip(r, -delta, delta)
+        hess = 1 if |r| <= delta else 0           (NaN where r is NaN)
 
     As ``torch.nn.functional.huber_loss``; ``delta`` must be > 0 (as in torch).
     Other arguments and the return value as in :func:`mse`.
@@ -127,18 +145,20 @@ def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad
       LossGrad(loss=2.625, grad=array([0.5, 1. ]))
     """
     delta = check_parameter(delta, "delta", positive=True)
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads)
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
+                               hess=hess)
     r = prep.pred - prep.target
     abs_r = np.abs(r)
     with np.errstate(invalid="ignore"):
         loss = np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
-    return _finish(prep, loss, np.clip(r, -delta, delta))
+        curvature = np.where(np.isnan(r), np.nan, np.where(abs_r <= delta, 1.0, 0.0))
+    return _finish(prep, loss, np.clip(r, -delta, delta), hess=curvature)
 
 
 # --- binary classification ---------------------------------------------------
 
 def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
-                         reduction="mean", grad=True, out=None, n_threads=None):
+                         reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     """Binary cross-entropy of sigmoid(logits), computed from the logits.
 
     Per element, with x the logit, t in [0, 1] the target, pw the positive
@@ -147,11 +167,14 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
         loss = -(pw t log sigma(x) + (1 - t) log(1 - sigma(x)))
              = pw t softplus(-x) + (1 - t) softplus(x)
         grad = (1 - t) sigma(x) - pw t sigma(-x)        (= sigma(x) - t for pw = 1)
+        hess = (pw t + 1 - t) sigma(x) sigma(-x)
 
     softplus is computed as max(x, 0) + log1p(exp(-|x|)), finite for every
     finite logit.  A term whose coefficient is zero vanishes even where its
     softplus is infinite, so logits of +-inf give the limiting values.  As
-    ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    ``torch.nn.functional.binary_cross_entropy_with_logits``.  The Hessian
+    uses sigma(x) sigma(-x) = e / (1 + e)^2 with e = exp(-|x|): no overflow,
+    and 0 at x = +-inf.
 
     Args:
       logits: shape (N,) or (N, K).
@@ -165,15 +188,21 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
       0.693147
     """
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name="logits")
+                               pred_name="logits", hess=hess)
     x, t = prep.pred, prep.target
-    pw = as_pos_weight(pos_weight, 1 if x.ndim == 1 else x.shape[1])
-    pw = 1.0 if pw is None else (pw.astype(x.dtype) if x.ndim == 2 else pw[0])
+    pw64 = as_pos_weight(pos_weight, 1 if x.ndim == 1 else x.shape[1])
+    pw64 = 1.0 if pw64 is None else (pw64 if x.ndim == 2 else pw64[0])
+    pw = pw64.astype(x.dtype) if isinstance(pw64, np.ndarray) else pw64
     softplus_pos = np.logaddexp(0, x)       # -log(1 - sigma(x))
     softplus_neg = np.logaddexp(0, -x)      # -log sigma(x)
     loss = _xmul(pw * t, softplus_neg) + _xmul(1 - t, softplus_pos)
     grad_value = (1 - t) * _sigmoid(x) - pw * t * _sigmoid(-x)
-    return _finish(prep, loss, grad_value)
+    curvature = None
+    if prep.hess:
+        x64, t64 = x.astype(np.float64), t.astype(np.float64)
+        e = np.exp(-np.abs(x64))            # sigma(x) sigma(-x) = e / (1 + e)^2
+        curvature = (pw64 * t64 + 1 - t64) * (e / ((1 + e) * (1 + e)))
+    return _finish(prep, loss, grad_value, hess=curvature)
 
 
 def hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean", grad=True,
@@ -325,6 +354,18 @@ class _RowStats:
                                             - a_sum * self.others / (1 + self.others))
         return grad
 
+    def hessian_diagonal(self, a_sum):
+        """A p_c (1 - p_c) of each row, A = ``a_sum`` (N,): the diagonal of A (diag(p) - p p^T).
+
+        At the first maximum k, p_k (1 - p_k) = S / (1 + S)^2, which keeps its
+        digits when p_k is close to 1; elsewhere p_c <= 1/2.
+        """
+        p = self.softmax()
+        curvature = p * (1 - p)
+        if self.n_classes > 0:
+            curvature[self.rows, self.argmax] = self.others / (1 + self.others) ** 2
+        return np.asarray(a_sum, dtype=np.float64)[:, None] * curvature
+
     def log_others(self):
         """log S = log(sum_{c != k} e_c) without underflow (the log-sum-exp of the others)."""
         if self.n_classes < 2:
@@ -351,7 +392,7 @@ def _xlogx(t):
 
 def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
                           label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, out=None, n_threads=None):
+                          grad=True, hess=False, out=None, n_threads=None):
     """Softmax cross-entropy of integer labels or probability targets.
 
     Exactly ``torch.nn.functional.cross_entropy(logits, target, weight=class_weight,
@@ -377,6 +418,16 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
 
     and "mean" divides by sum_i s_i (N without sample weights), as torch.
 
+    Hessian: both forms are loss = -sum_c a_c log p_c with A = sum_c a_c
+    (A = (1 - eps) w_y + (eps / C) sum_c w_c for labels, sum_c w_c t'_c for
+    probabilities), so grad = A p - a and the Hessian is A (diag(p) - p p^T),
+    whose diagonal is returned with hess=True::
+
+        hess = A p (1 - p)
+
+    with p_k (1 - p_k) = S / (1 + S)^2 at the first maximum k (accurate as
+    p_k -> 1).  An ignored row has hess 0.
+
     The log-probabilities are log p_c = (x_c - m) - log1p(S), m the row
     maximum and S the sum of exp(x_c - m) over the classes other than the
     first maximum, so every loss and gradient is finite for finite logits of
@@ -399,13 +450,17 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         that row's share of the "mean" denominator.
       reduction: "mean", "sum" or "none" (per-row s_i loss_i).
       grad: compute the gradient (False skips all gradient work).
+      hess: also compute the diagonal of the Hessian of the returned loss
+        with respect to the logits (sample weights and the "mean" divisor
+        included), in the same pass; needs grad=True.
       out: optional C-contiguous (N, C) array receiving the gradient; may be
         ``logits`` itself (the gradient then overwrites the logits).
       n_threads: None for the OpenMP default, or a thread count.
 
     Returns:
       LossGrad(loss, grad): the reduced loss and its gradient with respect
-      to the logits.
+      to the logits.  With hess=True, LossGradHess(loss, grad, hess), hess a
+      new (N, C) array of grad's dtype (``out`` receives the gradient only).
 
     References:
       Szegedy et al., "Rethinking the Inception Architecture for Computer
@@ -421,7 +476,7 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
     """
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
-                              label_smoothing=label_smoothing)
+                              label_smoothing=label_smoothing, hess=hess)
     x, eps = prep.pred, prep.label_smoothing
     n_rows, n_classes = x.shape
     stats = _RowStats(x)
@@ -434,6 +489,8 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         y = np.where(kept, y, 0)
         loss = np.zeros(n_rows)
         grad_value = np.zeros(x.shape)
+        a_sum = np.zeros(n_rows)
+        kept_rows = kept
         if n_classes > 0:
             w_y = w[y]
             loss = _xmul((1 - eps) * w_y, -log_p[stats.rows, y])
@@ -443,18 +500,24 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
                 grad_value += eps / n_classes * (np.sum(w) * stats.softmax() - w)
             loss = np.where(kept, loss, 0)
             grad_value = np.where(kept[:, None], grad_value, 0)
+            a_sum = np.where(kept, (1 - eps) * w_y + eps / n_classes * np.sum(w), 0)
             denominator = float(np.sum(sample * w_y * kept))
         else:
             denominator = 0.0
     else:
+        kept_rows = np.ones(n_rows, bool)
         t = prep.target.astype(np.float64)
         if eps > 0:
             t = (1 - eps) * t + eps / n_classes
         weighted_t = w * t
         loss = -np.sum(_xmul(weighted_t, log_p), axis=1)
         grad_value = stats.target_gradient(weighted_t)
+        a_sum = np.sum(weighted_t, axis=1)
         denominator = float(np.sum(sample))
-    return _finish(prep, loss, grad_value, denominator)
+    curvature = None
+    if prep.hess:       # an ignored row has hess 0, also where its logits are NaN
+        curvature = np.where(kept_rows[:, None], stats.hessian_diagonal(a_sum), 0.0)
+    return _finish(prep, loss, grad_value, denominator, hess=curvature)
 
 
 def _cross_odds(x, stats):
@@ -545,7 +608,7 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
 
 
 def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
-                  out=None, n_threads=None):
+                  hess=False, out=None, n_threads=None):
     """Kullback-Leibler divergence KL(target || softmax(logits)) of each row.
 
     Per row, with p = softmax(x), t the target probabilities and
@@ -553,6 +616,7 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
 
         loss = sum_c t_c (log t_c - log p_c)        (0 log 0 = 0)
         grad = A p - t
+        hess = A p (1 - p)          (the diagonal of A (diag(p) - p p^T))
 
     "mean" averages over rows (torch's ``kl_div(log_softmax(x), t,
     reduction="batchmean")``).  Targets are not checked to sum to 1.
@@ -560,10 +624,10 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
     Args:
       logits: shape (N, C).
       target: (N, C) probabilities.
-      Others as in :func:`softmax_cross_entropy`.
+      Others as in :func:`softmax_cross_entropy` (hess included).
 
     Returns:
-      LossGrad(loss, grad).
+      LossGrad(loss, grad), or LossGradHess(loss, grad, hess) with hess=True.
 
     Examples:
       >>> import fastloss
@@ -571,14 +635,15 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
       0.0
     """
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="probabilities")
+                              target_kind="probabilities", hess=hess)
     t = prep.target.astype(np.float64)
     stats = _RowStats(prep.pred)
     loss = np.sum(_xlogx(t) - _xmul(t, stats.log_softmax()), axis=1)
     grad_value = stats.target_gradient(t)
+    curvature = stats.hessian_diagonal(np.sum(t, axis=1)) if prep.hess else None
     n_rows = t.shape[0]
     return _finish(prep, loss, grad_value, float(n_rows if prep.weight is None
-                                                 else np.sum(prep.weight)))
+                                                 else np.sum(prep.weight)), hess=curvature)
 
 
 def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squared=False,
