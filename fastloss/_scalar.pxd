@@ -51,23 +51,15 @@ cdef inline LossGrad mse_loss_grad(double p, double t, double unused) noexcept n
 
 
 cdef inline LossGrad huber_loss_grad(double p, double t, double delta) noexcept nogil:
+    # Selects, no branches, so that the loops vectorise.  NaN r (or delta)
+    # fails every comparison: a NaN loss, and r (NaN) as grad and hess.
     cdef LossGrad out
     cdef double r = p - t
-    if fabs(r) <= delta:
-        out.loss = 0.5 * r * r       # quadratic zone (its curvature 1 also at |r| == delta)
-        out.grad = r
-        out.hess = 1.0
-    else:
-        out.loss = delta * (fabs(r) - 0.5 * delta)   # linear zone (NaN lands here)
-        if r > delta:
-            out.grad = delta
-            out.hess = 0.0
-        elif r < -delta:
-            out.grad = -delta
-            out.hess = 0.0
-        else:
-            out.grad = r             # NaN
-            out.hess = r
+    cdef double a = fabs(r)
+    # quadratic zone |r| <= delta (its curvature 1 also at |r| == delta), else linear
+    out.loss = 0.5 * r * r if a <= delta else delta * (a - 0.5 * delta)
+    out.grad = delta if r > delta else (-delta if r < -delta else r)
+    out.hess = 1.0 if a <= delta else (0.0 if a > delta else r)
     return out
 
 
@@ -116,12 +108,7 @@ cdef inline LossGrad hinge_loss_grad(double s, double t, double margin) noexcept
     cdef double z = margin - t * s
     out.loss = positive_part(z)
     out.hess = 0.0                   # piecewise linear (hess=True is not offered for it)
-    if z > 0.0:
-        out.grad = -t
-    elif z <= 0.0:
-        out.grad = 0.0
-    else:
-        out.grad = z                 # NaN
+    out.grad = -t if z > 0.0 else (0.0 if z <= 0.0 else z)   # a select; NaN z gives z
     return out
 
 
