@@ -270,112 +270,77 @@ static inline float fl_log1pf(float x)
  * position.  The maximum of a set is the same in any order, so the number
  * of accumulators is free. */
 #if defined(__GNUC__)
-#define FL_HAVE_VECTOR_MAX 1
 typedef float fl_v8f __attribute__((vector_size(32)));
 typedef int32_t fl_v8i __attribute__((vector_size(32)));
 typedef double fl_v4d __attribute__((vector_size(32)));
 typedef int64_t fl_v4i __attribute__((vector_size(32)));
 
-static inline fl_v8f fl_max_v8f(fl_v8f best, fl_v8f v)
-{
-    fl_v8i gt = v > best;
-    return (fl_v8f)(((fl_v8i)v & gt) | ((fl_v8i)best & ~gt));
-}
+/* max(best, v) lane by lane as "v > best ? v : best", a mask select
+ * (IT: the integer vector of the same width). */
+#define FL_VECTOR_MAX(IT, best, v) \
+    ((__typeof__(best))(((IT)(v) & ((v) > (best))) | ((IT)(best) & ~((v) > (best)))))
 
-static inline fl_v4d fl_max_v4d(fl_v4d best, fl_v4d v)
-{
-    fl_v4i gt = v > best;
-    return (fl_v4d)(((fl_v4i)v & gt) | ((fl_v4i)best & ~gt));
-}
-#endif
-
-static inline float fl_row_max_float(const float *x, ptrdiff_t n)
-{
-    float best = x[0];
-    ptrdiff_t c = 0;
-#ifdef FL_HAVE_VECTOR_MAX
-    if (n >= 32) {
-        fl_v8f b0 = (fl_v8f){0} + x[0], b1 = b0, b2 = b0, b3 = b0, v0, v1, v2, v3;
-        for (; c + 32 <= n; c += 32) {
-            memcpy(&v0, x + c, 32);
-            memcpy(&v1, x + c + 8, 32);
-            memcpy(&v2, x + c + 16, 32);
-            memcpy(&v3, x + c + 24, 32);
-            b0 = fl_max_v8f(b0, v0);
-            b1 = fl_max_v8f(b1, v1);
-            b2 = fl_max_v8f(b2, v2);
-            b3 = fl_max_v8f(b3, v3);
-        }
-        b0 = fl_max_v8f(fl_max_v8f(b0, b1), fl_max_v8f(b2, b3));
-        for (int l = 0; l < 8; l++)
-            best = b0[l] > best ? b0[l] : best;
+/* The vector part of a row maximum: advances c over whole groups of four
+ * vectors, one accumulator each, and folds them into best. */
+#define FL_ROW_MAX_VECTORS(VT, IT, LANES)                                   \
+    if (n >= 4 * (LANES)) {                                                 \
+        VT acc[4], v;                                                       \
+        for (int a = 0; a < 4; a++)                                         \
+            acc[a] = (VT){0} + x[0];                                        \
+        for (; c + 4 * (LANES) <= n; c += 4 * (LANES))                      \
+            for (int a = 0; a < 4; a++) {                                   \
+                memcpy(&v, x + c + a * (LANES), sizeof v);                  \
+                acc[a] = FL_VECTOR_MAX(IT, acc[a], v);                      \
+            }                                                               \
+        for (int a = 1; a < 4; a++)                                         \
+            acc[0] = FL_VECTOR_MAX(IT, acc[0], acc[a]);                     \
+        for (int l = 0; l < (LANES); l++)                                   \
+            best = acc[0][l] > best ? acc[0][l] : best;                     \
     }
+
+/* The vector part of a search: advances c to the first vector holding value. */
+#define FL_FIND_VECTORS(VT, IT, LANES)                                      \
+    {                                                                       \
+        VT target = (VT){0} + value, v;                                     \
+        for (; c + (LANES) <= n; c += (LANES)) {                            \
+            memcpy(&v, x + c, sizeof v);                                    \
+            IT eq = v == target;                                            \
+            int any = 0;                                                    \
+            for (int l = 0; l < (LANES); l++)                               \
+                any |= eq[l] != 0;                                          \
+            if (any)                                                        \
+                break;                                                      \
+        }                                                                   \
+    }
+#else
+#define FL_ROW_MAX_VECTORS(VT, IT, LANES)
+#define FL_FIND_VECTORS(VT, IT, LANES)
 #endif
-    for (; c < n; c++)
-        best = x[c] > best ? x[c] : best;
-    return best;
+
+/* fl_row_max_T(x, n): the maximum of x[0:n] by the rule above;
+ * fl_first_equal_T(x, n, value): the first position of value in x[0:n]
+ * (n when it is absent, as for NaN). */
+#define FL_DEFINE_ROW_SEARCH(T, VT, IT, LANES)                              \
+static inline T fl_row_max_##T(const T *x, ptrdiff_t n)                     \
+{                                                                           \
+    T best = x[0];                                                          \
+    ptrdiff_t c = 0;                                                        \
+    FL_ROW_MAX_VECTORS(VT, IT, LANES)                                       \
+    for (; c < n; c++)                                                      \
+        best = x[c] > best ? x[c] : best;                                   \
+    return best;                                                            \
+}                                                                           \
+                                                                            \
+static inline ptrdiff_t fl_first_equal_##T(const T *x, ptrdiff_t n, T value) \
+{                                                                           \
+    ptrdiff_t c = 0;                                                        \
+    FL_FIND_VECTORS(VT, IT, LANES)                                          \
+    while (c < n && x[c] != value)                                          \
+        c++;                                                                \
+    return c;                                                               \
 }
 
-static inline double fl_row_max_double(const double *x, ptrdiff_t n)
-{
-    double best = x[0];
-    ptrdiff_t c = 0;
-#ifdef FL_HAVE_VECTOR_MAX
-    if (n >= 16) {
-        fl_v4d b0 = (fl_v4d){0} + x[0], b1 = b0, b2 = b0, b3 = b0, v0, v1, v2, v3;
-        for (; c + 16 <= n; c += 16) {
-            memcpy(&v0, x + c, 32);
-            memcpy(&v1, x + c + 4, 32);
-            memcpy(&v2, x + c + 8, 32);
-            memcpy(&v3, x + c + 12, 32);
-            b0 = fl_max_v4d(b0, v0);
-            b1 = fl_max_v4d(b1, v1);
-            b2 = fl_max_v4d(b2, v2);
-            b3 = fl_max_v4d(b3, v3);
-        }
-        b0 = fl_max_v4d(fl_max_v4d(b0, b1), fl_max_v4d(b2, b3));
-        for (int l = 0; l < 4; l++)
-            best = b0[l] > best ? b0[l] : best;
-    }
-#endif
-    for (; c < n; c++)
-        best = x[c] > best ? x[c] : best;
-    return best;
-}
-
-/* The first position of value in x[0:n] (n when it is absent, as for NaN). */
-static inline ptrdiff_t fl_first_equal_float(const float *x, ptrdiff_t n, float value)
-{
-    ptrdiff_t c = 0;
-#ifdef FL_HAVE_VECTOR_MAX
-    fl_v8f target = (fl_v8f){0} + value, v;
-    for (; c + 8 <= n; c += 8) {
-        memcpy(&v, x + c, 32);
-        fl_v8i eq = v == target;
-        if ((eq[0] | eq[1] | eq[2] | eq[3]) | (eq[4] | eq[5] | eq[6] | eq[7]))
-            break;
-    }
-#endif
-    while (c < n && x[c] != value)
-        c++;
-    return c;
-}
-
-static inline ptrdiff_t fl_first_equal_double(const double *x, ptrdiff_t n, double value)
-{
-    ptrdiff_t c = 0;
-#ifdef FL_HAVE_VECTOR_MAX
-    fl_v4d target = (fl_v4d){0} + value, v;
-    for (; c + 4 <= n; c += 4) {
-        memcpy(&v, x + c, 32);
-        fl_v4i eq = v == target;
-        if ((eq[0] | eq[1]) | (eq[2] | eq[3]))
-            break;
-    }
-#endif
-    while (c < n && x[c] != value)
-        c++;
-    return c;
-}
+FL_DEFINE_ROW_SEARCH(float, fl_v8f, fl_v8i, 8)
+FL_DEFINE_ROW_SEARCH(double, fl_v4d, fl_v4i, 4)
 
 #endif

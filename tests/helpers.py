@@ -54,3 +54,20 @@ def assert_unchanged(originals, arrays):
     for before, after in zip(originals, arrays):
         if before is not None:
             np.testing.assert_array_equal(np.asarray(after), before)
+
+
+def load_example(filename):
+    """The module of examples/<filename>, or a skip where examples/ is not beside
+    the tests (the suite run against an installed wheel)."""
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(__file__).resolve().parent.parent / "examples" / filename
+    if not path.exists():
+        pytest.skip("examples/ is not beside the tests (an installed wheel)")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

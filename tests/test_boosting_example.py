@@ -1,25 +1,17 @@
 """The LightGBM example: a custom objective on fastloss's gradient and Hessian
 grows the same model as LightGBM's built-in objective."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+
+from helpers import load_example
 
 lgb = pytest.importorskip("lightgbm")
 pytest.importorskip("sklearn")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "boosting_custom_objective.py"
-
 
 @pytest.fixture(scope="module")
 def example():
-    if not EXAMPLE.exists():
-        pytest.skip("examples/ is not beside the tests (an installed wheel)")
-    spec = importlib.util.spec_from_file_location("boosting_custom_objective", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("boosting_custom_objective.py")
 
 
 def test_custom_objectives_match_builtin_predictions(example):

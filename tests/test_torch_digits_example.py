@@ -1,23 +1,15 @@
 """The digits MLP example: fastloss.torch and torch train to the same loss curve."""
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from helpers import load_example
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "torch_digits_mlp.py"
-
 
 @pytest.fixture
 def example():
-    if not EXAMPLE.exists():
-        pytest.skip("examples/ is not beside the tests (an installed wheel)")
-    spec = importlib.util.spec_from_file_location("torch_digits_mlp", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("torch_digits_mlp.py")
 
 
 def test_digits_mlp_loss_curves_match(example):
