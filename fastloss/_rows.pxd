@@ -308,19 +308,6 @@ cdef inline double exp_sum_others_to_float_range(const floating* x, Py_ssize_t n
     return exp_sum_others(x, n, m, exp_out)
 
 
-cdef inline void write_scaled_exp(const floating* x, Py_ssize_t n, double row_max,
-                                 double scale, double offset, floating* out) noexcept nogil:
-    """out[c] = scale exp(x_c - m) - offset, computed in float64 and rounded once.
-
-    The exp is evaluated afresh (not read back from a float32 buffer), so a
-    float32 result is not rounded twice.  out may be x: x[c] is read before
-    out[c] is written.
-    """
-    cdef Py_ssize_t c
-    for c in range(n):
-        out[c] = <floating>(scale * exp_shifted(x[c], row_max) - offset)
-
-
 cdef inline double exp_sum_around_second(const floating* x, Py_ssize_t n, RowMax m,
                                          double* second) noexcept nogil:
     """S' = sum_{c != k} exp(x_c - m2), m2 the largest logit other than x_k (n >= 2).
@@ -383,7 +370,9 @@ cdef inline void block_exp_sums_float(const float* x, Py_ssize_t n_rows, Py_ssiz
     cdef float best
     for i in range(n_rows):
         # row_max's rule in one short scan: a strict > keeps the first
-        # position, and a leading NaN stays (no comparison with it holds)
+        # position, and a leading NaN stays (no comparison with it holds).
+        # Calling row_max (a maximum scan, then a search for its position)
+        # measured 9-17% slower at 1_000_000 x 10 and x 16.
         row = x + i * n_classes
         best = row[0]
         k = 0

@@ -175,6 +175,17 @@ def _as_float64(t):
     return np.asarray(_numpy(t), dtype=np.float64)
 
 
+def _class_rows(input, target):
+    """A (C,) or (N, C) input as (N, C) NumPy rows, its target as one entry per
+    row, and the shape torch gives a "none" loss; _Unsupported when empty."""
+    unbatched = input.dim() == 1
+    rows = _numpy(input).reshape(1, -1) if unbatched else _numpy(input)
+    if rows.shape[0] == 0 or rows.shape[1] == 0:
+        raise _Unsupported
+    loss_shape = () if unbatched else (rows.shape[0],)
+    return rows, (target.reshape(-1) if unbatched else target), loss_shape
+
+
 def _tensor_result(result, input, loss_shape, grad_shape):
     """fastloss's (loss, grad) as tensors of the input's dtype and torch's shapes."""
     loss, grad = result
@@ -394,11 +405,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         kernel = getattr(fastloss, "softmax_cross_entropy", None)
         if kernel is None or reduction not in _REDUCTIONS or input.dim() not in (1, 2):
             raise _Unsupported
-        unbatched = input.dim() == 1
-        logits = _numpy(input).reshape(1, -1) if unbatched else _numpy(input)
+        logits, row_target, loss_shape = _class_rows(input, target)
         n_rows, n_classes = logits.shape
-        if n_rows == 0 or n_classes == 0:
-            raise _Unsupported
         class_weight = None
         if weight is not None:
             if weight.dtype != input.dtype or weight.shape != (n_classes,):
@@ -411,7 +419,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             labels = _numpy(target).reshape(logits.shape)
             options = {}
         else:
-            labels = _labels(target.reshape(-1) if unbatched else target, n_rows)
+            labels = _labels(row_target, n_rows)
             options = {"ignore_index": ignore_index}
         result = kernel(logits, labels, class_weight=class_weight,
                         label_smoothing=label_smoothing, reduction=reduction,
@@ -424,7 +432,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                 else class_weight[labels[counted]].sum()
             if total == 0:
                 raise _Unsupported
-        loss_shape = () if unbatched else (n_rows,)
         return _tensor_result(result, input, loss_shape, input.shape)
 
     return _run(input, fast, torch_loss, (target, weight))
@@ -453,12 +460,9 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         if kernel is None or reduction not in _REDUCTIONS or p not in (1, 2) \
                 or input.dim() not in (1, 2):
             raise _Unsupported
-        unbatched = input.dim() == 1
-        scores = _numpy(input).reshape(1, -1) if unbatched else _numpy(input)
+        scores, row_target, loss_shape = _class_rows(input, target)
         n_rows, n_classes = scores.shape
-        if n_rows == 0 or n_classes == 0:
-            raise _Unsupported
-        labels = _labels(target.reshape(-1) if unbatched else target, n_rows)
+        labels = _labels(row_target, n_rows)
         if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
             raise _Unsupported      # torch raises its own error
         # Sample weights w_y / C (/ N for the mean): one kernel pass, torch's scaling.
@@ -473,7 +477,6 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         result = kernel(scores, labels, margin=margin, kind="weston_watkins",
                         squared=(p == 2), sample_weight=sample_weight, reduction=kind,
                         grad=need_grad, n_threads=_threads())
-        loss_shape = () if unbatched else (n_rows,)
         return _tensor_result(result, input, loss_shape, input.shape)
 
     return _run(input, fast, torch_loss, (target, weight))
