@@ -80,17 +80,33 @@ cdef inline double sum_span(const double* values, Py_ssize_t n) noexcept nogil:
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 
 
+cdef struct CompensatedSum:
+    double total
+    double compensation     # the rounding errors of the additions, summed
+
+
+cdef inline void compensated_add(CompensatedSum* acc, double value) noexcept nogil:
+    """acc += value, keeping the rounding error of the addition (Neumaier's variant of
+    Kahan summation: Neumaier, ZAMM 54, 1974), so that a sum of n terms is accurate
+    to about 1 ulp instead of n ulps."""
+    cdef double t = acc.total + value
+    if abs(acc.total) >= abs(value):
+        acc.compensation += (acc.total - t) + value
+    else:
+        acc.compensation += (value - t) + acc.total
+    acc.total = t
+
+
+cdef inline double compensated_result(CompensatedSum acc) noexcept nogil:
+    if acc.total - acc.total != 0.0:
+        return acc.total    # inf or NaN: the compensation is meaningless
+    return acc.total + acc.compensation
+
+
 cdef inline double sum_in_order(const double* partial, Py_ssize_t n) noexcept nogil:
     """Neumaier-compensated sum of the chunk partials, in chunk order."""
-    cdef double total = 0.0, compensation = 0.0, t
+    cdef CompensatedSum acc = CompensatedSum(0.0, 0.0)
     cdef Py_ssize_t c
     for c in range(n):
-        t = total + partial[c]
-        if abs(total) >= abs(partial[c]):
-            compensation += (total - t) + partial[c]
-        else:
-            compensation += (partial[c] - t) + total
-        total = t
-    if total - total != 0.0:
-        return total        # inf or NaN: the compensation is meaningless
-    return total + compensation
+        compensated_add(&acc, partial[c])
+    return compensated_result(acc)

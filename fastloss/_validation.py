@@ -222,11 +222,16 @@ def binary_targets(target, name):
 
 
 def mean_denominator(prep, row_size):
-    """The "mean" divisor: sum_i w_i * row_size (N * row_size without weights)."""
+    """The "mean" divisor: sum_i w_i * row_size (N * row_size without weights).
+
+    The weights are summed with compensation, by the kernels (a plain or
+    pairwise sum of many weights can be off by several ulps).
+    """
     n_rows = prep.shape[0]
     if prep.weight is None:
         return float(n_rows * row_size)
-    return float(np.sum(prep.weight)) * row_size
+    from fastloss._dispatch import multiclass_kernels
+    return multiclass_kernels.weight_sum(prep.weight) * row_size
 
 
 def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,

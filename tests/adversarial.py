@@ -15,6 +15,13 @@ import numpy as np
 
 IGNORE = -100
 
+# Inputs of this many elements span several of the kernels' parallel chunks
+# (at least 32_768 elements each; fastloss/_parallel.pxd): the "multi_chunk"
+# cases check the chunk boundaries and the ordered sum of the partials.  They
+# draw from generators of their own and come last, so that the other cases'
+# inputs stay what they were.
+MULTI_CHUNK = 70_000
+
 
 @dataclass
 class Case:
@@ -89,6 +96,13 @@ def regression_cases(dtype, loss="mse"):
         for case in list(cases[:5]):
             cases.append(Case(case.name + "_delta=0.1", case.args, {"delta": 0.1},
                               case.sample_weight))
+    rng = _rng("multi_chunk regression" + dtype.name + loss)
+    cases.append(Case("multi_chunk", (rng.normal(size=MULTI_CHUNK).astype(dtype),
+                                      rng.normal(size=MULTI_CHUNK).astype(dtype)),
+                      sample_weight=rng.uniform(0.1, 3.0, size=MULTI_CHUNK)))
+    shape = (MULTI_CHUNK // 10, 10)
+    cases.append(Case("multi_chunk_2d", (rng.normal(size=shape).astype(dtype),
+                                         rng.normal(size=shape).astype(dtype))))
     return cases
 
 
@@ -135,6 +149,9 @@ def bce_cases(dtype):
     add("pos_weight_2d", rng.normal(0, 6, (40, 6)),
         pos_weight=np.array([0.5, 1.0, 2.0, 10.0, 0.1, 1.0]),
         sample_weight=rng.uniform(0.1, 2.0, 40))
+    rng = _rng("multi_chunk bce" + dtype.name)
+    add("multi_chunk", rng.normal(0, 5, MULTI_CHUNK), _bce_targets(rng, MULTI_CHUNK),
+        sample_weight=rng.uniform(0.1, 2.0, MULTI_CHUNK))
     return cases
 
 
@@ -161,6 +178,9 @@ def hinge_cases(dtype):
     cases.append(Case("large_scores", ((_signs(rng, 100) * big * rng.uniform(0.5, 2, 100))
                                        .astype(dtype), _signs(rng, 100).astype(dtype)),
                       sample_weight=rng.uniform(0.5, 2, 100)))
+    rng = _rng("multi_chunk hinge" + dtype.name)
+    cases.append(Case("multi_chunk", (rng.normal(0, 2, MULTI_CHUNK).astype(dtype),
+                                      _signs(rng, MULTI_CHUNK).astype(dtype))))
     return cases
 
 
@@ -242,6 +262,9 @@ def logit_cases(dtype, large_classes=(3000, 100_000)):
     for n_classes in large_classes:
         big = rng.normal(0, 2, (1, n_classes))
         add(f"C={n_classes}", big, probs=_dirichlet(rng, 1, n_classes, zeros=False))
+    rng = _rng("multi_chunk logits" + dtype.name)
+    n, c = MULTI_CHUNK // 20, 20
+    add("multi_chunk", rng.normal(0, 3, (n, c)), rng.integers(0, c, n), _dirichlet(rng, n, c))
     return cases
 
 
@@ -328,7 +351,8 @@ LOSSES = list(ELEMENTWISE_CASES) + list(SOFTMAX_OPTIONS) + ["multiclass_hinge"]
 FUNCTIONS = LOSSES + list(UTILITIES)
 
 # float64 results need the mpmath oracle, which takes about a minute on
-# 100_000 classes: that case is slow (C = 3000 runs by default).
+# 100_000 classes or on a multi-chunk input: those cases are slow (C = 3000
+# and the float32 multi-chunk inputs run by default).
 SLOW_CLASSES = 10_000
 
 
@@ -336,7 +360,8 @@ def calls(function, dtype):
     """Every call of ``function`` on the suite for one dtype."""
     dtype = np.dtype(dtype)
     if function in ELEMENTWISE_CASES:
-        return [Call(c.name, c.args, c.params, c.sample_weight)
+        return [Call(c.name, c.args, c.params, c.sample_weight,
+                     slow=dtype == np.float64 and c.args[0].size >= MULTI_CHUNK)
                 for c in ELEMENTWISE_CASES[function](dtype)]
     if function == "multiclass_hinge":
         out = []
@@ -350,7 +375,8 @@ def calls(function, dtype):
         return out
     out = []
     for index, case in enumerate(logit_cases(dtype)):
-        slow = dtype == np.float64 and case.logits.shape[1] > SLOW_CLASSES
+        slow = dtype == np.float64 and (case.logits.shape[1] > SLOW_CLASSES
+                                        or case.logits.size >= MULTI_CHUNK)
         if function in UTILITIES:
             out.append(Call(case.name, (case.logits,), logits_case=index, slow=slow))
             continue

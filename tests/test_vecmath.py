@@ -1,11 +1,19 @@
 """Accuracy of the vectorisable exp, log and log1p of _vecmath.h, in every build.
 
 The kernels' elementary functions are measured in ulps (units in the last
-place of the result's dtype) against an independent oracle: mpmath at 50
-digits for the double versions, NumPy's float64 functions (correctly rounded
-to float32 far beyond 1 ulp) for the float versions, over the whole range of
-arguments, and exactly at the special values (overflow and underflow
-thresholds, subnormals, +-0, +-inf, NaN, arguments outside the domain).
+place of the result's dtype) against an independent, unrounded oracle:
+mpmath at 50 digits for the double versions (the error is taken in mpmath,
+before any rounding to float64), NumPy's float64 functions for the float
+versions (their own error is about 1e-9 of a float ulp), over the whole
+range of arguments, and exactly at the special values (overflow and
+underflow thresholds, subnormals, +-0, +-inf, NaN, arguments outside the
+domain).
+
+Each bound is the error measured on these arguments, rounded up in the
+second decimal: a change that makes a function less accurate (a polynomial
+coefficient off by 1e-4, say) fails here even when it stays below 1 ulp.  A
+change that trades accuracy for speed on purpose restates the bound with its
+new measured figure; the losses' own budgets (test_accuracy.py) never move.
 """
 import importlib
 
@@ -17,6 +25,22 @@ from fastloss import _config
 MODULES = ["fastloss._elementwise_kernels"]
 if _config.cpu_has_x86_64_v3():
     MODULES.append("fastloss._elementwise_kernels_v3")
+
+# Largest error in ulps measured on ARGUMENTS (seeded), rounded up:
+# {module: {function: (double version, float version)}}.  The builds differ
+# because FMA rounds once where the baseline's multiply and add round twice.
+BOUNDS = {
+    "fastloss._elementwise_kernels": {          # measured 0.940 / 1.185, 0.643 / 0.768,
+        "exp": (0.95, 1.19),                    # 0.704 / 0.791
+        "log": (0.65, 0.77),
+        "log1p": (0.71, 0.80),
+    },
+    "fastloss._elementwise_kernels_v3": {       # measured 0.773 / 0.883, 0.605 / 0.807,
+        "exp": (0.78, 0.89),                    # 0.728 / 0.774
+        "log": (0.61, 0.81),
+        "log1p": (0.73, 0.78),
+    },
+}
 
 
 def load(name):
@@ -84,12 +108,26 @@ def mpmath_oracle(function, x):
         return np.array([float(f(mpmath.mpf(float(v)))) for v in x])
 
 
+def exact_ulp_error(got, x, function):
+    """|got - f(x)| in float64 ulps of f(x), with f(x) exact (mpmath, 50 digits)."""
+    mpmath = pytest.importorskip("mpmath")
+    f = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p}[function]
+    errors = np.empty(len(x))
+    with mpmath.workdps(50):
+        for i, (value, arg) in enumerate(zip(got, x)):
+            exact = f(mpmath.mpf(float(arg)))
+            ulp = mpmath.mpf(float(np.spacing(abs(np.float64(float(exact))))))
+            errors[i] = float(abs(mpmath.mpf(float(value)) - exact) / ulp)
+    return errors
+
+
 @pytest.mark.parametrize("function", ["exp", "log", "log1p"])
 def test_double_accuracy_against_mpmath(kernels, function):
     x = ARGUMENTS[function](np.float64, 4000)
-    errors = ulp_error(apply(kernels, function, x), mpmath_oracle(function, x), np.float64)
+    errors = exact_ulp_error(apply(kernels, function, x), x, function)
+    bound = BOUNDS[kernels.__name__][function][0]
     assert np.isfinite(errors).all()
-    assert errors.max() <= 2.0, (function, x[np.argmax(errors)], errors.max())
+    assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
 
 @pytest.mark.parametrize("function", ["exp", "log", "log1p"])
@@ -97,8 +135,9 @@ def test_float_accuracy_against_float64(kernels, function):
     x = ARGUMENTS[function](np.float32, 400_000)
     want = getattr(np, function)(x.astype(np.float64))
     errors = ulp_error(apply(kernels, function, x), want, np.float32)
+    bound = BOUNDS[kernels.__name__][function][1]
     assert np.isfinite(errors).all()
-    assert errors.max() <= 2.0, (function, x[np.argmax(errors)], errors.max())
+    assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
 
 def test_exp_for_float_is_accurate_far_below_a_float_ulp(kernels):
