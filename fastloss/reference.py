@@ -53,7 +53,8 @@ def _finish(prep, loss, grad, denominator=None, hess=None):
         if prep.hess:
             hess = hess * (prep.weight if hess.ndim == 1 else prep.weight[:, None])
     if reduction == "none":
-        value = loss.astype(dtype)
+        with np.errstate(over="ignore"):    # a loss beyond float32's range is stored as inf
+            value = loss.astype(dtype)
     else:
         value = float(np.sum(loss, dtype=np.float64))
         if reduction == "mean":

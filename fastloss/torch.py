@@ -47,7 +47,16 @@ This module is the only part of fastloss that imports torch.
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError as error:           # say how to get it, not just its name
+    if error.name != "torch":
+        raise
+    raise ModuleNotFoundError(
+        "fastloss.torch needs PyTorch, which is not installed: "
+        "pip install torch (or fastloss[peers], the release it is tested against)",
+        name="torch") from None
 import torch.nn.functional as F
 from torch.nn import _reduction
 
