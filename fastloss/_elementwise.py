@@ -11,7 +11,7 @@ from fastloss import reference
 from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
 from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
                                   check_parameter, mean_denominator, prepare_elementwise,
-                                  prepare_hinge)
+                                  prepare_hinge, settle_weights)
 
 _NO_ARRAY = np.empty(0)
 _NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),
@@ -62,6 +62,7 @@ def _run(name, prep, param, param_per_column=None):
     scale, denominator = 1.0, 1.0
     if reduction == "mean":
         denominator = mean_denominator(prep, row_size)
+        settle_weights(prep, denominator)
         if denominator == 0:                # a mean over nothing: 0 and a zero gradient
             return _empty_mean(prep)
         scale = 1.0 / denominator
@@ -83,6 +84,7 @@ def _run(name, prep, param, param_per_column=None):
     if name in ("hinge", "squared_hinge"):
         total, seen = total
         _check_seen_targets(prep, seen)
+    settle_weights(prep, total)
     if reduction == "none":
         loss = loss_out.reshape(shape)
     else:
@@ -129,7 +131,7 @@ def _empty_mean(prep):
 def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=False,
         out=None, n_threads=None):
     prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                               hess=hess)
+                               hess=hess, defer_weight_check=True)
     return _run("mse", prep, 0.0)
 
 
@@ -138,7 +140,7 @@ def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad
           hess=False, out=None, n_threads=None):
     delta = check_parameter(delta, "delta", positive=True)
     prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                               hess=hess)
+                               hess=hess, defer_weight_check=True)
     return _run("huber", prep, delta)
 
 
@@ -146,7 +148,7 @@ def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad
 def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name="logits", hess=hess)
+                               pred_name="logits", hess=hess, defer_weight_check=True)
     if pos_weight is None:
         return _run("binary_cross_entropy", prep, 1.0)
     pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])
@@ -160,7 +162,7 @@ def hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean", g
           out=None, n_threads=None):
     margin = check_parameter(margin, "margin")
     prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
-                         map_targets=False)
+                         map_targets=False, defer_weight_check=True)
     return _hinge_family("hinge", prep, margin)
 
 
@@ -169,5 +171,5 @@ def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="
                   grad=True, out=None, n_threads=None):
     margin = check_parameter(margin, "margin")
     prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
-                         map_targets=False)
+                         map_targets=False, defer_weight_check=True)
     return _hinge_family("squared_hinge", prep, margin)

@@ -11,7 +11,8 @@ from fastloss import reference
 from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
 from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
-                                  mean_denominator, prepare_multiclass, prepare_rows)
+                                  mean_denominator, prepare_multiclass, prepare_rows,
+                                  settle_weights)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -61,6 +62,7 @@ def _run(name, prep, denominator, **params):
     reduction = prep.reduction
     grad_scale = 1.0
     if reduction == "mean":
+        settle_weights(prep, denominator)
         if denominator == 0:            # a mean over nothing: 0 and a zero gradient
             return _empty_mean(prep)
         grad_scale = 1.0 / denominator
@@ -76,6 +78,7 @@ def _run(name, prep, denominator, **params):
     target = None if prep.has_labels else prep.target
     total = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out, grad_scale,
                   prep.n_threads, hess_out=hess_out, **params)
+    settle_weights(prep, total)
     if reduction == "none":
         loss = loss_out
     elif reduction == "mean":
@@ -98,7 +101,8 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
                           grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
-                              label_smoothing=label_smoothing, hess=hess)
+                              label_smoothing=label_smoothing, hess=hess,
+                              defer_weight_check=True)
     if not prep.has_labels:
         denominator = _rows_denominator(prep)
     elif prep.shape[1] == 0:
@@ -116,7 +120,8 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
 @same_doc_as(reference.softmax_binary_cross_entropy)
 def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reduction="mean",
                                  grad=True, out=None, n_threads=None):
-    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads)
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              defer_weight_check=True)
     return _run("softmax_binary_cross_entropy", prep, _rows_denominator(prep))
 
 
@@ -124,7 +129,8 @@ def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reductio
 def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
                   hess=False, out=None, n_threads=None):
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="probabilities", hess=hess)
+                              target_kind="probabilities", hess=hess,
+                              defer_weight_check=True)
     return _run("kl_divergence", prep, _rows_denominator(prep))
 
 
@@ -135,7 +141,8 @@ def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squar
     margin = check_parameter(margin, "margin")
     kind = check_kind(kind)
     prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="labels", pred_name="scores")
+                              target_kind="labels", pred_name="scores",
+                              defer_weight_check=True)
     return _run("multiclass_hinge", prep, _rows_denominator(prep), margin=margin,
                 squared=bool(squared), crammer_singer=kind == "crammer_singer")
 

@@ -36,7 +36,7 @@ class Prepared:
     """Validated, converted arguments of one call (all arrays C-contiguous)."""
 
     __slots__ = ("pred", "target", "weight", "reduction", "grad", "hess", "out", "n_threads",
-                 "shape", "dtype")
+                 "shape", "dtype", "weight_unchecked")
 
     def __init__(self, pred, target, weight, reduction, grad, out, n_threads, hess=False):
         self.pred = pred            # float32/float64 ndarray, 1-D or 2-D
@@ -49,6 +49,9 @@ class Prepared:
         self.n_threads = n_threads  # 0 means the OpenMP default
         self.shape = pred.shape
         self.dtype = pred.dtype
+        # True when the sample weights' finiteness is left to the caller (see
+        # defer_weight_check in prepare_elementwise)
+        self.weight_unchecked = False
 
 
 def _real_array(x, name):
@@ -134,6 +137,36 @@ def check_ndim(arr, name, ndims):
         raise ValueError(f"{name} must be {expected}, got shape {arr.shape}")
 
 
+def check_finite(values, name):
+    """A ValueError naming the first NaN or infinite element of a weight array.
+
+    Negative weights stay allowed, as in scikit-learn.
+    """
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} must hold finite numbers; {name}[{i}] = {values[i]}")
+
+
+def check_out_wanted(out, grad):
+    """out receives the gradient: with grad=False nothing would be written to it."""
+    if out is not None and not grad:
+        raise ValueError("out receives the gradient, so it cannot be given with grad=False "
+                         "(nothing would be written to it)")
+
+
+def settle_weights(prep, value):
+    """After a kernel call or a "mean" denominator: raise if the sample weights are not finite.
+
+    When the checks of the sample weights were deferred (``defer_weight_check``),
+    a NaN or infinite weight shows as a non-finite total (w * loss, or the
+    weights' sum); only then are the weights scanned, to name the first bad one.
+    A NaN prediction also makes the total NaN: the scan then finds nothing.
+    """
+    if prep.weight_unchecked and not np.isfinite(value):
+        check_finite(prep.weight, "sample_weight")
+
+
 def as_sample_weight(sample_weight, n_rows):
     """float64 (n_rows,) weights, or None."""
     if sample_weight is None:
@@ -171,11 +204,34 @@ def check_out(out, shape, dtype, pred, others):
     return out
 
 
+def check_weights_or_defer(prep, defer):
+    """Check the sample weights now, or leave it to settle_weights (no extra pass).
+
+    Deferring is allowed only when the gradient does not overwrite an input
+    (a failing call must leave every input untouched) and when every row's
+    weight reaches the kernel's total (no row is skipped as ignored).
+    """
+    if prep.weight is None:
+        return prep
+    in_place = prep.out is not None and np.shares_memory(prep.out, prep.pred)
+    if defer and not in_place:
+        prep.weight_unchecked = True
+    else:
+        check_finite(prep.weight, "sample_weight")
+    return prep
+
+
 def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                        pred_name="pred", target_name="target", hess=False):
-    """Arguments of an elementwise loss: pred and target of one shape, (N,) or (N, K)."""
+                        pred_name="pred", target_name="target", hess=False,
+                        defer_weight_check=False):
+    """Arguments of an elementwise loss: pred and target of one shape, (N,) or (N, K).
+
+    With ``defer_weight_check`` the caller checks the sample weights' finiteness
+    with :func:`settle_weights` after its kernel (see :func:`check_weights_or_defer`).
+    """
     grad = check_flag(grad, "grad")
     hess = check_hess(hess, grad)
+    check_out_wanted(out, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
     pred_arr = as_float_array(pred, pred_name)
@@ -185,7 +241,8 @@ def prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_thr
     weight = as_sample_weight(sample_weight, pred_arr.shape[0])
     out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
                     [(target_name, target_arr), ("sample_weight", weight)])
-    return Prepared(pred_arr, target_arr, weight, reduction, grad, out, threads, hess)
+    prep = Prepared(pred_arr, target_arr, weight, reduction, grad, out, threads, hess)
+    return check_weights_or_defer(prep, defer_weight_check)
 
 
 def as_pos_weight(pos_weight, n_columns):
@@ -194,6 +251,7 @@ def as_pos_weight(pos_weight, n_columns):
         return None
     # np.asarray, not np.ascontiguousarray: the latter turns a scalar into shape (1,)
     pw = np.asarray(_real_array(pos_weight, "pos_weight"), dtype=np.float64)
+    check_finite(pw.reshape(-1), "pos_weight")
     if pw.ndim == 0:
         return np.full(n_columns, float(pw))
     pw = np.ascontiguousarray(pw)
@@ -235,7 +293,7 @@ def mean_denominator(prep, row_size):
 
 
 def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
-                  map_targets=True):
+                  map_targets=True, defer_weight_check=False):
     """Binary hinge arguments: 1-D scores, targets mapped to -1/+1.
 
     With ``map_targets=False`` the targets are left as given and unchecked:
@@ -243,7 +301,7 @@ def prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads
     must call :func:`binary_targets` to raise the error when they are invalid.
     """
     prep = prepare_elementwise(scores, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name="scores")
+                               pred_name="scores", defer_weight_check=defer_weight_check)
     if prep.pred.ndim != 1:
         raise ValueError(f"scores must be 1-D for a binary hinge loss, got shape "
                          f"{prep.pred.shape}; use multiclass_hinge for (N, C) scores")
@@ -345,20 +403,25 @@ def as_class_weight(class_weight, n_classes):
     if weight.shape != (n_classes,):
         raise ValueError(f"class_weight must have shape ({n_classes},), one weight per class, "
                          f"got class_weight.shape={weight.shape}")
+    check_finite(weight, "class_weight")
     return weight
 
 
 def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads, *,
                        target_kind="either", class_weight=None, ignore_index=None,
-                       label_smoothing=0.0, pred_name="logits", hess=False):
+                       label_smoothing=0.0, pred_name="logits", hess=False,
+                       defer_weight_check=False):
     """Arguments of a multiclass loss.
 
     ``target_kind`` is "labels" (an (N,) integer array), "probabilities" (an
     (N, C) array like the logits) or "either" (decided by the target's
-    number of dimensions).
+    number of dimensions).  ``defer_weight_check`` as in
+    :func:`prepare_elementwise` (not with ignore_index: an ignored row's
+    weight never reaches the kernel's total).
     """
     grad = check_flag(grad, "grad")
     hess = check_hess(hess, grad)
+    check_out_wanted(out, grad)
     check_reduction(reduction)
     threads = check_n_threads(n_threads)
     ignore_index = check_ignore_index(ignore_index)
@@ -392,7 +455,7 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     prep.class_weight = class_weight
     prep.ignore_index = ignore_index
     prep.label_smoothing = label_smoothing
-    return prep
+    return check_weights_or_defer(prep, defer_weight_check and ignore_index is None)
 
 
 def prepare_rows(x, out, n_threads, out_ndim):

@@ -163,10 +163,13 @@ def test_grad_false_returns_none_and_the_same_loss(case, option, reduction, modu
     function = getattr(module, case.name)
     out = np.full(shape, 5.0)
     full = function(pred, target, reduction=reduction, **options)
-    loss_only = function(pred, target, reduction=reduction, grad=False, out=out, **options)
+    loss_only = function(pred, target, reduction=reduction, grad=False, **options)
     assert loss_only.grad is None
     np.testing.assert_array_equal(loss_only.loss, full.loss)
-    np.testing.assert_array_equal(out, 5.0)     # no gradient work: out untouched
+    # out receives the gradient: with grad=False it is a mistake, not ignored
+    with pytest.raises(ValueError, match="grad=False"):
+        function(pred, target, reduction=reduction, grad=False, out=out, **options)
+    np.testing.assert_array_equal(out, 5.0)
 
 
 # --- dtype conversion ---------------------------------------------------------
@@ -357,8 +360,9 @@ def test_zero_total_weight_mean_is_zero(case, dtype, module):
     assert empty.loss == 0.0 and empty.grad.shape == (0,) + shape[1:]
 
 
-# A NaN hinge target is a bad label, tested with the bad inputs.
-NAN_CASES = [(case, where) for case in ELEMENTWISE for where in ("pred", "target", "weight")
+# A NaN hinge target is a bad label, tested with the bad inputs; a NaN sample
+# weight is a bad input too (tests/test_bad_values.py).
+NAN_CASES = [(case, where) for case in ELEMENTWISE for where in ("pred", "target")
              if not (case.name in ("hinge", "squared_hinge") and where == "target")]
 
 

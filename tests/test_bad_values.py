@@ -1,0 +1,101 @@
+"""Bad values inside otherwise well-formed arrays: a clear ValueError, every input untouched.
+
+API.md's "Bad input" table: NaN or infinite sample, class or positive-class
+weights (negative weights stay allowed, as in scikit-learn); ``out`` given
+with ``grad=False``.  The fast functions find a bad sample weight without a
+pass of their own (it makes the kernel's total, or the "mean" denominator,
+non-finite), except when the gradient overwrites the predictions: then they
+check before writing.  Either way the error names the first bad position and
+value, and the reference twin raises the same error.
+"""
+import numpy as np
+import pytest
+
+from cases import CASES, shape_for
+from helpers import assert_unchanged, snapshot
+
+BOTH = ["fast", "reference"]
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def inputs(case, dtype=np.float64):
+    rng = np.random.default_rng(11)
+    shape = shape_for(case, 9_000, 8)           # 72_000 elements: several chunks
+    pred, target = case.make_inputs(rng, shape, dtype)
+    return pred, target, rng.uniform(0.5, 2.0, shape[0])
+
+
+def function(case, module):
+    return case.fast if module == "fast" else case.reference
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_a_non_finite_sample_weight_is_named(case, bad, reduction, module):
+    pred, target, weight = inputs(case)
+    position = weight.size * 2 // 3 + 5         # in a later chunk, not the first
+    weight[position] = bad
+    before = snapshot(pred, target, weight)
+    with pytest.raises(ValueError, match=rf"sample_weight\[{position}\] = {bad}"):
+        function(case, module)(pred, target, sample_weight=weight, reduction=reduction)
+    assert_unchanged(before, [pred, target, weight])
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_a_bad_sample_weight_is_found_before_an_in_place_gradient_is_written(case, module):
+    pred, target, weight = inputs(case)
+    weight[-1] = np.nan                          # the last row: written last
+    before = snapshot(pred, target, weight)
+    for reduction in REDUCTIONS:
+        with pytest.raises(ValueError, match=r"sample_weight\[\d+\] = nan"):
+            function(case, module)(pred, target, sample_weight=weight, reduction=reduction,
+                                   out=pred)
+        assert_unchanged(before, [pred, target, weight])
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_negative_and_zero_weights_stay_allowed(case):
+    pred, target, weight = inputs(case)
+    weight[::3] *= -1
+    weight[1::7] = 0.0
+    fast = case.fast(pred, target, sample_weight=weight, reduction="sum")
+    slow = case.reference(pred, target, sample_weight=weight, reduction="sum")
+    assert np.isfinite(fast.loss)
+    np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-9)
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_class_weight_is_named(bad, module):
+    case = next(c for c in CASES if c.name == "softmax_cross_entropy")
+    pred, target, _ = inputs(case)
+    class_weight = np.linspace(0.5, 2.0, pred.shape[1])
+    class_weight[3] = bad
+    with pytest.raises(ValueError, match=rf"class_weight\[3\] = {bad}"):
+        function(case, module)(pred, target, class_weight=class_weight, out=pred)
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("pos_weight", [np.nan, -np.inf, np.array([1.0, np.nan, 2.0])],
+                         ids=["nan", "-inf", "array"])
+def test_a_non_finite_pos_weight_is_named(pos_weight, module):
+    case = next(c for c in CASES if c.name == "binary_cross_entropy")
+    rng = np.random.default_rng(3)
+    pred, target = case.make_inputs(rng, (50, 3), np.float64)
+    before = snapshot(pred, target)
+    with pytest.raises(ValueError, match=r"pos_weight\[\d\] = (nan|-inf)"):
+        function(case, module)(pred, target, pos_weight=pos_weight, out=pred)
+    assert_unchanged(before, [pred, target])
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_out_with_grad_false_is_refused(case, module):
+    pred, target, _ = inputs(case)
+    out = np.full(pred.shape, 7.0)
+    with pytest.raises(ValueError, match="grad=False"):
+        function(case, module)(pred, target, grad=False, out=out)
+    np.testing.assert_array_equal(out, 7.0)
