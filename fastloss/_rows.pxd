@@ -136,6 +136,9 @@ cdef extern from "_vecmath.h" nogil:
     double fl_row_exp_sum_float(const float* x, Py_ssize_t n, float row_max, float* exp_out,
                                 const float* next_x, float* next_out, double* exp_scale)
     void fl_row_affine_float(float* e, Py_ssize_t n, float a, float b)
+    bint fl_cross_entropy_rows8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
+                                      const double* scale, float* grad, float* hess,
+                                      double* loss)
 
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:

@@ -521,10 +521,11 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
         ties = _mm256_sub_epi32(ties, q);                  /* a true lane is -1 */
     }
     for (; c < n; c++) {
-        float e = fl_exp_around_1(x[c], shifter);
+        float xc = x[c];                                    /* before exp_out[c] (maybe x[c]) */
+        float e = fl_exp_around_1(xc, shifter);
         if (exp_out != NULL)
             exp_out[c] = e;
-        if (x[c] == m)
+        if (xc == m)
             n_ties++;
         else
             tail += e;
@@ -544,6 +545,142 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
     (void)x; (void)n; (void)m; (void)exp_out; (void)next_x; (void)next_out;
     *exp_scale = 1.0;
     return 0.0;
+#endif
+}
+
+/* Softmax cross-entropy (labels, no class weights, no smoothing) of 8 float32
+ * rows of n <= 16 classes at x (row stride n), one row per SIMD lane: a row
+ * of 10 classes is too short for a SIMD pass of its own, and its scalar
+ * per-row work (maximum, sums, log1p, coefficients) would dominate.
+ *
+ * The rows are read transposed (a gather per class), and every step of the
+ * row passes above runs across the 8 rows at once: the maximum, minimum and
+ * NaN scan, the exps around K ln2, the sums (in double lanes) without the
+ * terms at the maximum, the row factor exp(K ln2 - m) (a Taylor polynomial of
+ * degree 10 in double, |K ln2 - m| < 0.42: remainder < 2e-12), log1p(S),
+ * and the gradient scaled in float.  Writes loss[r] = log1p(S_r) - z_{y_r}
+ * and, unless grad is NULL, grad[r n + c] = scale[r] d loss_r / d x_rc
+ * and (unless hess is NULL) the Hessian's diagonal scale[r] p_c (1 - p_c)
+ * (grad may be x: every x is read before the first write).  Returns 0,
+ * having written nothing to grad, unless all 8 rows are ordinary and every gradient
+ * coefficient is within float's range (the caller then takes the rows one by
+ * one). */
+static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
+                                               const ptrdiff_t *labels, const double *scale,
+                                               float *grad, float *hess, double *loss)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    float xt[16][8], et[16][8];
+    double others[8], log1p_others[8], factor[8], coef[8];
+    float hi_l[8], k_l[8];
+    int32_t tie_l[8];
+    __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                       _mm256_set1_epi32((int)n));
+    __m256 hi = _mm256_i32gather_ps(x, index, 4), lo = hi, nan = _mm256_setzero_ps();
+    for (ptrdiff_t c = 0; c < n; c++) {
+        __m256 v = _mm256_i32gather_ps(x + c, index, 4);
+        _mm256_storeu_ps(xt[c], v);
+        hi = _mm256_max_ps(hi, v);
+        lo = _mm256_min_ps(lo, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    /* ordinary: no NaN, |m| < 2^20, min >= m - 85 (the comparisons fail for NaN) */
+    __m256 ok = _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), hi), _mm256_set1_ps(1048576.0f),
+                      _CMP_LT_OQ),
+        _mm256_cmp_ps(lo, _mm256_sub_ps(hi, _mm256_set1_ps(FL_ROW_SPREAD)), _CMP_GE_OQ));
+    if (_mm256_movemask_ps(nan) != 0 || _mm256_movemask_ps(ok) != 0xff)
+        return 0;
+    /* K = rint(m log2 e), any integer near it serves; shifter 1.5 * 2^23 - K is exact */
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(hi, _mm256_set1_ps(FL_LOG2E_F)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 shifter = _mm256_sub_ps(_mm256_set1_ps(12582912.0f), k);
+    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    for (ptrdiff_t c = 0; c < n; c++) {
+        __m256 v = _mm256_loadu_ps(xt[c]);
+        __m256 e = fl_exp_around_v8(v, shifter);
+        _mm256_storeu_ps(et[c], e);
+        __m256 at_max = _mm256_cmp_ps(v, hi, _CMP_EQ_OQ);
+        __m256 term = _mm256_andnot_ps(at_max, e);
+        sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(term)));
+        sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(term, 1)));
+        ties = _mm256_sub_epi32(ties, _mm256_castps_si256(at_max));
+    }
+    _mm256_storeu_ps(hi_l, hi);
+    _mm256_storeu_ps(k_l, k);
+    _mm256_storeu_si256((__m256i *)tie_l, ties);
+    _mm256_storeu_pd(others, sum_lo);
+    _mm256_storeu_pd(others + 4, sum_hi);
+    for (int r = 0; r < 8; r++) {
+        /* exp(d), d = K ln2 - m: K LN2_HI exact, the difference nearly so */
+        double d = ((double)k_l[r] * LN2_HI - (double)hi_l[r]) + (double)k_l[r] * LN2_LO;
+        double p = 1.0 / 3628800.0;
+        p = p * d + 1.0 / 362880.0;
+        p = p * d + 1.0 / 40320.0;
+        p = p * d + 1.0 / 5040.0;
+        p = p * d + 1.0 / 720.0;
+        p = p * d + 1.0 / 120.0;
+        p = p * d + 1.0 / 24.0;
+        p = p * d + 1.0 / 6.0;
+        p = p * d + 0.5;
+        p = p * d + 1.0;
+        p = p * d + 1.0;
+        factor[r] = p;
+        others[r] = p * others[r] + (double)(tie_l[r] - 1);
+    }
+    for (int r = 0; r < 8; r++)
+        log1p_others[r] = fl_log1p(others[r]);
+    int in_range = 1;
+    for (int r = 0; r < 8; r++) {
+        double z_y = (double)x[r * n + labels[r]] - (double)hi_l[r];     /* exact */
+        loss[r] = log1p_others[r] - z_y;
+        coef[r] = scale[r] * factor[r] / (1.0 + others[r]);
+        double a = coef[r] < 0.0 ? -coef[r] : coef[r];
+        in_range &= a == 0.0 || (a >= 1e-30 && a <= 1e30);
+    }
+    if (!in_range)              /* decided whether or not the gradient is wanted */
+        return 0;
+    if (grad == NULL)
+        return 1;
+    if (hess != NULL) {
+        /* scale p_c (1 - p_c), and S / T^2 at the maximum (where 1 - p_c
+         * would cancel as p_c -> 1; it equals p (1 - p) at a tie) */
+        for (int r = 0; r < 8; r++) {
+            double inv_total = 1.0 / (1.0 + others[r]);
+            for (ptrdiff_t c = 0; c < n; c++) {
+                double p = factor[r] * (double)et[c][r] * inv_total;
+                hess[r * n + c] = (float)(scale[r] * (xt[c][r] == hi_l[r]
+                                                      ? others[r] * inv_total * inv_total
+                                                      : p * (1.0 - p)));
+            }
+        }
+    }
+    float coef_l[8], e_y[8];
+    for (int r = 0; r < 8; r++) {
+        coef_l[r] = (float)coef[r];
+        e_y[r] = et[labels[r]][r];
+    }
+    __m256 cv = _mm256_loadu_ps(coef_l);
+    for (ptrdiff_t c = 0; c < n; c++)
+        _mm256_storeu_ps(et[c], _mm256_mul_ps(cv, _mm256_loadu_ps(et[c])));
+    for (int r = 0; r < 8; r++) {
+        ptrdiff_t y = labels[r];
+        double inv_total = 1.0 / (1.0 + others[r]);
+        /* p_y - 1 = -S / T when x_y = m (e_y = 1), else e_y / T - 1 */
+        double p_y_minus_1 = xt[y][r] == hi_l[r] ? -others[r] * inv_total
+                                                 : factor[r] * e_y[r] * inv_total - 1.0;
+        float *g = grad + r * n;
+        for (ptrdiff_t c = 0; c < n; c++)
+            g[c] = et[c][r];
+        g[y] = (float)(scale[r] * p_y_minus_1);
+    }
+    return 1;
+#else
+    (void)x; (void)n; (void)labels; (void)scale; (void)grad; (void)hess; (void)loss;
+    return 0;
 #endif
 }
 
