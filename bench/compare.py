@@ -23,6 +23,10 @@ slows them alike), the median of several calls of:
   ``jit(value_and_grad)``, scikit-learn's ``loss_gradient``, and
   ``fastloss.reference``.
 
+It also times a few cache-resident inputs (softmax_cross_entropy 1_024 x 1_000
+and 256 x 10, binary_cross_entropy 4_096), each called repeatedly, in ns per
+element beside the peers': there the compute and the per-call overhead decide.
+
 It prints a table (times in ms, fastloss as a multiple of the floor with a
 fresh and with a reused gradient buffer, and its speed-up over the fastest
 peer, which compares the fresh-array figures), the speed-up of two threads over one, the
@@ -61,12 +65,18 @@ FULL = {
     "multiclass": [(65_536, 1_000), (2_048, 32_768), (1_000_000, 10)],
     "threads_shape": (65_536, 1_000),
     "repeats": 7,
+    "cache_resident": [("softmax_cross_entropy", (1_024, 1_000)),
+                       ("softmax_cross_entropy", (256, 10)),
+                       ("binary_cross_entropy", (4_096,))],
 }
 QUICK = {
     "elementwise": [(200_000,)],
     "multiclass": [(4_096, 100), (20_000, 10)],
     "threads_shape": (4_096, 100),
     "repeats": 3,
+    "cache_resident": [("softmax_cross_entropy", (1_024, 1_000)),
+                       ("softmax_cross_entropy", (256, 10)),
+                       ("binary_cross_entropy", (4_096,))],
 }
 
 
@@ -188,6 +198,57 @@ def run_case(kernel, shape, repeats, dtype=np.float32):
     }
 
 
+def repeated(call, times):
+    """``call`` run ``times`` times in a row: one timed sample of a cache-resident case."""
+    def run():
+        for _ in range(times):
+            call()
+    return run
+
+
+def run_cache_resident(kernel, shape, repeats, dtype=np.float32, sample_seconds=0.02):
+    """ns per element of small inputs that stay in the cache, each called repeatedly.
+
+    Where the data fits in cache (the batch sizes people train with), the
+    compute per element decides, and the per-call overhead of every
+    implementation counts too.  Each sample times a batch of calls long enough
+    (about ``sample_seconds``) for the clock; the batches take turns as in
+    run_case.
+    """
+    data = cases.make_inputs(kernel, shape, dtype)
+    calls = {"floor": cases.make_floor(kernel, data),
+             "fastloss": cases.make_fastloss(kernel, data, 1),
+             "fastloss_out": cases.make_fastloss(kernel, data, 1, reuse_out=True)}
+    skipped = {}
+    for peer in PEER_ORDER:
+        try:
+            calls[peer] = cases.PEERS[peer](kernel, data, 1)
+        except cases.Unavailable as reason:
+            skipped[peer] = str(reason)
+    batches = {}
+    for name, call in calls.items():
+        call()                                  # warm up (and compile, for JAX)
+        once = min(time_once(call) for _ in range(3))
+        batches[name] = max(1, int(sample_seconds / max(once, 1e-7)))
+    times = time_side_by_side({name: repeated(call, batches[name])
+                               for name, call in calls.items()}, repeats)
+    n_elements = int(np.prod(shape))
+    ns = {name: times[name] / batches[name] / n_elements * 1e9 for name in times}
+    peers = {p: ns[p] for p in PEER_ORDER if p in ns}
+    best_peer = min(peers, key=peers.get) if peers else None
+    return {
+        "kernel": kernel,
+        "shape": list(shape),
+        "dtype": np.dtype(dtype).name,
+        "n_threads": 1,
+        "ns_per_element": ns,
+        "calls_per_sample": batches,
+        "skipped": skipped,
+        "best_peer": best_peer,
+        "speedup_over_best_peer": peers[best_peer] / ns["fastloss_out"] if peers else None,
+    }
+
+
 def run_overhead(calls=20_000):
     """Per-call cost of fastloss.mse on 10 float64 elements (median of many calls, us)."""
     pred = np.linspace(-1.0, 1.0, 10)
@@ -274,6 +335,28 @@ def table(results, machine):
     if skipped:
         out += ["", "Not timed (a dash in the table, no bar in the chart):"]
         out += [f"  {line}" for line in skipped]
+    resident = results.get("cache_resident")
+    if resident:
+        names = ["floor", "fastloss", "fastloss_out"] + [
+            p for p in PEER_ORDER if any(p in r["ns_per_element"] for r in resident)]
+        head = (["kernel (in cache)", "shape"]
+                + [{"fastloss_out": "fastloss out="}.get(n, n) for n in names]
+                + ["out= vs best peer"])
+        rows = [head]
+        for r in resident:
+            ns = r["ns_per_element"]
+            speedup = r["speedup_over_best_peer"]
+            rows.append([r["kernel"], format_shape(r["shape"])]
+                        + [f"{ns[n]:.3g}" if n in ns else "-" for n in names]
+                        + [f"{speedup:.2f}x ({r['best_peer']})" if speedup else "-"])
+        w2 = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+
+        def fmt2(row):
+            return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, w2)) + " |"
+
+        out += ["", "Cache-resident inputs, each called repeatedly: ns per element (median)",
+                "", fmt2(head), "|" + "|".join("-" * (w + 2) for w in w2) + "|"]
+        out += [fmt2(row) for row in rows[1:]]
     overhead = results.get("overhead")
     if overhead:
         out += [f"Per-call overhead: fastloss.mse on 10 elements takes "
@@ -343,6 +426,12 @@ def check(results, files):
         for key in ("x_floor", "x_floor_out", "grad_cost"):
             if not np.isfinite(r[key]) or r[key] <= 0:
                 problems.append(f"{name}: {key} = {r[key]!r}")
+    for r in results.get("cache_resident", []):
+        name = f"{r['kernel']} {format_shape(r['shape'])} (in cache)"
+        for what in ("floor", "fastloss", "fastloss_out"):
+            ns = r["ns_per_element"].get(what)
+            if ns is None or not np.isfinite(ns) or ns <= 0:
+                problems.append(f"{name}: {what} {ns!r} ns per element")
     threads = results.get("threads")
     if threads is not None and not all(np.isfinite(t) and t > 0
                                        for t in threads["seconds"].values()):
@@ -371,11 +460,15 @@ def main(argv=None):
 
     machine = machine_description()
     todo = plan(config)
-    progress = Progress(len(todo) + 1)
-    results = {"machine": machine, "quick": args.quick, "rows": []}
+    resident = [(k, shape) for k, shape in config["cache_resident"] if cases.has_kernel(k)]
+    progress = Progress(len(todo) + len(resident) + 1)
+    results = {"machine": machine, "quick": args.quick, "rows": [], "cache_resident": []}
     for kernel, shape in todo:
         results["rows"].append(run_case(kernel, shape, config["repeats"]))
         progress.step(f"{kernel} {format_shape(shape)}")
+    for kernel, shape in resident:
+        results["cache_resident"].append(run_cache_resident(kernel, shape, config["repeats"]))
+        progress.step(f"{kernel} {format_shape(shape)} in cache")
     results["threads"] = run_threads(config["threads_shape"], config["repeats"])
     results["overhead"] = run_overhead()
     progress.step("threads and per-call overhead")

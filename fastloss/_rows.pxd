@@ -131,6 +131,14 @@ cdef extern from "_vecmath.h" nogil:
     double fl_row_max_double(const double* x, Py_ssize_t n)
     Py_ssize_t fl_first_equal_float(const float* x, Py_ssize_t n, float value)
     Py_ssize_t fl_first_equal_double(const double* x, Py_ssize_t n, double value)
+    # The fast exp pass of an ordinary float32 row (x86-64-v3 build only)
+    bint fl_row_ordinary_float(const float* x, Py_ssize_t n, float* row_max)
+    double fl_row_exp_sum_float(const float* x, Py_ssize_t n, float row_max, float* exp_out,
+                                const float* next_x, float* next_out, double* exp_scale)
+    void fl_row_affine_float(float* e, Py_ssize_t n, float a, float b)
+    bint fl_cross_entropy_rows8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
+                                      const double* scale, float* grad, float* hess,
+                                      double* loss)
 
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:

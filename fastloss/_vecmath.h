@@ -343,4 +343,363 @@ static inline ptrdiff_t fl_first_equal_##T(const T *x, ptrdiff_t n, T value) \
 FL_DEFINE_ROW_SEARCH(float, fl_v8f, fl_v8i, 8)
 FL_DEFINE_ROW_SEARCH(double, fl_v4d, fl_v4i, 4)
 
+
+/* ------------------------------------------------------------------ fast float32 softmax rows */
+
+/* The exp pass of an ordinary float32 row, at a few instructions per element.
+ *
+ * A row is "ordinary" when it holds no NaN and its maximum m and minimum
+ * satisfy |m| < 2^20 and min >= m - 85: then every exp(x_c - m) is a normal
+ * float in [e^-85, 1] and the special cases of fl_expf (clamps, subnormal
+ * results, NaN) cannot occur, so they are decided once for the row instead of
+ * once per element.  Other rows take the careful path of _rows.pxd.
+ *
+ * Shift around K ln2 instead of m (K = rint(m log2 e)): per element,
+ *
+ *   exp(x - K ln2) = 2^(n - K) exp(r),   n = rint(x log2 e),  r = x - n ln2,
+ *
+ * with ln2 = LN2_HI + LN2_LO (LN2_HI = fl(ln2)).  x - n LN2_HI is exact as one
+ * fused multiply-add (both are multiples of 2^-25 and the result is below
+ * 1/2 in magnitude), so r errs only by the rounding of the second step
+ * (2^-26 absolute) and x - m is never formed: no TwoSum is needed.  The
+ * factor 2^(n - K) is one integer add to the exponent field: adding
+ * 1.5 * 2^23 - K (exact) to x log2 e puts n - K in the low mantissa bits of
+ * t, and t's bits shifted left by 23 are (n - K) << 23 modulo 2^32.  The
+ * common factor exp(K ln2 - m) of the row is returned apart (in double), so
+ * that the caller folds it into its own per-row coefficients.
+ *
+ * exp(r) on |r| <= 0.37 (|n ln2 - x| <= ln2 / 2 plus the rounding of log2 e
+ * for |x| < 2^20) is its Taylor polynomial of degree 7: remainder
+ * 0.37^8 / 8! < 9e-9 relative, a seventh of a float ulp.
+ *
+ * This needs FMA (the exact first step of the reduction): it is compiled in
+ * the x86-64-v3 build; in the baseline build fl_row_ordinary_float answers 0
+ * and every row takes the careful path. */
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FL_HAVE_FAST_ROWS 1
+
+#define FL_LOG2E_F 1.44269502162933350f
+#define FL_LN2_HI_F 0.693147182464599609f                  /* fl(ln 2) */
+#define FL_LN2_LO_F -1.90465421212593360e-09f              /* fl(ln 2 - LN2_HI) */
+#define FL_ROW_SPREAD 85.0f
+
+/* p(r) with the exponent field raised by the low bits of t (see above). */
+#define FL_EXP_POLY(FMA, SET1, p, r)                                        \
+    p = SET1(1.0f / 5040.0f);                                               \
+    p = FMA(p, r, SET1(1.0f / 720.0f));                                     \
+    p = FMA(p, r, SET1(1.0f / 120.0f));                                     \
+    p = FMA(p, r, SET1(1.0f / 24.0f));                                      \
+    p = FMA(p, r, SET1(1.0f / 6.0f));                                       \
+    p = FMA(p, r, SET1(0.5f));                                              \
+    p = FMA(p, r, SET1(1.0f));                                              \
+    p = FMA(p, r, SET1(1.0f));
+
+static inline __m256 fl_exp_around_v8(__m256 x, __m256 shifter)
+{
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 n = _mm256_sub_ps(t, shifter);                          /* n - K + K: exact */
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_LN2_HI_F), x);   /* exact */
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_LN2_LO_F), r);
+    __m256 p;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+
+/* The same for one element (the row's tail), the same operations rounded alike. */
+static inline float fl_exp_around_1(float x, float shifter)
+{
+    float t = fmaf(x, FL_LOG2E_F, shifter);
+    float n = t - shifter;
+    float r = fmaf(-n, FL_LN2_HI_F, x);
+    r = fmaf(-n, FL_LN2_LO_F, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    return fl_from_bits32((int32_t)((uint32_t)fl_bits32(p) + ((uint32_t)fl_bits32(t) << 23)));
+}
+#endif
+
+/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
+static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    /* vmaxps/vminps return their second operand when either is NaN; NaN is
+     * tracked apart (unordered self-comparison), so the order does not matter. */
+    __m256 hi0 = _mm256_set1_ps(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
+    __m256 nan = _mm256_setzero_ps();
+    ptrdiff_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
+        hi0 = _mm256_max_ps(hi0, a);
+        hi1 = _mm256_max_ps(hi1, b);
+        lo0 = _mm256_min_ps(lo0, a);
+        lo1 = _mm256_min_ps(lo1, b);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+    }
+    float hi_l[8], lo_l[8];
+    _mm256_storeu_ps(hi_l, _mm256_max_ps(hi0, hi1));
+    _mm256_storeu_ps(lo_l, _mm256_min_ps(lo0, lo1));
+    int any_nan = _mm256_movemask_ps(nan) != 0;
+    float hi = hi_l[0], lo = lo_l[0];
+    for (int l = 1; l < 8; l++) {
+        hi = hi_l[l] > hi ? hi_l[l] : hi;
+        lo = lo_l[l] < lo ? lo_l[l] : lo;
+    }
+    for (; c < n; c++) {
+        any_nan |= x[c] != x[c];
+        hi = x[c] > hi ? x[c] : hi;
+        lo = x[c] < lo ? x[c] : lo;
+    }
+    any_nan |= x[0] != x[0];
+    *row_max = hi;
+    /* the comparisons are false for NaN: a NaN max or min is not ordinary */
+    return !any_nan && hi < 1048576.0f && hi > -1048576.0f
+        && (double)lo >= (double)hi - FL_ROW_SPREAD;
+#else
+    (void)x; (void)n;
+    *row_max = 0.0f;
+    return 0;
+#endif
+}
+
+/* The exp pass of an ordinary row with maximum m: returns
+ * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
+ * e'_c = exp(x_c - K ln2) to exp_out[c] unless exp_out is NULL (it may be x)
+ * and the row factor exp(K ln2 - m) to *exp_scale, so exp(x_c - m) =
+ * *exp_scale e'_c.  The terms at m (e'_c = 1 / exp_scale) are left out of the
+ * vector sums and counted instead: their share of S is exactly their count
+ * less one.  The vector sums add pairs of 8-term float blocks, then go to
+ * double lanes every 32 elements (at most two float roundings per term).
+ * next_x and next_out (either may be NULL) are the next row, fetched into
+ * the cache meanwhile. */
+static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, float *exp_out,
+                                          const float *next_x, float *next_out,
+                                          double *exp_scale)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    double k = nearbyint((double)m * LOG2E);
+    float shifter = 12582912.0f - (float)k;                 /* 1.5 * 2^23 - K, exact */
+    __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    double tail = 0.0;
+    ptrdiff_t n_ties = 0, c = 0;
+    for (; c + 32 <= n; c += 32) {
+        if (next_x != NULL)
+            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
+            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
+        if (next_out != NULL)
+            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+        __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
+        __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
+        if (exp_out != NULL) {
+            _mm256_storeu_ps(exp_out + c, e0);
+            _mm256_storeu_ps(exp_out + c + 8, e1);
+            _mm256_storeu_ps(exp_out + c + 16, e2);
+            _mm256_storeu_ps(exp_out + c + 24, e3);
+        }
+        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                                 _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+        ties = _mm256_sub_epi32(ties, q);                  /* a true lane is -1 */
+    }
+    for (; c < n; c++) {
+        float xc = x[c];                                    /* before exp_out[c] (maybe x[c]) */
+        float e = fl_exp_around_1(xc, shifter);
+        if (exp_out != NULL)
+            exp_out[c] = e;
+        if (xc == m)
+            n_ties++;
+        else
+            tail += e;
+    }
+    double lanes[4];
+    int32_t tie_lanes[8];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    for (int l = 0; l < 8; l++)
+        n_ties += tie_lanes[l];
+    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    /* exp(K ln2 - m): K LN2_HI is exact (|K| < 2^21), the difference nearly so */
+    double scale = fl_exp((k * LN2_HI - (double)m) + k * LN2_LO);
+    *exp_scale = scale;
+    return scale * others + (double)(n_ties - 1);
+#else
+    (void)x; (void)n; (void)m; (void)exp_out; (void)next_x; (void)next_out;
+    *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+/* Softmax cross-entropy (labels, no class weights, no smoothing) of 8 float32
+ * rows of n <= 16 classes at x (row stride n), one row per SIMD lane: a row
+ * of 10 classes is too short for a SIMD pass of its own, and its scalar
+ * per-row work (maximum, sums, log1p, coefficients) would dominate.
+ *
+ * The rows are read transposed (a gather per class), and every step of the
+ * row passes above runs across the 8 rows at once: the maximum, minimum and
+ * NaN scan, the exps around K ln2, the sums (in double lanes) without the
+ * terms at the maximum, the row factor exp(K ln2 - m) (a Taylor polynomial of
+ * degree 10 in double, |K ln2 - m| < 0.42: remainder < 2e-12), log1p(S),
+ * and the gradient scaled in float.  Writes loss[r] = log1p(S_r) - z_{y_r}
+ * and, unless grad is NULL, grad[r n + c] = scale[r] d loss_r / d x_rc
+ * and (unless hess is NULL) the Hessian's diagonal scale[r] p_c (1 - p_c)
+ * (grad may be x: every x is read before the first write).  Returns 0,
+ * having written nothing to grad, unless all 8 rows are ordinary and every gradient
+ * coefficient is within float's range (the caller then takes the rows one by
+ * one). */
+static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
+                                               const ptrdiff_t *labels, const double *scale,
+                                               float *grad, float *hess, double *loss)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    float xt[16][8], et[16][8];
+    double others[8], log1p_others[8], factor[8], coef[8];
+    float hi_l[8], k_l[8];
+    int32_t tie_l[8];
+    __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                       _mm256_set1_epi32((int)n));
+    __m256 hi = _mm256_i32gather_ps(x, index, 4), lo = hi, nan = _mm256_setzero_ps();
+    for (ptrdiff_t c = 0; c < n; c++) {
+        __m256 v = _mm256_i32gather_ps(x + c, index, 4);
+        _mm256_storeu_ps(xt[c], v);
+        hi = _mm256_max_ps(hi, v);
+        lo = _mm256_min_ps(lo, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    /* ordinary: no NaN, |m| < 2^20, min >= m - 85 (the comparisons fail for NaN) */
+    __m256 ok = _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), hi), _mm256_set1_ps(1048576.0f),
+                      _CMP_LT_OQ),
+        _mm256_cmp_ps(lo, _mm256_sub_ps(hi, _mm256_set1_ps(FL_ROW_SPREAD)), _CMP_GE_OQ));
+    if (_mm256_movemask_ps(nan) != 0 || _mm256_movemask_ps(ok) != 0xff)
+        return 0;
+    /* K = rint(m log2 e), any integer near it serves; shifter 1.5 * 2^23 - K is exact */
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(hi, _mm256_set1_ps(FL_LOG2E_F)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 shifter = _mm256_sub_ps(_mm256_set1_ps(12582912.0f), k);
+    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    for (ptrdiff_t c = 0; c < n; c++) {
+        __m256 v = _mm256_loadu_ps(xt[c]);
+        __m256 e = fl_exp_around_v8(v, shifter);
+        _mm256_storeu_ps(et[c], e);
+        __m256 at_max = _mm256_cmp_ps(v, hi, _CMP_EQ_OQ);
+        __m256 term = _mm256_andnot_ps(at_max, e);
+        sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(term)));
+        sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(term, 1)));
+        ties = _mm256_sub_epi32(ties, _mm256_castps_si256(at_max));
+    }
+    _mm256_storeu_ps(hi_l, hi);
+    _mm256_storeu_ps(k_l, k);
+    _mm256_storeu_si256((__m256i *)tie_l, ties);
+    _mm256_storeu_pd(others, sum_lo);
+    _mm256_storeu_pd(others + 4, sum_hi);
+    for (int r = 0; r < 8; r++) {
+        /* exp(d), d = K ln2 - m: K LN2_HI exact, the difference nearly so */
+        double d = ((double)k_l[r] * LN2_HI - (double)hi_l[r]) + (double)k_l[r] * LN2_LO;
+        double p = 1.0 / 3628800.0;
+        p = p * d + 1.0 / 362880.0;
+        p = p * d + 1.0 / 40320.0;
+        p = p * d + 1.0 / 5040.0;
+        p = p * d + 1.0 / 720.0;
+        p = p * d + 1.0 / 120.0;
+        p = p * d + 1.0 / 24.0;
+        p = p * d + 1.0 / 6.0;
+        p = p * d + 0.5;
+        p = p * d + 1.0;
+        p = p * d + 1.0;
+        factor[r] = p;
+        others[r] = p * others[r] + (double)(tie_l[r] - 1);
+    }
+    for (int r = 0; r < 8; r++)
+        log1p_others[r] = fl_log1p(others[r]);
+    int in_range = 1;
+    for (int r = 0; r < 8; r++) {
+        double z_y = (double)x[r * n + labels[r]] - (double)hi_l[r];     /* exact */
+        loss[r] = log1p_others[r] - z_y;
+        coef[r] = scale[r] * factor[r] / (1.0 + others[r]);
+        double a = coef[r] < 0.0 ? -coef[r] : coef[r];
+        in_range &= a == 0.0 || (a >= 1e-30 && a <= 1e30);
+    }
+    if (!in_range)              /* decided whether or not the gradient is wanted */
+        return 0;
+    if (grad == NULL)
+        return 1;
+    if (hess != NULL) {
+        /* scale p_c (1 - p_c), and S / T^2 at the maximum (where 1 - p_c
+         * would cancel as p_c -> 1; it equals p (1 - p) at a tie) */
+        for (int r = 0; r < 8; r++) {
+            double inv_total = 1.0 / (1.0 + others[r]);
+            for (ptrdiff_t c = 0; c < n; c++) {
+                double p = factor[r] * (double)et[c][r] * inv_total;
+                hess[r * n + c] = (float)(scale[r] * (xt[c][r] == hi_l[r]
+                                                      ? others[r] * inv_total * inv_total
+                                                      : p * (1.0 - p)));
+            }
+        }
+    }
+    float coef_l[8], e_y[8];
+    for (int r = 0; r < 8; r++) {
+        coef_l[r] = (float)coef[r];
+        e_y[r] = et[labels[r]][r];
+    }
+    __m256 cv = _mm256_loadu_ps(coef_l);
+    for (ptrdiff_t c = 0; c < n; c++)
+        _mm256_storeu_ps(et[c], _mm256_mul_ps(cv, _mm256_loadu_ps(et[c])));
+    for (int r = 0; r < 8; r++) {
+        ptrdiff_t y = labels[r];
+        double inv_total = 1.0 / (1.0 + others[r]);
+        /* p_y - 1 = -S / T when x_y = m (e_y = 1), else e_y / T - 1 */
+        double p_y_minus_1 = xt[y][r] == hi_l[r] ? -others[r] * inv_total
+                                                 : factor[r] * e_y[r] * inv_total - 1.0;
+        float *g = grad + r * n;
+        for (ptrdiff_t c = 0; c < n; c++)
+            g[c] = et[c][r];
+        g[y] = (float)(scale[r] * p_y_minus_1);
+    }
+    return 1;
+#else
+    (void)x; (void)n; (void)labels; (void)scale; (void)grad; (void)hess; (void)loss;
+    return 0;
+#endif
+}
+
+/* e[c] = a e[c] - b for c in [0, n), in float (one rounding with FMA). */
+static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
+{
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_FAST_ROWS
+    __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+    for (; c + 16 <= n; c += 16) {
+        _mm256_storeu_ps(e + c, _mm256_fmsub_ps(av, _mm256_loadu_ps(e + c), bv));
+        _mm256_storeu_ps(e + c + 8, _mm256_fmsub_ps(av, _mm256_loadu_ps(e + c + 8), bv));
+    }
+    for (; c < n; c++)
+        e[c] = fmaf(a, e[c], -b);
+#else
+    for (; c < n; c++)
+        e[c] = a * e[c] - b;
+#endif
+}
+
 #endif

@@ -604,3 +604,98 @@ def test_rows_longer_than_a_chunk(name, target_kind, kwargs):
         loss, grad = getattr(fastloss, name)(logits, target, n_threads=n_threads, **kwargs)
         assert_close(loss, expected.loss, np.float32)
         assert_close(grad, expected.grad, np.float32)
+
+
+# --- the fast exp pass of ordinary float32 rows, at its boundaries -------------
+#
+# A float32 row with labels takes the fast exp pass when it is "ordinary" (no
+# NaN, |max| < 2^20, every logit within 85 of the max), decided once per row;
+# these rows sit on both sides of each condition, at lengths that exercise the
+# vector part alone (32), the tail alone (17) and both (41, 1_000).
+
+def boundary_rows(n_classes, rng):
+    base = rng.normal(0.0, 3.0, n_classes)
+    rows = {"normal": base,
+            "offset_1e4": base + 1e4,
+            "offset_-3e5": base - 3e5}
+    spread = base.copy()
+    spread[:] = 10.0
+    spread[n_classes // 3] = 10.0 - 85.0              # exactly at the limit: fast
+    rows["spread_85"] = spread
+    spread = spread.copy()
+    spread[-1] = 10.0 - 85.5                          # beyond it: careful
+    rows["spread_85.5"] = spread
+    rows["max_below_2^20"] = base + (2.0 ** 20 - 16)
+    rows["max_above_2^20"] = base + (2.0 ** 20 + 64)
+    ties = base.copy()
+    ties[[1, n_classes // 2, n_classes - 1]] = ties.max() + 1.0
+    rows["ties"] = ties
+    tiny = np.full(n_classes, -80.0)
+    tiny[n_classes // 2] = 4.0                        # p of the max ~ 1 - C e^-84
+    rows["dominant"] = tiny
+    for where, position in [("first", 0), ("vector", min(9, n_classes - 1)),
+                            ("tail", n_classes - 1)]:
+        nan = base.copy()
+        nan[position] = np.nan
+        rows[f"nan_{where}"] = nan
+    minus_inf = base.copy()
+    minus_inf[n_classes // 2] = -np.inf
+    rows["minus_inf"] = minus_inf
+    return rows
+
+
+@pytest.mark.parametrize("n_classes", [17, 32, 41, 1_000])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"class_weight": True},
+                                     {"sample_weight": True}, {"hess": True}],
+                         ids=["plain", "smoothing", "class_weight", "sample_weight", "hess"])
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "out=logits"])
+def test_fast_rows_match_reference_at_their_boundaries(n_classes, options, in_place):
+    rng = np.random.default_rng(n_classes)
+    rows = boundary_rows(n_classes, rng)
+    logits = np.array(list(rows.values()), dtype=np.float32)
+    n_rows = len(logits)
+    ties_row = list(rows).index("ties")
+    labels = rng.integers(0, n_classes, n_rows)
+    labels[ties_row] = n_classes // 2                 # a tie of the max, not the first
+    labels[list(rows).index("dominant")] = n_classes // 2   # the label at the max
+    kwargs = {}
+    if options.get("label_smoothing"):
+        kwargs["label_smoothing"] = options["label_smoothing"]
+    if options.get("class_weight"):
+        kwargs["class_weight"] = rng.uniform(0.5, 2.0, n_classes)
+    if options.get("sample_weight"):
+        kwargs["sample_weight"] = rng.uniform(0.5, 2.0, n_rows)
+    hess = bool(options.get("hess"))
+    expected = reference.softmax_cross_entropy(logits, labels, reduction="none", hess=hess,
+                                               **kwargs)
+    x = logits.copy()
+    result = fastloss.softmax_cross_entropy(x, labels, reduction="none", hess=hess,
+                                            out=x if in_place else None, **kwargs)
+    if in_place:
+        assert np.shares_memory(result.grad, x)
+    assert_close(result.loss, expected.loss, np.float32, scale=10.0)
+    assert_close(result.grad, expected.grad, np.float32)
+    if hess:
+        assert_close(result.hess, expected.hess, np.float32)
+    # the NaN rows are NaN throughout; the others are as finite as the reference's
+    nan_rows = [i for i, name in enumerate(rows) if name.startswith("nan")]
+    assert np.isnan(result.loss[nan_rows]).all() and np.isnan(result.grad[nan_rows]).all()
+    np.testing.assert_array_equal(np.isfinite(result.loss), np.isfinite(expected.loss))
+    np.testing.assert_array_equal(np.isfinite(result.grad), np.isfinite(expected.grad))
+
+
+def test_fast_rows_keep_the_digits_of_a_dominant_class():
+    """p_y - 1 = -S / T at the maximum: tiny, and accurate, where 1 - p_y would cancel."""
+    logits = np.full((2, 100), -60.0, np.float32)
+    logits[:, 7] = 20.0
+    labels = np.array([7, 3])
+    result = fastloss.softmax_cross_entropy(logits, labels, reduction="none")
+    # S = 99 e^-80 exactly enough in float64: the label at the max
+    others = 99.0 * np.exp(-80.0)
+    np.testing.assert_allclose(result.loss[0], np.log1p(others), rtol=4 * 2.0 ** -24)
+    np.testing.assert_allclose(result.grad[0, 7], -others / (1.0 + others), rtol=8 * 2.0 ** -24)
+    np.testing.assert_allclose(result.grad[0, 3], np.exp(-80.0) / (1.0 + others),
+                               rtol=8 * 2.0 ** -24)
+    # the label elsewhere: loss 80 + log1p(S), gradient p_3 - 1 and p_7
+    np.testing.assert_allclose(result.loss[1], 80.0 + np.log1p(others), rtol=4 * 2.0 ** -24)
+    np.testing.assert_allclose(result.grad[1, 7], 1.0 / (1.0 + others), rtol=8 * 2.0 ** -24)
