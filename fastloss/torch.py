@@ -312,6 +312,19 @@ def _array(t):
     return t.numpy(force=True)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _scalar(value, numpy_dtype):
+    """The 0-d array of a float64 loss in the loss's dtype (rounded once)."""
+    if abs(value) > _FLOAT32_MAX and numpy_dtype is np.float32:
+        # A float64 sum beyond float32's range: inf, as torch's float32 sum,
+        # without NumPy's overflow warning.
+        with np.errstate(over="ignore"):
+            return np.array(value, numpy_dtype)
+    return np.array(value, numpy_dtype)
+
+
 def _elementwise(name, input, view, target, weight, columns, param, reduction, denominator,
                  need_grad):
     """One call of an elementwise kernel on ``view``-shaped (2-D) arrays.
@@ -330,7 +343,7 @@ def _elementwise(name, input, view, target, weight, columns, param, reduction, d
         none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
         none, 1.0 / denominator if reduction == "mean" else 1.0, _threads())
     if loss is None:
-        loss = np.array(total / denominator if reduction == "mean" else total, numpy_dtype)
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 
@@ -406,7 +419,7 @@ def _row_result(input, loss, grad, total, reduction, denominator):
     """(loss, grad) tensors from a row kernel's outputs and its weighted sum."""
     if loss is None:
         value = total / denominator if reduction == "mean" else total
-        loss = np.array(value, _NUMPY_DTYPES[input.dtype])
+        loss = _scalar(value, _NUMPY_DTYPES[input.dtype])
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 
@@ -441,7 +454,7 @@ def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_sm
         none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
         1.0 / denominator if reduction == "mean" else 1.0, _threads())
     if loss is None:
-        loss = np.array(total / denominator if reduction == "mean" else total, numpy_dtype)
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 

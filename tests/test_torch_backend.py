@@ -630,3 +630,14 @@ def test_infinite_logit_without_target_mass_is_the_one_deliberate_difference():
     assert torch.equal(x.grad[0], torch.zeros(3, dtype=torch.float64))
     assert torch.isnan(F.cross_entropy(x.detach(), t, reduction="none")[0])
     assert "[-inf, 0, 0]" in flt.__doc__ and "deliberate difference" in flt.__doc__
+
+
+def test_float32_loss_beyond_the_dtypes_range_is_inf_without_a_warning():
+    import warnings
+    x = torch.full((4,), 3e38, dtype=torch.float32)
+    t = torch.full((4,), -3e38, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = flt.mse_loss(x, t, reduction="sum")
+    assert out.dtype == torch.float32 and out.item() == float("inf") == \
+        F.mse_loss(x, t, reduction="sum").item()
