@@ -732,8 +732,12 @@ def _custom_op(name, schema, fast, torch_function, loss_shape):
         ctx.save_for_backward(grad)
 
     def backward(ctx, grad_loss, _):
+        # Traced into the compiled backward, which fuses the scale: no test of
+        # grad_loss == 1 (a data-dependent branch) here.
         (grad,) = ctx.saved_tensors
-        return (_scaled(grad, grad_loss, ctx.loss_dim),) + (None,) * len(schema_args)
+        extra = grad.dim() - ctx.loss_dim
+        scaled = grad * grad_loss.reshape(grad_loss.shape + (1,) * extra)
+        return (scaled,) + (None,) * len(schema_args)
 
     schema_args = schema.split("->")[0].split(",")[1:]
     op.register_autograd(backward, setup_context=setup_context)
