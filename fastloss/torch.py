@@ -463,12 +463,17 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     rows = _rows(input)
     n_rows, n_classes = rows
     labels, _ = _class_labels(target, n_rows, n_classes, False, 0, _NO_WEIGHT)
-    # Sample weights w_y / C (/ N for the mean): one kernel pass, torch's scaling.
+    # torch's scaling, w_y / C (/ N for the mean), in the same kernel pass: as
+    # sample weights, or without class weights as the gradient's scale (and
+    # the sum's) unless the row losses are returned.
     scale = 1.0 / n_classes / (n_rows if reduction == "mean" else 1)
+    grad_scale = 1.0
     if weight is not None:
         sample_weight = _as_float64(weight)[labels] * scale
-    else:
+    elif reduction == "none":
         sample_weight = np.full(n_rows, scale)
+    else:
+        sample_weight, grad_scale = _NO_WEIGHT, scale
     loss, grad = _row_outputs(input, reduction, need_grad)
     if loss is not None and input.dim() == 1:
         loss = loss.reshape(target.shape)   # torch's: () or (1,), as the target
@@ -476,8 +481,8 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     total = _KERNELS["multiclass_hinge"][dtype](
         _array(input).reshape(rows), none, labels, sample_weight, _NO_WEIGHT, 0.0, margin,
         p == 2, False, False, 0, _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
-        none if grad is None else grad.reshape(rows), none, 1.0, _threads())
-    return _row_result(input, loss, grad, total, "sum", 1.0)
+        none if grad is None else grad.reshape(rows), none, grad_scale, _threads())
+    return _row_result(input, loss, grad, total * grad_scale, "sum", 1.0)
 
 
 # --- which calls the kernels cover (metadata only) ------------------------------------
