@@ -57,7 +57,9 @@ the same result torch gives (errors included).  These are the only cases:
   of a shape torch broadcasts to more dimensions than the input's;
 * arguments torch rejects, so that torch raises its own error: an unknown
   reduction, a label out of range, ``label_smoothing`` outside [0, 1],
-  ``ignore_index >= 0`` with probability targets, ``p`` other than 1 and 2;
+  ``ignore_index >= 0`` with probability targets, ``p`` other than 1 and 2,
+  ``delta <= 0``, an ``mse_loss`` or ``huber_loss`` weight not of the
+  input's shape;
 * a "mean" over nothing (every target ignored, total weight 0), which torch
   defines as NaN;
 * tensor subclasses with ``__torch_function__`` and functorch transforms
@@ -537,8 +539,9 @@ def _labels_covered(input, target):
 
 def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label_smoothing):
     shape = input.shape
-    if reduction not in _REDUCTIONS or not 0.0 <= label_smoothing <= 1.0:
-        return False                    # torch raises
+    if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        return False                    # torch raises (or takes it: its answer)
     if len(shape) not in (1, 2) or shape[0] == 0 or shape[-1] == 0:
         return False
     if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[-1:]):
