@@ -270,7 +270,8 @@ def _numpy(t):
 
 
 def _as_float64(t):
-    return np.asarray(_numpy(t), dtype=np.float64)
+    """A C-contiguous float64 copy (or view) of a weight tensor, as the kernels read."""
+    return np.ascontiguousarray(_numpy(t), dtype=np.float64)
 
 
 def _weights(t, shape):

@@ -641,3 +641,102 @@ def test_float32_loss_beyond_the_dtypes_range_is_inf_without_a_warning():
         out = flt.mse_loss(x, t, reduction="sum")
     assert out.dtype == torch.float32 and out.item() == float("inf") == \
         F.mse_loss(x, t, reduction="sum").item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_targets_and_weights(dtype):
+    # Every tensor argument as a strided view: the fused path copies what the
+    # kernels cannot read in place.
+    def strided(t):
+        wide = torch.stack([t, torch.full_like(t, 7.0)], dim=-1) if t.is_floating_point() \
+            else torch.stack([t, torch.full_like(t, 99)], dim=-1)
+        view = wide[..., 0]
+        assert not view.is_contiguous() and torch.equal(view, t)
+        return view
+    x = randn(10, 4, dtype=dtype, scale=2.0)
+    y = strided(labels(10, 4, seed=1))
+    class_weight = strided(rand(4, dtype=dtype, seed=2) + 0.5)
+    probabilities = strided(torch.softmax(randn(10, 4, seed=3), 1).to(dtype))
+    t = strided(rand(10, 4, dtype=dtype, seed=4))
+    compare(lambda x, y: flt.cross_entropy(x, y, class_weight, label_smoothing=0.1),
+            lambda x, y: F.cross_entropy(x, y, class_weight, label_smoothing=0.1), [x, y],
+            dtype)
+    compare(lambda x, t: flt.cross_entropy(x, t, class_weight),
+            lambda x, t: F.cross_entropy(x, t, class_weight), [x, probabilities], dtype)
+    compare(lambda x, y: flt.multi_margin_loss(x, y, weight=class_weight, reduction="none"),
+            lambda x, y: F.multi_margin_loss(x, y, weight=class_weight, reduction="none"),
+            [x, y], dtype)
+    compare(lambda x, t: flt.binary_cross_entropy_with_logits(x, t, pos_weight=class_weight),
+            lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=class_weight),
+            [x, t], dtype)
+    compare(lambda x, t: flt.binary_cross_entropy_with_logits(x, t, t),
+            lambda x, t: F.binary_cross_entropy_with_logits(x, t, t), [x, t], dtype)
+    compare(lambda x, t: flt.mse_loss(x, t, weight=t), lambda x, t: F.mse_loss(x, t, weight=t),
+            [x, t], dtype)
+    compare(lambda x, t: flt.huber_loss(x, t, weight=t), lambda x, t: F.huber_loss(x, t, weight=t),
+            [x, t], dtype)
+
+
+def _random_call(rng):
+    """A random call of one loss: (name, positional args, keyword args); the
+    first argument is the input.  Shapes, dtypes, options, contiguity and
+    label values vary, bad ones included."""
+    dtype = DTYPES[rng.integers(2)]
+    name = FUNCTIONS[rng.integers(len(FUNCTIONS))]
+    reduction = ["mean", "sum", "none"][rng.integers(3)]
+    seed = int(rng.integers(1 << 30))
+
+    def maybe_strided(t):
+        return t.t().contiguous().t() if t.dim() == 2 and rng.random() < 0.3 else t
+
+    if name in ("cross_entropy", "multi_margin_loss"):
+        n_rows, n_classes = int(rng.integers(0, 6)), int(rng.integers(1, 6))
+        unbatched = rng.random() < 0.15
+        x = randn(n_classes, dtype=dtype, seed=seed) if unbatched else \
+            maybe_strided(randn(n_rows, n_classes, dtype=dtype, seed=seed, scale=3.0))
+        low, high = (-1, n_classes + 1) if rng.random() < 0.1 else (0, n_classes)
+        y = torch.randint(low, high, () if unbatched else (n_rows,), generator=generator(seed))
+        weight = rand(n_classes, dtype=dtype, seed=seed + 1) if rng.random() < 0.4 else None
+        if name == "cross_entropy":
+            kwargs = dict(weight=weight, reduction=reduction,
+                          ignore_index=int(rng.choice([-100, 0, 1])),
+                          label_smoothing=float(rng.choice([0.0, 0.3])))
+            if rng.random() < 0.3:
+                y = torch.softmax(randn(*x.shape, seed=seed + 2), -1).to(dtype)
+                kwargs["ignore_index"] = int(rng.choice([-100, -1, 1]))
+        else:
+            kwargs = dict(weight=weight, reduction=reduction, p=int(rng.choice([1, 2])),
+                          margin=float(rng.choice([1.0, 0.5, -0.5])))
+        return name, (x, y), kwargs
+    shape = [(), (7,), (5, 3), (2, 3, 4)][rng.integers(4)]
+    x = maybe_strided(randn(*shape, dtype=dtype, seed=seed, scale=3.0))
+    t = maybe_strided((rand if name == "binary_cross_entropy_with_logits" else randn)(
+        *shape, dtype=dtype, seed=seed + 1))
+    weight = rand(*shape, dtype=dtype, seed=seed + 2) if rng.random() < 0.3 else None
+    kwargs = dict(reduction=reduction, weight=weight)
+    if name == "binary_cross_entropy_with_logits" and shape and rng.random() < 0.4:
+        kwargs["pos_weight"] = rand(shape[-1], dtype=dtype, seed=seed + 3) + 0.5
+    if name == "huber_loss":
+        kwargs["delta"] = float(rng.choice([1.0, 0.3]))
+    return name, (x, t), kwargs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_calls_give_torchs_values_gradients_and_errors(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        name, (x, target), kwargs = _random_call(rng)
+        if name == "multi_margin_loss" and x.numel() == 0:
+            continue        # torch returns uninitialised memory there (its bug)
+        ours, theirs = getattr(flt, name), getattr(F, name)
+        try:
+            expected = theirs(x, target, **kwargs)
+        except Exception as error:
+            with pytest.raises(type(error)):
+                ours(x, target, **kwargs)
+            continue
+        dtype = x.dtype
+        compare(lambda x, t: ours(x, t, **kwargs), lambda x, t: theirs(x, t, **kwargs),
+                [x, target], dtype, expect_fused=fused(ours(x.detach().requires_grad_(True),
+                                                            target, **kwargs)))
+        assert expected.shape == ours(x, target, **kwargs).shape
