@@ -175,7 +175,7 @@ def _function_apply():
 
     The wrapper binds default arguments for functions with setup_context and
     handles functorch transforms and their dead wrappers; _FusedLoss has no
-    setup_context, and calls under functorch never get here (_covered).
+    setup_context, and calls under functorch never get here (_path).
     """
     apply = getattr(torch._C, "_FunctionBase", None)
     apply = getattr(apply, "__dict__", {}).get("apply")
@@ -185,6 +185,26 @@ def _function_apply():
 
 
 _apply_fused = _function_apply()
+
+
+def _never():
+    return False
+
+
+# Bound once: looked up through their modules they cost as much as the test.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", _never)
+_grad_enabled = torch.is_grad_enabled
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", _never)
+_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
+                             "is_functorch_wrapped_tensor", None)
+
+
+def _is_compiling():
+    return _compiling()
+
+
+def _is_functorch_tensor(t):
+    return _functorch_wrapped is not None and _functorch_wrapped(t)
 
 
 # The path of a call: torch's own function, the eager fused path, or the
@@ -243,25 +263,6 @@ def _fused(path, fast, op, input, args, torch_loss):
     if not need_grad:
         return loss
     return _apply_fused(input, (loss, grad), torch_loss)
-
-
-def _is_compiling():
-    return _compiling()
-
-
-def _never():
-    return False
-
-
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", _never)
-_grad_enabled = torch.is_grad_enabled
-_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", _never)
-_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
-                             "is_functorch_wrapped_tensor", None)
-
-
-def _is_functorch_tensor(t):
-    return _functorch_wrapped is not None and _functorch_wrapped(t)
 
 
 def _numpy(t):
@@ -740,15 +741,16 @@ def _custom_op(name, schema, fast, torch_function, loss_shape):
         ctx.loss_dim = loss.dim()
         ctx.save_for_backward(grad)
 
+    n_others = schema.split("->")[0].count(",")     # the arguments after input
+
     def backward(ctx, grad_loss, _):
         # Traced into the compiled backward, which fuses the scale: no test of
         # grad_loss == 1 (a data-dependent branch) here.
         (grad,) = ctx.saved_tensors
         extra = grad.dim() - ctx.loss_dim
         scaled = grad * grad_loss.reshape(grad_loss.shape + (1,) * extra)
-        return (scaled,) + (None,) * len(schema_args)
+        return (scaled,) + (None,) * n_others
 
-    schema_args = schema.split("->")[0].split(",")[1:]
     op.register_autograd(backward, setup_context=setup_context)
     return op
 
