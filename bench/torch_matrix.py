@@ -22,7 +22,7 @@ the checks of the arguments, the conversions (NumPy views, output arrays,
 result tensors), the kernel, and the autograd Function (apply and backward).
 
 The table and the note are printed, and saved with a bar chart of the ratios
-to ``--out`` (default bench/results): torch_matrix.json and torch_matrix.png
+to ``--out`` (default bench/results): torch_matrix.json, .md and .png
 (``*_quick.*`` for --quick).
 """
 from __future__ import annotations
@@ -165,6 +165,19 @@ def format_row(row):
     return (f"{row['loss']:<33} {format_shape(row['shape']):>15} {row['threads']:>7} "
             f"{row['floor_s'] * 1e6:>9.1f} {row['torch_s'] * 1e6:>10.1f} "
             f"{row['fastloss_s'] * 1e6:>11.1f} {row['ratio']:>14.2f}")
+
+
+def markdown(rows, machine_line, note, summary):
+    """The table, the summary and the note as Markdown (the README's form)."""
+    lines = [f"Machine: {machine_line}; float32, forward + backward, median us per call",
+             "",
+             "| loss | shape | threads | autograd floor | torch | fastloss | torch / fastloss |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['loss']} | {format_shape(row['shape'])} | {row['threads']} | "
+                     f"{row['floor_s'] * 1e6:.1f} | {row['torch_s'] * 1e6:.1f} | "
+                     f"{row['fastloss_s'] * 1e6:.1f} | {row['ratio']:.2f} |")
+    return "\n".join(lines + ["", summary, "", note.replace("\n  ", "\n- ")]) + "\n"
 
 
 def breakdown(rounds, min_time):
@@ -325,9 +338,10 @@ def main():
     print()
     missed = [r for r in rows if r["ratio"] < NOISE]
     work = [r for r in rows if (r["loss"], tuple(r["shape"])) in FAST_ROWS]
-    print(f"rows slower than torch (ratio < {NOISE}): {len(missed)} of {len(rows)}")
-    print(f"rows where torch does real work (target 1.5x) below 1.5x: "
-          f"{len([r for r in work if r['ratio'] < 1.5])} of {len(work)}")
+    summary = (f"Rows slower than torch (ratio < {NOISE}): {len(missed)} of {len(rows)}. "
+               f"Rows where torch does real work (target 1.5x) below 1.5x: "
+               f"{len([r for r in work if r['ratio'] < 1.5])} of {len(work)}.")
+    print(summary)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "torch_matrix_quick" if quick else "torch_matrix"
@@ -335,7 +349,9 @@ def main():
     with open(out / f"{stem}.json", "w") as f:
         json.dump({"machine": machine(), "default_threads": default_threads, "rows": rows,
                    "breakdown_s": parts, "note": note}, f, indent=1)
-    print(f"saved {out / (stem + '.json')}" + (f" and {chart}" if chart else ""))
+    (out / f"{stem}.md").write_text(markdown(rows, machine(), note, summary))
+    print(f"saved {out / (stem + '.json')}, {out / (stem + '.md')}"
+          + (f" and {chart}" if chart else ""))
     if quick:
         check_results(rows, parts, chart)
 
