@@ -404,29 +404,6 @@ def _class_labels(target, n_rows, n_classes, has_ignore, ignore_index, class_wei
     return labels, counted
 
 
-def _rows(input):
-    """(N, C) of a (C,) or (N, C) input."""
-    shape = input.shape
-    return (shape[0], shape[1]) if len(shape) == 2 else (1, shape[0])
-
-
-def _row_outputs(input, reduction, need_grad):
-    """NumPy outputs of a row kernel: per-row loss (or None) and gradient (or None)."""
-    numpy_dtype = _NUMPY_DTYPES[input.dtype]
-    shape = input.shape
-    loss = np.empty(shape[:-1], numpy_dtype) if reduction == "none" else None
-    grad = np.empty(shape, numpy_dtype) if need_grad else None
-    return loss, grad
-
-
-def _row_result(input, loss, grad, total, reduction, denominator):
-    """(loss, grad) tensors from a row kernel's outputs and its weighted sum."""
-    if loss is None:
-        value = total / denominator if reduction == "mean" else total
-        loss = _scalar(value, _NUMPY_DTYPES[input.dtype])
-    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
-
-
 def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_smoothing,
                         need_grad):
     # Written out flat: at small batches every call of a helper shows.
@@ -463,9 +440,14 @@ def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_sm
 
 
 def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
-    dtype = input.dtype
-    rows = _rows(input)
-    n_rows, n_classes = rows
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    none = _NO_ROWS[dtype]
+    if len(shape) == 2:
+        n_rows, n_classes = rows = shape
+    else:
+        n_rows, n_classes = rows = (1, shape[0])
+    scores = _array(input)
     labels, _ = _class_labels(target, n_rows, n_classes, False, 0, _NO_WEIGHT)
     # torch's scaling, w_y / C (/ N for the mean), in the same kernel pass: as
     # sample weights, or without class weights as the gradient's scale (and
@@ -478,15 +460,19 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
         sample_weight = np.full(n_rows, scale)
     else:
         sample_weight, grad_scale = _NO_WEIGHT, scale
-    loss, grad = _row_outputs(input, reduction, need_grad)
-    if loss is not None and input.dim() == 1:
-        loss = loss.reshape(target.shape)   # torch's: () or (1,), as the target
-    none = _NO_ROWS[dtype]
+    # torch's "none" shape: the target's for a 1-D input ((), or (1,)), else (N,).
+    loss = np.empty(target.shape if len(shape) == 1 else (n_rows,), numpy_dtype) \
+        if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
     total = _KERNELS["multiclass_hinge"][dtype](
-        _array(input).reshape(rows), none, labels, sample_weight, _NO_WEIGHT, 0.0, margin,
-        p == 2, False, False, 0, _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
-        none if grad is None else grad.reshape(rows), none, grad_scale, _threads())
-    return _row_result(input, loss, grad, total * grad_scale, "sum", 1.0)
+        scores if len(shape) == 2 else scores.reshape(rows), none, labels, sample_weight,
+        _NO_WEIGHT, 0.0, margin, p == 2, False, False, 0,
+        _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
+        none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
+        grad_scale, _threads())
+    if loss is None:
+        loss = _scalar(total * grad_scale, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 
 # --- which calls the kernels cover (metadata only) ------------------------------------
