@@ -4,16 +4,31 @@ Environment variables read at build time:
 
 * ``FASTLOSS_DEBUG=1``  -- compile with Cython's bounds, wraparound and
   initialisation checks and without optimisation (the debug build).
+* ``FASTLOSS_ASAN=1`` -- with ``FASTLOSS_DEBUG=1``: also instrument every
+  memory access with AddressSanitizer, so that the raw-pointer row and span
+  loops, which Cython's bounds checks do not see, are checked too.  Python
+  must then run with the sanitizer's runtime preloaded (``LD_PRELOAD`` of
+  ``gcc -print-file-name=libasan.so``, ``ASAN_OPTIONS=detect_leaks=0``).
 * ``FASTLOSS_NO_OPENMP=1`` -- build without OpenMP even if the compiler has it.
 * ``FASTLOSS_NO_V3=1`` -- build only the baseline kernels (no x86-64-v3 twins).
+* ``FASTLOSS_STRICT=1`` -- fail instead of building without OpenMP or without
+  the x86-64-v3 kernels (CI sets it: a lost feature must not pass quietly).
+* ``FASTLOSS_BUILD_CACHE=DIR`` -- where compiled extensions are cached by the
+  hash of everything that goes into them (default ``build/cache``; empty to
+  disable), so that reinstalling an unchanged tree compiles nothing.
+
+The modules are compiled in parallel, one compiler process per core.
 
 Each kernel module is built twice on x86-64: for the baseline (SSE2, runs on
 any x86-64) and, under the name ``<module>_v3``, for x86-64-v3 (AVX2, FMA).
 ``fastloss._dispatch`` picks one at import from the CPU's features.
 """
-import platform
+import hashlib
 import os
+import platform
+import shutil
 import sys
+import sysconfig
 import tempfile
 import textwrap
 from pathlib import Path
@@ -23,7 +38,17 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "fastloss"
-DEBUG = os.environ.get("FASTLOSS_DEBUG", "") not in ("", "0")
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+DEBUG = flag("FASTLOSS_DEBUG")
+ASAN = DEBUG and flag("FASTLOSS_ASAN")
+STRICT = flag("FASTLOSS_STRICT")
+CACHE = os.environ.get("FASTLOSS_BUILD_CACHE", str(HERE / "build" / "cache"))
+ASAN_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
 
 # Kernels generated from a Tempita template (one loop written once, one
 # specialisation per loss).
@@ -36,7 +61,7 @@ V3_FLAGS = ["-march=x86-64-v3"]     # never -march=native: wheels run anywhere
 
 def build_v3():
     """x86-64-v3 twins on x86-64 with a gcc/clang-style compiler."""
-    if os.environ.get("FASTLOSS_NO_V3", "") not in ("", "0"):
+    if flag("FASTLOSS_NO_V3"):
         return False
     return platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32"
 
@@ -67,7 +92,7 @@ def write_v3_sources():
 
 def compiler_has_openmp(compiler):
     """Compile and link a tiny OpenMP program to see if the toolchain has it."""
-    if os.environ.get("FASTLOSS_NO_OPENMP", "") not in ("", "0"):
+    if flag("FASTLOSS_NO_OPENMP"):
         return False
     code = textwrap.dedent(
         """
@@ -110,23 +135,52 @@ def compiler_accepts(compiler, flags):
 INLINE_FLAGS = ["--param", "inline-unit-growth=1000", "--param", "max-inline-insns-single=1000"]
 
 
+def refuse_or_warn(message):
+    """A dropped feature: an error under FASTLOSS_STRICT=1, else a printed warning."""
+    if STRICT:
+        raise RuntimeError(f"fastloss: {message} (FASTLOSS_STRICT=1 forbids it)")
+    print(f"fastloss: WARNING: {message}")
+
+
+def digest(*parts):
+    """A short hash of bytes and reprs, for the build cache's keys."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1     # one compiler process per core
+
     def build_extensions(self):
         openmp = sys.platform != "win32" and compiler_has_openmp(self.compiler)
         if not openmp:
-            print("fastloss: building WITHOUT OpenMP (kernels run on one thread)")
+            refuse_or_warn("building WITHOUT OpenMP (kernels run on one thread)")
         inline_flags = INLINE_FLAGS if compiler_accepts(self.compiler, INLINE_FLAGS) else []
-        v3_ok = compiler_accepts(self.compiler, V3_FLAGS)
-        if not v3_ok:
-            print("fastloss: the compiler refuses -march=x86-64-v3; baseline kernels only")
+        if build_v3() and not compiler_accepts(self.compiler, V3_FLAGS):
+            refuse_or_warn("the compiler refuses -march=x86-64-v3; baseline kernels only")
             self.extensions = [e for e in self.extensions if not e.name.endswith(V3_SUFFIX)]
+        elif STRICT and not build_v3():
+            refuse_or_warn("the x86-64-v3 kernels are not built (FASTLOSS_NO_V3 or not x86-64)")
+        if ASAN and not compiler_accepts(self.compiler, ASAN_FLAGS):
+            raise RuntimeError("FASTLOSS_ASAN=1: the compiler refuses -fsanitize=address")
         for ext in self.extensions:
             if DEBUG:
-                ext.extra_compile_args += ["-O0", "-g"]
+                # -O1 under the sanitizer: its checks run several times faster
+                ext.extra_compile_args += ["-O1" if ASAN else "-O0", "-g"]
+                ext.define_macros.append(("FASTLOSS_DEBUG_BUILD", "1"))
             else:
                 # No -ffast-math: NaN and inf must keep their IEEE meaning.
                 ext.extra_compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
                 ext.extra_compile_args += inline_flags
+            if ASAN:
+                ext.extra_compile_args += ASAN_FLAGS
+                ext.extra_link_args += ASAN_FLAGS
             if ext.name.endswith(V3_SUFFIX):
                 ext.extra_compile_args += V3_FLAGS
             if openmp:
@@ -134,25 +188,74 @@ class BuildExt(build_ext):
                 ext.extra_link_args.append("-fopenmp")
         super().build_extensions()
 
+    def build_extension(self, ext):
+        """Compile ext, or copy it from the cache when nothing that goes into it changed.
 
-def cython_mode_changed():
-    """True when the C files were last generated in the other mode (debug or not).
+        The key hashes the C source and the headers it includes, every flag,
+        the compiler's command lines and the Python it is built for, so a hit
+        is the file the compiler would write again.
+        """
+        if not CACHE:
+            return super().build_extension(ext)
+        target = Path(self.get_ext_fullpath(ext.name))
+        key = digest(*(Path(src).read_bytes() for src in ext.sources),
+                     *(Path(dep).read_bytes() for dep in ext.depends),
+                     ext.define_macros, ext.extra_compile_args, ext.extra_link_args,
+                     self.compiler.compiler_so, self.compiler.linker_so, sys.version,
+                     sysconfig.get_platform(), target.name)
+        mode = "asan" if ASAN else ("debug" if DEBUG else "optimised")
+        cached = Path(CACHE) / f"{ext.name}-{mode}-{key}{target.suffix}"
+        if cached.exists():
+            print(f"fastloss: {ext.name} is unchanged: taken from the build cache")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, target)
+            return None
+        super().build_extension(ext)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        for old in cached.parent.glob(f"{ext.name}-{mode}-*"):
+            old.unlink(missing_ok=True)     # one entry per module and mode: no growth
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.copyfile(target, partial)
+        os.replace(partial, cached)         # never a half-written entry
+        return None
 
-    The Cython directives are not part of cythonize's dependency check, so
-    without this a debug build would compile the old, unchecked C files (and a
-    normal build after a debug one would keep the checks).
+
+def cythonize_changed(exts, directives):
+    """Cythonize the modules whose inputs changed since their C file was written.
+
+    Cython's own check compares file times, and an isolated build (pip) sees
+    Cython's headers freshly installed, so it would regenerate every C file
+    on every install.  This compares contents instead: the .pyx, every .pxd
+    and .h of the package, Cython's version and the directives.
     """
-    stamp = HERE / "build" / "cython-mode"
-    mode = "debug" if DEBUG else "optimised"
-    changed = not stamp.exists() or stamp.read_text() != mode
-    stamp.parent.mkdir(exist_ok=True)
-    stamp.write_text(mode)
-    return changed
+    import Cython
+    from Cython.Build import cythonize
+
+    shared = [path.read_bytes() for path in sorted(PACKAGE.glob("*.pxd"))
+              + sorted(PACKAGE.glob("*.h"))]
+    stamps = HERE / "build" / "cython"
+    stamps.mkdir(parents=True, exist_ok=True)
+    todo, keys = [], {}
+    for ext in exts:
+        pyx = HERE / ext.sources[0]
+        key = digest(pyx.read_bytes(), *shared, Cython.__version__, sorted(directives.items()))
+        stamp = stamps / (ext.name + ".key")
+        if pyx.with_suffix(".c").exists() and stamp.exists() and stamp.read_text() == key:
+            ext.sources = [str(Path(ext.sources[0]).with_suffix(".c"))]
+        else:
+            todo.append(ext)
+            keys[stamp] = key
+    if todo:
+        cythonize(todo, compiler_directives=directives, force=True,
+                  nthreads=os.cpu_count() or 1)
+        for ext in todo:
+            ext.sources = [str(Path(src).with_suffix(".c")) for src in ext.sources]
+        for stamp, key in keys.items():
+            stamp.write_text(key)
+    return exts
 
 
 def extensions():
-    from Cython.Build import cythonize
-
     render_templates()
     names = list(MODULES)
     if build_v3():
@@ -176,8 +279,7 @@ def extensions():
         )
         for name in names
     ]
-    return cythonize(exts, compiler_directives=directives, force=cython_mode_changed(),
-                     compile_time_env={"FASTLOSS_DEBUG": DEBUG})
+    return cythonize_changed(exts, directives)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

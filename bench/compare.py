@@ -3,7 +3,10 @@
 Run from the repository root::
 
     python -m bench.compare            # the full comparison (several minutes)
-    python -m bench.compare --quick    # small shapes, a smoke test of a minute
+    python -m bench.compare --quick    # small shapes, a smoke test of about 15 s
+
+Results go to ``bench/results/latest/`` (not tracked by git);
+``--update-results`` writes the committed ``bench/results/compare.*`` instead.
 
 For each kernel and shape it times, side by side in one process (the
 implementations take turns, round after round, so that a noisy machine
@@ -25,7 +28,9 @@ fresh and with a reused gradient buffer, and its speed-up over the fastest
 peer, which compares the fresh-array figures), the speed-up of two threads over one, the
 cost of the gradient (grad=False vs grad=True), and a line describing the
 machine; it saves everything as JSON and, when matplotlib is installed, as a
-bar chart (PNG).
+bar chart (PNG).  Before it exits it checks its own results (every time
+finite and positive, every installed peer timed or its absence explained,
+every file written) and fails loudly if one is wrong.
 """
 from __future__ import annotations
 
@@ -227,6 +232,13 @@ def format_ms(seconds):
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
 
+def speedup_words(speedup):
+    """'are 1.73x faster than' or, for a slowdown, 'are 7.7x slower than'."""
+    if speedup >= 1:
+        return f"are {speedup:.2f}x faster than"
+    return f"are {1 / speedup:.2f}x slower than"
+
+
 def table(results, machine):
     peers = [p for p in PEER_ORDER if any(p in r["seconds"] for r in results["rows"])]
     header = (["kernel", "shape", "floor", "fastloss", "fastloss out="] + peers
@@ -254,16 +266,23 @@ def table(results, machine):
     threads = results.get("threads")
     if threads:
         out += ["", f"{threads['kernel']} {format_shape(threads['shape'])}: "
-                    f"{threads['n_threads']} threads are {threads['speedup']:.2f}x faster than 1 "
+                    f"{threads['n_threads']} threads {speedup_words(threads['speedup'])} 1 "
                     f"({format_ms(threads['seconds']['1'])} ms -> "
                     f"{format_ms(threads['seconds'][str(threads['n_threads'])])} ms)"]
+    skipped = sorted({f"{peer}: {why}" for r in results["rows"]
+                      for peer, why in r.get("skipped", {}).items()})
+    if skipped:
+        out += ["", "Not timed (a dash in the table, no bar in the chart):"]
+        out += [f"  {line}" for line in skipped]
     overhead = results.get("overhead")
     if overhead:
         out += [f"Per-call overhead: fastloss.mse on 10 elements takes "
                 f"{overhead['mse_10_elements_us']:.1f} us (np.subtract on 10 elements: "
                 f"{overhead['numpy_subtract_10_elements_us']:.2f} us)."]
     out += ["", "x floor: fastloss time / floor time (floor: np.subtract(pred, target, out=g) "
-                "elementwise, np.copyto(g, logits) multiclass, g preallocated).",
+                "elementwise, np.copyto(g, logits) multiclass, g preallocated: a reference "
+                "cost of reading the inputs and writing the gradient once, not a bound; a "
+                "fused kernel can beat it).",
             "fastloss: a fresh gradient array per call; fastloss out=: one preallocated "
             "gradient buffer reused through out=, like the floor's g.",
             "vs best peer: time of the fastest peer / fastloss time (fresh array).  "
@@ -281,19 +300,23 @@ def chart(results, path):
         return False
     rows = results["rows"]
     names = ["fastloss", "fastloss_out"] + [p for p in PEER_ORDER if any(p in r["seconds"] for r in rows)]
-    labels = [f"{r['kernel']}\n{format_shape(r['shape'])}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows)), 5))
+    labels = [f"{r['kernel'].replace('_', ' ')}\n{format_shape(r['shape'])}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(9, 1.6 * len(rows)), 5.5))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
+        x = np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width
         ratios = [r["seconds"][name] / r["seconds"]["floor"] if name in r["seconds"] else 0
                   for r in rows]
-        ax.bar(np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width, ratios, width,
-               label="fastloss (out=)" if name == "fastloss_out" else name)
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="floor")
+        ax.bar(x, ratios, width, label="fastloss (out=)" if name == "fastloss_out" else name)
+        for xi, ratio in zip(x, ratios):
+            if ratio == 0:      # a peer without this loss: say so where its bar would be
+                ax.text(xi, 1.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--",
+               label="floor (np.subtract / np.copyto)")
     ax.set_yscale("log")
-    ax.set_ylabel("time / memory floor (lower is better)")
+    ax.set_ylabel("time / floor time (lower is better)")
     ax.set_xticks(np.arange(len(rows)))
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
     m = results["machine"]
     ax.set_title(f"fastloss vs peers, float32, 1 thread: {m['cpu']}, {m['cores']} cores, "
                  f"kernels {m['kernels']}", fontsize=9)
@@ -304,13 +327,46 @@ def chart(results, path):
     return True
 
 
+def check(results, files):
+    """Fail loudly unless every figure is a finite positive time and every file was written."""
+    problems = []
+    installed = set(results["machine"]["peers"]) | {"reference"}
+    for r in results["rows"]:
+        name = f"{r['kernel']} {format_shape(r['shape'])}"
+        for what in ("floor", "fastloss", "fastloss_out", "fastloss_no_grad"):
+            seconds = r["seconds"].get(what)
+            if seconds is None or not np.isfinite(seconds) or seconds <= 0:
+                problems.append(f"{name}: {what} time {seconds!r}")
+        for peer in installed:
+            if peer not in r["seconds"] and not r["skipped"].get(peer):
+                problems.append(f"{name}: {peer} is installed but neither timed nor explained")
+        for key in ("x_floor", "x_floor_out", "grad_cost"):
+            if not np.isfinite(r[key]) or r[key] <= 0:
+                problems.append(f"{name}: {key} = {r[key]!r}")
+    threads = results.get("threads")
+    if threads is not None and not all(np.isfinite(t) and t > 0
+                                       for t in threads["seconds"].values()):
+        problems.append(f"threads: {threads['seconds']}")
+    for path in files:
+        if not Path(path).is_file() or Path(path).stat().st_size == 0:
+            problems.append(f"{path} was not written")
+    if problems:
+        raise SystemExit("bench.compare: wrong results:\n  " + "\n  ".join(problems))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="small shapes and few repeats: a smoke test of a minute")
-    parser.add_argument("--out", default="bench/results",
-                        help="directory for compare.json and compare.png")
+                        help="small shapes and few repeats: a smoke test of about 15 s")
+    parser.add_argument("--out", default=None,
+                        help="directory for the results (default bench/results/latest, "
+                             "which git does not track)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="write the committed bench/results/compare.* (for a release "
+                             "of new figures)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = "bench/results" if args.update_results else "bench/results/latest"
     config = QUICK if args.quick else FULL
 
     machine = machine_description()
@@ -334,6 +390,7 @@ def main(argv=None):
     saved = [str(out / f"{stem}.json"), str(out / f"{stem}.md")]
     if chart(results, out / f"{stem}.png"):
         saved.append(str(out / f"{stem}.png"))
+    check(results, saved)
     print("\nSaved " + ", ".join(saved))
 
 

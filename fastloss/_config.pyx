@@ -5,6 +5,7 @@ from fastloss._parallel cimport fl_openmp_enabled, fl_max_threads
 
 cdef extern from "_openmp.h":
     int fl_openmp_version()
+    int fl_team_size(int n_threads) nogil
     const char* FL_OPENMP_RUNTIME
 
 cdef extern from "_cpu.h":
@@ -31,6 +32,13 @@ def openmp_runtime():
 def default_n_threads():
     """The thread count a kernel uses when n_threads is None (OMP default)."""
     return fl_max_threads()
+
+
+def team_size(int n_threads):
+    """How many threads an OpenMP region asking for n_threads really runs on (1 without OpenMP)."""
+    with nogil:
+        n_threads = fl_team_size(n_threads)
+    return n_threads
 
 
 def show_config():

@@ -9,6 +9,17 @@ cdef extern from "_openmp.h" nogil:
     int fl_openmp_enabled()
     int fl_max_threads()
 
+cdef extern from "_build.h" nogil:
+    # 1 in the debug build (FASTLOSS_DEBUG=1), and under AddressSanitizer.
+    int FL_DEBUG_BUILD
+    int FL_ASAN_BUILD
+
+
+cdef inline dict build_facts():
+    """How the calling module was compiled: a dict the tests check (see setup.py)."""
+    return {"debug": bool(FL_DEBUG_BUILD), "asan": bool(FL_ASAN_BUILD),
+            "openmp": bool(fl_openmp_enabled())}
+
 cdef enum:
     # At most this many chunks: the partial sums live in a stack array.
     MAX_CHUNKS = 256

@@ -34,6 +34,11 @@ trap 'rm -rf "$WORK"' EXIT
 
 source "$(dirname "${BASH_SOURCE[0]}")/find_python.sh"
 
+# The unpacked sources build in temporary folders: share the checkout's build
+# cache (setup.py), so that a module compiled before from the same C file with
+# the same flags and compiler is not compiled again.
+export FASTLOSS_BUILD_CACHE=${FASTLOSS_BUILD_CACHE-$ROOT/build/cache}
+
 # The source: the committed HEAD when this is a git checkout, else this tree.
 SRC="$WORK/src"
 mkdir -p "$SRC"

@@ -4,6 +4,13 @@
 # Usage:
 #   tools/test_wheel.sh WHEEL [PYTEST_ARGS...]
 #   EXTRA_PACKAGES="torch" tools/test_wheel.sh WHEEL   # also test fastloss.torch
+#   BASELINE_ARGS="tests/test_accuracy.py" tools/test_wheel.sh WHEEL tests/test_build.py
+#       # a subset with the default kernels, another with the baseline forced
+#
+# PYTEST_ARGS select the tests of the default-kernel run (default: the whole
+# suite); BASELINE_ARGS those of the baseline run (default: PYTEST_ARGS).
+# FASTLOSS_EXPECT is passed on to the tests (see tests/test_build.py): for the
+# baseline run, without its "v3".
 #
 # Steps:
 #   1. find the CPython that matches the wheel's tag (cp311 -> 3.11) through
@@ -63,7 +70,7 @@ find "$WORK/run" -name __pycache__ -prune -exec rm -rf {} +
 # clean environment whose PATH is only the venv's bin/ (no compiler).
 in_clean_env() {
     (cd "$WORK/run" && env -i HOME="$WORK" PATH="$VENV/bin" LANG=C.UTF-8 \
-        FASTLOSS_TEST_INSTALLED=1 "$@")
+        FASTLOSS_TEST_INSTALLED=1 FASTLOSS_EXPECT="${EXPECT:-}" "$@")
 }
 
 in_clean_env python -c 'import sys, sysconfig, fastloss
@@ -71,9 +78,10 @@ print("fastloss imported from", fastloss.__file__)
 site = sysconfig.get_paths()["platlib"]
 sys.exit(0 if fastloss.__file__.startswith(site) else "not the installed wheel")'
 
-PYTEST=(python -m pytest -q -p no:cacheprovider "$@")
-echo "== test suite (default kernels)"
-in_clean_env "${PYTEST[@]}"
+PYTEST=(python -m pytest -q -p no:cacheprovider)
+EXPECT=${FASTLOSS_EXPECT:-}
+echo "== tests with the default kernels: ${*:-the whole suite}"
+in_clean_env "${PYTEST[@]}" "$@"
 
 # The wheel holds a baseline and an x86-64-v3 build of the kernels, chosen at
 # import; forcing the baseline proves the wheel works on a CPU without AVX2.
@@ -81,8 +89,11 @@ if in_clean_env python -c 'import fastloss._dispatch' 2>/dev/null; then
     in_clean_env python -c 'import fastloss._dispatch as d; print("default kernels:", d.PATH, "-", d.REASON)'
     in_clean_env FASTLOSS_FORCE_BASELINE=1 python -c 'import sys, fastloss._dispatch as d
 print("forced kernels:", d.PATH, "-", d.REASON); sys.exit(d.PATH != "baseline")'
-    echo "== test suite (baseline kernels forced)"
-    in_clean_env FASTLOSS_FORCE_BASELINE=1 "${PYTEST[@]}"
+    # shellcheck disable=SC2206
+    baseline_args=(${BASELINE_ARGS:-"$@"})
+    EXPECT=$(tr ',' '\n' <<<"${FASTLOSS_EXPECT:-}" | { grep -vx v3 || true; } | paste -sd, -)
+    echo "== tests with the baseline kernels forced: ${baseline_args[*]:-the whole suite}"
+    in_clean_env FASTLOSS_FORCE_BASELINE=1 "${PYTEST[@]}" "${baseline_args[@]}"
 else
     echo "== this fastloss has no baseline/x86-64-v3 dispatch: no baseline run"
 fi

@@ -44,10 +44,29 @@ def main(argv=None):
         print(f"== {name} ({elapsed:.1f} s) ==")
         print(experiment.report(result))
         if not args.no_figures:
-            for path in experiment.plot(result, args.out):
+            paths = experiment.plot(result, args.out)
+            if not paths:
+                print(f"error: {name} wrote no figure", file=sys.stderr)
+                return 1
+            for path in paths:
+                if not _is_png(path):
+                    print(f"error: {name}: {path} is not a PNG image", file=sys.stderr)
+                    return 1
                 print(f"  wrote {path}")
         print()
     return 0
+
+
+def _is_png(path):
+    """True when path is a non-trivial file that starts with the PNG signature."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(0, 2)
+            size = f.tell()
+    except OSError:
+        return False
+    return head == b"\x89PNG\r\n\x1a\n" and size > 1000
 
 
 if __name__ == "__main__":
