@@ -22,8 +22,9 @@ the checks of the arguments, the conversions (NumPy views, output arrays,
 result tensors), the kernel, and the autograd Function (apply and backward).
 
 The table and the note are printed, and saved with a bar chart of the ratios
-to ``--out`` (default bench/results): torch_matrix.json, .md and .png
-(``*_quick.*`` for --quick).
+to ``--out`` (default bench/results/latest, not tracked by git;
+``--update-results`` writes the committed bench/results/torch_matrix.*):
+torch_matrix.json, .md and .png (``*_quick.*`` for --quick).
 """
 from __future__ import annotations
 
@@ -316,8 +317,14 @@ def check_results(rows, parts, chart):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, a smoke run")
-    parser.add_argument("--out", default=str(RESULTS), help="directory of the results")
+    parser.add_argument("--out", default=None,
+                        help="directory of the results (default bench/results/latest, "
+                             "which git does not track)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="write the committed bench/results/torch_matrix.*")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = str(RESULTS if args.update_results else RESULTS / "latest")
     quick = args.quick
     matrix = QUICK if quick else FULL
     rounds, min_time = (3, 0.01) if quick else (9, 0.05)
