@@ -740,3 +740,35 @@ def test_random_calls_give_torchs_values_gradients_and_errors(seed):
                 [x, target], dtype, expect_fused=fused(ours(x.detach().requires_grad_(True),
                                                             target, **kwargs)))
         assert expected.shape == ours(x, target, **kwargs).shape
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap", "jacrev", "jvp"])
+def test_functorch_transforms_give_torchs_results(transform):
+    # Under torch.func the call is torch's own (the fused Function is applied
+    # without the wrapper that would handle the transforms).
+    func = torch.func
+    x, y, t = randn(6, 4, seed=30), labels(6, 4, seed=31), randn(6, 4, seed=32)
+    results = []
+    for f in (flt, F):
+        def loss(x):
+            return f.cross_entropy(x, y, label_smoothing=0.1) + f.mse_loss(x, t)
+        if transform == "grad":
+            results.append(func.grad(loss)(x))
+        elif transform == "vmap":
+            results.append(func.vmap(lambda row, target: f.mse_loss(row, target))(x, t))
+        elif transform == "jacrev":
+            results.append(func.jacrev(lambda x: f.cross_entropy(x, y, reduction="none"))(x))
+        else:
+            results.append(func.jvp(loss, (x,), (t,))[1])
+    torch.testing.assert_close(results[0], results[1])
+    assert results[1].abs().max() > 1e-3
+
+
+def test_inference_mode():
+    x, y = randn(6, 4), labels(6, 4)
+    with torch.inference_mode():
+        for fast, ref, target in ((flt.cross_entropy, F.cross_entropy, y),
+                                  (flt.mse_loss, F.mse_loss, randn(6, 4, seed=1))):
+            ours = fast(x, target, reduction="none")
+            torch.testing.assert_close(ours, ref(x, target, reduction="none"))
+            assert ours.grad_fn is None
