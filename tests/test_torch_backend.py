@@ -772,3 +772,9 @@ def test_inference_mode():
             ours = fast(x, target, reduction="none")
             torch.testing.assert_close(ours, ref(x, target, reduction="none"))
             assert ours.grad_fn is None
+
+
+def test_a_parameter_as_input_is_fused():
+    weight = torch.nn.Parameter(randn(5, 3))
+    compare(flt.mse_loss, F.mse_loss, [weight, randn(5, 3, seed=1)], torch.float64)
+    assert fused(flt.mse_loss(weight, randn(5, 3, seed=1)))
