@@ -54,7 +54,7 @@ ASAN_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
 # specialisation per loss).
 TEMPLATES = ["_elementwise_kernels.pyx.tp", "_multiclass_kernels.pyx.tp"]
 KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels"]
-MODULES = KERNEL_MODULES + ["_config"]
+MODULES = KERNEL_MODULES + ["_config", "_torch_checks"]
 V3_SUFFIX = "_v3"
 V3_FLAGS = ["-march=x86-64-v3"]     # never -march=native: wheels run anywhere
 

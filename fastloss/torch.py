@@ -3,25 +3,43 @@
 Each function has exactly the signature, defaults and semantics of its
 namesake in ``torch.nn.functional`` (``ignore_index=-100``, the deprecated
 ``size_average``/``reduce`` included), and each module those of its namesake
-in ``torch.nn`` (it subclasses it, so ``isinstance`` and ``state_dict`` work)::
+in ``torch.nn`` (it subclasses it, so ``isinstance``, ``state_dict`` and
+pickling work)::
 
     import fastloss.torch as flt
     loss = flt.cross_entropy(logits, labels)     # instead of F.cross_entropy
     loss.backward()
 
-How it works: the loss is a ``torch.autograd.Function``.  Its forward pass
-calls one fused fastloss kernel, which computes the loss *and* the gradient
-with respect to the input in one pass over the data, through zero-copy NumPy
-views of the tensors.  The gradient is stored; the backward pass only scales
-it by ``grad_output``, and returns it as it is when ``grad_output`` is 1 (the
-usual ``loss.backward()``).  Torch's own cross-entropy writes the
-log-softmax in forward, keeps it, and in backward reads it to write a second
-(N, C) buffer; the fused path reads the logits once, writes the gradient
-once and keeps that one (N, C) buffer.  The kernels run on
-``torch.get_num_threads()`` threads.
+How it works: the forward pass calls one fused fastloss kernel, which
+computes the loss *and* the gradient with respect to the input in one pass
+over the data, through zero-copy NumPy views of the tensors.  The gradient
+is stored; the backward pass only scales it by ``grad_output``, and hands it
+over as it is when ``grad_output`` is 1 (the usual ``loss.backward()``), so
+that autograd moves it into ``input.grad`` without a copy.  Torch's own
+cross-entropy writes the log-softmax in forward, keeps it, and in backward
+reads it to write a second (N, C) buffer; the fused path reads the logits
+once, writes the gradient once and keeps that one (N, C) buffer.  The
+kernels run on ``torch.get_num_threads()`` threads.
+
+Two paths lead to the kernels:
+
+* eager calls (the usual case) take the leanest one: a
+  ``torch.autograd.Function`` applied straight to the kernel's result, with
+  the kernels called directly (the NumPy API's validation is replaced by
+  checks of the tensors' metadata and one compiled pass over the labels);
+* inside ``torch.compile`` each loss is a torch custom operator
+  (``fastloss::cross_entropy``, ...) with a fake (shape) implementation and
+  its autograd formula, so that ``torch.compile(model, fullgraph=True)``
+  runs the fused kernel with no graph break.
+
+One deliberate difference from torch: a cross-entropy row with an infinite
+logit that its probability target gives no mass, such as logits
+``[-inf, 0, 0]`` with target ``[0, .5, .5]``, has a finite loss and
+gradient here (0 log 0 counts as 0: the row's loss is log 2); torch returns
+NaN for it.
 
 When the kernels do not cover a call, torch's own function computes it, with
-the same result torch gives (errors included):
+the same result torch gives (errors included).  These are the only cases:
 
 * tensors not on the CPU (CUDA, MPS, meta, ...), and dtypes other than
   float32 and float64 (float16, bfloat16, integers);
@@ -30,17 +48,22 @@ the same result torch gives (errors included):
   dtype other than int64;
 * double backward (``create_graph=True``): the backward pass then
   recomputes the gradient with torch's own function, so that it can be
-  differentiated again;
+  differentiated again; and forward-mode AD (dual tensors of
+  ``torch.autograd.forward_ad``), which torch's functions differentiate;
 * shapes the kernels do not take: cross-entropy and multi-margin over
-  (N, C, d1, ...) inputs, target shapes that differ from the input's
-  (broadcasting), a BCE ``weight`` that varies along the last axis together
-  with a per-column ``pos_weight``;
-* a "mean" over nothing (no element, every target ignored, total weight 0),
-  which torch defines as NaN; and any argument the kernels reject (a label
-  out of range, a negative margin, an unknown reduction), so that torch
-  raises its own error;
-* tensor subclasses with ``__torch_function__``, functorch transforms
-  (vmap, grad) and ``torch.compile`` tracing.
+  (N, C, d1, ...) inputs, empty inputs, target shapes that differ from the
+  input's (broadcasting), a BCE ``weight`` that varies along the last axis
+  together with a per-column ``pos_weight``, a ``weight`` or ``pos_weight``
+  of a shape torch broadcasts to more dimensions than the input's;
+* arguments torch rejects, so that torch raises its own error: an unknown
+  reduction, a label out of range, ``label_smoothing`` outside [0, 1],
+  ``ignore_index >= 0`` with probability targets, ``p`` other than 1 and 2,
+  ``delta <= 0``, an ``mse_loss`` or ``huber_loss`` weight not of the
+  input's shape;
+* a "mean" over nothing (every target ignored, total weight 0), which torch
+  defines as NaN;
+* tensor subclasses with ``__torch_function__`` and functorch transforms
+  (vmap, grad).
 
 This module is the only part of fastloss that imports torch.
 """
@@ -58,9 +81,13 @@ except ModuleNotFoundError as error:           # say how to get it, not just its
         "pip install torch (or fastloss[peers], the release it is tested against)",
         name="torch") from None
 import torch.nn.functional as F
+from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
+from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
+from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
+from fastloss._torch_checks import scan_labels
 
 __all__ = [
     "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
@@ -72,12 +99,31 @@ _FAST_DTYPES = (torch.float32, torch.float64)
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 _REDUCTIONS = ("mean", "sum", "none")
 
+# Placeholders for the kernels' unused array arguments, by torch dtype.
+_NO_WEIGHT = np.empty(0)
+_NO_LABELS = np.empty(0, dtype=np.intp)
+_NO_ROWS = {dt: np.empty((0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
+_NO_VALUES = {dt: np.empty(0, dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
+
+
+def _by_torch_dtype(specialisations):
+    return {dt: specialisations[np.dtype(_NUMPY_DTYPES[dt])] for dt in _FAST_DTYPES}
+
+
+_KERNELS = {name: _by_torch_dtype(_ELEMENTWISE_KERNELS[name])
+            for name in ("mse", "huber", "binary_cross_entropy")}
+_KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
+                 for name in ("softmax_cross_entropy", "multiclass_hinge")})
+# int64 labels are handed to kernels that read Py_ssize_t.
+_LABELS_ARE_INTP = np.dtype(np.intp) == np.dtype(np.int64)
+
 
 class _Unsupported(Exception):
-    """Raised by a fast path for a call the kernels do not cover."""
+    """Raised by a fast path for a call whose data the kernels do not cover
+    (a label out of range, a "mean" over nothing): torch computes it."""
 
 
-# --- the autograd Function shared by every loss ------------------------------
+# --- the autograd Function shared by every loss (eager calls) ------------------------
 
 class _FusedLoss(torch.autograd.Function):
     """A loss whose gradient was computed together with its value.
@@ -93,6 +139,8 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx, input, loss_and_grad, torch_loss):
         # A tuple, so that autograd does not take loss and grad for inputs.
         loss, grad = loss_and_grad
+        # Saved, not kept as an attribute: autograd releases it after backward,
+        # so that the gradient it hands on is moved into input.grad, not copied.
         ctx.save_for_backward(grad)
         ctx.loss_dim = loss.dim()
         # Kept for double backward only; the version tells whether it changed.
@@ -103,15 +151,20 @@ class _FusedLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():
+        if _grad_enabled():
             return _differentiable_backward(ctx, grad_output), None, None
-        (grad,) = ctx.saved_tensors
-        if ctx.loss_dim == 0:
-            if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
-                return grad, None, None
-            return grad * grad_output, None, None
-        extra = grad.dim() - ctx.loss_dim
-        return grad * grad_output.reshape(grad_output.shape + (1,) * extra), None, None
+        return _scaled(ctx.saved_tensors[0], grad_output, ctx.loss_dim), None, None
+
+
+def _scaled(grad, grad_output, loss_dim):
+    """grad times grad_output, broadcast over the dimensions the loss lacks."""
+    if loss_dim == 0:
+        # A CPU scalar: reading it is a load, not a device synchronisation.
+        if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
+            return grad
+        return grad * grad_output
+    extra = grad.dim() - loss_dim
+    return grad * grad_output.reshape(grad_output.shape + (1,) * extra)
 
 
 def _differentiable_backward(ctx, grad_output):
@@ -126,120 +179,380 @@ def _differentiable_backward(ctx, grad_output):
     return grad
 
 
-def _run(input, fast, torch_loss, tensors):
-    """The loss of ``input``: by the fused kernels when they cover the call, else torch's.
+def _function_apply():
+    """_FusedLoss.apply without its Python wrapper, which costs microseconds.
 
-    ``fast(need_grad)`` returns (loss, grad) as tensors (grad None when not
-    needed) or raises _Unsupported; ``torch_loss(input)`` is torch's own loss;
-    ``tensors`` are the other tensor arguments (None allowed).
+    The wrapper binds default arguments for functions with setup_context and
+    handles functorch transforms and their dead wrappers; _FusedLoss has no
+    setup_context, and calls under functorch never get here (_path).
     """
-    if not _covered(input, tensors):
-        return torch_loss(input)
-    need_grad = input.requires_grad and torch.is_grad_enabled()
-    try:
-        loss, grad = fast(need_grad)
-    except (_Unsupported, ValueError, TypeError):
-        return torch_loss(input)
-    if not need_grad:
-        return loss
-    return _FusedLoss.apply(input, (loss, grad), torch_loss)
+    apply = getattr(torch._C, "_FunctionBase", None)
+    apply = getattr(apply, "__dict__", {}).get("apply")
+    if apply is None or not hasattr(apply, "__get__"):
+        return _FusedLoss.apply
+    return apply.__get__(None, _FusedLoss)
 
 
-def _covered(input, tensors):
-    """Whether the fused kernels may compute this call (see the module docstring)."""
-    every = (input,) + tuple(t for t in tensors if t is not None)
-    for t in every:
-        if not isinstance(t, torch.Tensor):
-            return False
-    if input.dtype not in _FAST_DTYPES or torch.overrides.has_torch_function(every):
-        return False
-    grad_on = torch.is_grad_enabled()
-    for t in every:
-        # Strided CPU tensors only: .numpy() refuses the others.
-        if not t.is_cpu or t.layout != torch.strided or t.is_complex() \
-                or _is_functorch_tensor(t):
-            return False
-        if grad_on and t is not input and t.requires_grad:
-            return False
-    return not _is_compiling()
+_apply_fused = _function_apply()
+
+
+def _never():
+    return False
+
+
+# Bound once: looked up through their modules they cost as much as the test.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", _never)
+_grad_enabled = torch.is_grad_enabled
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", _never)
+_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
+                             "is_functorch_wrapped_tensor", None)
 
 
 def _is_compiling():
-    compiler = getattr(torch, "compiler", None)
-    return compiler is not None and hasattr(compiler, "is_compiling") and \
-        compiler.is_compiling()
+    return _compiling()
 
 
 def _is_functorch_tensor(t):
-    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return check is not None and check(t)
+    return _functorch_wrapped is not None and _functorch_wrapped(t)
+
+
+# The path of a call: torch's own function, the eager fused path, or the
+# custom operator (while torch.compile traces).
+_TORCH, _EAGER, _COMPILED = 0, 1, 2
+_Tensor = torch.Tensor
+_strided = torch.strided
+
+
+def _plain(t):
+    """A strided CPU tensor without __torch_function__: .numpy() takes it."""
+    return (type(t) is _Tensor or (isinstance(t, _Tensor)
+                                    and not torch.overrides.has_torch_function((t,)))) \
+        and t.is_cpu and t.layout is _strided
+
+
+def _path(input, target, weight=None, other=None):
+    """The path of a call on these tensors (weight and other may be None),
+    judged from their metadata alone (see the module docstring).  Written
+    out flat: it runs on every call."""
+    if not (_plain(input) and _plain(target) and input.dtype in _FAST_DTYPES):
+        return _TORCH
+    if weight is not None and not _plain(weight) or other is not None and not _plain(other):
+        return _TORCH
+    compiling = _compiling()
+    if (compiling or _grad_enabled()) and (
+            target.requires_grad or weight is not None and weight.requires_grad
+            or other is not None and other.requires_grad):
+        return _TORCH
+    if compiling:
+        return _COMPILED        # dynamo traces: the metadata above is all there is
+    if forward_ad._current_level >= 0 and any(
+            t is not None and forward_ad.unpack_dual(t).tangent is not None
+            for t in (input, target, weight, other)):
+        return _TORCH           # forward-mode AD: torch differentiates
+    if _functorch_active() or _is_functorch_tensor(input):
+        return _TORCH
+    return _EAGER
+
+
+def _fused(path, fast, op, input, args, torch_loss):
+    """The loss of ``input``: the fused kernel's, torch's when the data needs it.
+
+    ``fast(input, *args, need_grad)`` returns (loss, grad) tensors (grad None
+    when not needed) or raises _Unsupported; ``op`` is the same computation
+    as a torch custom operator, for the _COMPILED path; ``torch_loss(input)``
+    is torch's own loss.
+    """
+    need_grad = input.requires_grad and _grad_enabled()
+    if path == _COMPILED:
+        return op(input, *args, need_grad)[0]
+    try:
+        loss, grad = fast(input, *args, need_grad)
+    except _Unsupported:
+        return torch_loss(input)
+    if not need_grad:
+        return loss
+    return _apply_fused(input, (loss, grad), torch_loss)
 
 
 def _numpy(t):
     """A zero-copy NumPy view of a CPU tensor (torch's negation bit resolved)."""
-    return t.detach().resolve_neg().numpy()
+    return t.numpy(force=True)
 
 
 def _as_float64(t):
-    return np.asarray(_numpy(t), dtype=np.float64)
+    """A C-contiguous float64 copy (or view) of a weight tensor, as the kernels read."""
+    return np.ascontiguousarray(_numpy(t), dtype=np.float64)
 
 
-def _class_rows(input, target):
-    """A (C,) or (N, C) input as (N, C) NumPy rows, its target as one entry per
-    row, and the shape torch gives a "none" loss; _Unsupported when empty."""
-    unbatched = input.dim() == 1
-    rows = _numpy(input).reshape(1, -1) if unbatched else _numpy(input)
-    if rows.shape[0] == 0 or rows.shape[1] == 0:
-        raise _Unsupported
-    loss_shape = () if unbatched else (rows.shape[0],)
-    return rows, (target.reshape(-1) if unbatched else target), loss_shape
+def _weights(t, shape):
+    """A weight tensor broadcast to ``shape``, as a contiguous float64 (n,) array."""
+    return np.ascontiguousarray(_numpy(t.expand(shape)), dtype=np.float64).reshape(-1)
 
 
-def _tensor_result(result, input, loss_shape, grad_shape):
-    """fastloss's (loss, grad) as tensors of the input's dtype and torch's shapes."""
-    loss, grad = result
-    if isinstance(loss, np.ndarray):
-        loss = torch.from_numpy(loss).reshape(loss_shape)
+def _broadcasts_to(t, shape):
+    """Whether t broadcasts to exactly ``shape`` (no extra dimensions)."""
+    if t.dim() > len(shape):
+        return False
+    return all(a == b or a == 1 for a, b in zip(reversed(t.shape), reversed(shape)))
+
+
+_threads = torch.get_num_threads
+
+
+def _torch_loss_and_grad(torch_loss, input, need_grad):
+    """torch's loss of input and its gradient (for a custom operator's rare cases)."""
+    with torch.enable_grad():
+        x = input.detach().requires_grad_(need_grad)
+        loss = torch_loss(x)
+        if not need_grad:
+            return loss.detach(), input.new_empty(0)
+        (grad,) = torch.autograd.grad(loss, x, torch.ones_like(loss))
+    return loss.detach(), grad
+
+
+# --- the kernel calls --------------------------------------------------------------
+#
+# Each *_fast function takes the loss's arguments (already judged covered by
+# its *_covered twin) and need_grad, and returns (loss, grad) tensors.  The
+# gradient is allocated by NumPy in the input's shape and handed to torch
+# without a reshape (a torch reshape costs more than the kernel on a small
+# batch); the kernels get NumPy views of the shape they expect.
+
+def _array(t):
+    """A C-contiguous NumPy view of t (a copy only if t is not contiguous)."""
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.numpy(force=True)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _scalar(value, numpy_dtype):
+    """The 0-d array of a float64 loss in the loss's dtype (rounded once)."""
+    if abs(value) > _FLOAT32_MAX and numpy_dtype is np.float32:
+        # A float64 sum beyond float32's range: inf, as torch's float32 sum,
+        # without NumPy's overflow warning.
+        with np.errstate(over="ignore"):
+            return np.array(value, numpy_dtype)
+    return np.array(value, numpy_dtype)
+
+
+def _elementwise(name, input, view, target, weight, columns, param, reduction, denominator,
+                 need_grad):
+    """One call of an elementwise kernel on ``view``-shaped (2-D) arrays.
+
+    ``weight`` is a float64 row weight (view[0],) or _NO_WEIGHT, ``columns`` a
+    float64 per-column parameter (view[1],) or _NO_WEIGHT; a "mean" divides
+    by ``denominator``.
+    """
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    none = _NO_ROWS[dtype]
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    total = _KERNELS[name][dtype](
+        _array(input).reshape(view), _array(target).reshape(view), weight, columns, param,
+        none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
+        none, 1.0 / denominator if reduction == "mean" else 1.0, _threads())
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _mse_fast(input, target, weight, reduction, need_grad):
+    view = (input.numel(), 1)
+    if weight is None:
+        return _elementwise("mse", input, view, target, _NO_WEIGHT, _NO_WEIGHT, 0.0,
+                            reduction, view[0], need_grad)
+    sample_weight = _weights(weight, input.shape)
+    denominator = sample_weight.sum() if reduction == "mean" else 1.0
+    if denominator == 0:
+        raise _Unsupported              # torch's 0 / 0 = NaN
+    return _elementwise("mse", input, view, target, sample_weight, _NO_WEIGHT, 0.0, reduction,
+                        denominator, need_grad)
+
+
+def _huber_fast(input, target, weight, reduction, delta, need_grad):
+    # torch's weighted "mean" is sum(w l) / numel, with or without a weight.
+    view = (input.numel(), 1)
+    sample_weight = _NO_WEIGHT if weight is None else _weights(weight, input.shape)
+    return _elementwise("huber", input, view, target, sample_weight, _NO_WEIGHT, delta,
+                        reduction, view[0], need_grad)
+
+
+def _bce_fast(input, target, weight, pos_weight, reduction, need_grad):
+    shape, numel = input.shape, input.numel()
+    if pos_weight is None or pos_weight.numel() == 1:
+        # Every element alike: one flat vector, an elementwise weight.
+        view = (numel, 1)
+        pw = 1.0 if pos_weight is None else pos_weight.item()
+        columns = _NO_WEIGHT
+        sample_weight = _NO_WEIGHT if weight is None else _weights(weight, shape)
     else:
-        # from_numpy of a 0-d array costs a tenth of torch.tensor(float).
-        loss = torch.from_numpy(np.array(loss, dtype=_NUMPY_DTYPES[input.dtype]))
-    if grad is not None:
-        grad = torch.from_numpy(grad).reshape(grad_shape)
-    return loss, grad
+        # One pos_weight per column of the last axis: rows of that axis, which
+        # the kernel weights row by row (weight constant along it: _bce_covered).
+        view = (numel // shape[-1], shape[-1])
+        pw, columns = 1.0, _as_float64(pos_weight).reshape(-1)
+        sample_weight = _NO_WEIGHT
+        if weight is not None:
+            sample_weight = _weights(weight, tuple(shape[:-1]) + (1,))
+    return _elementwise("binary_cross_entropy", input, view, target, sample_weight, columns,
+                        pw, reduction, numel, need_grad)
 
 
-def _reduction_of(size_average, reduce, reduction):
-    """torch's reduction string, honouring the deprecated size_average/reduce."""
-    if size_average is not None or reduce is not None:
-        return _reduction.legacy_get_string(size_average, reduce)
-    return reduction
+def _class_labels(target, n_rows, n_classes, has_ignore, ignore_index, class_weight):
+    """int64 labels as an (n_rows,) array and torch's "mean" denominator;
+    _Unsupported when a label is out of range (torch raises its error)."""
+    labels = (target if target.is_contiguous() else target.contiguous()).numpy(force=True)
+    if labels.ndim != 1:
+        labels = labels.reshape(n_rows)
+    first_bad, counted = scan_labels(labels, n_classes, has_ignore, ignore_index, class_weight)
+    if first_bad >= 0:
+        raise _Unsupported
+    return labels, counted
 
 
-def _check_elementwise(input, target, reduction, *others):
-    """Conditions of the elementwise fast paths; raises _Unsupported otherwise."""
+def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_smoothing,
+                        need_grad):
+    # Written out flat: at small batches every call of a helper shows.
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    none = _NO_ROWS[dtype]
+    if len(shape) == 2:
+        n_rows, n_classes = rows = shape
+    else:
+        n_rows, n_classes = rows = (1, shape[0])
+    logits = (input if input.is_contiguous() else input.contiguous()).numpy(force=True)
+    class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
+    if target.dtype == torch.int64:
+        labels, denominator = _class_labels(target, n_rows, n_classes, True, ignore_index,
+                                            class_weight)
+        if reduction == "mean" and denominator == 0:
+            raise _Unsupported          # torch's 0 / 0 = NaN
+        probabilities = none
+    else:
+        labels, denominator = _NO_LABELS, n_rows
+        probabilities = _array(target).reshape(rows)
+    loss = np.empty(shape[:-1], numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    total = _KERNELS["softmax_cross_entropy"][dtype](
+        logits if len(shape) == 2 else logits.reshape(rows), probabilities, labels,
+        _NO_WEIGHT, class_weight, label_smoothing, 0.0, False, False,
+        labels is not _NO_LABELS, ignore_index,
+        _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
+        none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
+        1.0 / denominator if reduction == "mean" else 1.0, _threads())
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    none = _NO_ROWS[dtype]
+    if len(shape) == 2:
+        n_rows, n_classes = rows = shape
+    else:
+        n_rows, n_classes = rows = (1, shape[0])
+    scores = _array(input)
+    labels, _ = _class_labels(target, n_rows, n_classes, False, 0, _NO_WEIGHT)
+    # torch's scaling, w_y / C (/ N for the mean), in the same kernel pass: as
+    # sample weights, or without class weights as the gradient's scale (and
+    # the sum's) unless the row losses are returned.
+    scale = 1.0 / n_classes / (n_rows if reduction == "mean" else 1)
+    grad_scale = 1.0
+    if weight is not None:
+        sample_weight = _as_float64(weight)[labels] * scale
+    elif reduction == "none":
+        sample_weight = np.full(n_rows, scale)
+    else:
+        sample_weight, grad_scale = _NO_WEIGHT, scale
+    # torch's "none" shape: the target's for a 1-D input ((), or (1,)), else (N,).
+    loss = np.empty(target.shape if len(shape) == 1 else (n_rows,), numpy_dtype) \
+        if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    total = _KERNELS["multiclass_hinge"][dtype](
+        scores if len(shape) == 2 else scores.reshape(rows), none, labels, sample_weight,
+        _NO_WEIGHT, 0.0, margin, p == 2, False, False, 0,
+        _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
+        none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
+        grad_scale, _threads())
+    if loss is None:
+        loss = _scalar(total * grad_scale, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+# --- which calls the kernels cover (metadata only) ------------------------------------
+
+def _elementwise_covered(input, target, reduction, weight, *others):
     if reduction not in _REDUCTIONS:
-        raise _Unsupported
-    if target.shape != input.shape or target.dtype != input.dtype:
-        raise _Unsupported
-    if input.numel() == 0:
-        raise _Unsupported      # torch's "mean" over nothing is NaN
-    for other in others:
-        if other is not None and other.dtype != input.dtype:
-            raise _Unsupported
+        return False
+    if target.shape != input.shape or target.dtype != input.dtype or input.numel() == 0:
+        return False                    # broadcasting, promotion, torch's NaN mean
+    if weight is not None and (weight.dtype != input.dtype
+                               or not _broadcasts_to(weight, input.shape)):
+        return False
+    return all(t is None or t.dtype == input.dtype for t in others)
 
 
-def _expand(t, shape):
-    """t broadcast to exactly ``shape`` (a view), or _Unsupported."""
-    try:
-        if torch.broadcast_shapes(t.shape, shape) != shape:
-            raise _Unsupported
-    except RuntimeError:
-        raise _Unsupported from None
-    return t.expand(shape)
+def _same_shape_weight(weight, input):
+    # torch's mse_loss and huber_loss raise for any other weight shape.
+    return weight is None or weight.shape == input.shape
 
 
-def _threads():
-    return torch.get_num_threads()
+def _bce_covered(input, target, weight, pos_weight, reduction):
+    if not _elementwise_covered(input, target, reduction, weight, pos_weight):
+        return False
+    if pos_weight is None:
+        return True
+    if pos_weight.dim() > input.dim():
+        return False                    # torch broadcasts the result to more dimensions
+    if pos_weight.numel() == 1:
+        return True
+    if input.dim() == 0 or pos_weight.numel() != input.shape[-1]:
+        return False
+    # Per-column pos_weight: the kernel weights whole rows of the last axis.
+    return weight is None or weight.dim() == 0 or weight.shape[-1] == 1
+
+
+def _class_covered(input, target, weight, reduction):
+    """The conditions shared by cross-entropy and multi-margin."""
+    if reduction not in _REDUCTIONS or input.dim() not in (1, 2) or input.numel() == 0:
+        return False
+    return weight is None or (weight.dtype == input.dtype
+                              and weight.shape == (input.shape[-1],))
+
+
+def _labels_covered(input, target):
+    """int64 labels, one per row: () or (1,) for a 1-D input, (N,) for (N, C)."""
+    if target.dtype != torch.int64 or not _LABELS_ARE_INTP:
+        return False
+    if input.dim() == 1:
+        return target.dim() == 0 or target.shape == (1,)
+    return target.shape == (input.shape[0],)
+
+
+def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label_smoothing):
+    shape = input.shape
+    if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        return False                    # torch raises (or takes it: its answer)
+    if len(shape) not in (1, 2) or shape[0] == 0 or shape[-1] == 0:
+        return False
+    if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[-1:]):
+        return False
+    if target.dtype == torch.int64:
+        # One label per row: (N,) for (N, C); () for (C,) (torch's (1,) is rare).
+        return _LABELS_ARE_INTP and target.shape == shape[:-1]
+    # Probabilities; ignore_index >= 0 with them: torch raises.
+    return target.dtype == input.dtype and target.shape == shape and ignore_index < 0
+
+
+def _multi_margin_covered(input, target, p, weight, reduction):
+    return p in (1, 2) and _class_covered(input, target, weight, reduction) \
+        and _labels_covered(input, target)
 
 
 # --- regression --------------------------------------------------------------
@@ -248,36 +561,28 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     """Mean squared error, as ``torch.nn.functional.mse_loss``.
 
     Per element, with r = input - target and w the optional elementwise
-    ``weight`` (same shape as input)::
+    ``weight`` (input's shape)::
 
         loss = w r**2,      d loss / d input = 2 w r
 
     "mean" divides the sum by the number of elements, or by sum(w) when a
     weight is given (torch's definition); "sum" sums; "none" keeps the shape.
-    Computed by ``fastloss.mse`` on the flattened tensors.
+    Computed by the fused kernel of ``fastloss.mse`` on the flattened tensors.
     """
-    reduction = _reduction_of(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
 
     def torch_loss(x):
         # weight only when given: older torch releases have no such argument.
         options = {} if weight is None else {"weight": weight}
         return F.mse_loss(x, target, reduction=reduction, **options)
 
-    def fast(need_grad):
-        _check_elementwise(input, target, reduction, weight)
-        sample_weight = None
-        if weight is not None:
-            if weight.shape != input.shape:
-                raise _Unsupported
-            sample_weight = _as_float64(weight).reshape(-1)
-            if reduction == "mean" and sample_weight.sum() == 0:
-                raise _Unsupported  # 0 / 0 = NaN in torch
-        result = fastloss.mse(_numpy(input).reshape(-1), _numpy(target).reshape(-1),
-                              sample_weight=sample_weight, reduction=reduction,
-                              grad=need_grad, n_threads=_threads())
-        return _tensor_result(result, input, input.shape, input.shape)
-
-    return _run(input, fast, torch_loss, (target, weight))
+    path = _path(input, target, weight)
+    if path and _elementwise_covered(input, target, reduction, weight) \
+            and _same_shape_weight(weight, input):
+        return _fused(path, _mse_fast, _mse_op, input, (target, weight, reduction),
+                      torch_loss)
+    return torch_loss(input)
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
@@ -290,30 +595,19 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
         d loss / d input = w clip(r, -delta, delta)
 
     "mean" divides the sum by the number of elements (with or without a
-    weight, as torch does).  Computed by ``fastloss.huber``.
+    weight, as torch does).  Computed by the fused kernel of ``fastloss.huber``.
     """
 
     def torch_loss(x):
         options = {} if weight is None else {"weight": weight}
         return F.huber_loss(x, target, reduction=reduction, delta=delta, **options)
 
-    def fast(need_grad):
-        _check_elementwise(input, target, reduction, weight)
-        sample_weight, kind = None, reduction
-        if weight is not None:
-            if weight.shape != input.shape:
-                raise _Unsupported
-            sample_weight = _as_float64(weight).reshape(-1)
-            if reduction == "mean":
-                # torch's weighted mean is sum(w l) / numel, fastloss's sum(w l) / sum(w).
-                sample_weight = sample_weight / input.numel()
-                kind = "sum"
-        result = fastloss.huber(_numpy(input).reshape(-1), _numpy(target).reshape(-1),
-                                delta=delta, sample_weight=sample_weight, reduction=kind,
-                                grad=need_grad, n_threads=_threads())
-        return _tensor_result(result, input, input.shape, input.shape)
-
-    return _run(input, fast, torch_loss, (target, weight))
+    path = _path(input, target, weight)
+    if path and _elementwise_covered(input, target, reduction, weight) \
+            and _same_shape_weight(weight, input) and delta > 0:
+        return _fused(path, _huber_fast, _huber_op, input,
+                      (target, weight, reduction, float(delta)), torch_loss)
+    return torch_loss(input)
 
 
 # --- binary classification -----------------------------------------------------
@@ -329,64 +623,25 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         loss = -w (pw t log sigma(x) + (1 - t) log(1 - sigma(x)))
         d loss / d x = w ((1 - t) sigma(x) - pw t sigma(-x))
 
-    "mean" divides the sum by the number of elements.  Computed by
-    ``fastloss.binary_cross_entropy``: flattened when pos_weight is a single
-    number, else as rows of the last axis with one weight per row.
+    "mean" divides the sum by the number of elements.  Computed by the fused
+    kernel of ``fastloss.binary_cross_entropy``: flattened when pos_weight is
+    a single number, else as rows of the last axis with one weight per row.
     """
-    reduction = _reduction_of(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
 
     def torch_loss(x):
         return F.binary_cross_entropy_with_logits(x, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
 
-    def fast(need_grad):
-        _check_elementwise(input, target, reduction, weight, pos_weight)
-        shape, numel = input.shape, input.numel()
-        if pos_weight is None or pos_weight.numel() == 1:
-            # Every element alike: one flat vector, an elementwise weight.
-            view = (numel,)
-            if pos_weight is not None and pos_weight.dim() > input.dim():
-                raise _Unsupported  # torch broadcasts the result to more dimensions
-            pw = None if pos_weight is None else float(pos_weight.reshape(()))
-            sample_weight = None
-            if weight is not None:
-                sample_weight = _as_float64(_expand(weight, shape)).reshape(-1)
-        else:
-            # One pos_weight per column of the last axis: rows of that axis,
-            # which the kernel can only weight row by row.
-            if input.dim() == 0 or pos_weight.numel() != shape[-1] \
-                    or pos_weight.dim() > input.dim():
-                raise _Unsupported
-            view = (numel // shape[-1], shape[-1])
-            pw = _as_float64(pos_weight).reshape(-1)
-            sample_weight = None
-            if weight is not None:
-                if weight.dim() > 0 and weight.shape[-1] != 1:
-                    raise _Unsupported
-                row_shape = tuple(shape[:-1]) + (1,)
-                sample_weight = _as_float64(_expand(weight, row_shape)).reshape(-1)
-        kind = reduction
-        if sample_weight is not None and reduction == "mean":
-            # torch's weighted mean is sum(w l) / numel, fastloss's sum(w l) / (K sum(w)).
-            sample_weight = sample_weight / numel
-            kind = "sum"
-        result = fastloss.binary_cross_entropy(
-            _numpy(input).reshape(view), _numpy(target).reshape(view), pos_weight=pw,
-            sample_weight=sample_weight, reduction=kind, grad=need_grad,
-            n_threads=_threads())
-        return _tensor_result(result, input, shape, shape)
-
-    return _run(input, fast, torch_loss, (target, weight, pos_weight))
+    path = _path(input, target, weight, pos_weight)
+    if path and _bce_covered(input, target, weight, pos_weight, reduction):
+        return _fused(path, _bce_fast, _bce_op, input, (target, weight, pos_weight, reduction),
+                      torch_loss)
+    return torch_loss(input)
 
 
 # --- multiclass ----------------------------------------------------------------
-
-def _labels(target, n_rows):
-    """Integer class labels of shape (n_rows,), as np.intp without a copy."""
-    if target.dtype != torch.int64 or target.shape != (n_rows,):
-        raise _Unsupported
-    return _numpy(target)
-
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0):
@@ -401,49 +656,24 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Labels equal to ``ignore_index`` contribute nothing.  "mean" over integer
     labels divides by the total weight of the counted rows, and over
     probability targets by N, exactly as torch.  Inputs of shape (N, C) or
-    (C,) are computed by ``fastloss.softmax_cross_entropy``; (N, C, d1, ...)
-    falls back to torch.
+    (C,) are computed by the fused kernel of ``fastloss.softmax_cross_entropy``;
+    (N, C, d1, ...) falls back to torch.  A row such as logits [-inf, 0, 0]
+    with probability target [0, .5, .5] has a finite loss (torch: NaN).
     """
-    reduction = _reduction_of(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
 
     def torch_loss(x):
         return F.cross_entropy(x, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
 
-    def fast(need_grad):
-        kernel = getattr(fastloss, "softmax_cross_entropy", None)
-        if kernel is None or reduction not in _REDUCTIONS or input.dim() not in (1, 2):
-            raise _Unsupported
-        logits, row_target, loss_shape = _class_rows(input, target)
-        n_rows, n_classes = logits.shape
-        class_weight = None
-        if weight is not None:
-            if weight.dtype != input.dtype or weight.shape != (n_classes,):
-                raise _Unsupported
-            class_weight = _as_float64(weight)
-        probabilities = target.dtype.is_floating_point
-        if probabilities:
-            if target.shape != input.shape or target.dtype != input.dtype:
-                raise _Unsupported
-            labels = _numpy(target).reshape(logits.shape)
-            options = {}
-        else:
-            labels = _labels(row_target, n_rows)
-            options = {"ignore_index": ignore_index}
-        result = kernel(logits, labels, class_weight=class_weight,
-                        label_smoothing=label_smoothing, reduction=reduction,
-                        grad=need_grad, n_threads=_threads(), **options)
-        if reduction == "mean" and not probabilities and result.loss == 0.0:
-            # torch's mean over no counted weight is 0 / 0 = NaN; fastloss's is
-            # 0.0, so only a zero loss needs the denominator checked.
-            counted = labels != ignore_index
-            total = counted.sum() if class_weight is None \
-                else class_weight[labels[counted]].sum()
-            if total == 0:
-                raise _Unsupported
-        return _tensor_result(result, input, loss_shape, input.shape)
-
-    return _run(input, fast, torch_loss, (target, weight))
+    path = _path(input, target, weight)
+    if path and _cross_entropy_covered(input, target, weight, ignore_index, reduction,
+                                       label_smoothing):
+        return _fused(path, _cross_entropy_fast, _cross_entropy_op, input,
+                      (target, weight, int(ignore_index), reduction, float(label_smoothing)),
+                      torch_loss)
+    return torch_loss(input)
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
@@ -455,40 +685,125 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         loss = w_y / C * sum_{j != y} max(0, margin - x_y + x_j) ** q
 
     (the Weston-Watkins hinge divided by C).  "mean" divides by N.  Computed by
-    ``fastloss.multiclass_hinge(kind="weston_watkins", squared=(p == 2))``
-    with w_y / C as sample weights.
+    the fused kernel of ``fastloss.multiclass_hinge(kind="weston_watkins",
+    squared=(p == 2))`` with w_y / C as sample weights.
     """
-    reduction = _reduction_of(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
 
     def torch_loss(x):
         return F.multi_margin_loss(x, target, p=p, margin=margin, weight=weight,
                                    reduction=reduction)
 
-    def fast(need_grad):
-        kernel = getattr(fastloss, "multiclass_hinge", None)
-        if kernel is None or reduction not in _REDUCTIONS or p not in (1, 2) \
-                or input.dim() not in (1, 2):
-            raise _Unsupported
-        scores, row_target, loss_shape = _class_rows(input, target)
-        n_rows, n_classes = scores.shape
-        labels = _labels(row_target, n_rows)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-            raise _Unsupported      # torch raises its own error
-        # Sample weights w_y / C (/ N for the mean): one kernel pass, torch's scaling.
-        scale = 1.0 / n_classes / (n_rows if reduction == "mean" else 1)
-        if weight is not None:
-            if weight.dtype != input.dtype or weight.shape != (n_classes,):
-                raise _Unsupported
-            sample_weight = _as_float64(weight)[labels] * scale
-        else:
-            sample_weight = np.full(n_rows, scale)
-        kind = "none" if reduction == "none" else "sum"
-        result = kernel(scores, labels, margin=margin, kind="weston_watkins",
-                        squared=(p == 2), sample_weight=sample_weight, reduction=kind,
-                        grad=need_grad, n_threads=_threads())
-        return _tensor_result(result, input, loss_shape, input.shape)
+    path = _path(input, target, weight)
+    if path and _multi_margin_covered(input, target, p, weight, reduction):
+        return _fused(path, _multi_margin_fast, _multi_margin_op, input,
+                      (target, int(p), float(margin), weight, reduction), torch_loss)
+    return torch_loss(input)
 
-    return _run(input, fast, torch_loss, (target, weight))
+
+# --- torch.compile: the fused losses as custom operators --------------------------------
+#
+# Each operator returns (loss, grad): grad is the gradient the kernel wrote in
+# the same pass (an empty tensor when need_grad is false), saved for the
+# backward formula grad * grad_loss.  Its fake implementation gives the
+# shapes torch.compile traces with.  A call whose data the kernels do not
+# cover is computed inside the operator by torch's own function.
+
+def _custom_op(name, schema, fast, torch_function, loss_shape):
+    """Define fastloss::name: ``fast`` as its kernel, its fake and autograd.
+
+    ``torch_function(input, *args)`` is torch's loss for the rare data the
+    kernels refuse; ``loss_shape(input, *args)`` the shape of the loss.
+    """
+    @torch.library.custom_op("fastloss::" + name, mutates_args=(), schema=schema)
+    def op(input, *args):
+        need_grad = args[-1]
+        try:
+            loss, grad = fast(input, *args)
+        except _Unsupported:
+            return _torch_loss_and_grad(lambda x: torch_function(x, *args[:-1]), input,
+                                        need_grad)
+        return loss, grad if need_grad else input.new_empty(0)
+
+    @op.register_fake
+    def _(input, *args):
+        loss = input.new_empty(loss_shape(input, *args))
+        return loss, input.new_empty(input.shape if args[-1] else (0,))
+
+    def setup_context(ctx, inputs, output):
+        loss, grad = output
+        ctx.loss_dim = loss.dim()
+        ctx.save_for_backward(grad)
+
+    n_others = schema.split("->")[0].count(",")     # the arguments after input
+
+    def backward(ctx, grad_loss, _):
+        # Traced into the compiled backward, which fuses the scale: no test of
+        # grad_loss == 1 (a data-dependent branch) here.
+        (grad,) = ctx.saved_tensors
+        extra = grad.dim() - ctx.loss_dim
+        scaled = grad * grad_loss.reshape(grad_loss.shape + (1,) * extra)
+        return (scaled,) + (None,) * n_others
+
+    op.register_autograd(backward, setup_context=setup_context)
+    return op
+
+
+def _reduced_shape(reduction, none_shape):
+    return none_shape if reduction == "none" else ()
+
+
+_mse_op = _custom_op(
+    "mse_loss",
+    "(Tensor input, Tensor target, Tensor? weight, str reduction, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _mse_fast,
+    lambda x, target, weight, reduction: F.mse_loss(
+        x, target, reduction=reduction, **({} if weight is None else {"weight": weight})),
+    lambda x, target, weight, reduction, need_grad: _reduced_shape(reduction, x.shape))
+
+_huber_op = _custom_op(
+    "huber_loss",
+    "(Tensor input, Tensor target, Tensor? weight, str reduction, float delta,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _huber_fast,
+    lambda x, target, weight, reduction, delta: F.huber_loss(
+        x, target, reduction=reduction, delta=delta,
+        **({} if weight is None else {"weight": weight})),
+    lambda x, target, weight, reduction, delta, need_grad: _reduced_shape(reduction,
+                                                                          x.shape))
+
+_bce_op = _custom_op(
+    "binary_cross_entropy_with_logits",
+    "(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, str reduction,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _bce_fast,
+    lambda x, target, weight, pos_weight, reduction: F.binary_cross_entropy_with_logits(
+        x, target, weight, reduction=reduction, pos_weight=pos_weight),
+    lambda x, target, weight, pos_weight, reduction, need_grad: _reduced_shape(reduction,
+                                                                               x.shape))
+
+_cross_entropy_op = _custom_op(
+    "cross_entropy",
+    "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction,"
+    " float label_smoothing, bool need_grad) -> (Tensor, Tensor)",
+    _cross_entropy_fast,
+    lambda x, target, weight, ignore_index, reduction, label_smoothing: F.cross_entropy(
+        x, target, weight, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing),
+    lambda x, target, weight, ignore_index, reduction, label_smoothing, need_grad:
+        _reduced_shape(reduction, x.shape[:-1]))
+
+_multi_margin_op = _custom_op(
+    "multi_margin_loss",
+    "(Tensor input, Tensor target, int p, float margin, Tensor? weight, str reduction,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _multi_margin_fast,
+    lambda x, target, p, margin, weight, reduction: F.multi_margin_loss(
+        x, target, p=p, margin=margin, weight=weight, reduction=reduction),
+    lambda x, target, p, margin, weight, reduction, need_grad: _reduced_shape(
+        reduction, target.shape if x.dim() == 1 else x.shape[:1]))
 
 
 # --- nn.Module twins: torch's modules with the fused forward -----------------------

@@ -471,3 +471,310 @@ def test_the_fused_gradient_is_computed_by_fastloss():
     assert grad.data_ptr() == saved.data_ptr()
     np.testing.assert_allclose(grad.numpy(), (torch.softmax(x.detach(), 1) - F.one_hot(
         labels(16, 8), 8)).numpy() / 16, rtol=1e-5, atol=1e-7)
+
+
+# --- the fused path takes what torch takes: values the NumPy API refuses -------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["bce targets outside [0, 1]", "ce negative probabilities",
+                                  "negative margin", "extreme inputs", "nan and inf inputs"])
+def test_values_the_numpy_api_refuses_give_torchs_answer(dtype, case):
+    # fastloss.torch calls the kernels without the NumPy API's validation:
+    # whatever torch computes for these, the fused path computes too.
+    x = randn(12, 5, dtype=dtype, scale=3.0)
+    if case == "bce targets outside [0, 1]":
+        t = (rand(12, 5, dtype=dtype, seed=1) * 3 - 1)
+        compare(flt.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                [x, t], dtype)
+    elif case == "ce negative probabilities":
+        t = randn(12, 5, dtype=dtype, seed=1)
+        compare(flt.cross_entropy, F.cross_entropy, [x, t], dtype)
+    elif case == "negative margin":
+        y = labels(12, 5, seed=1)
+        for p in (1, 2):
+            compare(lambda x, y: flt.multi_margin_loss(x, y, p=p, margin=-0.5),
+                    lambda x, y: F.multi_margin_loss(x, y, p=p, margin=-0.5), [x, y], dtype)
+    else:
+        # Squares of the elementwise losses stay finite in the input's dtype
+        # (fastloss sums them in float64, torch in the input's dtype); logits
+        # go to the dtype's limits.
+        big, huge = (1e18, 3e38) if dtype == torch.float32 else (1e150, 1e300)
+        extremes = [1e4, -1e4, big, -big] if case == "extreme inputs" else \
+            [float("nan"), float("inf"), -float("inf")]
+        x.view(-1)[::7] = torch.tensor(extremes, dtype=dtype).repeat(3)[:9]
+        t = randn(12, 5, dtype=dtype, seed=1)
+        for fast, ref in ((flt.mse_loss, F.mse_loss), (flt.huber_loss, F.huber_loss)):
+            for reduction in REDUCTIONS:
+                compare(lambda x, t: fast(x, t, reduction=reduction),
+                        lambda x, t: ref(x, t, reduction=reduction), [x, t], dtype)
+        if case == "extreme inputs":
+            # (NaN and infinite logits: see the deliberate difference below.)
+            compare(flt.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                    [x, rand(12, 5, dtype=dtype, seed=3)], dtype)
+            # Logits at the dtype's limit: two, as torch's float32 formulas and
+            # sums overflow on more (fastloss's float64 ones do not).
+            x[0, 3], x[1, 1] = huge, -huge
+            compare(flt.cross_entropy, F.cross_entropy, [x, labels(12, 5, seed=2)], dtype)
+
+
+# --- the bugs found by running torch's own test inputs -------------------------------
+
+def test_multi_margin_unbatched_none_has_the_targets_shape():
+    for target in (torch.tensor(2), torch.tensor([2])):
+        out = flt.multi_margin_loss(randn(6), target, reduction="none")
+        assert out.shape == F.multi_margin_loss(randn(6), target, reduction="none").shape
+        compare(lambda x, y: flt.multi_margin_loss(x, y, reduction="none"),
+                lambda x, y: F.multi_margin_loss(x, y, reduction="none"),
+                [randn(6), target], torch.float64)
+
+
+@pytest.mark.parametrize("ignore_index", [0, 2])
+def test_cross_entropy_ignore_index_with_probabilities_raises_torchs_error(ignore_index):
+    x, t = randn(4, 3), torch.softmax(randn(4, 3, seed=1), 1)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported") as theirs:
+        F.cross_entropy(x, t, ignore_index=ignore_index)
+    with pytest.raises(RuntimeError) as ours:
+        flt.cross_entropy(x, t, ignore_index=ignore_index)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        flt.CrossEntropyLoss(ignore_index=ignore_index)(x, t)
+    # A negative ignore_index means none with probabilities: the fused path.
+    compare(lambda x, t: flt.cross_entropy(x, t, ignore_index=-1),
+            lambda x, t: F.cross_entropy(x, t, ignore_index=-1), [x, t], torch.float64)
+
+
+FORWARD_AD_CASES = {
+    "cross_entropy": (lambda f, x: f.cross_entropy(x, labels(6, 4, seed=1)), (6, 4)),
+    "cross_entropy_none_probabilities": (lambda f, x: f.cross_entropy(
+        x, torch.softmax(randn(6, 4, seed=1), 1), reduction="none"), (6, 4)),
+    "binary_cross_entropy_with_logits": (lambda f, x: f.binary_cross_entropy_with_logits(
+        x, rand(6, 4, seed=1), pos_weight=rand(4, seed=2) + 0.5), (6, 4)),
+    "mse_loss": (lambda f, x: f.mse_loss(x, randn(6, 4, seed=1)), (6, 4)),
+    "mse_loss_none": (lambda f, x: f.mse_loss(x, randn(6, 4, seed=1), reduction="none"), (6, 4)),
+    "huber_loss": (lambda f, x: f.huber_loss(x, randn(6, 4, seed=1), delta=0.5), (6, 4)),
+}
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("name", sorted(FORWARD_AD_CASES))
+def test_forward_mode_ad_gives_torchs_tangent(name, requires_grad):
+    import torch.autograd.forward_ad as fwAD
+    call, shape = FORWARD_AD_CASES[name]
+    primal, tangent = randn(*shape, seed=20) * 2, randn(*shape, seed=21)
+    results = []
+    for f in (flt, F):
+        with fwAD.dual_level():
+            x = fwAD.make_dual(primal.clone().requires_grad_(requires_grad), tangent)
+            out = fwAD.unpack_dual(call(f, x))
+            assert out.tangent is not None
+            results.append((out.primal.detach(), out.tangent))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    # The tangent is not zero: the test would catch a dropped one.
+    assert results[1][1].abs().max() > 1e-3
+
+
+def test_forward_mode_ad_of_multi_margin_raises_torchs_error():
+    import torch.autograd.forward_ad as fwAD
+    for f in (F, flt):      # torch has no forward AD formula for it
+        with fwAD.dual_level(), pytest.raises(NotImplementedError, match="forward AD"):
+            f.multi_margin_loss(fwAD.make_dual(randn(6, 4), randn(6, 4, seed=1)),
+                                labels(6, 4, seed=2))
+
+
+def test_forward_mode_ad_of_a_target_tangent():
+    import torch.autograd.forward_ad as fwAD
+    x, t, v = randn(5, 3), randn(5, 3, seed=1), randn(5, 3, seed=2)
+    tangents = []
+    for f in (flt.mse_loss, F.mse_loss):
+        with fwAD.dual_level():
+            tangents.append(fwAD.unpack_dual(f(x, fwAD.make_dual(t, v))).tangent)
+    torch.testing.assert_close(tangents[0], tangents[1])
+
+
+def test_plain_calls_stay_fused_outside_forward_ad():
+    import torch.autograd.forward_ad as fwAD
+    x = randn(5, 3).requires_grad_(True)
+    with fwAD.dual_level():
+        assert fused(flt.cross_entropy(x, labels(5, 3)))     # no tangent anywhere
+    assert fused(flt.cross_entropy(x, labels(5, 3)))
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError])
+def test_errors_inside_the_fused_path_are_not_hidden(monkeypatch, error):
+    # Only the documented cases go to torch: an error raised by fastloss
+    # itself reaches the caller instead of a silent torch answer.
+    def broken_kernel(*args):
+        raise error("a fastloss bug")
+    for dtype in DTYPES:
+        monkeypatch.setitem(flt._KERNELS["softmax_cross_entropy"], dtype, broken_kernel)
+        monkeypatch.setitem(flt._KERNELS["mse"], dtype, broken_kernel)
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.cross_entropy(randn(4, 3), labels(4, 3))
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.mse_loss(randn(4, 3), randn(4, 3, seed=1))
+
+
+def test_infinite_logit_without_target_mass_is_the_one_deliberate_difference():
+    # softmax([-inf, 0, 0]) = [0, 1/2, 1/2]; with target [0, 1/2, 1/2] the loss
+    # is -(1/2 log 1/2 + 1/2 log 1/2) = log 2 (0 log 0 = 0), and the gradient
+    # p - t is 0.  torch computes 0 * -inf = NaN.
+    x = torch.tensor([[-float("inf"), 0.0, 0.0], [1.0, 2.0, 3.0]],
+                     dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([[0.0, 0.5, 0.5], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    loss = flt.cross_entropy(x, t, reduction="none")
+    assert fused(loss)
+    assert loss[0].item() == pytest.approx(np.log(2.0), rel=1e-15)
+    torch.testing.assert_close(loss[1], F.cross_entropy(x[1:], t[1:], reduction="none")[0])
+    loss.sum().backward()
+    assert torch.equal(x.grad[0], torch.zeros(3, dtype=torch.float64))
+    assert torch.isnan(F.cross_entropy(x.detach(), t, reduction="none")[0])
+    assert "[-inf, 0, 0]" in flt.__doc__ and "deliberate difference" in flt.__doc__
+
+
+def test_float32_loss_beyond_the_dtypes_range_is_inf_without_a_warning():
+    import warnings
+    x = torch.full((4,), 3e38, dtype=torch.float32)
+    t = torch.full((4,), -3e38, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = flt.mse_loss(x, t, reduction="sum")
+    assert out.dtype == torch.float32 and out.item() == float("inf") == \
+        F.mse_loss(x, t, reduction="sum").item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_targets_and_weights(dtype):
+    # Every tensor argument as a strided view: the fused path copies what the
+    # kernels cannot read in place.
+    def strided(t):
+        wide = torch.stack([t, torch.full_like(t, 7.0)], dim=-1) if t.is_floating_point() \
+            else torch.stack([t, torch.full_like(t, 99)], dim=-1)
+        view = wide[..., 0]
+        assert not view.is_contiguous() and torch.equal(view, t)
+        return view
+    x = randn(10, 4, dtype=dtype, scale=2.0)
+    y = strided(labels(10, 4, seed=1))
+    class_weight = strided(rand(4, dtype=dtype, seed=2) + 0.5)
+    probabilities = strided(torch.softmax(randn(10, 4, seed=3), 1).to(dtype))
+    t = strided(rand(10, 4, dtype=dtype, seed=4))
+    compare(lambda x, y: flt.cross_entropy(x, y, class_weight, label_smoothing=0.1),
+            lambda x, y: F.cross_entropy(x, y, class_weight, label_smoothing=0.1), [x, y],
+            dtype)
+    compare(lambda x, t: flt.cross_entropy(x, t, class_weight),
+            lambda x, t: F.cross_entropy(x, t, class_weight), [x, probabilities], dtype)
+    compare(lambda x, y: flt.multi_margin_loss(x, y, weight=class_weight, reduction="none"),
+            lambda x, y: F.multi_margin_loss(x, y, weight=class_weight, reduction="none"),
+            [x, y], dtype)
+    compare(lambda x, t: flt.binary_cross_entropy_with_logits(x, t, pos_weight=class_weight),
+            lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=class_weight),
+            [x, t], dtype)
+    compare(lambda x, t: flt.binary_cross_entropy_with_logits(x, t, t),
+            lambda x, t: F.binary_cross_entropy_with_logits(x, t, t), [x, t], dtype)
+    compare(lambda x, t: flt.mse_loss(x, t, weight=t), lambda x, t: F.mse_loss(x, t, weight=t),
+            [x, t], dtype)
+    compare(lambda x, t: flt.huber_loss(x, t, weight=t), lambda x, t: F.huber_loss(x, t, weight=t),
+            [x, t], dtype)
+
+
+def _random_call(rng):
+    """A random call of one loss: (name, positional args, keyword args); the
+    first argument is the input.  Shapes, dtypes, options, contiguity and
+    label values vary, bad ones included."""
+    dtype = DTYPES[rng.integers(2)]
+    name = FUNCTIONS[rng.integers(len(FUNCTIONS))]
+    reduction = ["mean", "sum", "none"][rng.integers(3)]
+    seed = int(rng.integers(1 << 30))
+
+    def maybe_strided(t):
+        return t.t().contiguous().t() if t.dim() == 2 and rng.random() < 0.3 else t
+
+    if name in ("cross_entropy", "multi_margin_loss"):
+        n_rows, n_classes = int(rng.integers(0, 6)), int(rng.integers(1, 6))
+        unbatched = rng.random() < 0.15
+        x = randn(n_classes, dtype=dtype, seed=seed) if unbatched else \
+            maybe_strided(randn(n_rows, n_classes, dtype=dtype, seed=seed, scale=3.0))
+        low, high = (-1, n_classes + 1) if rng.random() < 0.1 else (0, n_classes)
+        y = torch.randint(low, high, () if unbatched else (n_rows,), generator=generator(seed))
+        weight = rand(n_classes, dtype=dtype, seed=seed + 1) if rng.random() < 0.4 else None
+        if name == "cross_entropy":
+            kwargs = dict(weight=weight, reduction=reduction,
+                          ignore_index=int(rng.choice([-100, 0, 1])),
+                          label_smoothing=float(rng.choice([0.0, 0.3])))
+            if rng.random() < 0.3:
+                y = torch.softmax(randn(*x.shape, seed=seed + 2), -1).to(dtype)
+                kwargs["ignore_index"] = int(rng.choice([-100, -1, 1]))
+        else:
+            kwargs = dict(weight=weight, reduction=reduction, p=int(rng.choice([1, 2])),
+                          margin=float(rng.choice([1.0, 0.5, -0.5])))
+        return name, (x, y), kwargs
+    shape = [(), (7,), (5, 3), (2, 3, 4)][rng.integers(4)]
+    x = maybe_strided(randn(*shape, dtype=dtype, seed=seed, scale=3.0))
+    t = maybe_strided((rand if name == "binary_cross_entropy_with_logits" else randn)(
+        *shape, dtype=dtype, seed=seed + 1))
+    weight = rand(*shape, dtype=dtype, seed=seed + 2) if rng.random() < 0.3 else None
+    kwargs = dict(reduction=reduction, weight=weight)
+    if name == "binary_cross_entropy_with_logits" and shape and rng.random() < 0.4:
+        kwargs["pos_weight"] = rand(shape[-1], dtype=dtype, seed=seed + 3) + 0.5
+    if name == "huber_loss":
+        kwargs["delta"] = float(rng.choice([1.0, 0.3]))
+    return name, (x, t), kwargs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_calls_give_torchs_values_gradients_and_errors(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        name, (x, target), kwargs = _random_call(rng)
+        if name == "multi_margin_loss" and x.numel() == 0:
+            continue        # torch returns uninitialised memory there (its bug)
+        ours, theirs = getattr(flt, name), getattr(F, name)
+        try:
+            expected = theirs(x, target, **kwargs)
+        except Exception as error:
+            with pytest.raises(type(error)):
+                ours(x, target, **kwargs)
+            continue
+        dtype = x.dtype
+        compare(lambda x, t: ours(x, t, **kwargs), lambda x, t: theirs(x, t, **kwargs),
+                [x, target], dtype, expect_fused=fused(ours(x.detach().requires_grad_(True),
+                                                            target, **kwargs)))
+        assert expected.shape == ours(x, target, **kwargs).shape
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap", "jacrev", "jvp"])
+def test_functorch_transforms_give_torchs_results(transform):
+    # Under torch.func the call is torch's own (the fused Function is applied
+    # without the wrapper that would handle the transforms).
+    func = torch.func
+    x, y, t = randn(6, 4, seed=30), labels(6, 4, seed=31), randn(6, 4, seed=32)
+    results = []
+    for f in (flt, F):
+        def loss(x):
+            return f.cross_entropy(x, y, label_smoothing=0.1) + f.mse_loss(x, t)
+        if transform == "grad":
+            results.append(func.grad(loss)(x))
+        elif transform == "vmap":
+            results.append(func.vmap(lambda row, target: f.mse_loss(row, target))(x, t))
+        elif transform == "jacrev":
+            results.append(func.jacrev(lambda x: f.cross_entropy(x, y, reduction="none"))(x))
+        else:
+            results.append(func.jvp(loss, (x,), (t,))[1])
+    torch.testing.assert_close(results[0], results[1])
+    assert results[1].abs().max() > 1e-3
+
+
+def test_inference_mode():
+    x, y = randn(6, 4), labels(6, 4)
+    with torch.inference_mode():
+        for fast, ref, target in ((flt.cross_entropy, F.cross_entropy, y),
+                                  (flt.mse_loss, F.mse_loss, randn(6, 4, seed=1))):
+            ours = fast(x, target, reduction="none")
+            torch.testing.assert_close(ours, ref(x, target, reduction="none"))
+            assert ours.grad_fn is None
+
+
+def test_a_parameter_as_input_is_fused():
+    weight = torch.nn.Parameter(randn(5, 3))
+    compare(flt.mse_loss, F.mse_loss, [weight, randn(5, 3, seed=1)], torch.float64)
+    assert fused(flt.mse_loss(weight, randn(5, 3, seed=1)))
