@@ -854,8 +854,9 @@ def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None
     results are not bit-identical for every ``n_threads``.
 
     Accuracy: float64 agrees with the unfused float64 call to about 1e-13
-    relative, element by element (the chunked sums differ in order only); in float32 the products' own rounding dominates (the logits
-    and gradients are those of float32 matrix products).
+    relative, element by element (the chunked sums differ in order only);
+    in float32 the products' own rounding dominates (the logits and
+    gradients are those of float32 matrix products).
 
     Args:
       hidden: (N, D) inputs of the output layer.
