@@ -527,6 +527,11 @@ class MultiMarginLoss(torch.nn.MultiMarginLoss):
 
 __all__ += ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 
+import contextlib  # noqa: E402  (kept in this section)
+
+from fastloss._linear_cross_entropy import run_chunks  # noqa: E402
+from fastloss._linear_validation import check_unimplemented, prepare_linear  # noqa: E402
+
 
 class _LinearCrossEntropy(torch.autograd.Function):
     """The loss of a linear layer's logits, with gradients for its input, weight and bias.
@@ -577,6 +582,44 @@ def _linear_torch_grads(ctx, grad_output, create_graph):
                  for t in ctx.inputs)
 
 
+class _TorchProducts:
+    """The products of fastloss's chunk loop by torch's matmul, on zero-copy views.
+
+    torch's BLAS threads well for every product here, and ``addmm_``
+    accumulates grad_weight in place: no (V, D) scratch array.  They run on
+    torch's thread count.
+    """
+
+    def __init__(self, weight):
+        self.weight = torch.from_numpy(weight)
+
+    def threads(self):
+        return contextlib.nullcontext()
+
+    def logits(self, h_chunk, out):
+        torch.mm(torch.from_numpy(h_chunk), self.weight.T, out=torch.from_numpy(out))
+
+    def grad_hidden(self, g, out):
+        torch.mm(torch.from_numpy(g), self.weight, out=torch.from_numpy(out))
+
+    def add_grad_weight(self, g, h_chunk, grad_weight, first):
+        g_t, h_chunk = torch.from_numpy(g).T, torch.from_numpy(h_chunk)
+        if first:
+            torch.mm(g_t, h_chunk, out=torch.from_numpy(grad_weight))
+        else:
+            torch.from_numpy(grad_weight).addmm_(g_t, h_chunk)
+
+
+def _fused_linear(hidden, weight, labels, options, sample_weight=None, reduction="mean",
+                  grad=True):
+    """fastloss.linear_cross_entropy with torch's products (the same checks and loop)."""
+    prep = prepare_linear(hidden, weight, labels, options["bias"], options["class_weight"],
+                          options["ignore_index"], options["label_smoothing"], 0.0, None,
+                          sample_weight, reduction, grad, options["chunk_rows"],
+                          options["n_threads"])
+    return run_chunks(prep, _TorchProducts(prep.weight))
+
+
 def _linear_covered(input, weight, target, bias, class_weight):
     """Whether the fused layer may compute this call (see linear_cross_entropy)."""
     every = tuple(t for t in (input, weight, target, bias, class_weight) if t is not None)
@@ -610,17 +653,19 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
 
     for input (N, D), weight (V, D) (``torch.nn.Linear(D, V).weight``), bias
     (V,) or None and target (N,) int64 labels; class weights are
-    ``class_weight``, since ``weight`` is the projection.  Computed by
-    :func:`fastloss.linear_cross_entropy` on zero-copy NumPy views: rows in
-    chunks, each chunk's logits made by one product into a reused buffer and
-    turned into their gradient in place, so the peak memory is one chunk of
-    logits and one (V, D) scratch array instead of about three (N, V) arrays.
+    ``class_weight``, since ``weight`` is the projection.  Computed by the
+    chunk loop of :func:`fastloss.linear_cross_entropy` on zero-copy views,
+    with torch's matrix products: rows in chunks, each chunk's logits made by
+    one product into a reused buffer and turned into their gradient in place
+    by the fused kernel, the weight's gradient accumulated in place
+    (``addmm_``), so the peak memory is one chunk of logits instead of about
+    three (N, V) arrays.
     For "mean" and "sum" the gradients are computed in the forward pass and
     backward only scales them; for "none" backward makes one more chunked
-    pass with grad_output as row weights.  Runs on ``torch.get_num_threads()``
-    threads (BLAS limited to as many when threadpoolctl is installed).  The
-    products' sums depend on the thread count: results are not bit-identical
-    across thread counts.
+    pass with grad_output as row weights.  Products and kernel run on
+    ``torch.get_num_threads()`` threads, one after the other.  The products'
+    sums depend on the thread count: results are not bit-identical across
+    thread counts.
 
     ``z_loss`` and ``softcap`` must keep their defaults (NotImplementedError
     otherwise: the fused kernel has no such terms yet).  ``chunk_rows``
@@ -633,7 +678,7 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     "mean" over nothing (torch's NaN), tensor subclasses, functorch
     transforms and ``torch.compile`` tracing; and double backward.
     """
-    fastloss._linear_validation.check_unimplemented(z_loss, softcap)
+    check_unimplemented(z_loss, softcap)
 
     def torch_loss(x, w, b):
         return F.cross_entropy(F.linear(x, w, b), target, weight=class_weight,
@@ -652,8 +697,8 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in parameters)
     scalar = reduction != "none"
     try:
-        result = fastloss.linear_cross_entropy(hidden, projection, labels, reduction=reduction,
-                                               grad=need_grad and scalar, **options)
+        result = _fused_linear(hidden, projection, labels, options, reduction=reduction,
+                               grad=need_grad and scalar)
     except (ValueError, TypeError):
         return torch_loss(input, weight, bias)      # torch raises its own error
     if reduction == "mean" and result.loss == 0.0 and _nothing_counted(labels, options):
@@ -668,9 +713,8 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     def recompute(grad_output):
         """The gradients of sum_i g_i loss_i, g = grad_output; None if fastloss refuses g."""
         try:
-            again = fastloss.linear_cross_entropy(hidden, projection, labels,
-                                                  sample_weight=_as_float64(grad_output),
-                                                  reduction="sum", **options)
+            again = _fused_linear(hidden, projection, labels, options,
+                                  sample_weight=_as_float64(grad_output), reduction="sum")
         except ValueError:
             return None
         return _linear_grad_tensors(again)
@@ -706,7 +750,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
     def __init__(self, *, class_weight=None, ignore_index=-100, label_smoothing=0.0,
                  z_loss=0.0, softcap=None, reduction="mean", chunk_rows=None):
         super().__init__()
-        fastloss._linear_validation.check_unimplemented(z_loss, softcap)
+        check_unimplemented(z_loss, softcap)
         self.register_buffer("class_weight", class_weight)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing

@@ -249,6 +249,7 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
               + n_classes * n_features * itemsize   # the grad_weight scratch
+              + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
               + 64 * 1024)                          # Python objects, small arrays
