@@ -26,8 +26,9 @@ it reports
   invisible to it).  The target: 10% of the (N, V) float32 logits plus one
   weight-sized buffer;
 * how the NumPy function's time splits between the three matrix products,
-  the cross-entropy kernel, the weight-gradient accumulation and the bias
-  sums (an instrumented copy of its chunk loop, same steps);
+  the weight-gradient accumulation (through the scratch array) and the rest
+  (the cross-entropy kernel, the bias and its sums): its chunk loop run with
+  timed products;
 * accuracy: the largest relative difference, max |fused - unfused| /
   max |unfused|, from the unfused float32 path (``softmax_cross_entropy``
   on the whole logits) and, at N / 8 rows, the float64 one.
@@ -165,46 +166,47 @@ def interleaved_times(arrays, n_threads, rounds):
 
 
 def time_split(arrays, n_threads):
-    """Seconds of each step of fastloss.linear_cross_entropy's chunk loop (the same steps,
-    timed one by one) for one call with the default chunk size."""
-    import fastloss
-    from fastloss._linear_cross_entropy import _blas_threads, default_chunk_rows
+    """Seconds of one fastloss.linear_cross_entropy call (default chunks): in the matrix
+    products, in accumulating grad_weight, and in the rest (the cross-entropy kernel,
+    the bias and its sums), by timing the products of the real chunk loop."""
+    from fastloss._linear_cross_entropy import NumpyProducts, run_chunks
+    from fastloss._linear_validation import prepare_linear
+
+    clock = time.perf_counter
+    steps = {"products": 0.0, "accumulate": 0.0}
+
+    class TimedProducts(NumpyProducts):
+        def logits(self, h_chunk, out):
+            start = clock()
+            super().logits(h_chunk, out)
+            steps["products"] += clock() - start
+
+        def grad_hidden(self, g, out):
+            start = clock()
+            super().grad_hidden(g, out)
+            steps["products"] += clock() - start
+
+        def add_grad_weight(self, g, h_chunk, grad_weight, first):
+            start = clock()
+            if first:
+                np.matmul(g.T, h_chunk, out=grad_weight)
+                steps["products"] += clock() - start
+                return
+            if self.scratch is None:
+                self.scratch = np.empty(grad_weight.shape, grad_weight.dtype)
+            np.matmul(g.T, h_chunk, out=self.scratch)
+            middle = clock()
+            np.add(grad_weight, self.scratch, out=grad_weight)
+            steps["products"] += middle - start
+            steps["accumulate"] += clock() - middle
 
     hidden, weight, bias, labels = arrays
-    n_rows, n_classes = hidden.shape[0], weight.shape[0]
-    rows = default_chunk_rows(n_rows, n_classes, hidden.itemsize)
-    buffer = np.empty((rows, n_classes), hidden.dtype)
-    grad_hidden, grad_weight = np.empty_like(hidden), np.empty_like(weight)
-    scratch, grad_bias = np.empty_like(weight), np.zeros(n_classes)
-    row_weights = np.full(n_rows, 1.0 / n_rows)
-    steps = dict.fromkeys(["products", "kernel", "accumulate", "bias"], 0.0)
-    clock = time.perf_counter
-    with _blas_threads(n_threads or 0):
-        total_start = clock()
-        for start in range(0, n_rows, rows):
-            stop = min(start + rows, n_rows)
-            h_chunk, logits = hidden[start:stop], buffer[:stop - start]
-            t0 = clock()
-            np.matmul(h_chunk, weight.T, out=logits)
-            t1 = clock()
-            np.add(logits, bias, out=logits)
-            fastloss.softmax_cross_entropy(logits, labels[start:stop],
-                                           sample_weight=row_weights[start:stop],
-                                           reduction="sum", out=logits, n_threads=n_threads)
-            t2 = clock()
-            np.matmul(logits, weight, out=grad_hidden[start:stop])
-            np.matmul(logits.T, h_chunk, out=grad_weight if start == 0 else scratch)
-            t3 = clock()
-            if start:
-                np.add(grad_weight, scratch, out=grad_weight)
-            t4 = clock()
-            np.add(grad_bias, np.sum(logits, axis=0, dtype=np.float64), out=grad_bias)
-            t5 = clock()
-            steps["products"] += (t1 - t0) + (t3 - t2)
-            steps["kernel"] += t2 - t1
-            steps["accumulate"] += t4 - t3
-            steps["bias"] += t5 - t4
-        steps["total"] = clock() - total_start
+    prep = prepare_linear(hidden, weight, labels, bias, None, None, 0.0, 0.0, None, None,
+                          "mean", True, None, n_threads)
+    start = clock()
+    run_chunks(prep, TimedProducts(prep.weight, prep.n_threads))
+    steps["total"] = clock() - start
+    steps["kernel and bias"] = steps["total"] - steps["products"] - steps["accumulate"]
     return steps
 
 
@@ -293,7 +295,7 @@ def markdown(report):
         for label, steps in case["split"].items():
             total = steps["total"]
             parts = ", ".join(f"{name} {100 * steps[name] / total:.0f}%"
-                              for name in ("products", "kernel", "accumulate", "bias"))
+                              for name in ("products", "kernel and bias", "accumulate"))
             lines.append(f"Split of the NumPy function's {total:.3f} s ({label}): {parts}.")
         lines.append("")
         for dtype, diffs in case["accuracy"].items():
