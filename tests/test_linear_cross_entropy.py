@@ -396,3 +396,16 @@ def test_docstring_example_runs():
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
     assert runner.summarize(verbose=False).attempted >= 4
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_degenerate_shapes_match_the_reference(reduction):
+    # no classes (every row ignored), and no features (the logits are the bias)
+    cases = [(np.ones((3, 2)), np.ones((0, 2)), [-1, -1, -1], np.ones(0)),
+             (np.ones((3, 0)), np.ones((4, 0)), [0, 1, 3], np.arange(4.0))]
+    for hidden, weight, labels, bias in cases:
+        results = [module.linear_cross_entropy(hidden, weight, labels, bias=bias,
+                                               ignore_index=-1, reduction=reduction,
+                                               chunk_rows=2)
+                   for module in (fastloss, reference)]
+        assert_results_match(results[0], results[1], rtol=1e-12)
