@@ -13,6 +13,10 @@ taken in chunks; for each chunk
    others through one (V, D) scratch array, since NumPy's matmul cannot
    accumulate into its output); grad_bias sums G_c's rows in float64.
 
+The three products are methods of one small object (``NumpyProducts`` here;
+``fastloss.torch`` passes torch's, which accumulate in place), so that
+the loop, and with it the semantics, is written once.
+
 The signature, semantics and docstring are those of the reference twin in
 :mod:`fastloss.reference`, which computes the whole logits at once.
 """
@@ -31,8 +35,8 @@ from fastloss._multiclass import softmax_cross_entropy
 
 # The default chunk: a sixteenth of the rows (6.25% of the logits), at least
 # MIN_CHUNK_ROWS rows (each chunk costs one pass over the (V, D) scratch, which
-# costs as much as a product over about 20 rows), at most what fits in
-# MAX_CHUNK_BYTES.
+# took as long as the products of 50 to 100 rows in our measurements), at most
+# what fits in MAX_CHUNK_BYTES.
 CHUNK_FRACTION = 16
 MIN_CHUNK_ROWS = 128
 MAX_CHUNK_BYTES = 256 * 2**20
