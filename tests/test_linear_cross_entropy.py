@@ -241,7 +241,7 @@ def tracemalloc_peak(call):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction):
-    n_rows, n_features, n_classes, chunk_rows = 2_000, 16, 3_000, 100
+    n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
     peak, result = tracemalloc_peak(lambda: fastloss.linear_cross_entropy(
@@ -254,12 +254,12 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
               + n_rows * 8                          # the per-row weights of "mean"
               + 64 * 1024)                          # Python objects, small arrays
     assert peak - returned <= budget
-    # The (N, V) logits would be 6 to 12 times the budget.
+    # The (N, V) logits would be 6 to 8 times the budget.
     assert n_rows * n_classes * itemsize > 6 * budget
 
 
 def test_no_gradient_work_with_grad_false():
-    n_rows, n_features, n_classes, chunk_rows = 2_000, 16, 3_000, 100
+    n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(np.float32, n_rows, n_features, n_classes)
     peak, result = tracemalloc_peak(lambda: fastloss.linear_cross_entropy(
         hidden, weight, labels, bias=bias, grad=False, chunk_rows=chunk_rows))

@@ -96,8 +96,9 @@ def test_gradcheck(reduction, with_bias):
 
     assert type(function(*leaves).grad_fn).__name__ == FUSED
     assert torch.autograd.gradcheck(function, leaves)
-    # double backward goes through torch's own functions
-    assert torch.autograd.gradgradcheck(function, leaves)
+    if reduction == "mean" and with_bias:
+        # double backward goes through torch's own functions (once is enough)
+        assert torch.autograd.gradgradcheck(function, leaves)
 
 
 def test_only_the_needed_gradients():
