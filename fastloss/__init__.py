@@ -12,6 +12,7 @@ from fastloss._elementwise import binary_cross_entropy, hinge, huber, mse, squar
 from fastloss._multiclass import (kl_divergence, log_softmax, logsumexp, multiclass_hinge,
                                   softmax, softmax_binary_cross_entropy, softmax_cross_entropy)
 from fastloss._config import show_config
+from fastloss._linear_cross_entropy import LinearCrossEntropyGrad, linear_cross_entropy
 
 __version__ = "0.1.0"
 
@@ -31,4 +32,6 @@ __all__ = [
     "softmax",
     "log_softmax",
     "show_config",
+    "LinearCrossEntropyGrad",
+    "linear_cross_entropy",
 ]

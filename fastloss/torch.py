@@ -845,3 +845,247 @@ class MultiMarginLoss(torch.nn.MultiMarginLoss):
     def forward(self, input, target):
         return multi_margin_loss(input, target, p=self.p, margin=self.margin,
                                  weight=self.weight, reduction=self.reduction)
+
+
+# --- fused linear cross-entropy: the output layer and its loss ----------------------
+
+__all__ += ["linear_cross_entropy", "LinearCrossEntropyLoss"]
+
+import contextlib  # noqa: E402  (kept in this section)
+
+from fastloss._linear_cross_entropy import run_chunks  # noqa: E402
+from fastloss._linear_validation import check_unimplemented, prepare_linear  # noqa: E402
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """The loss of a linear layer's logits, with gradients for its input, weight and bias.
+
+    forward(input, weight, bias, loss, state) returns ``loss``; ``state`` is a
+    tuple (grads, recompute, torch_loss).  ``grads`` are the gradients of a
+    scalar loss, computed with it, which backward scales by grad_output; for
+    a per-row loss ("none") they are None and backward calls
+    ``recompute(row_weights)``, the gradients of sum_i g_i loss_i (one more
+    chunked pass, still without the logits).  ``torch_loss(input, weight,
+    bias)`` is torch's unfused loss, used for double backward only.
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, loss, state):
+        ctx.grads, ctx.recompute, ctx.torch_loss = state
+        ctx.inputs = (input, weight, bias)
+        ctx.versions = tuple(None if t is None else t._version for t in ctx.inputs)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        inputs = ctx.inputs
+        if tuple(None if t is None else t._version for t in inputs) != ctx.versions:
+            raise RuntimeError("fastloss.torch.linear_cross_entropy: an input was modified "
+                               "in place before the backward pass")
+        if torch.is_grad_enabled():
+            grads = _linear_torch_grads(ctx, grad_output, create_graph=True)
+        elif ctx.grads is None:
+            grads = ctx.recompute(grad_output)
+            if grads is None:       # weights fastloss refuses (NaN, inf): torch's own way
+                grads = _linear_torch_grads(ctx, grad_output, create_graph=False)
+        elif grad_output.item() == 1.0:     # loss.backward(): the gradients as they are
+            grads = ctx.grads
+        else:
+            grads = tuple(None if g is None else g * grad_output for g in ctx.grads)
+        grads = tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad))
+        return grads + (None, None)
+
+
+def _linear_torch_grads(ctx, grad_output, create_graph):
+    """The gradients by torch's unfused loss (double backward, and refused weights)."""
+    with torch.enable_grad():
+        inputs = [t for t in ctx.inputs if t is not None and t.requires_grad]
+        loss = ctx.torch_loss(*ctx.inputs)
+        found = iter(torch.autograd.grad(loss, inputs, grad_output, create_graph=create_graph))
+    return tuple(next(found) if t is not None and t.requires_grad else None
+                 for t in ctx.inputs)
+
+
+class _TorchProducts:
+    """The products of fastloss's chunk loop by torch's matmul, on zero-copy views.
+
+    torch's BLAS threads well for every product here, and ``addmm_``
+    accumulates grad_weight in place: no (V, D) scratch array.  They run on
+    torch's thread count.
+    """
+
+    def __init__(self, weight):
+        self.weight = torch.from_numpy(weight)
+
+    def threads(self):
+        return contextlib.nullcontext()
+
+    def logits(self, h_chunk, out):
+        torch.mm(torch.from_numpy(h_chunk), self.weight.T, out=torch.from_numpy(out))
+
+    def grad_hidden(self, g, out):
+        torch.mm(torch.from_numpy(g), self.weight, out=torch.from_numpy(out))
+
+    def add_grad_weight(self, g, h_chunk, grad_weight, first):
+        g_t, h_chunk = torch.from_numpy(g).T, torch.from_numpy(h_chunk)
+        if first:
+            torch.mm(g_t, h_chunk, out=torch.from_numpy(grad_weight))
+        else:
+            torch.from_numpy(grad_weight).addmm_(g_t, h_chunk)
+
+
+def _fused_linear(hidden, weight, labels, options, sample_weight=None, reduction="mean",
+                  grad=True):
+    """fastloss.linear_cross_entropy with torch's products (the same checks and loop)."""
+    prep = prepare_linear(hidden, weight, labels, options["bias"], options["class_weight"],
+                          options["ignore_index"], options["label_smoothing"], 0.0, None,
+                          sample_weight, reduction, grad, options["chunk_rows"],
+                          options["n_threads"])
+    return run_chunks(prep, _TorchProducts(prep.weight))
+
+
+def _linear_covered(input, weight, target, bias, class_weight):
+    """Whether the fused layer may compute this call (see linear_cross_entropy)."""
+    every = tuple(t for t in (input, weight, target, bias, class_weight) if t is not None)
+    if not all(isinstance(t, torch.Tensor) for t in every):
+        return False
+    if input.dtype not in _FAST_DTYPES or torch.overrides.has_torch_function(every):
+        return False
+    if input.dim() != 2 or target.dtype != torch.int64 or target.shape != input.shape[:1]:
+        return False
+    for t in (weight, bias, class_weight):
+        if t is not None and t.dtype != input.dtype:
+            return False
+    for t in every:
+        if not t.is_cpu or t.layout != torch.strided or _is_functorch_tensor(t):
+            return False
+    if class_weight is not None and class_weight.requires_grad and torch.is_grad_enabled():
+        return False
+    return not _is_compiling()
+
+
+def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
+                         reduction="mean", chunk_rows=None):
+    """Cross-entropy of a linear layer's logits, without ever holding the logits.
+
+    The same value and gradients (for input, weight and bias) as::
+
+        F.cross_entropy(F.linear(input, weight, bias), target, weight=class_weight,
+                        ignore_index=ignore_index, label_smoothing=label_smoothing,
+                        reduction=reduction)
+
+    for input (N, D), weight (V, D) (``torch.nn.Linear(D, V).weight``), bias
+    (V,) or None and target (N,) int64 labels; class weights are
+    ``class_weight``, since ``weight`` is the projection.  Computed by the
+    chunk loop of :func:`fastloss.linear_cross_entropy` on zero-copy views,
+    with torch's matrix products: rows in chunks, each chunk's logits made by
+    one product into a reused buffer and turned into their gradient in place
+    by the fused kernel, the weight's gradient accumulated in place
+    (``addmm_``), so the peak memory is one chunk of logits instead of about
+    three (N, V) arrays.
+    For "mean" and "sum" the gradients are computed in the forward pass and
+    backward only scales them; for "none" backward makes one more chunked
+    pass with grad_output as row weights.  Products and kernel run on
+    ``torch.get_num_threads()`` threads, one after the other.  The products'
+    sums depend on the thread count: results are not bit-identical across
+    thread counts.
+
+    ``z_loss`` and ``softcap`` must keep their defaults (NotImplementedError
+    otherwise: the fused kernel has no such terms yet).  ``chunk_rows``
+    overrides the chunk size (see :func:`fastloss.linear_cross_entropy`).
+
+    torch's own unfused functions compute the calls the fused layer does not
+    cover, with torch's result and errors: tensors not on the CPU or of a
+    dtype other than float32/float64, mixed dtypes, input not 2-D, labels not
+    int64, labels out of range, a class_weight that requires a gradient, a
+    "mean" over nothing (torch's NaN), tensor subclasses, functorch
+    transforms and ``torch.compile`` tracing; and double backward.
+    """
+    check_unimplemented(z_loss, softcap)
+
+    def torch_loss(x, w, b):
+        return F.cross_entropy(F.linear(x, w, b), target, weight=class_weight,
+                               ignore_index=ignore_index, reduction=reduction,
+                               label_smoothing=label_smoothing)
+
+    if not _linear_covered(input, weight, target, bias, class_weight) \
+            or reduction not in _REDUCTIONS:
+        return torch_loss(input, weight, bias)
+    hidden, projection, labels = _numpy(input), _numpy(weight), _numpy(target)
+    options = dict(bias=None if bias is None else _numpy(bias),
+                   class_weight=None if class_weight is None else _as_float64(class_weight),
+                   ignore_index=ignore_index, label_smoothing=label_smoothing,
+                   chunk_rows=chunk_rows, n_threads=_threads())
+    parameters = (input, weight) + (() if bias is None else (bias,))
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in parameters)
+    scalar = reduction != "none"
+    try:
+        result = _fused_linear(hidden, projection, labels, options, reduction=reduction,
+                               grad=need_grad and scalar)
+    except (ValueError, TypeError):
+        return torch_loss(input, weight, bias)      # torch raises its own error
+    if reduction == "mean" and result.loss == 0.0 and _nothing_counted(labels, options):
+        return torch_loss(input, weight, bias)      # torch's 0 / 0 = NaN
+    if scalar:
+        loss = torch.from_numpy(np.array(result.loss, dtype=_NUMPY_DTYPES[input.dtype]))
+    else:
+        loss = torch.from_numpy(result.loss)
+    if not need_grad:
+        return loss
+
+    def recompute(grad_output):
+        """The gradients of sum_i g_i loss_i, g = grad_output; None if fastloss refuses g."""
+        try:
+            again = _fused_linear(hidden, projection, labels, options,
+                                  sample_weight=_as_float64(grad_output), reduction="sum")
+        except ValueError:
+            return None
+        return _linear_grad_tensors(again)
+
+    grads = _linear_grad_tensors(result) if scalar else None
+    return _LinearCrossEntropy.apply(input, weight, bias, loss, (grads, recompute, torch_loss))
+
+
+def _linear_grad_tensors(result):
+    return tuple(None if g is None else torch.from_numpy(g) for g in result[1:])
+
+
+def _nothing_counted(labels, options):
+    """Whether a "mean" has no counted weight (every label ignored, or class weights 0)."""
+    counted = labels != options["ignore_index"]
+    class_weight = options["class_weight"]
+    total = counted.sum() if class_weight is None else class_weight[labels[counted]].sum()
+    return total == 0
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """The loss of :func:`linear_cross_entropy` as a module that owns no parameters.
+
+    ``LinearCrossEntropyLoss(**options)`` takes the options of
+    :func:`linear_cross_entropy` (class_weight, ignore_index=-100,
+    label_smoothing, z_loss, softcap, reduction, chunk_rows); its
+    ``forward(input, weight, target, bias=None)`` takes the model's
+    projection, e.g. ``loss_fn(hidden, model.lm_head.weight, target,
+    model.lm_head.bias)``.  ``class_weight`` is a buffer (it follows
+    ``.to()`` and is saved in ``state_dict``), not a parameter.
+    """
+
+    def __init__(self, *, class_weight=None, ignore_index=-100, label_smoothing=0.0,
+                 z_loss=0.0, softcap=None, reduction="mean", chunk_rows=None):
+        super().__init__()
+        check_unimplemented(z_loss, softcap)
+        self.register_buffer("class_weight", class_weight)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        self.reduction = reduction
+        self.chunk_rows = chunk_rows
+
+    def forward(self, input, weight, target, bias=None):
+        return linear_cross_entropy(input, weight, target, bias, class_weight=self.class_weight,
+                                    ignore_index=self.ignore_index,
+                                    label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+                                    softcap=self.softcap, reduction=self.reduction,
+                                    chunk_rows=self.chunk_rows)

@@ -1,0 +1,189 @@
+"""The fused linear cross-entropy: the output layer and its loss, in chunks of rows.
+
+Design: the (N, V) logits of a large vocabulary are never held.  Rows are
+taken in chunks; for each chunk
+
+1. one matrix product writes the chunk's logits into one reused buffer
+   (plus the bias);
+2. the fused cross-entropy kernel turns them into their gradient G_c in
+   place (``out=`` the buffer), with the "mean" divisor of the whole batch
+   folded into the per-row weights;
+3. two products take the gradient back: G_c @ weight into grad_hidden's
+   rows, G_c.T @ hidden_c into grad_weight (the first chunk directly, the
+   others through one (V, D) scratch array, since NumPy's matmul cannot
+   accumulate into its output); grad_bias sums G_c's rows in float64.
+
+The three products are methods of one small object (``NumpyProducts`` here;
+``fastloss.torch`` passes torch's, which accumulate in place), so that
+the loop, and with it the semantics, is written once.
+
+The signature, semantics and docstring are those of the reference twin in
+:mod:`fastloss.reference`, which computes the whole logits at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from fastloss import reference
+from fastloss._elementwise import same_doc_as
+from fastloss._linear_validation import (LinearCrossEntropyGrad, label_mean_denominator,
+                                         prepare_linear)
+from fastloss._multiclass import softmax_cross_entropy
+
+# The default chunk: a sixteenth of the rows (6.25% of the logits), at least
+# MIN_CHUNK_ROWS rows (each chunk costs one pass over the (V, D) scratch, which
+# took as long as the products of 50 to 100 rows in our measurements), at most
+# what fits in MAX_CHUNK_BYTES.
+CHUNK_FRACTION = 16
+MIN_CHUNK_ROWS = 128
+MAX_CHUNK_BYTES = 256 * 2**20
+
+
+def default_chunk_rows(n_rows, n_classes, itemsize):
+    """Rows per chunk when chunk_rows is None (the rule in the docstring)."""
+    rows = max(math.ceil(n_rows / CHUNK_FRACTION), MIN_CHUNK_ROWS)
+    rows = min(rows, MAX_CHUNK_BYTES // max(n_classes * itemsize, 1))
+    return max(1, min(rows, n_rows))
+
+
+def _blas_threads(n_threads):
+    """A context limiting BLAS to n_threads (0: its default) when threadpoolctl is installed."""
+    if n_threads == 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n_threads, user_api="blas")
+
+
+def _row_weights(prep):
+    """The kernel's per-row weights and reduction, and the "mean" divisor (None if not mean).
+
+    For "mean", s_i / denominator: the kernel then returns this chunk's share
+    of the mean and a gradient already scaled by the whole batch's divisor.
+    """
+    if prep.reduction != "mean":
+        return prep.sample_weight, prep.reduction, None
+    denominator = label_mean_denominator(prep)
+    if denominator == 0:
+        return None, "sum", 0.0
+    n_rows = prep.labels.shape[0]
+    weights = np.full(n_rows, 1.0 / denominator) if prep.sample_weight is None \
+        else prep.sample_weight / denominator
+    return weights, "sum", denominator
+
+
+def _empty_mean(prep):
+    """A "mean" over nothing: 0.0 and all-zero gradients."""
+    if not prep.grad:
+        return LinearCrossEntropyGrad(0.0, None, None, None)
+    grad_bias = None if prep.bias is None else np.zeros(prep.bias.shape, prep.dtype)
+    return LinearCrossEntropyGrad(0.0, np.zeros(prep.hidden.shape, prep.dtype),
+                                  np.zeros(prep.weight.shape, prep.dtype), grad_bias)
+
+
+class NumpyProducts:
+    """The matrix products of the chunk loop, by NumPy's matmul (its BLAS).
+
+    ``logits(h_chunk, out)``: out = h_chunk @ weight.T;
+    ``grad_hidden(g, out)``: out = g @ weight;
+    ``add_grad_weight(g, h_chunk, grad_weight, first)``: grad_weight (+)= g.T @ h_chunk
+    (``first``: assign).  ``threads()`` is the context of the whole loop.
+    """
+
+    def __init__(self, weight, n_threads):
+        self.weight = weight
+        self.n_threads = n_threads
+        self.scratch = None             # (V, D), made at the second chunk
+        self.transposed = None          # (D, rows), made at the first chunk
+
+    def threads(self):
+        return _blas_threads(self.n_threads)
+
+    def logits(self, h_chunk, out):
+        np.matmul(h_chunk, self.weight.T, out=out)
+
+    def grad_hidden(self, g, out):
+        # weight.T @ g.T into a small (D, rows) buffer, then copied: OpenBLAS
+        # threads this form well, while g @ weight (long sums over V, small
+        # output) ran 2 to 8 times slower on 2 threads than on 1 (Xeon, 2 cores).
+        rows = g.shape[0]
+        if self.transposed is None or self.transposed.shape[1] < rows:
+            self.transposed = np.empty((self.weight.shape[1], rows), g.dtype)
+        transposed = self.transposed[:, :rows]
+        np.matmul(self.weight.T, g.T, out=transposed)
+        np.copyto(out, transposed.T)
+
+    def add_grad_weight(self, g, h_chunk, grad_weight, first):
+        if first:
+            np.matmul(g.T, h_chunk, out=grad_weight)
+            return
+        # NumPy's matmul cannot accumulate into its output: one scratch array.
+        if self.scratch is None:
+            self.scratch = np.empty(grad_weight.shape, grad_weight.dtype)
+        np.matmul(g.T, h_chunk, out=self.scratch)
+        np.add(grad_weight, self.scratch, out=grad_weight)
+
+
+@same_doc_as(reference.linear_cross_entropy)
+def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None,
+                         ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None,
+                         sample_weight=None, reduction="mean", grad=True, chunk_rows=None,
+                         n_threads=None):
+    prep = prepare_linear(hidden, weight, target, bias, class_weight, ignore_index,
+                          label_smoothing, z_loss, softcap, sample_weight, reduction, grad,
+                          chunk_rows, n_threads)
+    return run_chunks(prep, NumpyProducts(prep.weight, prep.n_threads))
+
+
+def run_chunks(prep, products):
+    """The chunk loop of linear_cross_entropy on prepared arguments, with the given
+    products (NumpyProducts, or torch's in fastloss.torch)."""
+    row_weights, kernel_reduction, denominator = _row_weights(prep)
+    if denominator == 0:
+        return _empty_mean(prep)
+    h, dtype = prep.hidden, prep.dtype
+    n_rows, n_classes = h.shape[0], prep.weight.shape[0]
+    rows = prep.chunk_rows or default_chunk_rows(n_rows, n_classes, dtype.itemsize)
+    rows = max(1, min(rows, n_rows))
+    buffer = np.empty((rows, n_classes), dtype)
+    losses = np.empty(n_rows, dtype) if prep.reduction == "none" else None
+    total = 0.0
+    grad_hidden = grad_weight = grad_bias = None
+    if prep.grad:
+        grad_hidden = np.empty(h.shape, dtype)
+        grad_weight = np.zeros(prep.weight.shape, dtype)    # zeros: the result when N == 0
+        if prep.bias is not None:
+            grad_bias = np.zeros(n_classes, np.float64)
+    threads = prep.n_threads or None
+    with products.threads():
+        for start in range(0, n_rows, rows):
+            stop = min(start + rows, n_rows)
+            h_chunk, logits = h[start:stop], buffer[:stop - start]
+            products.logits(h_chunk, logits)
+            if prep.bias is not None:
+                np.add(logits, prep.bias, out=logits)
+            loss, g = softmax_cross_entropy(
+                logits, prep.labels[start:stop], class_weight=prep.class_weight,
+                ignore_index=prep.ignore_index, label_smoothing=prep.label_smoothing,
+                sample_weight=None if row_weights is None else row_weights[start:stop],
+                reduction=kernel_reduction, grad=prep.grad,
+                out=logits if prep.grad else None, n_threads=threads)
+            if losses is not None:
+                losses[start:stop] = loss
+            else:
+                total += loss
+            if not prep.grad:
+                continue
+            products.grad_hidden(g, grad_hidden[start:stop])
+            products.add_grad_weight(g, h_chunk, grad_weight, first=start == 0)
+            if grad_bias is not None:
+                np.add(grad_bias, np.sum(g, axis=0, dtype=np.float64), out=grad_bias)
+    if grad_bias is not None:
+        grad_bias = grad_bias.astype(dtype, copy=False)
+    loss = losses if losses is not None else total
+    return LinearCrossEntropyGrad(loss, grad_hidden, grad_weight, grad_bias)
