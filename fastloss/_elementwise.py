@@ -10,6 +10,7 @@ import numpy as np
 from fastloss import reference
 from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
 from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
+                                  check_probabilities,
                                   check_parameter, mean_denominator, prepare_elementwise,
                                   prepare_hinge, settle_weights)
 
@@ -30,9 +31,11 @@ def _specialised(name):
 
 
 _KERNELS = {name: _specialised(name) for name in
-            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge",
-             "scan_binary_targets")}
+            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge", "scan_targets")}
 _BAD_TARGETS = _elementwise_kernels.TARGET_INVALID
+# The kernels that check their targets and return (total, seen): whether the
+# targets are probabilities in [0, 1] (else binary hinge targets).
+_TARGET_CHECKS = {"binary_cross_entropy": True, "hinge": False, "squared_hinge": False}
 
 
 def same_doc_as(reference_function):
@@ -81,9 +84,9 @@ def _run(name, prep, param, param_per_column=None):
     total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
                                   columns, param, loss_out, grad_out, hess_out, scale,
                                   prep.n_threads)
-    if name in ("hinge", "squared_hinge"):
+    if name in _TARGET_CHECKS:
         total, seen = total
-        _check_seen_targets(prep, seen)
+        _check_seen_targets(name, prep, seen)
     settle_weights(prep, total)
     if reduction == "none":
         loss = loss_out.reshape(shape)
@@ -100,19 +103,29 @@ def _run(name, prep, param, param_per_column=None):
     return LossGrad(loss, grad)
 
 
-def _check_seen_targets(prep, seen):
-    """Raise the validation layer's error if the kernel met invalid hinge targets."""
+def _check_seen_targets(name, prep, seen):
+    """Raise the validation layer's error if the kernel met invalid targets."""
+    if _TARGET_CHECKS[name]:
+        if seen & _BAD_TARGETS:
+            check_probabilities(prep.target, "target", at_most_one=True)   # raises
+            raise AssertionError("check_probabilities accepted targets the kernel rejected")
+        return
     zero_and_minus_one = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
     if seen & _BAD_TARGETS or seen & zero_and_minus_one == zero_and_minus_one:
         binary_targets(prep.target, "target")       # raises the error naming the value
         raise AssertionError("binary_targets accepted targets the kernel rejected")
 
 
+def _scan_targets(prep, unit):
+    """The TARGET_* bits of every target, in a pass of their own (before writing in place)."""
+    return _KERNELS["scan_targets"][prep.dtype](prep.target.reshape(-1), unit)
+
+
 def _hinge_family(name, prep, margin):
     if prep.out is not None:
         # The kernel would write the gradient before reporting bad targets:
         # check them first so that a failing call leaves out (maybe pred) untouched.
-        _check_seen_targets(prep, _KERNELS["scan_binary_targets"][prep.dtype](prep.target))
+        _check_seen_targets(name, prep, _scan_targets(prep, False))
     return _run(name, prep, margin)
 
 
@@ -149,6 +162,10 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
                                pred_name="logits", hess=hess, defer_weight_check=True)
+    if prep.out is not None and np.shares_memory(prep.out, prep.pred):
+        # In place, the kernel would overwrite the logits before reporting a bad
+        # target: check first, so that a failing call leaves them untouched.
+        _check_seen_targets("binary_cross_entropy", prep, _scan_targets(prep, True))
     if pos_weight is None:
         return _run("binary_cross_entropy", prep, 1.0)
     pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])

@@ -261,6 +261,22 @@ def as_pos_weight(pos_weight, n_columns):
     return pw
 
 
+def check_probabilities(target, name, at_most_one):
+    """Probability targets: every value >= 0 (and <= 1 when at_most_one), none NaN or infinite.
+
+    A ValueError names the first bad position and value.  Binary cross-entropy's
+    targets lie in [0, 1]; the softmax family's probability targets are >= 0.
+    """
+    with np.errstate(invalid="ignore"):
+        good = (target >= 0) & ((target <= 1) if at_most_one else np.isfinite(target))
+    if good.all():
+        return target
+    position = np.unravel_index(int(np.argmin(good.reshape(-1))), target.shape)
+    where = ", ".join(str(int(k)) for k in position)
+    allowed = "probabilities in [0, 1]" if at_most_one else "finite probabilities >= 0"
+    raise ValueError(f"{name} must hold {allowed}; {name}[{where}] = {str(target[position])}")
+
+
 def binary_targets(target, name):
     """Hinge targets: all in {-1, +1} or all in {0, 1} (0 meaning -1) -> +-1."""
     is_pm = (target == 1) | (target == -1)

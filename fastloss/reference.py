@@ -15,6 +15,7 @@ import numpy as np
 
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
 from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, check_kind,
+                                  check_probabilities,
                                   check_parameter, mean_denominator, prepare_elementwise,
                                   prepare_hinge, prepare_multiclass, prepare_rows)
 
@@ -180,8 +181,10 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
 
     Args:
       logits: shape (N,) or (N, K).
-      target: same shape, values in [0, 1] (soft labels allowed).
-      pos_weight: None, a scalar, or (K,) weights of the positive term.
+      target: same shape, values in [0, 1] (soft labels allowed); a target
+        outside [0, 1] or NaN is a ValueError naming its position (the fast
+        kernel finds it in its own pass).
+      pos_weight: None, a scalar, or (K,) finite weights of the positive term.
       Others as in :func:`mse`.
 
     Examples:
@@ -192,6 +195,7 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
                                pred_name="logits", hess=hess)
     x, t = prep.pred, prep.target
+    check_probabilities(t, "target", at_most_one=True)
     pw64 = as_pos_weight(pos_weight, 1 if x.ndim == 1 else x.shape[1])
     pw64 = 1.0 if pw64 is None else (pw64 if x.ndim == 2 else pw64[0])
     pw = pw64.astype(x.dtype) if isinstance(pw64, np.ndarray) else pw64

@@ -355,6 +355,10 @@ def _elementwise(name, input, view, target, weight, columns, param, reduction, d
         _array(input).reshape(view), _array(target).reshape(view), weight, columns, param,
         none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
         none, 1.0 / denominator if reduction == "mean" else 1.0, _threads())
+    if type(total) is tuple:
+        # (total, seen targets): torch computes binary cross-entropy with targets
+        # outside [0, 1] by the same formula, so fastloss.torch keeps torch's answer
+        total = total[0]
     if loss is None:
         loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)

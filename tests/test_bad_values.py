@@ -1,8 +1,11 @@
 """Bad values inside otherwise well-formed arrays: a clear ValueError, every input untouched.
 
 API.md's "Bad input" table: NaN or infinite sample, class or positive-class
-weights (negative weights stay allowed, as in scikit-learn); ``out`` given
-with ``grad=False``.  The fast functions find a bad sample weight without a
+weights (negative weights stay allowed, as in scikit-learn); binary
+cross-entropy targets outside [0, 1] or NaN; ``out`` given with
+``grad=False``.  The fast binary cross-entropy checks its targets inside the
+kernel's own pass, and in a pass of their own only when the gradient
+overwrites the logits.  The fast functions find a bad sample weight without a
 pass of their own (it makes the kernel's total, or the "mean" denominator,
 non-finite), except when the gradient overwrites the predictions: then they
 check before writing.  Either way the error names the first bad position and
@@ -99,3 +102,61 @@ def test_out_with_grad_false_is_refused(case, module):
     with pytest.raises(ValueError, match="grad=False"):
         function(case, module)(pred, target, grad=False, out=out)
     np.testing.assert_array_equal(out, 7.0)
+
+
+BCE = next(c for c in CASES if c.name == "binary_cross_entropy")
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in_place"])
+@pytest.mark.parametrize("bad", [2.0, -1e-7, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("shape", [(72_000,), (9_000, 8)], ids=["1d", "2d"])
+def test_a_binary_cross_entropy_target_outside_0_1_is_named(shape, bad, in_place, dtype,
+                                                              module):
+    rng = np.random.default_rng(5)
+    logits, target = BCE.make_inputs(rng, shape, dtype)
+    position = tuple(n * 2 // 3 + 1 for n in shape)     # in a later chunk
+    target[position] = bad
+    where = ", ".join(str(k) for k in position)
+    before = snapshot(logits, target)
+    call = function(BCE, module)
+    for options in ({}, {"pos_weight": 2.0}, {"sample_weight": np.ones(shape[0])}):
+        for reduction in REDUCTIONS:
+            with pytest.raises(ValueError, match=rf"target\[{where}\] = {str(dtype(bad))}$"):
+                call(logits, target, reduction=reduction, out=logits if in_place else None,
+                     **options)
+            assert_unchanged(before, [logits, target])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_cross_entropy_targets_at_0_and_1_are_fine(dtype):
+    rng = np.random.default_rng(6)
+    logits, _ = BCE.make_inputs(rng, (70_000,), dtype)
+    target = rng.choice(np.array([0.0, 1.0, 0.5]), size=70_000).astype(dtype)
+    fast = BCE.fast(logits, target, out=logits.copy())
+    slow = BCE.reference(logits, target)
+    np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fastloss_torch_keeps_torchs_answer_for_targets_outside_0_1(dtype):
+    """The checks are the NumPy API's: the drop-ins compute what torch computes."""
+    torch = pytest.importorskip("torch")
+    import fastloss.torch as flt
+    dtype = getattr(torch, dtype)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=generator, dtype=dtype)
+    target = torch.rand(300, 4, generator=generator, dtype=dtype)
+    target[::7, 1] = 2.0
+    target[::5, 2] = -0.5
+    for reduction in REDUCTIONS:
+        ours = x.clone().requires_grad_()
+        theirs = x.clone().requires_grad_()
+        got = flt.binary_cross_entropy_with_logits(ours, target, reduction=reduction)
+        want = torch.nn.functional.binary_cross_entropy_with_logits(theirs, target,
+                                                                    reduction=reduction)
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(ours.grad, theirs.grad)
