@@ -10,7 +10,7 @@ import numpy as np
 from fastloss import reference
 from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
 from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
-                                  check_probabilities,
+                                  check_probabilities, writes_over_input,
                                   check_parameter, mean_denominator, prepare_elementwise,
                                   prepare_hinge, settle_weights)
 
@@ -162,7 +162,7 @@ def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
                                pred_name="logits", hess=hess, defer_weight_check=True)
-    if prep.out is not None and np.shares_memory(prep.out, prep.pred):
+    if writes_over_input(prep):
         # In place, the kernel would overwrite the logits before reporting a bad
         # target: check first, so that a failing call leaves them untouched.
         _check_seen_targets("binary_cross_entropy", prep, _scan_targets(prep, True))

@@ -11,8 +11,8 @@ from fastloss import reference
 from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
 from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
-                                  mean_denominator, prepare_multiclass, prepare_rows,
-                                  settle_weights)
+                                  check_probabilities, mean_denominator, prepare_multiclass,
+                                  prepare_rows, settle_weights)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -36,7 +36,7 @@ _KERNELS = {name: _specialised(name) for name in
 def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale, n_threads,
           class_weight=None, label_smoothing=0.0, margin=0.0, squared=False,
           crammer_singer=False, ignore_index=None, hess_out=None):
-    """One call of a fused kernel; returns the float64 sum of s_i loss_i."""
+    """One call of a fused kernel; returns (the float64 sum of s_i loss_i, bad_targets)."""
     dtype = x.dtype
     return _KERNELS[name][dtype](
         x,
@@ -76,8 +76,11 @@ def _run(name, prep, denominator, **params):
         hess_out = np.empty(shape, dtype)
     labels = prep.target if prep.has_labels else None
     target = None if prep.has_labels else prep.target
-    total = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out, grad_scale,
-                  prep.n_threads, hess_out=hess_out, **params)
+    total, bad_targets = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out,
+                               grad_scale, prep.n_threads, hess_out=hess_out, **params)
+    if bad_targets:
+        check_probabilities(target, "target", at_most_one=False)    # raises
+        raise AssertionError("check_probabilities accepted targets the kernel rejected")
     settle_weights(prep, total)
     if reduction == "none":
         loss = loss_out

@@ -204,6 +204,11 @@ def check_out(out, shape, dtype, pred, others):
     return out
 
 
+def writes_over_input(prep):
+    """True when the gradient goes over the predictions (out=pred)."""
+    return prep.out is not None and np.shares_memory(prep.out, prep.pred)
+
+
 def check_weights_or_defer(prep, defer):
     """Check the sample weights now, or leave it to settle_weights (no extra pass).
 
@@ -213,8 +218,7 @@ def check_weights_or_defer(prep, defer):
     """
     if prep.weight is None:
         return prep
-    in_place = prep.out is not None and np.shares_memory(prep.out, prep.pred)
-    if defer and not in_place:
+    if defer and not writes_over_input(prep):
         prep.weight_unchecked = True
     else:
         check_finite(prep.weight, "sample_weight")
@@ -433,7 +437,9 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     (N, C) array like the logits) or "either" (decided by the target's
     number of dimensions).  ``defer_weight_check`` as in
     :func:`prepare_elementwise` (not with ignore_index: an ignored row's
-    weight never reaches the kernel's total).
+    weight never reaches the kernel's total); it also leaves the check of
+    probability targets (>= 0, not NaN or infinite) to the kernel, which
+    reports them in its own pass, except when the gradient overwrites the logits.
     """
     grad = check_flag(grad, "grad")
     hess = check_hess(hess, grad)
@@ -471,6 +477,9 @@ def prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_th
     prep.class_weight = class_weight
     prep.ignore_index = ignore_index
     prep.label_smoothing = label_smoothing
+    if not prep.has_labels and (not defer_weight_check or writes_over_input(prep)):
+        # (else the kernel checks the probabilities in its own pass)
+        check_probabilities(target_arr, "target", at_most_one=False)
     return check_weights_or_defer(prep, defer_weight_check and ignore_index is None)
 
 

@@ -446,7 +446,9 @@ def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_sm
         labels is not _NO_LABELS, ignore_index,
         _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
         none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
-        1.0 / denominator if reduction == "mean" else 1.0, _threads())
+        1.0 / denominator if reduction == "mean" else 1.0, _threads())[0]
+    # (the kernel's second result flags negative or NaN probability targets,
+    # which torch computes by the same formula: its answer is kept)
     if loss is None:
         loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
@@ -482,7 +484,7 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
         _NO_WEIGHT, 0.0, margin, p == 2, False, False, 0,
         _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
         none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
-        grad_scale, _threads())
+        grad_scale, _threads())[0]
     if loss is None:
         loss = _scalar(total * grad_scale, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)

@@ -160,3 +160,44 @@ def test_fastloss_torch_keeps_torchs_answer_for_targets_outside_0_1(dtype):
         want.sum().backward()
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+PROBABILITY_LOSSES = ["softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence"]
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in_place"])
+@pytest.mark.parametrize("bad", [-0.25, -1e-30, np.nan, np.inf])
+@pytest.mark.parametrize("name", PROBABILITY_LOSSES)
+def test_a_bad_probability_target_is_named(name, bad, in_place, dtype, module):
+    import fastloss
+    import fastloss.reference
+    rng = np.random.default_rng(8)
+    logits = rng.normal(size=(9_000, 8)).astype(dtype)
+    target = rng.dirichlet(np.ones(8), size=9_000).astype(dtype)
+    target[6_001, 5] = bad                       # in a later chunk
+    before = snapshot(logits, target)
+    call = getattr(fastloss if module == "fast" else fastloss.reference, name)
+    for reduction in REDUCTIONS:
+        with pytest.raises(ValueError, match=rf"target\[6001, 5\] = {str(dtype(bad))}$"):
+            call(logits, target, reduction=reduction, out=logits if in_place else None)
+        assert_unchanged(before, [logits, target])
+
+
+def test_fastloss_torch_keeps_torchs_answer_for_negative_probability_targets():
+    torch = pytest.importorskip("torch")
+    import fastloss.torch as flt
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 6, generator=generator)
+    target = torch.rand(200, 6, generator=generator)
+    target[::9, 2] = -0.5
+    for reduction in REDUCTIONS:
+        ours = x.clone().requires_grad_()
+        theirs = x.clone().requires_grad_()
+        got = flt.cross_entropy(ours, target, reduction=reduction)
+        want = torch.nn.functional.cross_entropy(theirs, target, reduction=reduction)
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(ours.grad, theirs.grad)
