@@ -31,6 +31,8 @@ FASTLOSS_HYPOTHESIS_EXAMPLES=600 python -m pytest -q tests/test_robustness.py te
 
 step "the quick main job and the showcase"
 python -m bench.compare --quick --out "$WORK/bench"
+python -m bench.torch_matrix --quick --out "$WORK/bench"
+python -m bench.bench_linear_cross_entropy --quick --out "$WORK/bench"
 python -m fastloss.showcase --quick --out "$WORK/showcase" > /dev/null
 
 step "the whole suite against the debug build with AddressSanitizer (a copy of the tree)"
