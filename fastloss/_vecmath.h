@@ -548,12 +548,79 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
 #endif
 }
 
+#ifdef FL_HAVE_FAST_ROWS
+/* v[i][j] <- v[j][i]: an 8 x 8 transpose in registers (pairs interleaved,
+ * then quadruples, then the 128-bit halves exchanged). */
+static inline void fl_transpose8(__m256 v[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* t[c][r] = x[r * stride + c] for r < 8, c < n (n <= 16): the 8 rows read
+ * transposed, 8 x 8 blocks through registers (gathers are slow on CPUs with
+ * the gather-data-sampling mitigation), the columns beyond them one by one. */
+static inline ptrdiff_t fl_load_transposed(const float *x, ptrdiff_t stride, ptrdiff_t n,
+                                           float (*t)[8])
+{
+    ptrdiff_t c0 = 0;
+    for (; c0 + 8 <= n; c0 += 8) {
+        __m256 v[8];
+        for (int r = 0; r < 8; r++)
+            v[r] = _mm256_loadu_ps(x + r * stride + c0);
+        fl_transpose8(v);
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(t[c0 + c], v[c]);
+    }
+    for (ptrdiff_t c = c0; c < n; c++)
+        for (int r = 0; r < 8; r++)
+            t[c][r] = x[r * stride + c];
+    return c0;
+}
+
+/* out[r * stride + c] = t[c][r] for r < 8, c < n: the inverse of fl_load_transposed. */
+static inline void fl_store_transposed(const float (*t)[8], ptrdiff_t n, float *out,
+                                       ptrdiff_t stride)
+{
+    ptrdiff_t c0 = 0;
+    for (; c0 + 8 <= n; c0 += 8) {
+        __m256 v[8];
+        for (int c = 0; c < 8; c++)
+            v[c] = _mm256_loadu_ps(t[c0 + c]);
+        fl_transpose8(v);
+        for (int r = 0; r < 8; r++)
+            _mm256_storeu_ps(out + r * stride + c0, v[r]);
+    }
+    for (ptrdiff_t c = c0; c < n; c++)
+        for (int r = 0; r < 8; r++)
+            out[r * stride + c] = t[c][r];
+}
+#endif
+
 /* Softmax cross-entropy (labels, no class weights, no smoothing) of 8 float32
  * rows of n <= 16 classes at x (row stride n), one row per SIMD lane: a row
  * of 10 classes is too short for a SIMD pass of its own, and its scalar
  * per-row work (maximum, sums, log1p, coefficients) would dominate.
  *
- * The rows are read transposed (a gather per class), and every step of the
+ * The rows are read transposed (8 x 8 blocks through registers), and every step of the
  * row passes above runs across the 8 rows at once: the maximum, minimum and
  * NaN scan, the exps around K ln2, the sums (in double lanes) without the
  * terms at the maximum, the row factor exp(K ln2 - m) (a Taylor polynomial of
@@ -576,12 +643,10 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
     double others[8], log1p_others[8], factor[8], coef[8];
     float hi_l[8], k_l[8];
     int32_t tie_l[8];
-    __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                       _mm256_set1_epi32((int)n));
-    __m256 hi = _mm256_i32gather_ps(x, index, 4), lo = hi, nan = _mm256_setzero_ps();
+    fl_load_transposed(x, n, n, xt);
+    __m256 hi = _mm256_loadu_ps(xt[0]), lo = hi, nan = _mm256_setzero_ps();
     for (ptrdiff_t c = 0; c < n; c++) {
-        __m256 v = _mm256_i32gather_ps(x + c, index, 4);
-        _mm256_storeu_ps(xt[c], v);
+        __m256 v = _mm256_loadu_ps(xt[c]);
         hi = _mm256_max_ps(hi, v);
         lo = _mm256_min_ps(lo, v);
         nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
@@ -666,16 +731,14 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
     __m256 cv = _mm256_loadu_ps(coef_l);
     for (ptrdiff_t c = 0; c < n; c++)
         _mm256_storeu_ps(et[c], _mm256_mul_ps(cv, _mm256_loadu_ps(et[c])));
+    fl_store_transposed((const float (*)[8])et, n, grad, n);
     for (int r = 0; r < 8; r++) {
         ptrdiff_t y = labels[r];
         double inv_total = 1.0 / (1.0 + others[r]);
         /* p_y - 1 = -S / T when x_y = m (e_y = 1), else e_y / T - 1 */
         double p_y_minus_1 = xt[y][r] == hi_l[r] ? -others[r] * inv_total
                                                  : factor[r] * e_y[r] * inv_total - 1.0;
-        float *g = grad + r * n;
-        for (ptrdiff_t c = 0; c < n; c++)
-            g[c] = et[c][r];
-        g[y] = (float)(scale[r] * p_y_minus_1);
+        grad[r * n + y] = (float)(scale[r] * p_y_minus_1);
     }
     return 1;
 #else
