@@ -106,6 +106,7 @@ cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t, double p
 cdef struct LossGradFloat:
     float loss
     float grad
+    float hess          # d^2 loss / dp^2 (huber; unused by the others)
     float e             # exp(-|x|), from which a caller forms the Hessian in float64
 
 
@@ -140,7 +141,44 @@ cdef inline LossGradFloat binary_cross_entropy_loss_grad_float(float x, float t,
     out.loss = (xmul_float(positive_weight, positive_part_float(-x) + log1p_e)
                 + xmul_float(negative_weight, positive_part_float(x) + log1p_e))
     out.grad = negative_weight * sigma_pos - positive_weight * sigma_neg
+    out.hess = 0
     out.e = e
+    return out
+
+
+cdef inline LossGradFloat huber_loss_grad_float(float p, float t, float delta) noexcept nogil:
+    # huber_loss_grad in float for a float32 result: r = fl(p - t) rounds once
+    # (it is exact in double), the rest are selects and one product.
+    cdef LossGradFloat out
+    cdef float r = p - t
+    cdef float a = fabsf(r)
+    out.loss = <float>0.5 * r * r if a <= delta else delta * (a - <float>0.5 * delta)
+    out.grad = delta if r > delta else (-delta if r < -delta else r)
+    out.hess = <float>1.0 if a <= delta else (<float>0.0 if a > delta else r)
+    out.e = 0
+    return out
+
+
+cdef inline LossGradFloat hinge_loss_grad_float(float s, float t, float margin) noexcept nogil:
+    # hinge_loss_grad in float (t in {-1, +1}: t s is exact)
+    cdef LossGradFloat out
+    cdef float z = margin - t * s
+    out.loss = positive_part_float(z)
+    out.grad = -t if z > 0.0 else (<float>0.0 if z <= 0.0 else z)
+    out.hess = 0
+    out.e = 0
+    return out
+
+
+cdef inline LossGradFloat squared_hinge_loss_grad_float(float s, float t,
+                                                        float margin) noexcept nogil:
+    # squared_hinge_loss_grad in float: -2 t z is exact given z
+    cdef LossGradFloat out
+    cdef float z = positive_part_float(margin - t * s)
+    out.loss = z * z
+    out.grad = <float>-2.0 * t * z
+    out.hess = 0
+    out.e = 0
     return out
 
 

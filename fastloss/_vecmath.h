@@ -431,6 +431,16 @@ static inline float fl_exp_around_1(float x, float shifter)
 }
 #endif
 
+/* 1 when the fast row passes below are compiled in (x86-64-v3 build), else 0. */
+static inline int fl_fast_rows_built(void)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
 static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
 {
