@@ -17,6 +17,8 @@ cdef extern from "_vecmath.h" nogil:
     float fl_logf(float x)
     float fl_log1pf(float x)
     float fl_logf_core(float u, float c)
+    float fl_expf_nonpositive(float a)
+    float fl_log1pf_unit(float e, float inv_u)
 
 
 cdef struct LossGrad:
@@ -129,10 +131,9 @@ cdef inline LossGradFloat binary_cross_entropy_loss_grad_float(float x, float t,
     # The loss adds nonnegative terms, each within ~1.5 ulp; the gradient is
     # (1 - t) sigma(x) - pw t sigma(-x), each term within ~2 ulp of its size.
     cdef LossGradFloat out
-    cdef float e = fl_expf(-fabsf(x))
-    cdef float u = <float>1.0 + e
-    cdef float inv = <float>1.0 / u
-    cdef float log1p_e = fl_logf_core(u, (e - (u - <float>1.0)) * inv)
+    cdef float e = fl_expf_nonpositive(-fabsf(x))
+    cdef float inv = <float>1.0 / (<float>1.0 + e)
+    cdef float log1p_e = fl_log1pf_unit(e, inv)
     cdef float e_inv = e * inv
     cdef float sigma_pos = inv if x >= 0.0 else e_inv     # sigma(x); NaN takes e_inv
     cdef float sigma_neg = e_inv if x >= 0.0 else inv     # sigma(-x)

@@ -134,6 +134,33 @@ static inline float fl_expf(float x)
     return (p * scale1) * scale2;
 }
 
+/* fl_expf for a <= 0 (or NaN), the argument -|x| of the binary losses: the
+ * same reduction and polynomial, clamped below only, and 2^n (n in [-150, 0])
+ * applied as 2^(n + 64) 2^-64: the first product is a normal float, exact,
+ * and the second rounds once where the result is subnormal.  The same bits
+ * as fl_expf, with fewer operations. */
+static inline float fl_expf_nonpositive(float a)
+{
+    const float LOG2E = 1.44269504088896341f;
+    const float LN2_HI = 0.693359375f;
+    const float LN2_LO = -2.12194440e-4f;
+    const float SHIFTER = 12582912.0f;                  /* 1.5 * 2^23 */
+    float ac = a < -104.0f ? -104.0f : a;               /* NaN passes */
+    float n = (ac * LOG2E + SHIFTER) - SHIFTER;
+    float r = (ac - n * LN2_HI) - n * LN2_LO;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t i = fl_bits32(n + SHIFTER) - fl_bits32(SHIFTER);
+    float scale = fl_from_bits32((i + 127 + 64) << 23);
+    return (p * scale) * 0x1p-64f;
+}
+
 /* ------------------------------------------------------------------ log */
 
 /* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log).
@@ -215,6 +242,36 @@ static inline float fl_logf_core(float u, float c)
     float k_big = m > SQRT2 ? 1.0f : 0.0f;
     m = m > SQRT2 ? m * 0.5f : m;
     k = k - 127.0f + k_big - k_subnormal;
+    float f = m - 1.0f;
+    float z = f * f;
+    float p = 7.0376836292e-2f;
+    p = p * f - 1.1514610310e-1f;
+    p = p * f + 1.1676998740e-1f;
+    p = p * f - 1.2420140846e-1f;
+    p = p * f + 1.4249322787e-1f;
+    p = p * f - 1.6668057665e-1f;
+    p = p * f + 2.0000714765e-1f;
+    p = p * f - 2.4999993993e-1f;
+    p = p * f + 3.3333331174e-1f;
+    float y = f * z * p;
+    y = y + (k * LN2_LO + c);
+    y = y - 0.5f * z;
+    return (f + y) + k * LN2_HI;
+}
+
+/* log1p(e) for e in [0, 1] (or NaN) given inv_u = 1 / fl(1 + e): fl_log1pf's
+ * formula with u = fl(1 + e) in [1, 2], where the exponent is 0 or 1 and no
+ * special case can occur; the correction (e - (u - 1)) / u uses inv_u (it
+ * only restores the rounding of 1 + e).  NaN reaches the correction term. */
+static inline float fl_log1pf_unit(float e, float inv_u)
+{
+    const float LN2_HI = 0.693359375f;
+    const float LN2_LO = -2.12194440e-4f;
+    const float SQRT2 = 1.41421356f;
+    float u = 1.0f + e;
+    float c = (e - (u - 1.0f)) * inv_u;
+    float k = u > SQRT2 ? 1.0f : 0.0f;
+    float m = u > SQRT2 ? u * 0.5f : u;
     float f = m - 1.0f;
     float z = f * f;
     float p = 7.0376836292e-2f;
