@@ -17,6 +17,8 @@ cdef extern from "_vecmath.h" nogil:
     float fl_logf(float x)
     float fl_log1pf(float x)
     float fl_logf_core(float u, float c)
+    float fl_expf_nonpositive(float a)
+    float fl_log1pf_unit(float e, float inv_u)
 
 
 cdef struct LossGrad:
@@ -107,6 +109,7 @@ cdef inline LossGrad binary_cross_entropy_loss_grad(double x, double t, double p
 cdef struct LossGradFloat:
     float loss
     float grad
+    float hess          # d^2 loss / dp^2 (huber; unused by the others)
     float e             # exp(-|x|), from which a caller forms the Hessian in float64
 
 
@@ -129,10 +132,9 @@ cdef inline LossGradFloat binary_cross_entropy_loss_grad_float(float x, float t,
     # The loss adds nonnegative terms, each within ~1.5 ulp; the gradient is
     # (1 - t) sigma(x) - pw t sigma(-x), each term within ~2 ulp of its size.
     cdef LossGradFloat out
-    cdef float e = fl_expf(-fabsf(x))
-    cdef float u = <float>1.0 + e
-    cdef float inv = <float>1.0 / u
-    cdef float log1p_e = fl_logf_core(u, (e - (u - <float>1.0)) * inv)
+    cdef float e = fl_expf_nonpositive(-fabsf(x))
+    cdef float inv = <float>1.0 / (<float>1.0 + e)
+    cdef float log1p_e = fl_log1pf_unit(e, inv)
     cdef float e_inv = e * inv
     cdef float sigma_pos = inv if x >= 0.0 else e_inv     # sigma(x); NaN takes e_inv
     cdef float sigma_neg = e_inv if x >= 0.0 else inv     # sigma(-x)
@@ -141,7 +143,44 @@ cdef inline LossGradFloat binary_cross_entropy_loss_grad_float(float x, float t,
     out.loss = (xmul_float(positive_weight, positive_part_float(-x) + log1p_e)
                 + xmul_float(negative_weight, positive_part_float(x) + log1p_e))
     out.grad = negative_weight * sigma_pos - positive_weight * sigma_neg
+    out.hess = 0
     out.e = e
+    return out
+
+
+cdef inline LossGradFloat huber_loss_grad_float(float p, float t, float delta) noexcept nogil:
+    # huber_loss_grad in float for a float32 result: r = fl(p - t) rounds once
+    # (it is exact in double), the rest are selects and one product.
+    cdef LossGradFloat out
+    cdef float r = p - t
+    cdef float a = fabsf(r)
+    out.loss = <float>0.5 * r * r if a <= delta else delta * (a - <float>0.5 * delta)
+    out.grad = delta if r > delta else (-delta if r < -delta else r)
+    out.hess = <float>1.0 if a <= delta else (<float>0.0 if a > delta else r)
+    out.e = 0
+    return out
+
+
+cdef inline LossGradFloat hinge_loss_grad_float(float s, float t, float margin) noexcept nogil:
+    # hinge_loss_grad in float (t in {-1, +1}: t s is exact)
+    cdef LossGradFloat out
+    cdef float z = margin - t * s
+    out.loss = positive_part_float(z)
+    out.grad = -t if z > 0.0 else (<float>0.0 if z <= 0.0 else z)
+    out.hess = 0
+    out.e = 0
+    return out
+
+
+cdef inline LossGradFloat squared_hinge_loss_grad_float(float s, float t,
+                                                        float margin) noexcept nogil:
+    # squared_hinge_loss_grad in float: -2 t z is exact given z
+    cdef LossGradFloat out
+    cdef float z = positive_part_float(margin - t * s)
+    out.loss = z * z
+    out.grad = <float>-2.0 * t * z
+    out.hess = 0
+    out.e = 0
     return out
 
 

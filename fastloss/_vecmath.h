@@ -136,6 +136,33 @@ static inline float fl_expf(float x)
     return (p * scale1) * scale2;
 }
 
+/* fl_expf for a <= 0 (or NaN), the argument -|x| of the binary losses: the
+ * same reduction and polynomial, clamped below only, and 2^n (n in [-150, 0])
+ * applied as 2^(n + 64) 2^-64: the first product is a normal float, exact,
+ * and the second rounds once where the result is subnormal.  The same bits
+ * as fl_expf, with fewer operations. */
+static inline float fl_expf_nonpositive(float a)
+{
+    const float LOG2E = 1.44269504088896341f;
+    const float LN2_HI = 0.693359375f;
+    const float LN2_LO = -2.12194440e-4f;
+    const float SHIFTER = 12582912.0f;                  /* 1.5 * 2^23 */
+    float ac = a < -104.0f ? -104.0f : a;               /* NaN passes */
+    float n = (ac * LOG2E + SHIFTER) - SHIFTER;
+    float r = (ac - n * LN2_HI) - n * LN2_LO;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t i = fl_bits32(n + SHIFTER) - fl_bits32(SHIFTER);
+    float scale = fl_from_bits32((i + 127 + 64) << 23);
+    return (p * scale) * 0x1p-64f;
+}
+
 /* ------------------------------------------------------------------ log */
 
 /* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log).
@@ -217,6 +244,36 @@ static inline float fl_logf_core(float u, float c)
     float k_big = m > SQRT2 ? 1.0f : 0.0f;
     m = m > SQRT2 ? m * 0.5f : m;
     k = k - 127.0f + k_big - k_subnormal;
+    float f = m - 1.0f;
+    float z = f * f;
+    float p = 7.0376836292e-2f;
+    p = p * f - 1.1514610310e-1f;
+    p = p * f + 1.1676998740e-1f;
+    p = p * f - 1.2420140846e-1f;
+    p = p * f + 1.4249322787e-1f;
+    p = p * f - 1.6668057665e-1f;
+    p = p * f + 2.0000714765e-1f;
+    p = p * f - 2.4999993993e-1f;
+    p = p * f + 3.3333331174e-1f;
+    float y = f * z * p;
+    y = y + (k * LN2_LO + c);
+    y = y - 0.5f * z;
+    return (f + y) + k * LN2_HI;
+}
+
+/* log1p(e) for e in [0, 1] (or NaN) given inv_u = 1 / fl(1 + e): fl_log1pf's
+ * formula with u = fl(1 + e) in [1, 2], where the exponent is 0 or 1 and no
+ * special case can occur; the correction (e - (u - 1)) / u uses inv_u (it
+ * only restores the rounding of 1 + e).  NaN reaches the correction term. */
+static inline float fl_log1pf_unit(float e, float inv_u)
+{
+    const float LN2_HI = 0.693359375f;
+    const float LN2_LO = -2.12194440e-4f;
+    const float SQRT2 = 1.41421356f;
+    float u = 1.0f + e;
+    float c = (e - (u - 1.0f)) * inv_u;
+    float k = u > SQRT2 ? 1.0f : 0.0f;
+    float m = u > SQRT2 ? u * 0.5f : u;
     float f = m - 1.0f;
     float z = f * f;
     float p = 7.0376836292e-2f;
@@ -385,6 +442,11 @@ FL_DEFINE_ROW_SEARCH(double, fl_v4d, fl_v4i, 4)
 #define FL_LN2_HI_F 0.693147182464599609f                  /* fl(ln 2) */
 #define FL_LN2_LO_F -1.90465421212593360e-09f              /* fl(ln 2 - LN2_HI) */
 #define FL_ROW_SPREAD 85.0f
+#ifdef _OPENMP
+#define FL_PRAGMA_SIMD _Pragma("omp simd")
+#else
+#define FL_PRAGMA_SIMD
+#endif
 
 /* p(r) with the exponent field raised by the low bits of t (see above). */
 #define FL_EXP_POLY(FMA, SET1, p, r)                                        \
@@ -427,6 +489,16 @@ static inline float fl_exp_around_1(float x, float shifter)
     return fl_from_bits32((int32_t)((uint32_t)fl_bits32(p) + ((uint32_t)fl_bits32(t) << 23)));
 }
 #endif
+
+/* 1 when the fast row passes below are compiled in (x86-64-v3 build), else 0. */
+static inline int fl_fast_rows_built(void)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 /* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
 static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
@@ -550,12 +622,79 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
 #endif
 }
 
+#ifdef FL_HAVE_FAST_ROWS
+/* v[i][j] <- v[j][i]: an 8 x 8 transpose in registers (pairs interleaved,
+ * then quadruples, then the 128-bit halves exchanged). */
+static inline void fl_transpose8(__m256 v[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* t[c][r] = x[r * stride + c] for r < 8, c < n (n <= 16): the 8 rows read
+ * transposed, 8 x 8 blocks through registers (gathers are slow on CPUs with
+ * the gather-data-sampling mitigation), the columns beyond them one by one. */
+static inline ptrdiff_t fl_load_transposed(const float *x, ptrdiff_t stride, ptrdiff_t n,
+                                           float (*t)[8])
+{
+    ptrdiff_t c0 = 0;
+    for (; c0 + 8 <= n; c0 += 8) {
+        __m256 v[8];
+        for (int r = 0; r < 8; r++)
+            v[r] = _mm256_loadu_ps(x + r * stride + c0);
+        fl_transpose8(v);
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(t[c0 + c], v[c]);
+    }
+    for (ptrdiff_t c = c0; c < n; c++)
+        for (int r = 0; r < 8; r++)
+            t[c][r] = x[r * stride + c];
+    return c0;
+}
+
+/* out[r * stride + c] = t[c][r] for r < 8, c < n: the inverse of fl_load_transposed. */
+static inline void fl_store_transposed(const float (*t)[8], ptrdiff_t n, float *out,
+                                       ptrdiff_t stride)
+{
+    ptrdiff_t c0 = 0;
+    for (; c0 + 8 <= n; c0 += 8) {
+        __m256 v[8];
+        for (int c = 0; c < 8; c++)
+            v[c] = _mm256_loadu_ps(t[c0 + c]);
+        fl_transpose8(v);
+        for (int r = 0; r < 8; r++)
+            _mm256_storeu_ps(out + r * stride + c0, v[r]);
+    }
+    for (ptrdiff_t c = c0; c < n; c++)
+        for (int r = 0; r < 8; r++)
+            out[r * stride + c] = t[c][r];
+}
+#endif
+
 /* Softmax cross-entropy (labels, no class weights, no smoothing) of 8 float32
  * rows of n <= 16 classes at x (row stride n), one row per SIMD lane: a row
  * of 10 classes is too short for a SIMD pass of its own, and its scalar
  * per-row work (maximum, sums, log1p, coefficients) would dominate.
  *
- * The rows are read transposed (a gather per class), and every step of the
+ * The rows are read transposed (8 x 8 blocks through registers), and every step of the
  * row passes above runs across the 8 rows at once: the maximum, minimum and
  * NaN scan, the exps around K ln2, the sums (in double lanes) without the
  * terms at the maximum, the row factor exp(K ln2 - m) (a Taylor polynomial of
@@ -578,12 +717,10 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
     double others[8], log1p_others[8], factor[8], coef[8];
     float hi_l[8], k_l[8];
     int32_t tie_l[8];
-    __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                       _mm256_set1_epi32((int)n));
-    __m256 hi = _mm256_i32gather_ps(x, index, 4), lo = hi, nan = _mm256_setzero_ps();
+    fl_load_transposed(x, n, n, xt);
+    __m256 hi = _mm256_loadu_ps(xt[0]), lo = hi, nan = _mm256_setzero_ps();
     for (ptrdiff_t c = 0; c < n; c++) {
-        __m256 v = _mm256_i32gather_ps(x + c, index, 4);
-        _mm256_storeu_ps(xt[c], v);
+        __m256 v = _mm256_loadu_ps(xt[c]);
         hi = _mm256_max_ps(hi, v);
         lo = _mm256_min_ps(lo, v);
         nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
@@ -616,6 +753,7 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
     _mm256_storeu_si256((__m256i *)tie_l, ties);
     _mm256_storeu_pd(others, sum_lo);
     _mm256_storeu_pd(others + 4, sum_hi);
+    FL_PRAGMA_SIMD
     for (int r = 0; r < 8; r++) {
         /* exp(d), d = K ln2 - m: K LN2_HI exact, the difference nearly so */
         double d = ((double)k_l[r] * LN2_HI - (double)hi_l[r]) + (double)k_l[r] * LN2_LO;
@@ -633,6 +771,9 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
         factor[r] = p;
         others[r] = p * others[r] + (double)(tie_l[r] - 1);
     }
+    /* one row per lane: 4-lane double code (gcc leaves this short loop scalar
+     * unless asked; without OpenMP the pragma is ignored and the result is the same) */
+    FL_PRAGMA_SIMD
     for (int r = 0; r < 8; r++)
         log1p_others[r] = fl_log1p(others[r]);
     int in_range = 1;
@@ -668,16 +809,14 @@ static inline int fl_cross_entropy_rows8_float(const float *x, ptrdiff_t n,
     __m256 cv = _mm256_loadu_ps(coef_l);
     for (ptrdiff_t c = 0; c < n; c++)
         _mm256_storeu_ps(et[c], _mm256_mul_ps(cv, _mm256_loadu_ps(et[c])));
+    fl_store_transposed((const float (*)[8])et, n, grad, n);
     for (int r = 0; r < 8; r++) {
         ptrdiff_t y = labels[r];
         double inv_total = 1.0 / (1.0 + others[r]);
         /* p_y - 1 = -S / T when x_y = m (e_y = 1), else e_y / T - 1 */
         double p_y_minus_1 = xt[y][r] == hi_l[r] ? -others[r] * inv_total
                                                  : factor[r] * e_y[r] * inv_total - 1.0;
-        float *g = grad + r * n;
-        for (ptrdiff_t c = 0; c < n; c++)
-            g[c] = et[c][r];
-        g[y] = (float)(scale[r] * p_y_minus_1);
+        grad[r * n + y] = (float)(scale[r] * p_y_minus_1);
     }
     return 1;
 #else
