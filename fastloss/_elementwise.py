@@ -122,9 +122,9 @@ def _scan_targets(prep, unit):
 
 
 def _hinge_family(name, prep, margin):
-    if prep.out is not None:
-        # The kernel would write the gradient before reporting bad targets:
-        # check them first so that a failing call leaves out (maybe pred) untouched.
+    if writes_over_input(prep):
+        # In place, the kernel would overwrite the scores before reporting bad
+        # targets: check first, so that a failing call leaves them untouched.
         _check_seen_targets(name, prep, _scan_targets(prep, False))
     return _run(name, prep, margin)
 

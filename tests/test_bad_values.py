@@ -201,3 +201,18 @@ def test_fastloss_torch_keeps_torchs_answer_for_negative_probability_targets():
         want.sum().backward()
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+@pytest.mark.parametrize("module", BOTH)
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in_place"])
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_a_bad_hinge_target_leaves_the_inputs_untouched(name, in_place, module):
+    case = next(c for c in CASES if c.name == name)
+    rng = np.random.default_rng(9)
+    scores, target = case.make_inputs(rng, (72_000,), np.float32)
+    target[50_001] = 0.5
+    before = snapshot(scores, target)
+    out = scores if in_place else np.empty_like(scores)
+    with pytest.raises(ValueError, match=r"target\[50001\] = 0.5"):
+        function(case, module)(scores, target, out=out)
+    assert_unchanged(before, [scores, target])
