@@ -167,6 +167,23 @@ def plan(config):
     return rows
 
 
+def add_peers(calls, kernel, data):
+    """Add each installed peer's call to calls; return {peer: why not} for the others."""
+    skipped = {}
+    for peer in PEER_ORDER:
+        try:
+            calls[peer] = cases.PEERS[peer](kernel, data, 1)
+        except cases.Unavailable as reason:
+            skipped[peer] = str(reason)
+    return skipped
+
+
+def fastest_peer(figures):
+    """The peer with the smallest figure (time or ns per element), or None."""
+    peers = {p: figures[p] for p in PEER_ORDER if p in figures}
+    return (min(peers, key=peers.get) if peers else None), peers
+
+
 def run_case(kernel, shape, repeats, dtype=np.float32):
     """Times of the floor, fastloss (with and without gradient) and each installed peer."""
     data = cases.make_inputs(kernel, shape, dtype)
@@ -174,15 +191,9 @@ def run_case(kernel, shape, repeats, dtype=np.float32):
              "fastloss": cases.make_fastloss(kernel, data, 1),
              "fastloss_out": cases.make_fastloss(kernel, data, 1, reuse_out=True),
              "fastloss_no_grad": cases.make_fastloss(kernel, data, 1, grad=False)}
-    skipped = {}
-    for peer in PEER_ORDER:
-        try:
-            calls[peer] = cases.PEERS[peer](kernel, data, 1)
-        except cases.Unavailable as reason:
-            skipped[peer] = str(reason)
+    skipped = add_peers(calls, kernel, data)
     times = time_side_by_side(calls, repeats)
-    peers = {p: times[p] for p in PEER_ORDER if p in times}
-    best_peer = min(peers, key=peers.get) if peers else None
+    best_peer, peers = fastest_peer(times)
     return {
         "kernel": kernel,
         "shape": list(shape),
@@ -219,12 +230,7 @@ def run_cache_resident(kernel, shape, repeats, dtype=np.float32, sample_seconds=
     calls = {"floor": cases.make_floor(kernel, data),
              "fastloss": cases.make_fastloss(kernel, data, 1),
              "fastloss_out": cases.make_fastloss(kernel, data, 1, reuse_out=True)}
-    skipped = {}
-    for peer in PEER_ORDER:
-        try:
-            calls[peer] = cases.PEERS[peer](kernel, data, 1)
-        except cases.Unavailable as reason:
-            skipped[peer] = str(reason)
+    skipped = add_peers(calls, kernel, data)
     batches = {}
     for name, call in calls.items():
         call()                                  # warm up (and compile, for JAX)
@@ -234,8 +240,7 @@ def run_cache_resident(kernel, shape, repeats, dtype=np.float32, sample_seconds=
                                for name, call in calls.items()}, repeats)
     n_elements = int(np.prod(shape))
     ns = {name: times[name] / batches[name] / n_elements * 1e9 for name in times}
-    peers = {p: ns[p] for p in PEER_ORDER if p in ns}
-    best_peer = min(peers, key=peers.get) if peers else None
+    best_peer, peers = fastest_peer(ns)
     return {
         "kernel": kernel,
         "shape": list(shape),
