@@ -43,6 +43,17 @@ BOUNDS = {
 }
 
 
+def bounds_of(kernels, function):
+    """The measured (double, float) bounds of this build of function.
+
+    The debug build (-O0, or -O1 under AddressSanitizer) forms no fused
+    multiply-adds (gcc contracts a * b + c only from -O2), so its x86-64-v3
+    twin rounds exactly as the baseline does.
+    """
+    name = "fastloss._elementwise_kernels" if kernels.BUILD["debug"] else kernels.__name__
+    return BOUNDS[name][function]
+
+
 def load(name):
     try:
         return importlib.import_module(name)
@@ -125,7 +136,7 @@ def exact_ulp_error(got, x, function):
 def test_double_accuracy_against_mpmath(kernels, function):
     x = ARGUMENTS[function](np.float64, 4000)
     errors = exact_ulp_error(apply(kernels, function, x), x, function)
-    bound = BOUNDS[kernels.__name__][function][0]
+    bound = bounds_of(kernels, function)[0]
     assert np.isfinite(errors).all()
     assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
@@ -135,7 +146,7 @@ def test_float_accuracy_against_float64(kernels, function):
     x = ARGUMENTS[function](np.float32, 400_000)
     want = getattr(np, function)(x.astype(np.float64))
     errors = ulp_error(apply(kernels, function, x), want, np.float32)
-    bound = BOUNDS[kernels.__name__][function][1]
+    bound = bounds_of(kernels, function)[1]
     assert np.isfinite(errors).all()
     assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
