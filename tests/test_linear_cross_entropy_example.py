@@ -2,6 +2,7 @@
 and the fused step's peak memory is a fraction of the unfused one's."""
 import pytest
 
+from fastloss import _dispatch
 from helpers import load_example
 
 torch = pytest.importorskip("torch")
@@ -22,7 +23,9 @@ def test_quick_example_agrees_learns_and_saves_memory():
     assert losses[-5:].mean() < 0.8 * losses[:5].mean()
     assert summary["test_loss"] < 0.8 * summary["uniform_loss"]
     peaks = summary["peak_bytes"]
-    if None not in peaks.values():
+    # (under AddressSanitizer, its quarantine and shadow memory make the
+    # resident set say nothing about the program's own arrays)
+    if None not in peaks.values() and not _dispatch.elementwise_kernels.BUILD["asan"]:
         # The unfused step holds logits, log-softmax and gradient (3 x the logits);
         # the fused one a fraction of one.
         assert peaks["unfused"] >= 2 * summary["logits_bytes"]
