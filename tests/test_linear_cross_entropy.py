@@ -253,6 +253,10 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
               + 64 * 1024)                          # Python objects, small arrays
+    if dtype == np.float32:
+        # NumPy's buffer for the float32 -> float64 cast of the bias sum
+        # (np.getbufsize() elements each way; NumPy before 2.3 allocates it per call)
+        budget += np.getbufsize() * (8 + itemsize)
     assert peak - returned <= budget
     # The (N, V) logits would be 6 to 8 times the budget.
     assert n_rows * n_classes * itemsize > 6 * budget
