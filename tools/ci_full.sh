@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI could run, for changes to the kernels or the build (about
-# 30-40 minutes on 2 cores).  .ci/run is the quick subset every change passes.
+# 25 minutes on 2 cores).  .ci/run is the quick subset every change passes.
 #
 # Beyond .ci/run:
 # * the slow tests (-m slow) and the property-based tests with ten times as
