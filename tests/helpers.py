@@ -1,4 +1,6 @@
 """Test helpers shared by every test module."""
+import tracemalloc
+
 import numpy as np
 
 # Tolerances for comparing the fast kernels with the NumPy reference, per
@@ -71,3 +73,20 @@ def load_example(filename):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def peak_bytes(call):
+    """(bytes allocated at the peak of call() above what was allocated before, its result).
+
+    The call runs once first, so that caches and lazy imports do not count.
+    """
+    call()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before, result

@@ -8,7 +8,6 @@ finite differences, and the fast function's peak memory against its budget.
 """
 import doctest
 import itertools
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import pytest
 import fastloss
 import fastloss.reference as reference
 from fastloss._linear_cross_entropy import default_chunk_rows
-from helpers import assert_unchanged, finite_difference_gradient, snapshot
+from helpers import assert_unchanged, finite_difference_gradient, peak_bytes, snapshot
 
 MODULES = pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", "reference"])
 REDUCTIONS = ["mean", "sum", "none"]
@@ -225,26 +224,13 @@ def test_default_chunk_rule():
     assert default_chunk_rows(0, 10, 8) == 1
 
 
-def tracemalloc_peak(call):
-    call()                              # warm caches and lazy imports
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before, _ = tracemalloc.get_traced_memory()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - before, result
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction):
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
-    peak, result = tracemalloc_peak(lambda: fastloss.linear_cross_entropy(
+    peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
         hidden, weight, labels, bias=bias, reduction=reduction, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
@@ -265,7 +251,7 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
 def test_no_gradient_work_with_grad_false():
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(np.float32, n_rows, n_features, n_classes)
-    peak, result = tracemalloc_peak(lambda: fastloss.linear_cross_entropy(
+    peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
         hidden, weight, labels, bias=bias, grad=False, chunk_rows=chunk_rows))
     assert result[1:] == (None, None, None)
     # no gradient arrays, no scratch: the chunk buffer only

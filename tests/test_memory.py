@@ -6,30 +6,16 @@ exceed the gradient (and, for reduction="none", the per-sample losses) that
 the call returns, plus a small allowance for Python objects and per-thread
 scratch.  With ``out=`` the gradient is not allocated at all.
 """
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import fastloss
+from helpers import peak_bytes
 
 # Python objects of one call (tuples, memoryview structs, small arrays of
 # parameters) and O(threads x C) scratch: far below one array of N elements.
 SLACK = 64 * 1024
 N = 200_000          # 0.8 MB of float32: any hidden temporary would show
-
-
-def peak_bytes(call):
-    call()                                   # warm caches and lazy imports
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before, _ = tracemalloc.get_traced_memory()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - before, result
 
 
 def returned_bytes(result):
