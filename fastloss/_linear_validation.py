@@ -14,6 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastloss._validation import (as_any_array, as_class_weight, as_float_array, as_labels,
+                                  check_finite,
                                   as_sample_weight, check_flag, check_ignore_index,
                                   check_label_smoothing, check_n_threads, check_reduction)
 
@@ -39,12 +40,6 @@ def _real_2d(x, name, shape_name):
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D {shape_name}, got shape {arr.shape}")
     return arr
-
-
-def _check_finite(weights, name):
-    if weights is not None and not np.isfinite(weights).all():
-        i = int(np.argmin(np.isfinite(weights)))
-        raise ValueError(f"{name} must be finite; {name}[{i}] = {weights[i]}")
 
 
 def check_unimplemented(z_loss, softcap):
@@ -113,8 +108,8 @@ def prepare_linear(hidden, weight, target, bias, class_weight, ignore_index, lab
     prep.labels = as_labels(target_arr, n_rows, n_classes, prep.ignore_index)
     prep.sample_weight = as_sample_weight(sample_weight, n_rows)
     prep.class_weight = as_class_weight(class_weight, n_classes)
-    _check_finite(prep.sample_weight, "sample_weight")
-    _check_finite(prep.class_weight, "class_weight")
+    if prep.sample_weight is not None:
+        check_finite(prep.sample_weight, "sample_weight")
     return prep
 
 
