@@ -151,28 +151,31 @@ def as_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, pred: np.ndarray,
-              others: list[tuple[str, np.ndarray | None]]) -> np.ndarray | None:
+              others: list[tuple[str, np.ndarray | None]], name: str = "out",
+              pred_name: str = "pred") -> np.ndarray | None:
     """out must be a writeable C-contiguous array of the gradient's shape and dtype.
 
     It may be ``pred`` itself (in place) but must not overlap any other input.
+    ``name`` and ``pred_name`` name the two in the errors (out_var and var for
+    the gradient of a second input).
     """
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
-        raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
-        raise ValueError(f"out must have shape {shape} and dtype {dtype}, "
+        raise ValueError(f"{name} must have shape {shape} and dtype {dtype}, "
                          f"got shape {out.shape} and dtype {out.dtype}")
     if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
+        raise ValueError(f"{name} must be C-contiguous")
     if not out.flags.writeable:
-        raise ValueError("out must be writeable")
+        raise ValueError(f"{name} must be writeable")
     if np.may_share_memory(out, pred) and not (
             out.ctypes.data == pred.ctypes.data and out.strides == pred.strides):
-        raise ValueError("out overlaps pred without being pred itself")
-    for name, arr in others:
+        raise ValueError(f"{name} overlaps {pred_name} without being {pred_name} itself")
+    for other, arr in others:
         if arr is not None and np.may_share_memory(out, arr):
-            raise ValueError(f"out must not share memory with {name}")
+            raise ValueError(f"{name} must not share memory with {other}")
     return out
 
 
@@ -426,6 +429,36 @@ def prepare_elementwise(pred: Any, target: Any, sample_weight: Any, reduction: A
     deferred = _defer_weight_check(weight, out, pred_arr, defer_weight_check)
     return Prepared(pred_arr, target_arr, weight, reduction, grad, hess, out, threads,
                     pred_arr.shape, pred_arr.dtype, deferred)
+
+
+def prepare_further_inputs(prep: Prepared, input_names: tuple[str, ...],
+                           gradients: tuple[str, ...], values: tuple[Any, ...],
+                           outs: tuple[Any, ...]) -> tuple[tuple[np.ndarray, ...],
+                                                           tuple[np.ndarray | None, ...]]:
+    """The inputs of an elementwise loss after pred and target (a variance), and the
+    ``out`` arrays of the gradients after the first (``out_var``).
+
+    Each further input has the predictions' shape and is converted to their
+    dtype; each out array has its input's shape and may be that input itself.
+    """
+    pred_name = input_names[0]
+    arrays = {pred_name: prep.pred}
+    further = []
+    for name, value in zip(input_names[2:], values):
+        arr = as_float_array(value, name, prep.dtype)
+        check_same_shape(prep.pred, pred_name, arr, name)
+        arrays[name] = arr
+        further.append(arr)
+    checked = []
+    for gradient, out in zip(gradients[1:], outs):
+        check_out_wanted(out, prep.grad)
+        others = [(name, arr) for name, arr in arrays.items() if name != gradient]
+        others += [(name, arr) for name, arr in (("target", prep.target),
+                                                 ("sample_weight", prep.weight),
+                                                 ("out", prep.out))]
+        checked.append(check_out(out, arrays[gradient].shape, prep.dtype, arrays[gradient],
+                                 others, name=f"out_{gradient}", pred_name=gradient))
+    return tuple(further), tuple(checked)
 
 
 def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: Any,

@@ -134,8 +134,17 @@ def huber(pred: ArrayLike, target: ArrayLike, *, delta: float = 1.0,
         grad = clip(r, -delta, delta)
         hess = 1 if |r| <= delta else 0           (NaN where r is NaN)
 
-    As ``torch.nn.functional.huber_loss``; ``delta`` must be > 0 (as in torch).
-    Other arguments and the return value as in :func:`mse`.
+    As ``torch.nn.functional.huber_loss``.
+
+    Args:
+      pred: predictions, shape (N,) or (N, K).
+      target: targets, same shape.
+      delta: where the loss turns from quadratic to linear, > 0 (as in torch).
+      Others as in :func:`mse`.
+
+    Returns:
+      LossGrad(loss, grad), or LossGradHess(loss, grad, hess) with hess=True,
+      as in :func:`mse`.
 
     References:
       Huber, "Robust Estimation of a Location Parameter", 1964.
@@ -229,6 +238,10 @@ def binary_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
       pos_weight: None, a scalar, or (K,) finite weights of the positive term.
       Others as in :func:`mse`.
 
+    Returns:
+      LossGrad(loss, grad), or LossGradHess(loss, grad, hess) with hess=True,
+      as in :func:`mse`; grad is the gradient with respect to the logits.
+
     Examples:
       >>> import fastloss
       >>> round(fastloss.binary_cross_entropy([0.0], [1.0]).loss, 6)  # log 2
@@ -274,7 +287,11 @@ def hinge(scores: ArrayLike, target: ArrayLike, *, margin: float = 1.0,
       scores: shape (N,).
       target: shape (N,), all in {-1, +1} or all in {0, 1}.
       margin: the margin, >= 0.
-      Others as in :func:`mse`.
+      Others as in :func:`mse` (no hess: the hinge is not twice differentiable).
+
+    Returns:
+      LossGrad(loss, grad): the reduced loss and its (sub)gradient with
+      respect to the scores.
 
     Examples:
       >>> import fastloss
@@ -309,7 +326,15 @@ def squared_hinge(scores: ArrayLike, target: ArrayLike, *, margin: float = 1.0,
         loss = max(0, margin - t s) ** 2
         grad = -2 t max(0, margin - t s)
 
-    Arguments as in :func:`hinge`.
+    Args:
+      scores: shape (N,).
+      target: shape (N,), all in {-1, +1} or all in {0, 1}.
+      margin: the margin, >= 0.
+      Others as in :func:`mse` (no hess).
+
+    Returns:
+      LossGrad(loss, grad): the reduced loss and its gradient with respect to
+      the scores.
 
     Examples:
       >>> import fastloss

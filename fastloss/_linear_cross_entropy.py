@@ -26,11 +26,13 @@ import contextlib
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastloss._linear_validation import (LinearCrossEntropyGrad, label_mean_denominator,
                                          prepare_linear)
 from fastloss._multiclass_losses import softmax_cross_entropy
 from fastloss._registry import Loss
+from fastloss._results import Reduction
 
 # The default chunk: a sixteenth of the rows (6.25% of the logits), at least
 # MIN_CHUNK_ROWS rows (each chunk costs one pass over the (V, D) scratch, which
@@ -134,10 +136,13 @@ LINEAR_CROSS_ENTROPY = Loss(
 
 
 @LINEAR_CROSS_ENTROPY.declare
-def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None,
-                         ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None,
-                         sample_weight=None, reduction="mean", grad=True, chunk_rows=None,
-                         n_threads=None):
+def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *,
+                         bias: ArrayLike | None = None, class_weight: ArrayLike | None = None,
+                         ignore_index: int | None = None, label_smoothing: float = 0.0,
+                         z_loss: float = 0.0, softcap: float | None = None,
+                         sample_weight: ArrayLike | None = None, reduction: Reduction = "mean",
+                         grad: bool = True, chunk_rows: int | None = None,
+                         n_threads: int | None = None) -> LinearCrossEntropyGrad:
     """Cross-entropy of a linear output layer, without holding the (N, V) logits.
 
     The loss of ``softmax_cross_entropy(hidden @ weight.T + bias, target, ...)``

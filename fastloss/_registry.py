@@ -170,16 +170,18 @@ def twin_of(fast: Callable[..., Any]) -> Callable[[F], F]:
     return decorate
 
 
-def derived_twin(spec: Loss, runner: Callable[..., Any], module: str) -> Callable[..., Any]:
+def derived_twin(spec: Loss, runner: Callable[..., Any], module: str,
+                 fast: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """A function with the signature, docstring and type hints of ``spec``'s fast function
-    whose body is ``runner(spec, inputs, params, sample_weight, reduction, grad, hess,
-    outs, n_threads)`` (``inputs``, ``params`` and ``outs`` tuples in declared order).
+    (or of ``fast``) whose body is ``runner(spec, inputs, params, sample_weight, reduction,
+    grad, hess, outs, n_threads)`` (``inputs``, ``params`` and ``outs`` tuples in declared
+    order).
 
     It is written out as Python source and compiled, as ``dataclasses`` and
     ``namedtuple`` make their methods, so that calling it costs what calling
     a hand-written function costs and a wrong call raises Python's own error.
     """
-    fast = spec.function
+    fast = spec.function if fast is None else fast
     signature = inspect.signature(fast)
     defaults = {name: p.default for name, p in signature.parameters.items()
                 if p.default is not inspect.Parameter.empty}
@@ -219,9 +221,14 @@ TABLE_START = "<!-- loss table: generated from fastloss/_registry.py by tools/lo
 TABLE_END = "<!-- end of the loss table -->"
 
 
+def _python(value: Any) -> str:
+    """A default as written in the signature (strings in double quotes)."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
 def call_text(spec: Loss) -> str:
     """``huber(pred, target, *, delta=1.0)``: the inputs and the loss parameters."""
-    params = ", ".join(f"{param.name}={param.default!r}" for param in spec.params)
+    params = ", ".join(f"{param.name}={_python(param.default)}" for param in spec.params)
     inputs = ", ".join(spec.inputs)
     return f"{spec.name}({inputs}, *, {params})" if params else f"{spec.name}({inputs})"
 

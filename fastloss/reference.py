@@ -25,7 +25,7 @@ import numpy as np
 
 import fastloss
 from fastloss._checks import (check_scalar_params, check_shaped_params, prepare_elementwise,
-                              prepare_multiclass, prepare_rows)
+                              prepare_further_inputs, prepare_multiclass, prepare_rows)
 from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
 from fastloss._numpy_maths import xmul as _xmul
@@ -45,13 +45,17 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
     values = check_scalar_params(spec.params, params)
     prep = prepare_elementwise(inputs[0], inputs[1], sample_weight, reduction, grad, outs[0],
                                n_threads, pred_name=spec.inputs[0], hess=hess)
+    further, further_outs = prepare_further_inputs(prep, spec.inputs, spec.gradients,
+                                                   inputs[2:], outs[1:])
     if prep.pred.ndim not in spec.ndims:
         raise ValueError(spec.shape_error.format(shape=prep.shape))
     target = spec.target.check(prep.target, "target")
     values = check_shaped_params(spec.params, values, prep.shape)
     assert spec.formula is not None
-    loss, grad_value, curvature = spec.formula(prep.pred, target, *values, hess=prep.hess)
-    return reduce_numpy(prep, loss, grad_value, hess=curvature)
+    loss, grad_value, curvature = spec.formula(prep.pred, target, *further, *values,
+                                               hess=prep.hess)
+    return reduce_numpy(prep, loss, grad_value, hess=curvature,
+                        outs=(prep.out, *further_outs) if further_outs else None)
 
 
 for _spec in losses("elementwise"):
