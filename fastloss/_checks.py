@@ -12,7 +12,8 @@ module holds
   registry declares once per loss, whose ``check`` method is the one place
   their rule is applied (and where a compiled call path can read the rule);
 * the ``prepare_*`` functions that run these checks in a fixed order and
-  return an immutable ``Prepared`` record of the converted arguments.
+  return a ``Prepared`` record of the converted arguments, made whole and
+  never changed afterwards.
 
 Targets (labels, probabilities, binary targets) are checked in
 :mod:`fastloss._targets`; the "mean" divisor and the reductions live in
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -181,11 +182,6 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, pred: np.ndarra
 
 # --- loss parameters, declared as data ---------------------------------------------
 
-def _is_real(value: Any) -> bool:
-    return type(value) is float or (isinstance(value, numbers.Real)
-                                    and not isinstance(value, bool))
-
-
 @dataclass(frozen=True)
 class Param:
     """A keyword-only parameter of a loss: its name, default and rule.
@@ -214,9 +210,11 @@ class Real(Param):
     high_open: bool = False
 
     def check(self, value: Any) -> float:
-        if not _is_real(value):
-            raise TypeError(f"{self.name} must be a real number, got {type(value).__name__}")
-        value = float(value)
+        if type(value) is not float:
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"{self.name} must be a real number, "
+                                f"got {type(value).__name__}")
+            value = float(value)
         low, high = self.low, self.high
         ok = math.isfinite(value)
         if low is not None:
@@ -319,19 +317,40 @@ class Weights(Param):
         return weights
 
 
-def check_scalar_params(params: tuple[Param, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The values of a loss's parameters, each checked by its rule, except the weights
-    (whose rule needs the predictions' shape: :func:`check_shaped_params`)."""
-    return tuple(value if param.kind == "weights" else param.check(value)
-                 for param, value in zip(params, values))
+def _unchanged(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return values
 
 
-def check_shaped_params(params: tuple[Param, ...], values: tuple[Any, ...],
-                        shape: tuple[int, ...]) -> tuple[Any, ...]:
-    """The per-column weights among a loss's parameters (pos_weight), checked against
-    the predictions' ``shape`` (see :meth:`Weights.check_for`); the others as they are."""
-    return tuple(param.check_for(value, shape) if isinstance(param, Weights) else value
-                 for param, value in zip(params, values))
+def scalar_checker(params: tuple[Param, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """One function that checks the values of a loss's parameters by their rules, except
+    the weights (whose rule needs the predictions' shape: :func:`shaped_checker`).
+
+    Made once per declaration, so that a call pays one function call per parameter.
+    """
+    checks = [None if param.kind == "weights" else param.check for param in params]
+    if not any(checks):
+        return _unchanged
+    if len(checks) == 1:
+        check = checks[0]
+        assert check is not None
+        return lambda values: (check(values[0]),)
+    return lambda values: tuple(value if check is None else check(value)
+                                for check, value in zip(checks, values))
+
+
+def shaped_checker(params: tuple[Param, ...]) -> Callable[[tuple[Any, ...], tuple[int, ...]],
+                                                          tuple[Any, ...]] | None:
+    """One function that checks a loss's per-column weights (pos_weight) against the
+    predictions' shape (see :meth:`Weights.check_for`), or None when it has none."""
+    checks = [param.check_for if isinstance(param, Weights) else None for param in params]
+    if not any(checks):
+        return None
+    if len(checks) == 1:
+        check = checks[0]
+        assert check is not None
+        return lambda values, shape: (check(values[0], shape),)
+    return lambda values, shape: tuple(value if check is None else check(value, shape)
+                                       for check, value in zip(checks, values))
 
 
 # The parameters that several multiclass losses share (torch's names and rules).
@@ -342,46 +361,55 @@ LABEL_SMOOTHING = Real("label_smoothing", 0.0, low=0.0, high=1.0)
 
 # --- every argument of a call ---------------------------------------------------------
 
-class Prepared(NamedTuple):
-    """Validated, converted arguments of one call (all arrays C-contiguous)."""
+class Prepared:
+    """Validated, converted arguments of one call (all arrays C-contiguous).
 
-    pred: np.ndarray            # float32/float64 ndarray, 1-D or 2-D
-    target: np.ndarray          # same dtype and shape, or np.intp labels (N,)
-    weight: np.ndarray | None   # float64 (N,) or None
-    reduction: str
-    grad: bool
-    hess: bool                  # also compute the Hessian's diagonal (implies grad)
-    out: np.ndarray | None      # the validated out array, or None
-    n_threads: int              # 0 means the OpenMP default
-    shape: tuple[int, ...]      # pred.shape
-    dtype: np.dtype             # pred.dtype
-    # True when the sample weights' finiteness is left to the caller (see
-    # defer_weight_check in prepare_elementwise and reduction.settle_weights)
-    weight_unchecked: bool
+    Made by :func:`prepare_elementwise` with every field, and never changed
+    afterwards (a class with slots rather than a named tuple: it is made on
+    every call, and a slots object is made and read faster).
+    """
+
+    __slots__ = ("pred", "target", "weight", "reduction", "grad", "hess", "out", "n_threads",
+                 "shape", "dtype", "weight_unchecked")
+
+    def __init__(self, pred: np.ndarray, target: np.ndarray, weight: np.ndarray | None,
+                 reduction: str, grad: bool, hess: bool, out: np.ndarray | None,
+                 n_threads: int, weight_unchecked: bool) -> None:
+        self.pred = pred            # float32/float64 ndarray, 1-D or 2-D
+        self.target = target        # same dtype and shape, or np.intp labels (N,)
+        self.weight = weight        # float64 (N,) or None
+        self.reduction = reduction
+        self.grad = grad
+        self.hess = hess            # also compute the Hessian's diagonal (implies grad)
+        self.out = out              # the validated out array, or None
+        self.n_threads = n_threads  # 0 means the OpenMP default
+        self.shape: tuple[int, ...] = pred.shape
+        self.dtype: np.dtype = pred.dtype
+        # True when the sample weights' finiteness is left to the caller (see
+        # defer_weight_check in prepare_elementwise and _reduction.settle_weights)
+        self.weight_unchecked = weight_unchecked
 
 
-class PreparedMulticlass(NamedTuple):
+class PreparedMulticlass(Prepared):
     """Validated arguments of a multiclass loss: (N, C) logits and labels or probabilities.
 
     ``target`` is an ``np.intp`` (N,) label array when ``has_labels``, else an
     (N, C) probability array of the logits' dtype.
     """
 
-    pred: np.ndarray
-    target: np.ndarray
-    weight: np.ndarray | None
-    reduction: str
-    grad: bool
-    hess: bool
-    out: np.ndarray | None
-    n_threads: int
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    weight_unchecked: bool
-    has_labels: bool
-    class_weight: np.ndarray | None
-    ignore_index: int | None
-    label_smoothing: float
+    __slots__ = ("has_labels", "class_weight", "ignore_index", "label_smoothing")
+
+    def __init__(self, pred: np.ndarray, target: np.ndarray, weight: np.ndarray | None,
+                 reduction: str, grad: bool, hess: bool, out: np.ndarray | None,
+                 n_threads: int, weight_unchecked: bool, has_labels: bool,
+                 class_weight: np.ndarray | None, ignore_index: int | None,
+                 label_smoothing: float) -> None:
+        Prepared.__init__(self, pred, target, weight, reduction, grad, hess, out, n_threads,
+                          weight_unchecked)
+        self.has_labels = has_labels
+        self.class_weight = class_weight
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
 
 
 def writes_over_input(prep: Prepared | PreparedMulticlass) -> bool:
@@ -414,21 +442,32 @@ def prepare_elementwise(pred: Any, target: Any, sample_weight: Any, reduction: A
     With ``defer_weight_check`` the caller checks the sample weights' finiteness
     with :func:`fastloss._reduction.settle_weights` after its kernel.
     """
-    grad = check_flag(grad, "grad")
-    hess = check_hess(hess, grad)
-    check_out_wanted(out, grad)
-    check_reduction(reduction)
-    threads = check_n_threads(n_threads)
+    # The usual values (grad=True, hess=False, None for the optional arrays) skip
+    # their checks' calls: this runs on every call, where microseconds count.
+    if grad is not True:
+        grad = check_flag(grad, "grad")
+    if hess is not False:
+        hess = check_hess(hess, grad)
+    if out is not None:
+        check_out_wanted(out, grad)
+    if reduction not in REDUCTIONS:
+        check_reduction(reduction)
+    threads = 0 if n_threads is None else check_n_threads(n_threads)
     pred_arr = as_float_array(pred, pred_name)
-    check_ndim(pred_arr, pred_name, (1, 2))
+    if pred_arr.ndim not in (1, 2):
+        check_ndim(pred_arr, pred_name, (1, 2))
     target_arr = as_float_array(target, target_name, pred_arr.dtype)
-    check_same_shape(pred_arr, pred_name, target_arr, target_name)
-    weight = as_sample_weight(sample_weight, pred_arr.shape[0])
-    out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
-                    [(target_name, target_arr), ("sample_weight", weight)])
-    deferred = _defer_weight_check(weight, out, pred_arr, defer_weight_check)
-    return Prepared(pred_arr, target_arr, weight, reduction, grad, hess, out, threads,
-                    pred_arr.shape, pred_arr.dtype, deferred)
+    if target_arr.shape != pred_arr.shape:
+        check_same_shape(pred_arr, pred_name, target_arr, target_name)
+    weight = None
+    if sample_weight is not None:
+        weight = as_sample_weight(sample_weight, pred_arr.shape[0])
+    if out is not None:
+        out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
+                        [(target_name, target_arr), ("sample_weight", weight)])
+    deferred = weight is not None and _defer_weight_check(weight, out, pred_arr,
+                                                          defer_weight_check)
+    return Prepared(pred_arr, target_arr, weight, reduction, grad, hess, out, threads, deferred)
 
 
 def prepare_further_inputs(prep: Prepared, input_names: tuple[str, ...],
@@ -452,7 +491,8 @@ def prepare_further_inputs(prep: Prepared, input_names: tuple[str, ...],
     checked = []
     for gradient, out in zip(gradients[1:], outs):
         check_out_wanted(out, prep.grad)
-        others = [(name, arr) for name, arr in arrays.items() if name != gradient]
+        others: list[tuple[str, np.ndarray | None]] = [
+            (name, arr) for name, arr in arrays.items() if name != gradient]
         others += [(name, arr) for name, arr in (("target", prep.target),
                                                  ("sample_weight", prep.weight),
                                                  ("out", prep.out))]
@@ -479,15 +519,22 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
     or infinite) to the kernel, which reports them in its own pass, except
     when the gradient overwrites the logits.
     """
-    grad = check_flag(grad, "grad")
-    hess = check_hess(hess, grad)
-    check_out_wanted(out, grad)
-    check_reduction(reduction)
-    threads = check_n_threads(n_threads)
-    ignore_index = IGNORE_INDEX.check(ignore_index)
+    # (the usual values skip their checks' calls, as in prepare_elementwise)
+    if grad is not True:
+        grad = check_flag(grad, "grad")
+    if hess is not False:
+        hess = check_hess(hess, grad)
+    if out is not None:
+        check_out_wanted(out, grad)
+    if reduction not in REDUCTIONS:
+        check_reduction(reduction)
+    threads = 0 if n_threads is None else check_n_threads(n_threads)
+    if ignore_index is not None:
+        ignore_index = IGNORE_INDEX.check(ignore_index)
     label_smoothing = LABEL_SMOOTHING.check(label_smoothing)
     pred_arr = as_float_array(logits, pred_name)
-    check_ndim(pred_arr, pred_name, (2,))
+    if pred_arr.ndim != 2:
+        check_ndim(pred_arr, pred_name, (2,))
     n_rows, n_classes = pred_arr.shape
     target = as_any_array(target, "target")
     target_ndim = target.ndim
@@ -504,21 +551,24 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer labels only, "
                              "not to probability targets")
-    weight = as_sample_weight(sample_weight, n_rows)
-    class_weight = CLASS_WEIGHT.check(class_weight, n_classes)
-    out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
-                    [("target", target_arr), ("sample_weight", weight),
-                     ("class_weight", class_weight)])
+    weight = None if sample_weight is None else as_sample_weight(sample_weight, n_rows)
+    if class_weight is not None:
+        class_weight = CLASS_WEIGHT.check(class_weight, n_classes)
+    in_place = False
+    if out is not None:
+        out = check_out(out, pred_arr.shape, pred_arr.dtype, pred_arr,
+                        [("target", target_arr), ("sample_weight", weight),
+                         ("class_weight", class_weight)])
+        in_place = np.shares_memory(out, pred_arr)
     has_labels = target_kind == "labels"
-    in_place = out is not None and np.shares_memory(out, pred_arr)
     if not has_labels and (not defer_weight_check or in_place):
         # (else the kernel checks the probabilities in its own pass)
         check_probabilities(target_arr, "target")
-    deferred = _defer_weight_check(weight, out, pred_arr,
-                                   defer_weight_check and ignore_index is None)
+    deferred = weight is not None and _defer_weight_check(
+        weight, out, pred_arr, defer_weight_check and ignore_index is None)
     return PreparedMulticlass(pred_arr, target_arr, weight, reduction, grad, hess, out, threads,
-                              pred_arr.shape, pred_arr.dtype, deferred, has_labels,
-                              class_weight, ignore_index, label_smoothing)
+                              deferred, has_labels, class_weight, ignore_index,
+                              label_smoothing)
 
 
 def prepare_rows(x: Any, out: Any, n_threads: Any,

@@ -44,14 +44,16 @@ def _choose() -> tuple[str, str]:
 
 PATH, REASON = _choose()
 _SUFFIX = "_v3" if PATH == X86_64_V3 else ""
-elementwise_kernels = importlib.import_module("fastloss._elementwise_kernels" + _SUFFIX)
-multiclass_kernels = importlib.import_module("fastloss._multiclass_kernels" + _SUFFIX)
+elementwise_kernels: ModuleType = importlib.import_module(
+    "fastloss._elementwise_kernels" + _SUFFIX)
+multiclass_kernels: ModuleType = importlib.import_module(
+    "fastloss._multiclass_kernels" + _SUFFIX)
 
 
 # --- binding the kernels -------------------------------------------------------------
 
 FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
-_CTYPE = {FLOAT32: "float", FLOAT64: "double"}
+_CTYPE: dict[np.dtype, str] = {FLOAT32: "float", FLOAT64: "double"}
 
 
 def specialisations(module: ModuleType) -> dict[str, dict[np.dtype, Callable[..., Any]]]:
@@ -61,7 +63,7 @@ def specialisations(module: ModuleType) -> dict[str, dict[np.dtype, Callable[...
     Calling a specialisation directly skips Cython's fused-type dispatch,
     which costs microseconds per call.
     """
-    kernels = {}
+    kernels: dict[str, dict[np.dtype, Callable[..., Any]]] = {}
     for name in dir(module):
         signatures = getattr(getattr(module, name), "__signatures__", None)
         if signatures is not None and set(_CTYPE.values()) <= set(signatures):
@@ -70,7 +72,7 @@ def specialisations(module: ModuleType) -> dict[str, dict[np.dtype, Callable[...
 
 
 # Placeholders for an absent optional array (the kernels read a length of 0 as "none").
-NO_WEIGHT = np.empty(0)                                     # float64 (0,)
-NO_LABELS = np.empty(0, dtype=np.intp)                      # (0,) labels
-NO_VALUES = {dt: np.empty(0, dtype=dt) for dt in _CTYPE}    # (0,) of the computation dtype
-NO_ROWS = {dt: np.empty((0, 0), dtype=dt) for dt in _CTYPE}  # (0, 0) of the computation dtype
+NO_WEIGHT: np.ndarray = np.empty(0)                         # float64 (0,)
+NO_LABELS: np.ndarray = np.empty(0, dtype=np.intp)          # (0,) labels
+NO_VALUES: dict[np.dtype, np.ndarray] = {dt: np.empty(0, dtype=dt) for dt in _CTYPE}
+NO_ROWS: dict[np.dtype, np.ndarray] = {dt: np.empty((0, 0), dtype=dt) for dt in _CTYPE}

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from fastloss import _dispatch
-from fastloss._checks import (Prepared, check_scalar_params, check_shaped_params,
-                              prepare_elementwise, writes_over_input)
+from fastloss._checks import Prepared, prepare_elementwise, writes_over_input
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -46,97 +45,83 @@ def run(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], sample_weig
         reduction: Any, grad: Any, hess: Any, out: Any,
         n_threads: Any) -> LossGrad | LossGradHess:
     """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order)."""
-    values = check_scalar_params(spec.params, params) if params else params
+    values = spec.check_scalars(params) if params else params
     prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name=spec.inputs[0], hess=hess, defer_weight_check=True)
-    if prep.pred.ndim not in spec.ndims:
-        raise ValueError(spec.shape_error.format(shape=prep.shape))
-    rule = spec.target
-    if rule is not REAL and writes_over_input(prep):
+                               spec.inputs[0], "target", hess, True)
+    shape, dtype = prep.shape, prep.dtype
+    if len(shape) not in spec.ndims:
+        raise ValueError(spec.shape_error.format(shape=shape))
+    if spec.target is not REAL and prep.out is not None and writes_over_input(prep):
         # In place, the kernel would overwrite the predictions before reporting a
         # bad target: check first, so that a failing call leaves them untouched.
         _raise_if_bad_targets(spec, prep, _scan_targets(spec, prep))
-    if params:
-        values = check_shaped_params(spec.params, values, prep.shape)
-    return _reduce(spec, prep, values)
+    if spec.check_shaped is not None:
+        values = spec.check_shaped(values, shape)
 
-
-def _reduce(spec: Loss, prep: Prepared, values: tuple[Any, ...]) -> LossGrad | LossGradHess:
-    """Run the fused kernel of ``spec`` on prepared arguments and apply the reduction."""
-    shape, dtype = prep.shape, prep.dtype
-    n_rows = shape[0]
-    row_size = 1 if len(shape) == 1 else shape[1]
-    per_column = any(type(value) is np.ndarray for value in values)
-    if prep.weight is None and not per_column:
-        view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
-    else:
-        view = (n_rows, row_size)
-
-    reduction = prep.reduction
-    scale, denominator = 1.0, 1.0
+    scale = denominator = 1.0
     if reduction == "mean":
-        denominator = mean_denominator(n_rows, row_size, prep.weight)
+        denominator = mean_denominator(shape[0], 1 if len(shape) == 1 else shape[1],
+                                       prep.weight)
         settle_weights(prep, denominator)
         if denominator == 0:                # a mean over nothing: 0 and a zero gradient
             return empty_mean(prep)
         scale = 1.0 / denominator
-
-    none = _NO_ROWS[dtype]
-    loss_out = np.empty(view, dtype) if reduction == "none" else none
-    if not prep.grad:
-        grad_out = none
-    elif prep.out is not None:
-        grad_out = prep.out.reshape(view)
-    else:
-        grad_out = np.empty(view, dtype)
-    hess_out = np.empty(view, dtype) if prep.hess else none
-    total, seen = _call_kernel(spec, prep, view, values, loss_out, grad_out, hess_out, scale)
+    loss_out = np.empty(shape, dtype) if reduction == "none" else None
+    grad_out = None
+    if prep.grad:
+        # out itself, as NumPy's out= returns it
+        grad_out = prep.out if prep.out is not None else np.empty(shape, dtype)
+    hess_out = np.empty(shape, dtype) if prep.hess else None
+    total, seen = _call_kernel(spec, prep, values, loss_out, grad_out, hess_out, scale)
     if seen:
         _raise_if_bad_targets(spec, prep, seen)
     settle_weights(prep, total)
-    if reduction == "none":
-        loss = loss_out.reshape(shape)
-    else:
-        loss = total / denominator          # one rounding (total * scale would be two)
-    if not prep.grad:
-        grad = None
-    elif prep.out is not None:
-        grad = prep.out             # out itself, as NumPy's out= returns it
-    else:
-        grad = grad_out.reshape(shape)
-    if prep.hess:
-        return LossGradHess(loss, grad, hess_out.reshape(shape))
-    return LossGrad(loss, grad)
+    # (a reduced loss: one rounding, where total * scale would be two)
+    loss = loss_out if loss_out is not None else total / denominator
+    if hess_out is not None:
+        assert grad_out is not None
+        return LossGradHess(loss, grad_out, hess_out)
+    return LossGrad(loss, grad_out)
 
 
 # --- the kernel calls: the only code that knows the kernels' argument lists ------------
 
-def _call_kernel(spec: Loss, prep: Prepared, view: tuple[int, int], values: tuple[Any, ...],
-                 loss_out: np.ndarray, grad_out: np.ndarray, hess_out: np.ndarray,
-                 grad_scale: float) -> tuple[float, int]:
+def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
+                 loss_out: np.ndarray | None, grad_out: np.ndarray | None,
+                 hess_out: np.ndarray | None, grad_scale: float) -> tuple[float, int]:
     """Call the fused kernel of ``spec``: returns (the float64 total of w * loss, the
     TARGET_* bits of the targets it met, 0 for a loss without a target check).
 
-    Today's kernels share one signature (see ``_elementwise_kernels.pyx.tp``):
-    ``(pred, target, weight, param_per_column, param, loss_out, grad_out,
-    hess_out, grad_scale, n_threads)``, with one float parameter (delta, margin
-    or a scalar pos_weight; 1.0 without pos_weight, unused by mse) or a (K,)
-    parameter per column.
+    The outputs have the predictions' shape, or are None (not computed).
+    Today's kernels share one signature (see ``_elementwise_kernels.pyx.tp``)::
+
+        kernel(pred, target, weight, param_per_column, param,
+               loss_out, grad_out, hess_out, grad_scale, n_threads)
+
+    on (n_rows, row_size) views, with (0,) or (0, 0) arrays for the absent
+    ones, and one float parameter (delta, margin or a scalar pos_weight; 1.0
+    without pos_weight, unused by mse) or one (K,) parameter per column.
     """
-    param, columns = 1.0, _NO_WEIGHT
-    for value in values:
-        if value is None:
-            continue
+    param, columns = 0.0, _NO_WEIGHT
+    for value in values:                    # (mse has none)
         if type(value) is np.ndarray:
-            columns = value
+            param, columns = 1.0, value
         else:
-            param = value
-    if not values:
-        param = 0.0
+            param = 1.0 if value is None else value
+    shape = prep.shape
+    row_size = 1 if len(shape) == 1 else shape[1]
+    if prep.weight is None and columns is _NO_WEIGHT:
+        view = (shape[0] * row_size, 1)     # nothing depends on the row: one flat loop
+    else:
+        view = (shape[0], row_size)
+    none = _NO_ROWS[prep.dtype]
     result = _KERNELS[spec.kernel][prep.dtype](
         prep.pred.reshape(view), prep.target.reshape(view),
         _NO_WEIGHT if prep.weight is None else prep.weight, columns, param,
-        loss_out, grad_out, hess_out, grad_scale, prep.n_threads)
+        none if loss_out is None else loss_out.reshape(view),
+        none if grad_out is None else grad_out.reshape(view),
+        none if hess_out is None else hess_out.reshape(view),
+        grad_scale, prep.n_threads)
     if spec.target is REAL:
         return result, 0
     return result  # type: ignore[no-any-return]

@@ -266,14 +266,12 @@ def kl_divergence(logits: ArrayLike, target: ArrayLike, *,
     return run(KL_DIVERGENCE, prep, denominator)
 
 
-_MARGIN = Real("margin", 1.0, low=0.0)
-_KIND = Choice("kind", "weston_watkins", choices=("weston_watkins", "crammer_singer"))
-_SQUARED = Flag("squared", False, strict=False)     # any value's truth, as always accepted
-
 MULTICLASS_HINGE = Loss(
     "multiclass_hinge", "multiclass", inputs=("scores", "target"), ndims=(2,),
     kernel="multiclass_hinge", torch="multi_margin_loss", target=LABELS,
-    params=(_MARGIN, _KIND, _SQUARED),
+    params=(Real("margin", 1.0, low=0.0),
+            Choice("kind", "weston_watkins", choices=("weston_watkins", "crammer_singer")),
+            Flag("squared", False, strict=False)),      # any value's truth, as always
     doc_shapes="(N, C); (N,) labels",
     doc_loss=('Weston-Watkins Σ_{j≠y} max(0, m + s_j − s_y)^q, or `kind="crammer_singer"`: '
               "max(0, max_{j≠y}(m + s_j) − s_y)^q"))
@@ -323,8 +321,8 @@ def multiclass_hinge(scores: ArrayLike, target: ArrayLike, *, margin: float = 1.
       >>> fastloss.multiclass_hinge([[2.0, 1.5, 0.0]], [0], reduction="sum")
       LossGrad(loss=0.5, grad=array([[-1.,  1.,  0.]]))
     """
-    options = {"margin": _MARGIN.check(margin), "kind": _KIND.check(kind),
-               "squared": _SQUARED.check(squared)}
+    margin, kind, squared = MULTICLASS_HINGE.check_scalars((margin, kind, squared))
+    options = {"margin": margin, "kind": kind, "squared": squared}
     prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
                               target_kind="labels", pred_name="scores",
                               defer_weight_check=True)

@@ -102,6 +102,7 @@ def reduce_numpy(prep: Prepared | PreparedMulticlass, loss: np.ndarray, grad: An
         grads = tuple(_per_row(g, prep.weight) for g in grads)
         if prep.hess:
             hess = _per_row(hess, prep.weight)
+    value: float | np.ndarray
     if reduction == "none":
         with np.errstate(over="ignore"):    # a loss beyond float32's range is stored as inf
             value = loss.astype(dtype)

@@ -30,7 +30,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from fastloss._checks import Param
+from fastloss._checks import Param, scalar_checker, shaped_checker
 from fastloss._targets import REAL, TargetRule
 
 FAMILIES = ("elementwise", "multiclass", "rows", "linear")
@@ -66,6 +66,11 @@ class Loss:
       shape_error: the error when the first input has a dimension that
         ``ndims`` excludes but the family allows (formatted with
         ``shape``), or "" for the generic message.
+
+    Derived: ``extra_outs`` (the ``out_<input>`` arguments of the gradients
+    after the first), ``check_scalars(values)`` and ``check_shaped(values,
+    shape)`` (the parameters' rules, bound once; the latter None when no
+    rule needs the predictions' shape).
     """
 
     name: str
@@ -82,7 +87,11 @@ class Loss:
     doc_shapes: str = ""
     doc_loss: str = ""
     shape_error: str = ""
+    # derived from the fields above in __post_init__
     extra_outs: tuple[str, ...] = field(init=False)
+    check_scalars: Callable[[tuple[Any, ...]], tuple[Any, ...]] = field(init=False)
+    check_shaped: Callable[[tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]] | None = \
+        field(init=False)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -95,6 +104,9 @@ class Loss:
         # out= receives the first gradient; out_<input>= each further one
         object.__setattr__(self, "extra_outs",
                            tuple(f"out_{name}" for name in self.gradients[1:]))
+        # the parameters' checks, bound once (see fastloss._checks)
+        object.__setattr__(self, "check_scalars", scalar_checker(self.params))
+        object.__setattr__(self, "check_shaped", shaped_checker(self.params))
 
     @property
     def pred_name(self) -> str:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import fastloss
-from fastloss._checks import (check_scalar_params, check_shaped_params, prepare_elementwise,
-                              prepare_further_inputs, prepare_multiclass, prepare_rows)
+from fastloss._checks import (prepare_elementwise, prepare_further_inputs, prepare_multiclass,
+                              prepare_rows)
 from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
 from fastloss._numpy_maths import xmul as _xmul
@@ -42,7 +42,7 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
                  sample_weight: Any, reduction: Any, grad: Any, hess: Any,
                  outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
     """The NumPy twin of an elementwise loss: check, apply the declared formula, reduce."""
-    values = check_scalar_params(spec.params, params)
+    values = spec.check_scalars(params)
     prep = prepare_elementwise(inputs[0], inputs[1], sample_weight, reduction, grad, outs[0],
                                n_threads, pred_name=spec.inputs[0], hess=hess)
     further, further_outs = prepare_further_inputs(prep, spec.inputs, spec.gradients,
@@ -50,7 +50,8 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
     if prep.pred.ndim not in spec.ndims:
         raise ValueError(spec.shape_error.format(shape=prep.shape))
     target = spec.target.check(prep.target, "target")
-    values = check_shaped_params(spec.params, values, prep.shape)
+    if spec.check_shaped is not None:
+        values = spec.check_shaped(values, prep.shape)
     assert spec.formula is not None
     loss, grad_value, curvature = spec.formula(prep.pred, target, *further, *values,
                                                hess=prep.hess)
@@ -316,8 +317,7 @@ def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=
 def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squared=False,
                      sample_weight=None, reduction="mean", grad=True, out=None,
                      n_threads=None):
-    margin, kind, squared = check_scalar_params(_MULTICLASS_HINGE.params,
-                                                (margin, kind, squared))
+    margin, kind, squared = _MULTICLASS_HINGE.check_scalars((margin, kind, squared))
     prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
                               target_kind="labels", pred_name="scores")
     s, y = prep.pred.astype(np.float64), prep.target
