@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from fastloss import _dispatch
-from fastloss._checks import Prepared, prepare_elementwise, writes_over_input
+from fastloss._checks import (Prepared, prepare_elementwise, prepare_further_inputs,
+                              writes_over_input)
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -84,11 +85,74 @@ def run(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], sample_weig
     return LossGrad(loss, grad_out)
 
 
+def run_several(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
+                sample_weight: Any, reduction: Any, grad: Any, hess: Any,
+                outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
+    """One call of an elementwise loss with further inputs or several gradients.
+
+    The hook for a loss such as a Gaussian negative log-likelihood, declared
+    with inputs ("mean", "target", "var") and gradients ("mean", "var"): the
+    steps of :func:`run`, with each further input checked by
+    :func:`fastloss._checks.prepare_further_inputs` (``out_var`` included)
+    and one gradient array per declared gradient, handed to the kernel after
+    grad_out (:func:`_call_kernel`).  Returns ``LossGrad(loss, grads)``,
+    ``grads`` a tuple in the declared order (``None`` with grad=False).
+    """
+    values = spec.check_scalars(params) if params else params
+    prep = prepare_elementwise(inputs[0], inputs[1], sample_weight, reduction, grad, outs[0],
+                               n_threads, spec.inputs[0], "target", hess, True)
+    further, further_outs = prepare_further_inputs(prep, spec.inputs, spec.gradients,
+                                                   inputs[2:], outs[1:])
+    shape, dtype = prep.shape, prep.dtype
+    if len(shape) not in spec.ndims:
+        raise ValueError(spec.shape_error.format(shape=shape))
+    if spec.target is not REAL and prep.out is not None and writes_over_input(prep):
+        _raise_if_bad_targets(spec, prep, _scan_targets(spec, prep))
+    if spec.check_shaped is not None:
+        values = spec.check_shaped(values, shape)
+    arrays = dict(zip(spec.inputs, (prep.pred, prep.target) + further))
+    outs = (prep.out,) + further_outs
+
+    def gradient_arrays(fill: bool) -> tuple[np.ndarray, ...]:
+        grads = tuple(np.empty(arrays[name].shape, dtype) if out is None else out
+                      for name, out in zip(spec.gradients, outs))
+        for g in grads if fill else ():
+            g.fill(0)
+        return grads
+
+    scale = denominator = 1.0
+    if reduction == "mean":
+        denominator = mean_denominator(shape[0], 1 if len(shape) == 1 else shape[1],
+                                       prep.weight)
+        settle_weights(prep, denominator)
+        if denominator == 0:                # a mean over nothing: 0 and zero gradients
+            if not prep.grad:
+                return LossGrad(0.0, None)
+            if prep.hess:
+                return LossGradHess(0.0, gradient_arrays(True),  # type: ignore[arg-type]
+                                    np.zeros(shape, dtype))
+            return LossGrad(0.0, gradient_arrays(True))  # type: ignore[arg-type]
+        scale = 1.0 / denominator
+    loss_out = np.empty(shape, dtype) if reduction == "none" else None
+    grads = gradient_arrays(False) if prep.grad else None
+    hess_out = np.empty(shape, dtype) if prep.hess else None
+    total, seen = _call_kernel(spec, prep, values, loss_out, grads, hess_out, scale, further)
+    if seen:
+        _raise_if_bad_targets(spec, prep, seen)
+    settle_weights(prep, total)
+    loss = loss_out if loss_out is not None else total / denominator
+    if hess_out is not None:
+        return LossGradHess(loss, grads, hess_out)  # type: ignore[arg-type]
+    return LossGrad(loss, grads)  # type: ignore[arg-type]
+
+
 # --- the kernel calls: the only code that knows the kernels' argument lists ------------
 
 def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
-                 loss_out: np.ndarray | None, grad_out: np.ndarray | None,
-                 hess_out: np.ndarray | None, grad_scale: float) -> tuple[float, int]:
+                 loss_out: np.ndarray | None,
+                 grad_out: np.ndarray | tuple[np.ndarray, ...] | None,
+                 hess_out: np.ndarray | None, grad_scale: float,
+                 further: tuple[np.ndarray, ...] = ()) -> tuple[float, int]:
     """Call the fused kernel of ``spec``: returns (the float64 total of w * loss, the
     TARGET_* bits of the targets it met, 0 for a loss without a target check).
 
@@ -100,7 +164,10 @@ def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
 
     on (n_rows, row_size) views, with (0,) or (0, 0) arrays for the absent
     ones, and one float parameter (delta, margin or a scalar pos_weight; 1.0
-    without pos_weight, unused by mse) or one (K,) parameter per column.
+    without pos_weight, unused by mse) or one (K,) parameter per column.  A
+    loss with ``further`` inputs (:func:`run_several`) passes them after the
+    target, and ``grad_out`` is then a tuple of one array per gradient,
+    passed in the declared order in place of the one grad_out.
     """
     param, columns = 0.0, _NO_WEIGHT
     for value in values:                    # (mse has none)
@@ -115,13 +182,20 @@ def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
     else:
         view = (shape[0], row_size)
     none = _NO_ROWS[prep.dtype]
-    result = _KERNELS[spec.kernel][prep.dtype](
-        prep.pred.reshape(view), prep.target.reshape(view),
-        _NO_WEIGHT if prep.weight is None else prep.weight, columns, param,
-        none if loss_out is None else loss_out.reshape(view),
-        none if grad_out is None else grad_out.reshape(view),
-        none if hess_out is None else hess_out.reshape(view),
-        grad_scale, prep.n_threads)
+    kernel = _KERNELS[spec.kernel][prep.dtype]
+    weight = _NO_WEIGHT if prep.weight is None else prep.weight
+    loss = none if loss_out is None else loss_out.reshape(view)
+    hess = none if hess_out is None else hess_out.reshape(view)
+    if isinstance(grad_out, tuple) or further:
+        grads = [none] * len(spec.gradients) if grad_out is None \
+            else [g.reshape(view) for g in grad_out]
+        result = kernel(prep.pred.reshape(view), prep.target.reshape(view),
+                        *[x.reshape(view) for x in further], weight, columns, param,
+                        loss, *grads, hess, grad_scale, prep.n_threads)
+    else:
+        result = kernel(prep.pred.reshape(view), prep.target.reshape(view), weight, columns,
+                        param, loss, none if grad_out is None else grad_out.reshape(view),
+                        hess, grad_scale, prep.n_threads)
     if spec.target is REAL:
         return result, 0
     return result  # type: ignore[no-any-return]

@@ -274,7 +274,7 @@ def _scaled_nll(mean, target, var, eps, hess):
 
 
 NLL = Loss("scaled_nll", "elementwise", inputs=("mean", "target", "var"),
-           gradients=("mean", "var"), hess=True, formula=_scaled_nll,
+           gradients=("mean", "var"), hess=True, formula=_scaled_nll, kernel="scaled_nll",
            params=(_checks.Real("eps", 1e-6, low=0.0, low_open=True),))
 
 
@@ -309,3 +309,50 @@ def test_a_loss_with_three_inputs_and_two_gradients_can_be_declared():
         twin(mean, target, var[:, :2])
     with pytest.raises(ValueError, match="eps"):
         twin(mean, target, var, eps=0.0)
+
+
+def _stand_in_kernel(mean, target, var, weight, columns, eps, loss_out, grad_mean_out,
+                     grad_var_out, hess_out, grad_scale, n_threads):
+    """A NumPy stand-in for the compiled kernel of a three-input, two-gradient loss, with
+    the argument list fastloss._elementwise._call_kernel gives such a kernel."""
+    loss, (grad_mean, grad_var), hess = _scaled_nll(mean, target, var, eps, True)
+    w = np.ones((mean.shape[0], 1)) if weight.size == 0 else weight[:, None]
+    for out, values in ((loss_out, w * loss), (grad_mean_out, grad_scale * w * grad_mean),
+                        (grad_var_out, grad_scale * w * grad_var),
+                        (hess_out, grad_scale * w * hess)):
+        if out.size:
+            out[...] = values
+    return float(np.sum(w * loss))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_the_fast_face_runs_a_loss_with_three_inputs_and_two_gradients(reduction,
+                                                                      monkeypatch):
+    """The elementwise call path hands a kernel every input and one output per gradient
+    (a stand-in kernel here), and returns the gradients as a tuple, as the twin does."""
+    from fastloss import _elementwise
+    monkeypatch.setitem(_elementwise._KERNELS, "scaled_nll",
+                        {np.dtype(np.float64): _stand_in_kernel})
+    fast = _registry.derived_twin(NLL, _elementwise.run_several, "tests", scaled_nll)
+    twin = _registry.derived_twin(NLL, reference._elementwise, "tests", scaled_nll)
+    rng = np.random.default_rng(1)
+    mean, target = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    var = rng.uniform(0.5, 2.0, size=(6, 2))
+    weight = rng.uniform(0.5, 2.0, 6)
+    for kwargs in ({}, {"sample_weight": weight}, {"hess": True},
+                   {"out": np.empty_like(mean), "out_var": np.empty_like(var)}):
+        ours = fast(mean, target, var, reduction=reduction, **kwargs)
+        theirs = twin(mean, target, var, reduction=reduction, **kwargs)
+        assert type(ours) is type(theirs) and isinstance(ours.grad, tuple)
+        assert_close(ours.loss, theirs.loss, np.float64)
+        for g, expected in zip(ours.grad, theirs.grad):
+            assert_close(g, expected, np.float64)
+        if "out" in kwargs:
+            assert ours.grad[0] is kwargs["out"] and ours.grad[1] is kwargs["out_var"]
+        if "hess" in kwargs:
+            assert_close(ours.hess, theirs.hess, np.float64)
+    assert fast(mean, target, var, reduction=reduction, grad=False).grad is None
+    empty = fast(mean[:0], target[:0], var[:0], reduction=reduction)
+    assert [g.shape for g in empty.grad] == [(0, 2), (0, 2)]
+    with pytest.raises(ValueError, match="out_var"):
+        fast(mean, target, var, out_var=np.empty((6, 3)))
