@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import numpy as np
 
@@ -182,32 +181,53 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, pred: np.ndarra
 
 # --- loss parameters, declared as data ---------------------------------------------
 
-@dataclass(frozen=True)
 class Param:
-    """A keyword-only parameter of a loss: its name, default and rule.
+    """A keyword-only parameter of a loss: its name, default and rule, as data.
 
-    ``kind`` names the rule (the subclasses below); the fields of each
-    subclass are the rule's data.  ``check(value)`` returns the value the
-    computation uses, or raises the parameter's ``TypeError``/``ValueError``.
+    ``kind`` names the rule (one subclass each); the other fields are the
+    rule's data.  ``check(value)`` returns the value the computation uses or
+    raises the parameter's TypeError or ValueError.  Read-only once made
+    (plain classes with slots: a dataclass or named tuple per rule would
+    cost a millisecond of every import).
     """
 
-    kind: ClassVar[str] = ""
+    __slots__ = ("name", "default")
+    kind = ""
     name: str
     default: Any
+
+    def _set(self, **fields: Any) -> None:
+        for field, value in fields.items():
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"the parameter rule {self.name} is read-only")
+
+    def __repr__(self) -> str:
+        fields = [field for cls in reversed(type(self).__mro__)
+                  for field in getattr(cls, "__slots__", ())]
+        shown = ", ".join(f"{field}={getattr(self, field)!r}" for field in fields)
+        return f"{type(self).__name__}({shown})"
 
     def check(self, value: Any) -> Any:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class Real(Param):
     """A finite real number within bounds (``low``/``high``; ``*_open`` excludes the bound)."""
 
-    kind: ClassVar[str] = "real"
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
+    __slots__ = ("low", "high", "low_open", "high_open")
+    kind = "real"
+    low: float | None
+    high: float | None
+    low_open: bool
+    high_open: bool
+
+    def __init__(self, name: str, default: Any, low: float | None = None,
+                 high: float | None = None, low_open: bool = False,
+                 high_open: bool = False) -> None:
+        self._set(name=name, default=default, low=low, high=high, low_open=low_open,
+                  high_open=high_open)
 
     def check(self, value: Any) -> float:
         if type(value) is not float:
@@ -237,23 +257,29 @@ class Real(Param):
         return "a finite number"
 
 
-@dataclass(frozen=True)
 class Flag(Param):
     """True or False.  ``strict=False`` takes any value's truth (``bool(value)``)."""
 
-    kind: ClassVar[str] = "flag"
-    strict: bool = True
+    __slots__ = ("strict",)
+    kind = "flag"
+    strict: bool
+
+    def __init__(self, name: str, default: Any, strict: bool = True) -> None:
+        self._set(name=name, default=default, strict=strict)
 
     def check(self, value: Any) -> bool:
         return check_flag(value, self.name) if self.strict else bool(value)
 
 
-@dataclass(frozen=True)
 class Choice(Param):
     """One of a few strings."""
 
-    kind: ClassVar[str] = "choice"
-    choices: tuple[str, ...] = ()
+    __slots__ = ("choices",)
+    kind = "choice"
+    choices: tuple[str, ...]
+
+    def __init__(self, name: str, default: Any, choices: tuple[str, ...] = ()) -> None:
+        self._set(name=name, default=default, choices=choices)
 
     def check(self, value: Any) -> Any:
         if value not in self.choices:
@@ -261,11 +287,14 @@ class Choice(Param):
         return value
 
 
-@dataclass(frozen=True)
 class OptionalIndex(Param):
     """None or an int (torch's ignore_index)."""
 
-    kind: ClassVar[str] = "index"
+    __slots__ = ()
+    kind = "index"
+
+    def __init__(self, name: str, default: Any) -> None:
+        self._set(name=name, default=default)
 
     def check(self, value: Any) -> int | None:
         if value is None:
@@ -275,13 +304,16 @@ class OptionalIndex(Param):
         return int(value)
 
 
-@dataclass(frozen=True)
 class Weights(Param):
     """None, or finite weights (negative allowed): one per column (``per="column"``:
     a scalar or a (K,) array, as pos_weight) or one per class (``per="class"``: (C,))."""
 
-    kind: ClassVar[str] = "weights"
-    per: str = "column"
+    __slots__ = ("per",)
+    kind = "weights"
+    per: str
+
+    def __init__(self, name: str, default: Any, per: str = "column") -> None:
+        self._set(name=name, default=default, per=per)
 
     def check(self, value: Any, size: int = 1) -> np.ndarray | None:
         """float64 (size,) weights, or None (``check_for`` gives the elementwise form)."""
@@ -327,7 +359,7 @@ def scalar_checker(params: tuple[Param, ...]) -> Callable[[tuple[Any, ...]], tup
 
     Made once per declaration, so that a call pays one function call per parameter.
     """
-    checks = [None if param.kind == "weights" else param.check for param in params]
+    checks = [None if isinstance(param, Weights) else param.check for param in params]
     if not any(checks):
         return _unchanged
     if len(checks) == 1:

@@ -15,7 +15,6 @@ Integer class labels are converted here too (any integer dtype to
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -97,21 +96,34 @@ def _any_real(target: np.ndarray, name: str) -> np.ndarray:
     return target
 
 
-@dataclass(frozen=True)
 class TargetRule:
     """What a loss accepts as its target.
 
     ``check(target, name)`` returns the targets the maths reads (hinge
     targets in {0, 1} become +-1) or raises the rule's error; ``values``
     says it in words (the docs table).  ``labels`` and ``probabilities``
-    tell which target forms a multiclass loss accepts.
+    tell which target forms a multiclass loss accepts.  Read-only once made.
     """
 
+    __slots__ = ("name", "values", "check", "labels", "probabilities")
     name: str
     values: str
-    check: Callable[[np.ndarray, str], np.ndarray] = _any_real
-    labels: bool = False
-    probabilities: bool = False
+    check: Callable[[np.ndarray, str], np.ndarray]
+    labels: bool
+    probabilities: bool
+
+    def __init__(self, name: str, values: str,
+                 check: Callable[[np.ndarray, str], np.ndarray] = _any_real,
+                 labels: bool = False, probabilities: bool = False) -> None:
+        for field, value in (("name", name), ("values", values), ("check", check),
+                             ("labels", labels), ("probabilities", probabilities)):
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"the target rule {self.name} is read-only")
+
+    def __repr__(self) -> str:
+        return f"TargetRule({self.name!r})"
 
 
 REAL = TargetRule("real", "real numbers")

@@ -76,6 +76,11 @@ VARIANTS = [
 VARIANT_IDS = [variant[0] for variant in VARIANTS]
 
 
+def test_every_loss_with_hess_has_variants_here():
+    """The registry's hess=True losses are the ones VARIANTS checks against finite differences."""
+    assert sorted({variant[1] for variant in VARIANTS}) == sorted(WITH_HESS)
+
+
 def _inputs(variant, dtype, weighted):
     variant_id, name, make_inputs, shape, options = variant
     rng = np.random.default_rng(zlib.crc32(variant_id.encode()))
