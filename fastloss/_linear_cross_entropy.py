@@ -163,8 +163,9 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     The "mean" divisor is computed for the whole batch first, so each chunk's
     gradient is scaled as in the unfused call.  Peak memory above the inputs
     and the returned gradients: the chunk buffer plus the (V, D) scratch (the
-    latter only with more than one chunk and grad=True).  This reference
-    computes the whole logits at once.
+    latter only with more than one chunk and grad=True).  The NumPy twin,
+    ``fastloss.reference.linear_cross_entropy``, computes the whole logits
+    at once.
 
     Default chunk size: a sixteenth of the rows, ceil(N / 16) (so the buffer
     holds 6.25% of the logits), but at least 128 rows (fewer chunks: each

@@ -16,6 +16,7 @@ import numpy as np
 from fastloss._checks import (CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, as_any_array,
                               as_float_array, as_sample_weight, check_finite, check_flag,
                               check_n_threads, check_reduction)
+from fastloss._reduction import mean_denominator
 from fastloss._targets import as_labels
 
 LinearCrossEntropyGrad = namedtuple("LinearCrossEntropyGrad",
@@ -114,15 +115,7 @@ def prepare_linear(hidden, weight, target, bias, class_weight, ignore_index, lab
 
 
 def label_mean_denominator(prep):
-    """The "mean" divisor: sum_i s_i w_{y_i} over the rows not ignored (torch's weighted mean)."""
-    labels = prep.labels
-    kept = np.ones(labels.shape, bool) if prep.ignore_index is None \
-        else labels != prep.ignore_index
-    if prep.class_weight is None and prep.sample_weight is None:
-        return float(np.count_nonzero(kept))
-    terms = np.ones(np.count_nonzero(kept))
-    if prep.class_weight is not None:
-        terms = terms * prep.class_weight[labels[kept]]
-    if prep.sample_weight is not None:
-        terms = terms * prep.sample_weight[kept]
-    return float(np.sum(terms))
+    """The "mean" divisor: sum_i s_i w_{y_i} over the rows not ignored (torch's weighted mean),
+    the one of every loss (fastloss._reduction.mean_denominator)."""
+    return mean_denominator(prep.labels.shape[0], 1, prep.sample_weight, labels=prep.labels,
+                            class_weight=prep.class_weight, ignore_index=prep.ignore_index)

@@ -62,9 +62,9 @@ class Loss:
         when several gradients; ``hess`` None unless asked).
       doc_shapes, doc_loss: the README table's "prediction / target" and
         "per-sample loss" cells.
-      shape_error: the error when the first input has a dimension that
-        ``ndims`` excludes but the family allows (formatted with
-        ``shape``), or "" for the generic message.
+      shape_error: the error when the first input has a number of
+        dimensions that ``ndims`` excludes but the family allows (formatted
+        with ``shape``); by default "<input> must be 1-D, got shape ...".
 
     Derived: ``extra_outs`` (the ``out_<input>`` arguments of the gradients
     after the first), ``check_scalars(values)`` and ``check_shaped(values,
@@ -110,6 +110,9 @@ class Loss:
         unknown = set(gradients) - set(inputs)
         if unknown:
             raise ValueError(f"{name}: gradients {sorted(unknown)} are not inputs")
+        if not shape_error:
+            expected = " or ".join(f"{ndim}-D" for ndim in ndims)
+            shape_error = f"{inputs[0]} must be {expected}, got shape {{shape}}"
         fields = dict(
             name=name, family=family, inputs=inputs, gradients=gradients, params=params,
             target=target, ndims=ndims, kernel=kernel, hess=hess, torch=torch,

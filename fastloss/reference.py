@@ -26,8 +26,8 @@ import numpy as np
 import fastloss
 from fastloss._checks import (prepare_elementwise, prepare_further_inputs, prepare_multiclass,
                               prepare_rows)
-from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
+from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._numpy_maths import xmul as _xmul
 from fastloss._reduction import mean_denominator, reduce_numpy
 from fastloss._registry import Loss, derived_twin, losses, public_names, twin_of
@@ -61,6 +61,7 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
 
 for _spec in losses("elementwise"):
     globals()[_spec.name] = derived_twin(_spec, _elementwise, __name__)
+del _spec
 
 if TYPE_CHECKING:   # the twins made above have the types of their fast functions
     from fastloss._elementwise_losses import *  # noqa: F401,F403
