@@ -33,7 +33,7 @@ step "the quick main job and the showcase"
 python -m bench.compare --quick --out "$WORK/bench"
 python -m bench.torch_matrix --quick --out "$WORK/bench"
 python -m bench.bench_linear_cross_entropy --quick --out "$WORK/bench"
-python -m fastloss.showcase --quick --out "$WORK/showcase" > /dev/null
+python examples/showcase --quick --out "$WORK/showcase" > /dev/null
 
 step "the whole suite against the debug build with AddressSanitizer (a copy of the tree)"
 mkdir -p "$WORK/tree"
