@@ -223,13 +223,10 @@ class BuildExt(build_ext):
             return None
         # A miss: something that goes into the module changed.  setuptools'
         # own check compares the times of the sources alone and would keep a
-        # module built with other flags, and the cache would then store it
-        # under this key: compile.
-        force, self.force = self.force, True
-        try:
-            super().build_extension(ext)
-        finally:
-            self.force = force
+        # module built with other flags (which the cache would then store
+        # under this key): without the old module, it compiles.
+        target.unlink(missing_ok=True)
+        super().build_extension(ext)
         cached.parent.mkdir(parents=True, exist_ok=True)
         for old in cached.parent.glob(f"{ext.name}-{mode}-*"):
             old.unlink(missing_ok=True)     # one entry per module and mode: no growth
