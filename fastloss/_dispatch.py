@@ -10,6 +10,7 @@ because FMA rounds once where the baseline rounds twice.
 """
 import importlib
 import os
+from types import ModuleType
 
 from fastloss import _config
 
@@ -33,5 +34,5 @@ def _choose():
 
 PATH, REASON = _choose()
 _SUFFIX = "_v3" if PATH == X86_64_V3 else ""
-elementwise_kernels = importlib.import_module("fastloss._elementwise_kernels" + _SUFFIX)
-multiclass_kernels = importlib.import_module("fastloss._multiclass_kernels" + _SUFFIX)
+elementwise_kernels: ModuleType = importlib.import_module("fastloss._elementwise_kernels" + _SUFFIX)
+multiclass_kernels: ModuleType = importlib.import_module("fastloss._multiclass_kernels" + _SUFFIX)
