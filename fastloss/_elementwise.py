@@ -198,12 +198,12 @@ def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
                         hess, grad_scale, prep.n_threads)
     if spec.target is REAL:
         return result, 0
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _scan_targets(spec: Loss, prep: Prepared) -> int:
     """The TARGET_* bits of every target, in a pass of their own (before writing in place)."""
-    return _KERNELS["scan_targets"][prep.dtype](prep.target.reshape(-1),  # type: ignore[no-any-return]
+    return _KERNELS["scan_targets"][prep.dtype](prep.target.reshape(-1),
                                                 spec.target is UNIT_INTERVAL)
 
 

@@ -114,7 +114,7 @@ def _call_kernel(kernel: str, x: np.ndarray, prep: PreparedMulticlass | None,
         if prep.class_weight is not None:
             class_weight = prep.class_weight
         label_smoothing, ignore_index = prep.label_smoothing, prep.ignore_index
-    return _KERNELS[kernel][dtype](  # type: ignore[no-any-return]
+    return _KERNELS[kernel][dtype](
         x, target, labels, weight, class_weight, label_smoothing,
         options.get("margin", 0.0), options.get("squared", False),
         options.get("kind") == "crammer_singer",

@@ -243,7 +243,7 @@ def derived_twin(spec: Loss, runner: Callable[..., Any], module: str,
     twin.__module__ = module
     twin.__doc__ = fast.__doc__
     twin.__annotations__ = dict(fast.__annotations__)
-    return twin  # type: ignore[no-any-return]
+    return twin
 
 
 def public_names() -> list[str]:

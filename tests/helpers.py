@@ -75,6 +75,30 @@ def load_example(filename):
     return module
 
 
+def load_showcase():
+    """The package examples/showcase, imported as ``showcase`` (as its command does),
+    or a skip where examples/ is not beside the tests (the suite run against an
+    installed wheel, which does not ship the showcase)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    if "showcase" in sys.modules:
+        return sys.modules["showcase"]
+    path = Path(__file__).resolve().parent.parent / "examples" / "showcase"
+    if not path.exists():
+        pytest.skip("examples/ is not beside the tests (an installed wheel)",
+                    allow_module_level=True)
+    spec = importlib.util.spec_from_file_location(
+        "showcase", path / "__init__.py", submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["showcase"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def peak_bytes(call):
     """(bytes allocated at the peak of call() above what was allocated before, its result).
 

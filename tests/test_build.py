@@ -15,8 +15,10 @@ Without ``FASTLOSS_EXPECT`` only what holds for every build is checked.
 """
 import importlib
 import os
+import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +77,36 @@ def test_an_optimised_build_says_so():
     if EXPECT:
         for module in LOADED:
             assert not module.BUILD["debug"], f"{module.__name__} is the debug build"
+
+
+def elf_section_names(path):
+    """The section names of an ELF64 shared object (a skip for any other format)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        pytest.skip(f"{path} is not an ELF64 file")
+    order = "<" if data[5] == 1 else ">"
+    (table,) = struct.unpack_from(order + "Q", data, 0x28)             # e_shoff
+    entry_size, count, names_index = struct.unpack_from(order + "HHH", data, 0x3A)
+
+    def name_offset_and_offset(i):      # sh_name and sh_offset of section i
+        fields = struct.unpack_from(order + "IIQQQQIIQQ", data, table + i * entry_size)
+        return fields[0], fields[4]
+
+    names_at = name_offset_and_offset(names_index)[1]
+    names = []
+    for i in range(count):
+        start = names_at + name_offset_and_offset(i)[0]
+        names.append(data[start:data.index(b"\0", start)].decode())
+    return names
+
+
+def test_only_the_debug_build_carries_debug_information():
+    """The optimised modules are built with -g0 (a quarter of the size), the debug build with -g."""
+    debug = LOADED[0].BUILD["debug"]        # every module of a build is compiled alike
+    for module in LOADED + [_config]:
+        sections = elf_section_names(module.__file__)
+        assert ".text" in sections and ".dynsym" in sections      # the parser reads real names
+        assert (".debug_info" in sections) == debug, (module.__name__, sections)
 
 
 # A raw kernel called with a target shorter than the predictions: the

@@ -22,3 +22,13 @@ def test_fastloss_is_imported_from_site_packages():
     # No source tree beside the tests: the kernels are the wheel's compiled ones.
     assert not (Path(__file__).resolve().parent.parent / "fastloss").exists()
     assert any(package.glob("_elementwise_kernels*.so"))
+
+
+def test_the_wheel_ships_py_typed_and_no_demo_code():
+    """py.typed marks the package as typed (PEP 561); the showcase stays in examples/."""
+    import fastloss
+
+    package = Path(fastloss.__file__).resolve().parent
+    assert (package / "py.typed").is_file()
+    assert not (package / "showcase").exists()
+    assert not any(package.glob("*.c")), "the generated C sources are not package data"

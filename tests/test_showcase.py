@@ -3,21 +3,25 @@
 Each expected value is derived independently of fastloss: closed forms
 evaluated with ``math``, or scikit-learn's own models.
 """
+import importlib.util
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import finite_difference_gradient
+from helpers import finite_difference_gradient, load_showcase
 
 pytest.importorskip("scipy")
 pytest.importorskip("sklearn")
+load_showcase()     # examples/showcase, as the package ``showcase``
 
-from fastloss.showcase import EXPERIMENTS, load  # noqa: E402
-from fastloss.showcase import (cross_entropy_variants, digits, hinge_vs_cross_entropy,  # noqa: E402
-                               learning_speed, margin_losses, sigmoid_derivative)
+from showcase import EXPERIMENTS, load  # noqa: E402
+from showcase import (cross_entropy_variants, digits, hinge_vs_cross_entropy,  # noqa: E402
+                      learning_speed, margin_losses, sigmoid_derivative)
 
 
 def exact_sigmoid(z):
@@ -230,7 +234,7 @@ def test_digits_full_run_matches_scikit_learn():
 # --- the command and the package boundary -----------------------------------------
 
 def test_command_prints_the_numbers_without_figures(capsys):
-    from fastloss.showcase.__main__ import main
+    from showcase.__main__ import main
 
     assert main(["--no-figures", "--quick", "--only", "sigmoid_derivative",
                  "margin_losses"]) == 0
@@ -256,10 +260,31 @@ def test_figures_are_written(tmp_path):
             assert path.suffix == ".png" and path.stat().st_size > 1000
 
 
+def test_the_documented_command_runs_against_the_imported_fastloss(tmp_path):
+    """``python examples/showcase``, in a fresh process, with only the fastloss these
+    tests import on its path (as an installed package would be)."""
+    import fastloss
+
+    showcase = Path(load_showcase().__file__).parent
+    env = dict(os.environ, PYTHONPATH=str(Path(fastloss.__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, str(showcase), "--no-figures", "--quick",
+                           "--only", "sigmoid_derivative"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "sigma'(z) peaks at 0.250000" in done.stdout
+
+
 def test_import_fastloss_does_not_import_the_showcase():
     code = ("import sys, fastloss; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('matplotlib', 'scipy', 'sklearn') or m.startswith('fastloss.showcase')))")
+            "('matplotlib', 'scipy', 'sklearn', 'showcase', 'examples')))")
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True).stdout.strip()
     assert printed == "[]"
+
+
+def test_the_package_does_not_hold_the_showcase():
+    import fastloss
+
+    assert importlib.util.find_spec("fastloss.showcase") is None
+    assert not (Path(fastloss.__file__).parent / "showcase").exists()

@@ -16,41 +16,45 @@ change that trades accuracy for speed on purpose restates the bound with its
 new measured figure; the losses' own budgets (test_accuracy.py) never move.
 """
 import importlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from fastloss import _config
 
-MODULES = ["fastloss._elementwise_kernels"]
+# The tests' entry points to the maths (nothing in the package imports them),
+# compiled like the kernels: once for the baseline, once for x86-64-v3.
+MODULES = ["fastloss._test_hooks"]
 if _config.cpu_has_x86_64_v3():
-    MODULES.append("fastloss._elementwise_kernels_v3")
+    MODULES.append("fastloss._test_hooks_v3")
 
 # Largest error in ulps measured on ARGUMENTS (seeded), rounded up:
 # {module: {function: (double version, float version)}}.  The builds differ
 # because FMA rounds once where the baseline's multiply and add round twice.
 BOUNDS = {
-    "fastloss._elementwise_kernels": {          # measured 0.940 / 1.185, 0.643 / 0.768,
-        "exp": (0.95, 1.19),                    # 0.704 / 0.791
+    "fastloss._test_hooks": {           # measured 0.940 / 1.185, 0.643 / 0.768,
+        "exp": (0.95, 1.19),            # 0.704 / 0.791
         "log": (0.65, 0.77),
         "log1p": (0.71, 0.80),
     },
-    "fastloss._elementwise_kernels_v3": {       # measured 0.773 / 0.883, 0.605 / 0.807,
-        "exp": (0.78, 0.89),                    # 0.728 / 0.774
+    "fastloss._test_hooks_v3": {        # measured 0.773 / 0.883, 0.605 / 0.807,
+        "exp": (0.78, 0.89),            # 0.728 / 0.774
         "log": (0.61, 0.81),
         "log1p": (0.73, 0.78),
     },
 }
 
 
-def bounds_of(kernels, function):
+def bounds_of(hooks, function):
     """The measured (double, float) bounds of this build of function.
 
     The debug build (-O0, or -O1 under AddressSanitizer) forms no fused
     multiply-adds (gcc contracts a * b + c only from -O2), so its x86-64-v3
     twin rounds exactly as the baseline does.
     """
-    name = "fastloss._elementwise_kernels" if kernels.BUILD["debug"] else kernels.__name__
+    name = "fastloss._test_hooks" if hooks.BUILD["debug"] else hooks.__name__
     return BOUNDS[name][function]
 
 
@@ -62,14 +66,14 @@ def load(name):
 
 
 @pytest.fixture(params=MODULES, ids=["baseline", "x86-64-v3"][:len(MODULES)])
-def kernels(request):
+def hooks(request):
     return load(request.param)
 
 
-def apply(kernels, function, x):
+def apply(hooks, function, x):
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    kernels.vecmath(function, x, out)
+    hooks.vecmath(function, x, out)
     return out
 
 
@@ -133,34 +137,34 @@ def exact_ulp_error(got, x, function):
 
 
 @pytest.mark.parametrize("function", ["exp", "log", "log1p"])
-def test_double_accuracy_against_mpmath(kernels, function):
+def test_double_accuracy_against_mpmath(hooks, function):
     x = ARGUMENTS[function](np.float64, 4000)
-    errors = exact_ulp_error(apply(kernels, function, x), x, function)
-    bound = bounds_of(kernels, function)[0]
+    errors = exact_ulp_error(apply(hooks, function, x), x, function)
+    bound = bounds_of(hooks, function)[0]
     assert np.isfinite(errors).all()
     assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
 
 @pytest.mark.parametrize("function", ["exp", "log", "log1p"])
-def test_float_accuracy_against_float64(kernels, function):
+def test_float_accuracy_against_float64(hooks, function):
     x = ARGUMENTS[function](np.float32, 400_000)
     want = getattr(np, function)(x.astype(np.float64))
-    errors = ulp_error(apply(kernels, function, x), want, np.float32)
-    bound = bounds_of(kernels, function)[1]
+    errors = ulp_error(apply(hooks, function, x), want, np.float32)
+    bound = bounds_of(hooks, function)[1]
     assert np.isfinite(errors).all()
     assert errors.max() <= bound, (function, x[np.argmax(errors)], errors.max())
 
 
-def test_exp_for_float_is_accurate_far_below_a_float_ulp(kernels):
+def test_exp_for_float_is_accurate_far_below_a_float_ulp(hooks):
     """The shortened exp of the float32 row passes: < 1e-8 relative (a float ulp is 6e-8)."""
     x = exp_arguments(np.float64, 4000)
-    got = apply(kernels, "exp_for_float", x)
+    got = apply(hooks, "exp_for_float", x)
     want = mpmath_oracle("exp", x)
     normal = want > np.finfo(np.float64).smallest_normal
     relative = np.abs(got[normal] - want[normal]) / want[normal]
     assert relative.max() < 1e-8, relative.max()
     special = np.array([np.inf, -np.inf, np.nan, 0.0, 710.0, -746.0])
-    got = apply(kernels, "exp_for_float", special)
+    got = apply(hooks, "exp_for_float", special)
     assert got[0] == np.inf and got[1] == 0.0 and np.isnan(got[2]) and got[3] == 1.0
     assert got[4] == np.inf and got[5] == 0.0
 
@@ -168,13 +172,13 @@ def test_exp_for_float_is_accurate_far_below_a_float_ulp(kernels):
 # --- special values, exactly ----------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_special_values(kernels, dtype):
+def test_exp_special_values(hooks, dtype):
     info = np.finfo(dtype)
     overflow = 89.0 if dtype == np.float32 else 710.0       # exp overflows beyond ~88.72 / ~709.78
     underflow = -104.0 if dtype == np.float32 else -746.0   # below half the least subnormal
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, overflow, -underflow * -1, underflow,
                   1e30, -1e30], dtype=dtype)
-    got = apply(kernels, "exp", x)
+    got = apply(hooks, "exp", x)
     np.testing.assert_array_equal(got[:2], [1.0, 1.0])
     assert got[2] == np.inf and got[3] == 0.0 and np.isnan(got[4])
     assert got[5] == np.inf and got[7] == 0.0
@@ -182,41 +186,53 @@ def test_exp_special_values(kernels, dtype):
     # the largest finite result and the subnormal range
     big = np.log(np.float64(info.max)) - 1e-3
     tiny = np.log(np.float64(info.smallest_normal)) - 5.0   # a subnormal result
-    values = apply(kernels, "exp", np.array([big, tiny], dtype=dtype))
+    values = apply(hooks, "exp", np.array([big, tiny], dtype=dtype))
     want = np.exp(np.array([big, tiny], dtype=dtype).astype(np.longdouble))
     assert np.isfinite(values[0]) and values[1] > 0
     assert ulp_error(values, want, dtype).max() <= 2.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_log_special_values(kernels, dtype):
+def test_log_special_values(hooks, dtype):
     info = np.finfo(dtype)
     x = np.array([0.0, -0.0, -1.0, -np.inf, np.inf, np.nan, 1.0, info.smallest_subnormal,
                   info.max], dtype=dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         want = np.log(x.astype(np.float64))
-    got = apply(kernels, "log", x)
+    got = apply(hooks, "log", x)
     np.testing.assert_array_equal(got[:6], want[:6].astype(dtype))
     assert got[6] == 0.0
     assert ulp_error(got[7:], want[7:], dtype).max() <= 1.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_log1p_special_values(kernels, dtype):
+def test_log1p_special_values(hooks, dtype):
     info = np.finfo(dtype)
     x = np.array([-1.0, -2.0, -np.inf, np.inf, np.nan, 0.0, info.smallest_subnormal,
                   -info.smallest_subnormal, info.max], dtype=dtype)
-    got = apply(kernels, "log1p", x)
+    got = apply(hooks, "log1p", x)
     assert got[0] == -np.inf
     assert np.isnan(got[1]) and np.isnan(got[2]) and np.isnan(got[4])
     assert got[3] == np.inf
     assert got[5] == 0.0
-    assert np.signbit(apply(kernels, "log1p", np.array([-0.0], dtype=dtype))[0])  # log1p(-0) = -0
+    assert np.signbit(apply(hooks, "log1p", np.array([-0.0], dtype=dtype))[0])  # log1p(-0) = -0
     np.testing.assert_array_equal(got[6:8], x[6:8])           # log1p(x) = x for tiny x
     assert ulp_error(got[8:], np.log1p(x[8:].astype(np.float64)), dtype).max() <= 1.0
 
 
-def test_unknown_function_is_refused(kernels):
+def test_unknown_function_is_refused(hooks):
     x = np.zeros(3)
     with pytest.raises(ValueError, match="unknown function"):
-        kernels.vecmath("sin", x, x.copy())
+        hooks.vecmath("sin", x, x.copy())
+
+
+def test_the_package_does_not_load_the_test_hooks():
+    code = ("import sys, fastloss; "
+            "print(sorted(m for m in sys.modules if m.startswith('fastloss._test_hooks')))")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert printed == "[]"
+    # and the production kernels carry no test entry point
+    for name in ("fastloss._elementwise_kernels", "fastloss._elementwise_kernels_v3"):
+        if name == "fastloss._elementwise_kernels" or _config.cpu_has_x86_64_v3():
+            assert not hasattr(load(name), "vecmath"), name

@@ -26,6 +26,10 @@ python -m pip install -e ".[test,bench,peers]" && python -m pytest
 python -m pytest -m slow
 python -m pytest -m largemem tests/test_large.py
 
+step "the type checker on the package, then its docstring examples"
+python -m mypy
+python -m pytest -q --doctest-modules fastloss
+
 step "property-based tests with ten times the examples"
 FASTLOSS_HYPOTHESIS_EXAMPLES=600 python -m pytest -q tests/test_robustness.py tests/test_multiclass.py
 
@@ -33,7 +37,7 @@ step "the quick main job and the showcase"
 python -m bench.compare --quick --out "$WORK/bench"
 python -m bench.torch_matrix --quick --out "$WORK/bench"
 python -m bench.bench_linear_cross_entropy --quick --out "$WORK/bench"
-python -m fastloss.showcase --quick --out "$WORK/showcase" > /dev/null
+python examples/showcase --quick --out "$WORK/showcase" > /dev/null
 
 step "the whole suite against the debug build with AddressSanitizer (a copy of the tree)"
 mkdir -p "$WORK/tree"

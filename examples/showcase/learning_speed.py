@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastloss as fl
-from fastloss.showcase._common import sigmoid, sigmoid_derivative, single_threaded_blas
+from ._common import sigmoid, sigmoid_derivative, single_threaded_blas
 
 NAME = "learning_speed"
 LOSSES = ("mse", "cross_entropy")
@@ -225,7 +225,7 @@ def report(result):
 
 def plot(result, out_dir):
     """Two figures: the single neuron, and breast-cancer training curves."""
-    from fastloss.showcase._plot import COLOURS, new_figure, save
+    from ._plot import COLOURS, new_figure, save
 
     labels = {"mse": "MSE (quadratic)", "cross_entropy": "cross-entropy"}
     a = result.neuron

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastloss as fl
-from fastloss.showcase._common import single_threaded_blas
+from ._common import single_threaded_blas
 
 NAME = "digits"
 MODELS = ("cross_entropy", "weston_watkins", "crammer_singer", "mse")
@@ -214,7 +214,7 @@ def report(result):
 
 def plot(result, out_dir):
     """One figure: test accuracy of each model beside its scikit-learn counterpart."""
-    from fastloss.showcase._plot import COLOURS, new_figure, save
+    from ._plot import COLOURS, new_figure, save
 
     fig, (ax,) = new_figure(1, width=7.0, height=4.2)
     models = list(result.fits)

@@ -82,7 +82,7 @@ def report(result):
 
 def plot(result, out_dir):
     """One figure: every loss against the margin."""
-    from fastloss.showcase._plot import COLOURS, new_figure, save
+    from ._plot import COLOURS, new_figure, save
 
     fig, (ax,) = new_figure(1, width=6.5, height=4.5)
     # squared hinge after squared error: it coincides with it for m < 1

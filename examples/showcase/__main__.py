@@ -1,4 +1,4 @@
-"""Run the showcase: ``python -m fastloss.showcase --out docs/figures``.
+"""Run the showcase: ``python examples/showcase --out docs/figures``.
 
 Runs every experiment (or those named with ``--only``), prints its numbers
 and writes its figures as PNG files into the ``--out`` directory.
@@ -8,14 +8,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from fastloss.showcase import EXPERIMENTS, load
+if not __package__:
+    # Run as a folder (``python examples/showcase``): Python puts this folder
+    # first on sys.path, not the project's root, so ``fastloss`` is the
+    # installed package (a source tree has no compiled kernels).  Its parent
+    # there instead, and this module's package named (PEP 366), make the
+    # folder the package ``showcase``, whose experiments import each other
+    # relatively.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+    __package__ = "showcase"
 
+from . import EXPERIMENTS, load  # noqa: E402
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m fastloss.showcase",
+        prog="python examples/showcase",
         description="Reproduce the classic comparison of MSE, cross-entropy and hinge loss "
                     "with fastloss: print the numbers and write the figures.")
     parser.add_argument("--out", default="docs/figures",
@@ -29,7 +39,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if not args.no_figures:
-        from fastloss.showcase._plot import require_matplotlib
+        from ._plot import require_matplotlib
         try:
             require_matplotlib()
         except ImportError as exc:

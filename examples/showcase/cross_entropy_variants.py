@@ -89,7 +89,7 @@ def report(result):
 
 def plot(result, out_dir):
     """Left: both losses against p_y; right: their offset and its bounds."""
-    from fastloss.showcase._plot import COLOURS, new_figure, save
+    from ._plot import COLOURS, new_figure, save
 
     fig, (ax, ax_offset) = new_figure(2)
     p = result.p_correct

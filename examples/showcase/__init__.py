@@ -7,13 +7,14 @@ Each experiment is one module with three functions:
 * ``report(result)`` formats those numbers as text;
 * ``plot(result, out_dir)`` draws its figure(s) as PNG files (needs matplotlib).
 
-Regenerate every figure and print every number with::
+Regenerate every figure and print every number, from the project's root::
 
-    python -m fastloss.showcase --out docs/figures
+    python examples/showcase --out docs/figures
 
 The experiments need SciPy and scikit-learn (bundled datasets only) and the
-figures need matplotlib: ``pip install 'fastloss[showcase]'``.  ``import
-fastloss`` never imports this subpackage.
+figures need matplotlib: ``pip install '.[showcase]'``.  The showcase is
+demo code, not part of the installed package: it imports ``fastloss`` like
+any user of it, and ``import fastloss`` never imports it.
 """
 from __future__ import annotations
 

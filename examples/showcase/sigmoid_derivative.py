@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastloss.showcase._common import sigmoid, sigmoid_derivative
+from ._common import sigmoid, sigmoid_derivative
 
 NAME = "sigmoid_derivative"
 
@@ -73,7 +73,7 @@ def report(result):
 
 def plot(result, out_dir):
     """One figure: sigma and sigma' with the vanishing region shaded."""
-    from fastloss.showcase._plot import new_figure, save
+    from ._plot import new_figure, save
 
     fig, (ax,) = new_figure(1, width=6.5)
     ax.plot(result.z, result.sigma, color="#1f77b4", label="sigma(z)")

@@ -93,7 +93,7 @@ def report(result):
 
 def plot(result, out_dir):
     """One figure: the three losses against the correct class's lead."""
-    from fastloss.showcase._plot import COLOURS, new_figure, save
+    from ._plot import COLOURS, new_figure, save
 
     fig, (ax,) = new_figure(1, width=6.5, height=4.5)
     labels = {"weston_watkins": "Weston-Watkins hinge", "crammer_singer": "Crammer-Singer hinge",
