@@ -36,6 +36,7 @@ import oracle  # noqa: E402
 
 import fastloss  # noqa: E402
 import fastloss.reference  # noqa: E402
+from fastloss._registry import REGISTRY  # noqa: E402
 
 KINDS = ("reduced", "per_sample", "grad")
 
@@ -53,7 +54,7 @@ def _denominator(function, target, params, sample_weight, n_rows, row_size):
         w = params.get("class_weight")
         w_y = np.ones(n_rows) if w is None else np.asarray(w)[np.where(keep, labels, 0)]
         return float(np.sum(sw * w_y * keep))
-    if function in adversarial.ELEMENTWISE_CASES:
+    if REGISTRY[function].family == "elementwise":
         return float(np.sum(sw)) * row_size
     return float(np.sum(sw))
 

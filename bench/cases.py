@@ -9,6 +9,11 @@ does the one-off work (moving data into a framework's tensors, compiling a JAX
 function, warming it up) and returns a no-argument callable that computes the
 loss and its gradient with respect to the predictions, the timed part.  A
 factory raises ``Unavailable`` when its library is not installed.
+
+The benchmarked losses are those registered in fastloss (fastloss._registry),
+by name: the inputs of a loss follow from its declared target rule (realistic
+values, fixed seed), and the peers' versions are tables keyed by the same
+names (a peer without the loss is ``Unavailable``).
 """
 from __future__ import annotations
 
@@ -18,13 +23,16 @@ import numpy as np
 
 import fastloss
 import fastloss.reference
+from fastloss import _targets
+from fastloss._registry import REGISTRY
 
 
 class Unavailable(Exception):
     """The implementation's library is not installed (or lacks this loss)."""
 
 
-ELEMENTWISE = ["mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge"]
+# Every registered elementwise loss; the multiclass losses of the headline comparison.
+ELEMENTWISE = [name for name, spec in REGISTRY.items() if spec.family == "elementwise"]
 MULTICLASS = ["softmax_cross_entropy"]
 
 
@@ -32,22 +40,30 @@ def has_kernel(name):
     return hasattr(fastloss, name)
 
 
+def _targets_for(rule, rng, shape, dtype):
+    """Targets of a target rule: realistic values for predictions of ``shape``."""
+    if rule is _targets.REAL:
+        return rng.standard_normal(shape).astype(dtype)
+    if rule is _targets.UNIT_INTERVAL:
+        return (rng.random(shape) < 0.5).astype(dtype)
+    if rule is _targets.SIGNS:
+        return np.where(rng.random(shape) < 0.5, -1, 1).astype(dtype)
+    if rule.labels:
+        return rng.integers(0, shape[1], size=shape[0]).astype(np.intp)
+    if rule is _targets.PROBABILITIES:
+        target = rng.random(shape)
+        return (target / target.sum(axis=1, keepdims=True)).astype(dtype)
+    raise ValueError(f"no benchmark targets for the target rule {rule.name!r}")
+
+
 def make_inputs(kernel, shape, dtype, seed=0):
-    """Predictions and targets for one kernel: realistic values, fixed seed."""
+    """Predictions and targets for one registered loss: realistic values, fixed seed."""
+    if kernel not in REGISTRY:
+        raise ValueError(f"unknown kernel {kernel!r}")
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
     pred = (rng.standard_normal(shape) * 2).astype(dtype)
-    if kernel in ("mse", "huber"):
-        target = rng.standard_normal(shape).astype(dtype)
-    elif kernel == "binary_cross_entropy":
-        target = (rng.random(shape) < 0.5).astype(dtype)
-    elif kernel in ("hinge", "squared_hinge"):
-        target = np.where(rng.random(shape) < 0.5, -1, 1).astype(dtype)
-    elif kernel in MULTICLASS:
-        target = rng.integers(0, shape[1], size=shape[0]).astype(np.intp)
-    else:
-        raise ValueError(f"unknown kernel {kernel!r}")
-    return {"pred": pred, "target": target}
+    return {"pred": pred, "target": _targets_for(REGISTRY[kernel].target, rng, shape, dtype)}
 
 
 # --- the floor: the memory traffic a fused kernel cannot avoid --------------
@@ -56,7 +72,7 @@ def make_floor(kernel, inputs):
     """Elementwise: read two arrays, write one.  Multiclass: read and write N*C."""
     pred, target = inputs["pred"], inputs["target"]
     dst = np.empty_like(pred)
-    if kernel in MULTICLASS:
+    if REGISTRY[kernel].family == "multiclass":
         return lambda: np.copyto(dst, pred)
     return lambda: np.subtract(pred, target, out=dst)
 
@@ -98,15 +114,23 @@ def make_torch(kernel, inputs, n_threads):
     torch.set_num_threads(n_threads)
     pred = torch.from_numpy(inputs["pred"]).requires_grad_(True)
     target = torch.from_numpy(inputs["target"])
-    forward = {
-        "mse": lambda: F.mse_loss(pred, target),
-        "huber": lambda: F.huber_loss(pred, target, delta=1.0),
-        "binary_cross_entropy": lambda: F.binary_cross_entropy_with_logits(pred, target),
+    # torch's counterpart from the declaration, called with its defaults, unless
+    # the loss has an expression of its own here.
+    overrides = {
         # torch has no binary hinge: the natural autograd expression.
         "hinge": lambda: torch.clamp(1.0 - target * pred, min=0).mean(),
         "squared_hinge": lambda: torch.clamp(1.0 - target * pred, min=0).square().mean(),
-        "softmax_cross_entropy": lambda: F.cross_entropy(pred, target),
-    }[kernel]
+        # torch's kl_div takes log-probabilities
+        "kl_divergence": lambda: F.kl_div(F.log_softmax(pred, dim=1), target,
+                                          reduction="batchmean"),
+    }
+    counterpart = REGISTRY[kernel].torch
+    forward = overrides.get(kernel)
+    if forward is None and counterpart is not None:
+        function = getattr(F, counterpart)
+        forward = lambda: function(pred, target)  # noqa: E731
+    if forward is None:
+        raise Unavailable(f"no torch version of {kernel} here")
 
     def run():
         loss = forward()
@@ -156,7 +180,9 @@ def make_jax(kernel, inputs, n_threads):
         "hinge": lambda s, t: jnp.mean(jnp.maximum(1.0 - t * s, 0.0)),
         "squared_hinge": lambda s, t: jnp.mean(jnp.maximum(1.0 - t * s, 0.0) ** 2),
         "softmax_cross_entropy": softmax_cross_entropy,
-    }[kernel]
+    }.get(kernel)
+    if loss is None:
+        raise Unavailable(f"no JAX version of {kernel} here")
     fn = jax.jit(jax.value_and_grad(loss))
     pred = jax.device_put(inputs["pred"])
     target = jax.device_put(inputs["target"])

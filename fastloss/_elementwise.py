@@ -1,192 +1,222 @@
-"""The fast elementwise losses: validation, then one fused kernel call.
+"""The call path of the elementwise losses: checks, one fused kernel call, the result.
 
-Each function has the signature, semantics and docstring of its twin in
-:mod:`fastloss.reference`; the work is done by ``_elementwise_kernels``.
+Design: every elementwise loss is declared in :mod:`fastloss._elementwise_losses`;
+its public function calls :func:`run` with its declaration.  ``run``
+
+1. checks the loss's scalar parameters (their declared rules), then every
+   other argument (:func:`fastloss._checks.prepare_elementwise`);
+2. when the gradient would overwrite the predictions, checks the targets
+   first (a kernel pass of their own), so that a failing call leaves them
+   untouched;
+3. calls the fused kernel once (:func:`_call_kernel`, the only function that
+   knows the kernels' argument lists) for the loss, gradient and Hessian;
+4. raises the target rule's error if the kernel reported a bad target, and
+   the sample weights' error if they were not finite (both checks ride on
+   the kernel's own pass);
+5. divides by the "mean" divisor (:mod:`fastloss._reduction`) and returns
+   ``LossGrad`` or ``LossGradHess``.
+
+Nothing here is specific to one loss; what differs between losses is data
+in their declarations.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from fastloss import reference
-from fastloss._dispatch import elementwise_kernels as _elementwise_kernels
-from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, binary_targets,
-                                  check_probabilities, writes_over_input,
-                                  check_parameter, mean_denominator, prepare_elementwise,
-                                  prepare_hinge, settle_weights)
+from fastloss import _dispatch
+from fastloss._checks import (Prepared, prepare_elementwise, prepare_further_inputs,
+                              writes_over_input)
+from fastloss._reduction import empty_mean, mean_denominator, settle_weights
+from fastloss._registry import Loss
+from fastloss._results import LossGrad, LossGradHess
+from fastloss._targets import REAL, SIGNS, UNIT_INTERVAL
 
-_NO_ARRAY = np.empty(0)
-_NO_OUTPUT = {dt: np.empty((0, 0), dtype=dt) for dt in (np.dtype(np.float32),
-                                                        np.dtype(np.float64))}
-_CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_elementwise_kernels = _dispatch.elementwise_kernels
+_KERNELS = _dispatch.specialisations(_elementwise_kernels)
+_NO_WEIGHT = _dispatch.NO_WEIGHT
+_NO_ROWS = _dispatch.NO_ROWS
 
-
-def _specialised(name):
-    """The float and double specialisations of a fused kernel, by NumPy dtype.
-
-    Calling a specialisation directly skips Cython's fused-type dispatch,
-    which costs microseconds per call.
-    """
-    fused = getattr(_elementwise_kernels, name)
-    return {dt: fused.__signatures__[ctype] for dt, ctype in _CTYPE.items()}
+_INVALID = _elementwise_kernels.TARGET_INVALID
+_ZERO_AND_MINUS_ONE = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
 
 
-_KERNELS = {name: _specialised(name) for name in
-            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge", "scan_targets")}
-_BAD_TARGETS = _elementwise_kernels.TARGET_INVALID
-# The kernels that check their targets and return (total, seen): whether the
-# targets are probabilities in [0, 1] (else binary hinge targets).
-_TARGET_CHECKS = {"binary_cross_entropy": True, "hinge": False, "squared_hinge": False}
-
-
-def same_doc_as(reference_function):
-    """Give a fast function the docstring of its reference twin."""
-    def decorate(function):
-        function.__doc__ = reference_function.__doc__
-        return function
-    return decorate
-
-
-def _run(name, prep, param, param_per_column=None):
-    """Call the fused kernel of ``name`` and apply the reduction.
-
-    ``param`` is the loss's parameter (delta, margin, pos_weight; unused by
-    mse); ``param_per_column`` a (K,) float64 array that replaces it column by
-    column (pos_weight of shape (K,)), or None.
-    """
+def run(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], sample_weight: Any,
+        reduction: Any, grad: Any, hess: Any, out: Any,
+        n_threads: Any) -> LossGrad | LossGradHess:
+    """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order)."""
+    values = spec.check_scalars(params) if params else params
+    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
+                               spec.inputs[0], "target", hess, True)
     shape, dtype = prep.shape, prep.dtype
-    n_rows = shape[0]
-    row_size = 1 if len(shape) == 1 else shape[1]
-    if prep.weight is None and param_per_column is None:
-        view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
-    else:
-        view = (n_rows, row_size)
+    if len(shape) not in spec.ndims:
+        raise ValueError(spec.shape_error.format(shape=shape))
+    if spec.target is not REAL and prep.out is not None and writes_over_input(prep):
+        # In place, the kernel would overwrite the predictions before reporting a
+        # bad target: check first, so that a failing call leaves them untouched.
+        _raise_if_bad_targets(spec, prep, _scan_targets(spec, prep))
+    if spec.check_shaped is not None:
+        values = spec.check_shaped(values, shape)
 
-    reduction = prep.reduction
-    scale, denominator = 1.0, 1.0
+    scale = denominator = 1.0
     if reduction == "mean":
-        denominator = mean_denominator(prep, row_size)
+        denominator = mean_denominator(shape[0], 1 if len(shape) == 1 else shape[1],
+                                       prep.weight)
         settle_weights(prep, denominator)
         if denominator == 0:                # a mean over nothing: 0 and a zero gradient
-            return _empty_mean(prep)
+            return empty_mean(prep)
         scale = 1.0 / denominator
-
-    none = _NO_OUTPUT[dtype]
-    loss_out = np.empty(view, dtype) if reduction == "none" else none
-    if not prep.grad:
-        grad_out = none
-    elif prep.out is not None:
-        grad_out = prep.out.reshape(view)
-    else:
-        grad_out = np.empty(view, dtype)
-    hess_out = np.empty(view, dtype) if prep.hess else none
-    weight = _NO_ARRAY if prep.weight is None else prep.weight
-    columns = _NO_ARRAY if param_per_column is None else param_per_column
-    total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
-                                  columns, param, loss_out, grad_out, hess_out, scale,
-                                  prep.n_threads)
-    if name in _TARGET_CHECKS:
-        total, seen = total
-        _check_seen_targets(name, prep, seen)
+    loss_out = np.empty(shape, dtype) if reduction == "none" else None
+    grad_out = None
+    if prep.grad:
+        # out itself, as NumPy's out= returns it
+        grad_out = prep.out if prep.out is not None else np.empty(shape, dtype)
+    hess_out = np.empty(shape, dtype) if prep.hess else None
+    total, seen = _call_kernel(spec, prep, values, loss_out, grad_out, hess_out, scale)
+    if seen:
+        _raise_if_bad_targets(spec, prep, seen)
     settle_weights(prep, total)
-    if reduction == "none":
-        loss = loss_out.reshape(shape)
+    # (a reduced loss: one rounding, where total * scale would be two)
+    loss = loss_out if loss_out is not None else total / denominator
+    if hess_out is not None:
+        assert grad_out is not None
+        return LossGradHess(loss, grad_out, hess_out)
+    return LossGrad(loss, grad_out)
+
+
+def run_several(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
+                sample_weight: Any, reduction: Any, grad: Any, hess: Any,
+                outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
+    """One call of an elementwise loss with further inputs or several gradients.
+
+    The hook for a loss such as a Gaussian negative log-likelihood, declared
+    with inputs ("mean", "target", "var") and gradients ("mean", "var"): the
+    steps of :func:`run`, with each further input checked by
+    :func:`fastloss._checks.prepare_further_inputs` (``out_var`` included)
+    and one gradient array per declared gradient, handed to the kernel after
+    grad_out (:func:`_call_kernel`).  Returns ``LossGrad(loss, grads)``,
+    ``grads`` a tuple in the declared order (``None`` with grad=False).
+    """
+    values = spec.check_scalars(params) if params else params
+    prep = prepare_elementwise(inputs[0], inputs[1], sample_weight, reduction, grad, outs[0],
+                               n_threads, spec.inputs[0], "target", hess, True)
+    further, further_outs = prepare_further_inputs(prep, spec.inputs, spec.gradients,
+                                                   inputs[2:], outs[1:])
+    shape, dtype = prep.shape, prep.dtype
+    if len(shape) not in spec.ndims:
+        raise ValueError(spec.shape_error.format(shape=shape))
+    if spec.target is not REAL and prep.out is not None and writes_over_input(prep):
+        _raise_if_bad_targets(spec, prep, _scan_targets(spec, prep))
+    if spec.check_shaped is not None:
+        values = spec.check_shaped(values, shape)
+    arrays = dict(zip(spec.inputs, (prep.pred, prep.target) + further))
+    outs = (prep.out,) + further_outs
+
+    def gradient_arrays(fill: bool) -> tuple[np.ndarray, ...]:
+        grads = tuple(np.empty(arrays[name].shape, dtype) if out is None else out
+                      for name, out in zip(spec.gradients, outs))
+        for g in grads if fill else ():
+            g.fill(0)
+        return grads
+
+    scale = denominator = 1.0
+    if reduction == "mean":
+        denominator = mean_denominator(shape[0], 1 if len(shape) == 1 else shape[1],
+                                       prep.weight)
+        settle_weights(prep, denominator)
+        if denominator == 0:                # a mean over nothing: 0 and zero gradients
+            if not prep.grad:
+                return LossGrad(0.0, None)
+            if prep.hess:
+                return LossGradHess(0.0, gradient_arrays(True),  # type: ignore[arg-type]
+                                    np.zeros(shape, dtype))
+            return LossGrad(0.0, gradient_arrays(True))  # type: ignore[arg-type]
+        scale = 1.0 / denominator
+    loss_out = np.empty(shape, dtype) if reduction == "none" else None
+    grads = gradient_arrays(False) if prep.grad else None
+    hess_out = np.empty(shape, dtype) if prep.hess else None
+    total, seen = _call_kernel(spec, prep, values, loss_out, grads, hess_out, scale, further)
+    if seen:
+        _raise_if_bad_targets(spec, prep, seen)
+    settle_weights(prep, total)
+    loss = loss_out if loss_out is not None else total / denominator
+    if hess_out is not None:
+        return LossGradHess(loss, grads, hess_out)  # type: ignore[arg-type]
+    return LossGrad(loss, grads)  # type: ignore[arg-type]
+
+
+# --- the kernel calls: the only code that knows the kernels' argument lists ------------
+
+def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
+                 loss_out: np.ndarray | None,
+                 grad_out: np.ndarray | tuple[np.ndarray, ...] | None,
+                 hess_out: np.ndarray | None, grad_scale: float,
+                 further: tuple[np.ndarray, ...] = ()) -> tuple[float, int]:
+    """Call the fused kernel of ``spec``: returns (the float64 total of w * loss, the
+    TARGET_* bits of the targets it met, 0 for a loss without a target check).
+
+    The outputs have the predictions' shape, or are None (not computed).
+    Today's kernels share one signature (see ``_elementwise_kernels.pyx.tp``)::
+
+        kernel(pred, target, weight, param_per_column, param,
+               loss_out, grad_out, hess_out, grad_scale, n_threads)
+
+    on (n_rows, row_size) views, with (0,) or (0, 0) arrays for the absent
+    ones, and one float parameter (delta, margin or a scalar pos_weight; 1.0
+    without pos_weight, unused by mse) or one (K,) parameter per column.  A
+    loss with ``further`` inputs (:func:`run_several`) passes them after the
+    target, and ``grad_out`` is then a tuple of one array per gradient,
+    passed in the declared order in place of the one grad_out.
+    """
+    param, columns = 0.0, _NO_WEIGHT
+    for value in values:                    # (mse has none)
+        if type(value) is np.ndarray:
+            param, columns = 1.0, value
+        else:
+            param = 1.0 if value is None else value
+    shape = prep.shape
+    row_size = 1 if len(shape) == 1 else shape[1]
+    if prep.weight is None and columns is _NO_WEIGHT:
+        view = (shape[0] * row_size, 1)     # nothing depends on the row: one flat loop
     else:
-        loss = total / denominator          # one rounding (total * scale would be two)
-    if not prep.grad:
-        grad = None
-    elif prep.out is not None:
-        grad = prep.out             # out itself, as NumPy's out= returns it
+        view = (shape[0], row_size)
+    none = _NO_ROWS[prep.dtype]
+    kernel = _KERNELS[spec.kernel][prep.dtype]
+    weight = _NO_WEIGHT if prep.weight is None else prep.weight
+    loss = none if loss_out is None else loss_out.reshape(view)
+    hess = none if hess_out is None else hess_out.reshape(view)
+    if isinstance(grad_out, tuple) or further:
+        grads = [none] * len(spec.gradients) if grad_out is None \
+            else [g.reshape(view) for g in grad_out]
+        result = kernel(prep.pred.reshape(view), prep.target.reshape(view),
+                        *[x.reshape(view) for x in further], weight, columns, param,
+                        loss, *grads, hess, grad_scale, prep.n_threads)
     else:
-        grad = grad_out.reshape(shape)
-    if prep.hess:
-        return LossGradHess(loss, grad, hess_out.reshape(shape))
-    return LossGrad(loss, grad)
+        result = kernel(prep.pred.reshape(view), prep.target.reshape(view), weight, columns,
+                        param, loss, none if grad_out is None else grad_out.reshape(view),
+                        hess, grad_scale, prep.n_threads)
+    if spec.target is REAL:
+        return result, 0
+    return result
 
 
-def _check_seen_targets(name, prep, seen):
-    """Raise the validation layer's error if the kernel met invalid targets."""
-    if _TARGET_CHECKS[name]:
-        if seen & _BAD_TARGETS:
-            check_probabilities(prep.target, "target", at_most_one=True)   # raises
-            raise AssertionError("check_probabilities accepted targets the kernel rejected")
-        return
-    zero_and_minus_one = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
-    if seen & _BAD_TARGETS or seen & zero_and_minus_one == zero_and_minus_one:
-        binary_targets(prep.target, "target")       # raises the error naming the value
-        raise AssertionError("binary_targets accepted targets the kernel rejected")
-
-
-def _scan_targets(prep, unit):
+def _scan_targets(spec: Loss, prep: Prepared) -> int:
     """The TARGET_* bits of every target, in a pass of their own (before writing in place)."""
-    return _KERNELS["scan_targets"][prep.dtype](prep.target.reshape(-1), unit)
+    return _KERNELS["scan_targets"][prep.dtype](prep.target.reshape(-1),
+                                                spec.target is UNIT_INTERVAL)
 
 
-def _hinge_family(name, prep, margin):
-    if writes_over_input(prep):
-        # In place, the kernel would overwrite the scores before reporting bad
-        # targets: check first, so that a failing call leaves them untouched.
-        _check_seen_targets(name, prep, _scan_targets(prep, False))
-    return _run(name, prep, margin)
+def _raise_if_bad_targets(spec: Loss, prep: Prepared, seen: int) -> None:
+    """Raise the target rule's error if the bits the kernel saw contain a bad target.
 
-
-def _empty_mean(prep):
-    """A "mean" over nothing: 0 with an all-zero gradient (and Hessian)."""
-    if not prep.grad:
-        return LossGrad(0.0, None)
-    grad = prep.out if prep.out is not None else np.empty(prep.shape, prep.dtype)
-    grad.fill(0)
-    if prep.hess:
-        return LossGradHess(0.0, grad, np.zeros(prep.shape, prep.dtype))
-    return LossGrad(0.0, grad)
-
-
-@same_doc_as(reference.mse)
-def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=False,
-        out=None, n_threads=None):
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                               hess=hess, defer_weight_check=True)
-    return _run("mse", prep, 0.0)
-
-
-@same_doc_as(reference.huber)
-def huber(pred, target, *, delta=1.0, sample_weight=None, reduction="mean", grad=True,
-          hess=False, out=None, n_threads=None):
-    delta = check_parameter(delta, "delta", positive=True)
-    prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
-                               hess=hess, defer_weight_check=True)
-    return _run("huber", prep, delta)
-
-
-@same_doc_as(reference.binary_cross_entropy)
-def binary_cross_entropy(logits, target, *, pos_weight=None, sample_weight=None,
-                         reduction="mean", grad=True, hess=False, out=None, n_threads=None):
-    prep = prepare_elementwise(logits, target, sample_weight, reduction, grad, out, n_threads,
-                               pred_name="logits", hess=hess, defer_weight_check=True)
-    if writes_over_input(prep):
-        # In place, the kernel would overwrite the logits before reporting a bad
-        # target: check first, so that a failing call leaves them untouched.
-        _check_seen_targets("binary_cross_entropy", prep, _scan_targets(prep, True))
-    if pos_weight is None:
-        return _run("binary_cross_entropy", prep, 1.0)
-    pw = as_pos_weight(pos_weight, 1 if prep.pred.ndim == 1 else prep.shape[1])
-    if prep.pred.ndim == 1 or np.ndim(pos_weight) == 0:
-        return _run("binary_cross_entropy", prep, float(pw[0]))
-    return _run("binary_cross_entropy", prep, 1.0, pw)
-
-
-@same_doc_as(reference.hinge)
-def hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean", grad=True,
-          out=None, n_threads=None):
-    margin = check_parameter(margin, "margin")
-    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
-                         map_targets=False, defer_weight_check=True)
-    return _hinge_family("hinge", prep, margin)
-
-
-@same_doc_as(reference.squared_hinge)
-def squared_hinge(scores, target, *, margin=1.0, sample_weight=None, reduction="mean",
-                  grad=True, out=None, n_threads=None):
-    margin = check_parameter(margin, "margin")
-    prep = prepare_hinge(scores, target, sample_weight, reduction, grad, out, n_threads,
-                         map_targets=False, defer_weight_check=True)
-    return _hinge_family("squared_hinge", prep, margin)
+    Probabilities ([0, 1]): a value outside.  Binary targets: a value outside
+    {-1, 0, 1}, or both 0 and -1 (a mix that is ambiguous).
+    """
+    bad = seen & _INVALID
+    if spec.target is SIGNS:
+        bad = bad or seen & _ZERO_AND_MINUS_ONE == _ZERO_AND_MINUS_ONE
+    if bad:
+        spec.target.check(prep.target, "target")      # raises the error naming the value
+        raise AssertionError(f"{spec.target.name} targets accepted by the check were "
+                             f"rejected by the kernel")

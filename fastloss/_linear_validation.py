@@ -1,9 +1,9 @@
 """Validation of ``linear_cross_entropy``'s arguments, shared by the fast and reference twins.
 
-Built on the checks of :mod:`fastloss._validation`: every argument is checked
-and converted before anything is computed, so that bad input raises a clear
-``ValueError``, ``TypeError`` or ``NotImplementedError`` and no input is
-modified.  The computation dtype is float32 when hidden, weight and bias are
+Built on the checks of :mod:`fastloss._checks` and :mod:`fastloss._targets`:
+every argument is checked and converted before anything is computed, so that
+bad input raises a clear ``ValueError``, ``TypeError`` or
+``NotImplementedError`` and no input is modified.  The computation dtype is float32 when hidden, weight and bias are
 all float32, float64 otherwise (as NumPy's matmul would promote them).
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from fastloss._validation import (as_any_array, as_class_weight, as_float_array, as_labels,
-                                  check_finite,
-                                  as_sample_weight, check_flag, check_ignore_index,
-                                  check_label_smoothing, check_n_threads, check_reduction)
+from fastloss._checks import (CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, as_any_array,
+                              as_float_array, as_sample_weight, check_finite, check_flag,
+                              check_n_threads, check_reduction)
+from fastloss._reduction import mean_denominator
+from fastloss._targets import as_labels
 
 LinearCrossEntropyGrad = namedtuple("LinearCrossEntropyGrad",
                                     ["loss", "grad_hidden", "grad_weight", "grad_bias"])
@@ -73,8 +74,8 @@ def prepare_linear(hidden, weight, target, bias, class_weight, ignore_index, lab
     prep.reduction = reduction
     prep.n_threads = check_n_threads(n_threads)
     prep.chunk_rows = check_chunk_rows(chunk_rows)
-    prep.ignore_index = check_ignore_index(ignore_index)
-    prep.label_smoothing = check_label_smoothing(label_smoothing)
+    prep.ignore_index = IGNORE_INDEX.check(ignore_index)
+    prep.label_smoothing = LABEL_SMOOTHING.check(label_smoothing)
     check_unimplemented(z_loss, softcap)
 
     hidden_arr = _real_2d(hidden, "hidden", "(N, D)")
@@ -107,22 +108,14 @@ def prepare_linear(hidden, weight, target, bias, class_weight, ignore_index, lab
                          f"hidden, got target.shape={target_arr.shape}")
     prep.labels = as_labels(target_arr, n_rows, n_classes, prep.ignore_index)
     prep.sample_weight = as_sample_weight(sample_weight, n_rows)
-    prep.class_weight = as_class_weight(class_weight, n_classes)
+    prep.class_weight = CLASS_WEIGHT.check(class_weight, n_classes)
     if prep.sample_weight is not None:
         check_finite(prep.sample_weight, "sample_weight")
     return prep
 
 
 def label_mean_denominator(prep):
-    """The "mean" divisor: sum_i s_i w_{y_i} over the rows not ignored (torch's weighted mean)."""
-    labels = prep.labels
-    kept = np.ones(labels.shape, bool) if prep.ignore_index is None \
-        else labels != prep.ignore_index
-    if prep.class_weight is None and prep.sample_weight is None:
-        return float(np.count_nonzero(kept))
-    terms = np.ones(np.count_nonzero(kept))
-    if prep.class_weight is not None:
-        terms = terms * prep.class_weight[labels[kept]]
-    if prep.sample_weight is not None:
-        terms = terms * prep.sample_weight[kept]
-    return float(np.sum(terms))
+    """The "mean" divisor: sum_i s_i w_{y_i} over the rows not ignored (torch's weighted mean),
+    the one of every loss (fastloss._reduction.mean_denominator)."""
+    return mean_denominator(prep.labels.shape[0], 1, prep.sample_weight, labels=prep.labels,
+                            class_weight=prep.class_weight, ignore_index=prep.ignore_index)

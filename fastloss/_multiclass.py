@@ -1,62 +1,41 @@
-"""The fast multiclass losses and row utilities: validation, then one fused kernel call.
+"""The call path of the multiclass losses and row utilities: one fused kernel call, the result.
 
-Each function has the signature, semantics and docstring of its twin in
-:mod:`fastloss.reference`; the work is done by ``_multiclass_kernels``.
+Design: the public functions (:mod:`fastloss._multiclass_losses`) check their
+arguments (:func:`fastloss._checks.prepare_multiclass`) and compute the
+"mean" divisor (:func:`fastloss._reduction.mean_denominator`); :func:`run`
+then allocates the outputs, calls the fused kernel once
+(:func:`_call_kernel`, the only function that knows the kernels' argument
+lists), raises the target rule's error if the kernel reported a bad
+probability target, settles deferred weight checks, and returns
+``LossGrad`` or ``LossGradHess``.  :func:`row_utility` does the same for
+logsumexp, softmax and log_softmax.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from fastloss import reference
-from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
-from fastloss._elementwise import _empty_mean, same_doc_as
-from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
-                                  check_probabilities, mean_denominator, prepare_multiclass,
-                                  prepare_rows, settle_weights)
+from fastloss import _dispatch
+from fastloss._checks import PreparedMulticlass, prepare_rows
+from fastloss._reduction import empty_mean, settle_weights
+from fastloss._registry import Loss
+from fastloss._results import LossGrad, LossGradHess
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_NO_WEIGHT = np.empty(0)
-_NO_LABELS = np.empty(0, dtype=np.intp)
-_NO_ROWS = {dt: np.empty((0, 0), dtype=dt) for dt in _FLOAT_DTYPES}
-_NO_VALUES = {dt: np.empty(0, dtype=dt) for dt in _FLOAT_DTYPES}
+_KERNELS = _dispatch.specialisations(_dispatch.multiclass_kernels)
+_NO_WEIGHT = _dispatch.NO_WEIGHT
+_NO_LABELS = _dispatch.NO_LABELS
+_NO_ROWS = _dispatch.NO_ROWS
+_NO_VALUES = _dispatch.NO_VALUES
 
 
-def _specialised(name):
-    """The float and double specialisations of a fused kernel, by NumPy dtype."""
-    fused = getattr(_multiclass_kernels, name)
-    return {dt: fused.__signatures__[ctype] for dt, ctype in _CTYPE.items()}
+def run(spec: Loss, prep: PreparedMulticlass, denominator: float,
+        options: dict[str, Any] = {}) -> LossGrad | LossGradHess:  # noqa: B006 (read only)
+    """Run the kernel of the multiclass loss ``spec`` and apply the reduction.
 
-
-_KERNELS = {name: _specialised(name) for name in
-            ("softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
-             "multiclass_hinge", "logsumexp", "softmax", "log_softmax")}
-
-
-def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale, n_threads,
-          class_weight=None, label_smoothing=0.0, margin=0.0, squared=False,
-          crammer_singer=False, ignore_index=None, hess_out=None):
-    """One call of a fused kernel; returns (the float64 sum of s_i loss_i, bad_targets)."""
-    dtype = x.dtype
-    return _KERNELS[name][dtype](
-        x,
-        _NO_ROWS[dtype] if target is None else target,
-        _NO_LABELS if labels is None else labels,
-        _NO_WEIGHT if sample_weight is None else sample_weight,
-        _NO_WEIGHT if class_weight is None else class_weight,
-        label_smoothing, margin, squared, crammer_singer,
-        ignore_index is not None, 0 if ignore_index is None else ignore_index,
-        _NO_VALUES[dtype] if loss_out is None else loss_out,
-        _NO_ROWS[dtype] if grad_out is None else grad_out,
-        _NO_ROWS[dtype] if hess_out is None else hess_out,
-        grad_scale, n_threads)
-
-
-def _run(name, prep, denominator, **params):
-    """Run a multiclass loss kernel and apply the reduction.
-
-    ``denominator`` is the "mean" divisor; ``params`` the loss parameters of
-    :func:`_call`.
+    ``denominator`` is the "mean" divisor; the loss parameters are those of
+    ``prep`` (class_weight, ignore_index, label_smoothing) and ``options``
+    (the other declared parameters, checked, by name).
     """
     dtype, shape = prep.dtype, prep.shape
     reduction = prep.reduction
@@ -64,7 +43,7 @@ def _run(name, prep, denominator, **params):
     if reduction == "mean":
         settle_weights(prep, denominator)
         if denominator == 0:            # a mean over nothing: 0 and a zero gradient
-            return _empty_mean(prep)
+            return empty_mean(prep)
         grad_scale = 1.0 / denominator
     loss_out = np.zeros(shape[0], dtype) if reduction == "none" else None
     grad_out = hess_out = None
@@ -74,106 +53,73 @@ def _run(name, prep, denominator, **params):
             grad_out.fill(0)
     if prep.hess:
         hess_out = np.empty(shape, dtype)
-    labels = prep.target if prep.has_labels else None
-    target = None if prep.has_labels else prep.target
-    total, bad_targets = _call(name, prep.pred, target, labels, prep.weight, loss_out, grad_out,
-                               grad_scale, prep.n_threads, hess_out=hess_out, **params)
+    total, bad_targets = _call_kernel(spec.kernel, prep.pred, prep, options, loss_out,
+                                      grad_out, hess_out, grad_scale, prep.n_threads)
     if bad_targets:
-        check_probabilities(target, "target", at_most_one=False)    # raises
-        raise AssertionError("check_probabilities accepted targets the kernel rejected")
+        spec.target.check(prep.target, "target")       # raises the error naming the value
+        raise AssertionError("probability targets accepted by the check were rejected "
+                             "by the kernel")
     settle_weights(prep, total)
     if reduction == "none":
-        loss = loss_out
+        loss: Any = loss_out
     elif reduction == "mean":
         loss = total / denominator
     else:
         loss = total
     if prep.hess:
-        return LossGradHess(loss, grad_out, hess_out)
+        return LossGradHess(loss, grad_out, hess_out)  # type: ignore[arg-type]
     return LossGrad(loss, grad_out)
 
 
-def _rows_denominator(prep):
-    """The "mean" divisor of a loss averaged over rows: sum_i s_i (N without weights)."""
-    return mean_denominator(prep, 1)
-
-
-@same_doc_as(reference.softmax_cross_entropy)
-def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
-                          label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, hess=False, out=None, n_threads=None):
-    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              class_weight=class_weight, ignore_index=ignore_index,
-                              label_smoothing=label_smoothing, hess=hess,
-                              defer_weight_check=True)
-    if not prep.has_labels:
-        denominator = _rows_denominator(prep)
-    elif prep.shape[1] == 0:
-        denominator = 0.0               # every label is ignored
-    else:
-        denominator = _multiclass_kernels.label_weight_sum(
-            prep.target, _NO_WEIGHT if prep.class_weight is None else prep.class_weight,
-            _NO_WEIGHT if prep.weight is None else prep.weight,
-            prep.ignore_index is not None,
-            0 if prep.ignore_index is None else prep.ignore_index)
-    return _run("softmax_cross_entropy", prep, denominator, class_weight=prep.class_weight,
-                label_smoothing=prep.label_smoothing, ignore_index=prep.ignore_index)
-
-
-@same_doc_as(reference.softmax_binary_cross_entropy)
-def softmax_binary_cross_entropy(logits, target, *, sample_weight=None, reduction="mean",
-                                 grad=True, out=None, n_threads=None):
-    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              defer_weight_check=True)
-    return _run("softmax_binary_cross_entropy", prep, _rows_denominator(prep))
-
-
-@same_doc_as(reference.kl_divergence)
-def kl_divergence(logits, target, *, sample_weight=None, reduction="mean", grad=True,
-                  hess=False, out=None, n_threads=None):
-    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="probabilities", hess=hess,
-                              defer_weight_check=True)
-    return _run("kl_divergence", prep, _rows_denominator(prep))
-
-
-@same_doc_as(reference.multiclass_hinge)
-def multiclass_hinge(scores, target, *, margin=1.0, kind="weston_watkins", squared=False,
-                     sample_weight=None, reduction="mean", grad=True, out=None,
-                     n_threads=None):
-    margin = check_parameter(margin, "margin")
-    kind = check_kind(kind)
-    prep = prepare_multiclass(scores, target, sample_weight, reduction, grad, out, n_threads,
-                              target_kind="labels", pred_name="scores",
-                              defer_weight_check=True)
-    return _run("multiclass_hinge", prep, _rows_denominator(prep), margin=margin,
-                squared=bool(squared), crammer_singer=kind == "crammer_singer")
-
-
-@same_doc_as(reference.logsumexp)
-def logsumexp(x, *, out=None, n_threads=None):
-    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=1)
-    result = out if out is not None else np.empty(arr.shape[0], arr.dtype)
-    if arr.shape[1] == 0:
-        result.fill(-np.inf)            # the log of an empty sum
-    else:
-        _call("logsumexp", arr, None, None, None, result, None, 1.0, threads)
-    return result
-
-
-def _row_map(name, x, out, n_threads):
-    """Run the row utility ``name`` whose output has the shape of x (softmax, log_softmax)."""
-    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=2)
+def row_utility(kernel: str, x: Any, out: Any, n_threads: Any, out_ndim: int) -> np.ndarray:
+    """logsumexp ((N,) result, ``out_ndim`` 1), softmax or log_softmax ((N, C) result)."""
+    arr, out, threads = prepare_rows(x, out, n_threads, out_ndim=out_ndim)
+    if out_ndim == 1:
+        result = out if out is not None else np.empty(arr.shape[0], arr.dtype)
+        if arr.shape[1] == 0:
+            result.fill(-np.inf)            # the log of an empty sum
+            return result
+        _call_kernel(kernel, arr, None, {}, result, None, None, 1.0, threads)
+        return result
     result = out if out is not None else np.empty(arr.shape, arr.dtype)
-    _call(name, arr, None, None, None, None, result, 1.0, threads)
+    _call_kernel(kernel, arr, None, {}, None, result, None, 1.0, threads)
     return result
 
 
-@same_doc_as(reference.softmax)
-def softmax(x, *, out=None, n_threads=None):
-    return _row_map("softmax", x, out, n_threads)
+# --- the kernel calls: the only code that knows the kernels' argument lists ------------
 
+def _call_kernel(kernel: str, x: np.ndarray, prep: PreparedMulticlass | None,
+                 options: dict[str, Any], loss_out: np.ndarray | None,
+                 grad_out: np.ndarray | None, hess_out: np.ndarray | None, grad_scale: float,
+                 n_threads: int) -> tuple[float, bool]:
+    """One call of a fused multiclass kernel on x (N, C): returns (the float64 sum of
+    s_i loss_i, whether a probability target was bad).
 
-@same_doc_as(reference.log_softmax)
-def log_softmax(x, *, out=None, n_threads=None):
-    return _row_map("log_softmax", x, out, n_threads)
+    ``prep`` holds the targets, sample weights and the cross-entropy's options
+    (None for a row utility); ``options`` the hinge's margin, kind and squared.
+    Today's kernels share one signature (see ``_multiclass_kernels.pyx.tp``):
+    every option of every loss, with an empty array for an absent one.
+    """
+    dtype = x.dtype
+    no_rows = _NO_ROWS[dtype]
+    target, labels, weight, class_weight = no_rows, _NO_LABELS, _NO_WEIGHT, _NO_WEIGHT
+    label_smoothing, ignore_index = 0.0, None
+    if prep is not None:
+        if prep.has_labels:
+            labels = prep.target
+        else:
+            target = prep.target
+        if prep.weight is not None:
+            weight = prep.weight
+        if prep.class_weight is not None:
+            class_weight = prep.class_weight
+        label_smoothing, ignore_index = prep.label_smoothing, prep.ignore_index
+    return _KERNELS[kernel][dtype](
+        x, target, labels, weight, class_weight, label_smoothing,
+        options.get("margin", 0.0), options.get("squared", False),
+        options.get("kind") == "crammer_singer",
+        ignore_index is not None, 0 if ignore_index is None else ignore_index,
+        _NO_VALUES[dtype] if loss_out is None else loss_out,
+        no_rows if grad_out is None else grad_out,
+        no_rows if hess_out is None else hess_out,
+        grad_scale, n_threads)

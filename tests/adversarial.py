@@ -4,6 +4,10 @@ Each generator returns a list of :class:`Case` for one dtype: inputs built
 where a loss is hardest to compute accurately -- near overflow and
 underflow, at kinks, at near-ties, with one class overwhelming the others --
 together with ordinary inputs.  Everything is deterministic (fixed seeds).
+
+The functions covered are the losses and row utilities registered in
+fastloss (fastloss._registry), by name: an elementwise loss gets the inputs
+of its target rule unless ``ELEMENTWISE_CASES`` names inputs of its own.
 """
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from dataclasses import dataclass, field
 import zlib
 
 import numpy as np
+
+from fastloss import _targets
+from fastloss._registry import REGISTRY
 
 IGNORE = -100
 
@@ -184,13 +191,23 @@ def hinge_cases(dtype):
     return cases
 
 
-ELEMENTWISE_CASES = {
-    "mse": lambda dtype: regression_cases(dtype, "mse"),
-    "huber": lambda dtype: regression_cases(dtype, "huber"),
-    "binary_cross_entropy": bce_cases,
-    "hinge": hinge_cases,
-    "squared_hinge": hinge_cases,
+# The inputs of an elementwise loss by its target rule, and by name where a loss
+# needs inputs of its own (huber's kinks at +-delta).
+RULE_CASES = {
+    _targets.REAL: regression_cases,
+    _targets.UNIT_INTERVAL: lambda dtype, loss: bce_cases(dtype),
+    _targets.SIGNS: lambda dtype, loss: hinge_cases(dtype),
 }
+ELEMENTWISE_CASES = {
+    "huber": lambda dtype: regression_cases(dtype, "huber"),
+}
+
+
+def elementwise_cases(function, dtype):
+    """The adversarial inputs of the elementwise loss ``function``."""
+    if function in ELEMENTWISE_CASES:
+        return ELEMENTWISE_CASES[function](dtype)
+    return RULE_CASES[REGISTRY[function].target](dtype, function)
 
 
 # --- the softmax family ---------------------------------------------------------------
@@ -346,8 +363,8 @@ SOFTMAX_OPTIONS = {
         "sample_weight": lambda c: (c.probs, {}, _sample_weight(c.logits.shape[0])),
     },
 }
-UTILITIES = ("logsumexp", "softmax", "log_softmax")
-LOSSES = list(ELEMENTWISE_CASES) + list(SOFTMAX_OPTIONS) + ["multiclass_hinge"]
+UTILITIES = tuple(name for name, spec in REGISTRY.items() if spec.family == "rows")
+LOSSES = [name for name, spec in REGISTRY.items() if spec.family in ("elementwise", "multiclass")]
 FUNCTIONS = LOSSES + list(UTILITIES)
 
 # float64 results need the mpmath oracle, which takes about a minute on
@@ -359,10 +376,10 @@ SLOW_CLASSES = 10_000
 def calls(function, dtype):
     """Every call of ``function`` on the suite for one dtype."""
     dtype = np.dtype(dtype)
-    if function in ELEMENTWISE_CASES:
+    if REGISTRY[function].family == "elementwise":
         return [Call(c.name, c.args, c.params, c.sample_weight,
                      slow=dtype == np.float64 and c.args[0].size >= MULTI_CHUNK)
-                for c in ELEMENTWISE_CASES[function](dtype)]
+                for c in elementwise_cases(function, dtype)]
     if function == "multiclass_hinge":
         out = []
         for case in multiclass_hinge_cases(dtype):

@@ -1,9 +1,12 @@
-"""The registry of public losses that the generic tests run over.
+"""The test case of every loss registered in fastloss (fastloss._registry), keyed by its name.
 
-Each public loss appears once, as a ``LossCase`` that knows how to make valid
-inputs of a given shape and dtype and which keyword options it accepts.  The
-determinism, thread-safety, layout, property-based and leak tests draw every
-loss from ``CASES``, so a new loss is covered by adding one entry here.
+Each registered loss appears here as a ``LossCase`` (two for a loss that takes
+two kinds of target) that knows how to make valid inputs of a given shape and
+dtype, which keyword options it accepts, its exact oracle and, where torch
+has the loss, the same call in torch.  The determinism, thread-safety,
+layout, property-based, leak, accuracy and torch-parity tests draw every loss
+from ``CASES``; tests/test_registry.py fails when a registered loss has no
+case here, so a new loss is covered by adding one entry.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import numpy as np
 
 import fastloss
 import fastloss.reference
+import oracle
+from fastloss._registry import REGISTRY
 
 
 @dataclass(frozen=True)
@@ -21,26 +26,46 @@ class LossCase:
     """One public loss: its name, valid inputs and option variants.
 
     Attributes:
-      name: the function's name in ``fastloss`` and ``fastloss.reference``.
+      name: the function's registered name in ``fastloss`` and ``fastloss.reference``.
       make_inputs: ``(rng, shape, dtype) -> (pred, target)``, valid inputs
         with ``pred.shape == shape``.
-      ndims: the accepted ``pred.ndim`` values.
-      pred_name: the name of the first argument (it appears in error messages).
+      oracle: the exact oracle, ``oracle(pred, target, **options,
+        sample_weight=..., backend=...) -> oracle.Exact`` (see tests/oracle.py).
       options: option-variant id -> ``shape -> dict`` of keyword arguments
         (a function of the shape because some options are per column).
       grad_scale: a bound on |d loss / d pred| per element for the inputs
         made by make_inputs (sets the absolute tolerance of gradient checks).
       target_kind: tells apart two entries of one function with different
         kinds of target (it appears in the test ids).
+      torch: where torch has the loss (the declaration's ``torch``), the same
+        call in torch: ``torch(F, pred, target, options, reduction)`` with
+        tensors in and the loss tensor out (per sample for "none").
+      torch_options: the option variants torch has (None: all).
     """
 
     name: str
     make_inputs: Callable
-    ndims: tuple
-    pred_name: str
+    oracle: Callable
     options: dict = field(default_factory=lambda: {"default": lambda shape: {}})
     grad_scale: float = 1.0
     target_kind: str = ""
+    torch: Callable | None = None
+    torch_options: tuple | None = None
+
+    @property
+    def spec(self):
+        """The loss's declaration in the registry."""
+        return REGISTRY[self.name]
+
+    @property
+    def ndims(self):
+        """The accepted ``pred.ndim`` values."""
+        return self.spec.ndims
+
+    @property
+    def pred_name(self):
+        """The name of the first argument (it appears in error messages)."""
+        return self.spec.inputs[0]
 
     @property
     def fast(self):
@@ -78,30 +103,39 @@ def hinge_inputs(rng, shape, dtype):
     return scores, target
 
 
+def _torch_binary_cross_entropy(F, x, t, options, reduction):
+    import torch
+    pos_weight = options.get("pos_weight")
+    if pos_weight is not None:
+        pos_weight = torch.as_tensor(pos_weight, dtype=x.dtype)
+    return F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction=reduction)
+
+
 CASES = [
-    LossCase("mse", regression_inputs, (1, 2), "pred", grad_scale=20.0),
-    LossCase("huber", regression_inputs, (1, 2), "pred", options={
+    LossCase("mse", regression_inputs, oracle.mse, grad_scale=20.0,
+             torch=lambda F, x, t, options, reduction: F.mse_loss(x, t, reduction=reduction)),
+    LossCase("huber", regression_inputs, oracle.huber, options={
         "default": lambda shape: {},
         "delta=0.3": lambda shape: {"delta": 0.3},
         "delta=4": lambda shape: {"delta": 4.0},
-    }, grad_scale=4.0),
-    LossCase("binary_cross_entropy", bce_inputs, (1, 2), "logits", options={
+    }, grad_scale=4.0, torch=lambda F, x, t, options, reduction: F.huber_loss(
+        x, t, delta=options.get("delta", 1.0), reduction=reduction)),
+    LossCase("binary_cross_entropy", bce_inputs, oracle.binary_cross_entropy, options={
         "default": lambda shape: {},
         "pos_weight=2.5": lambda shape: {"pos_weight": 2.5},
         "pos_weight=(K,)": lambda shape: {
             "pos_weight": np.linspace(0.25, 3.0, n_columns(shape))},
-    }, grad_scale=3.0),
-    LossCase("hinge", hinge_inputs, (1,), "scores", options={
+    }, grad_scale=3.0, torch=_torch_binary_cross_entropy),
+    LossCase("hinge", hinge_inputs, oracle.hinge, options={
         "default": lambda shape: {},
         "margin=0": lambda shape: {"margin": 0.0},
         "margin=2": lambda shape: {"margin": 2.0},
     }),
-    LossCase("squared_hinge", hinge_inputs, (1,), "scores", options={
+    LossCase("squared_hinge", hinge_inputs, oracle.squared_hinge, options={
         "default": lambda shape: {},
         "margin=0.5": lambda shape: {"margin": 0.5},
     }, grad_scale=20.0),
 ]
-
 
 
 def label_inputs(rng, shape, dtype):
@@ -127,40 +161,72 @@ def either_inputs(rng, shape, dtype):
     return probability_inputs(rng, shape, dtype)
 
 
+def _torch_cross_entropy(F, x, t, options, reduction):
+    import torch
+    class_weight = options.get("class_weight")
+    ignore_index = options.get("ignore_index")
+    return F.cross_entropy(
+        x, t, weight=None if class_weight is None else torch.as_tensor(class_weight,
+                                                                       dtype=x.dtype),
+        ignore_index=-100 if ignore_index is None else ignore_index,
+        label_smoothing=options.get("label_smoothing", 0.0), reduction=reduction)
+
+
+def _torch_kl_divergence(F, x, t, options, reduction):
+    """torch's kl_div of log_softmax(x), "batchmean" for our "mean", summed over each row
+    for "none"."""
+    batch = {"mean": "batchmean", "sum": "sum", "none": "none"}[reduction]
+    loss = F.kl_div(F.log_softmax(x, dim=1), t, reduction=batch)
+    return loss.sum(dim=1) if reduction == "none" else loss
+
+
+def _torch_multiclass_hinge(F, x, t, options, reduction):
+    """torch's multi_margin_loss is the Weston-Watkins hinge divided by C."""
+    if options.get("kind", "weston_watkins") != "weston_watkins":
+        raise NotImplementedError("torch has no Crammer-Singer hinge")
+    return x.shape[1] * F.multi_margin_loss(x, t, p=2 if options.get("squared") else 1,
+                                            margin=options.get("margin", 1.0),
+                                            reduction=reduction)
+
+
 CASES += [
-    LossCase("softmax_cross_entropy", label_inputs, (2,), "logits", options={
+    LossCase("softmax_cross_entropy", label_inputs, oracle.softmax_cross_entropy, options={
         "default": lambda shape: {},
         "class_weight": lambda shape: {"class_weight": np.linspace(0.5, 2.0, shape[1])},
         "ignore_index=1": lambda shape: {"ignore_index": 1},
         "label_smoothing=0.1": lambda shape: {"label_smoothing": 0.1},
         "all": lambda shape: {"class_weight": np.linspace(2.0, 0.5, shape[1]),
                               "ignore_index": 0, "label_smoothing": 0.25},
-    }),
-    LossCase("softmax_cross_entropy", probability_inputs, (2,), "logits", options={
+    }, torch=_torch_cross_entropy),
+    LossCase("softmax_cross_entropy", probability_inputs, oracle.softmax_cross_entropy, options={
         "default": lambda shape: {},
         "class_weight-label_smoothing": lambda shape: {
             "class_weight": np.linspace(0.5, 2.0, shape[1]), "label_smoothing": 0.2},
-    }, target_kind="probabilities"),
-    LossCase("softmax_binary_cross_entropy", either_inputs, (2,), "logits"),
-    LossCase("kl_divergence", probability_inputs, (2,), "logits"),
-    LossCase("multiclass_hinge", label_inputs, (2,), "scores", options={
+    }, target_kind="probabilities", torch=_torch_cross_entropy),
+    LossCase("softmax_binary_cross_entropy", either_inputs, oracle.softmax_binary_cross_entropy),
+    LossCase("kl_divergence", probability_inputs, oracle.kl_divergence,
+             torch=_torch_kl_divergence),
+    LossCase("multiclass_hinge", label_inputs, oracle.multiclass_hinge, options={
         "default": lambda shape: {},
         "crammer_singer": lambda shape: {"kind": "crammer_singer"},
         "squared": lambda shape: {"squared": True, "margin": 0.5},
         "crammer_singer-squared": lambda shape: {"kind": "crammer_singer", "squared": True},
-    }, grad_scale=20.0),
+    }, grad_scale=20.0, torch=_torch_multiclass_hinge, torch_options=("default", "squared")),
 ]
 
-ELEMENTWISE = [case for case in CASES if case.name in
-               ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge")]
-MULTICLASS = [case for case in CASES if case not in ELEMENTWISE]
+ELEMENTWISE = [case for case in CASES if case.spec.family == "elementwise"]
+MULTICLASS = [case for case in CASES if case.spec.family == "multiclass"]
 
 
 @dataclass(frozen=True)
 class RowUtility:
-    """A row-wise utility (logsumexp, softmax, log_softmax): f(x, out=, n_threads=)."""
+    """A row-wise utility (logsumexp, softmax, log_softmax): f(x, out=, n_threads=).
+
+    ``oracle(x, model=None, backend=...)``: its exact values (tests/oracle.py).
+    """
 
     name: str
+    oracle: Callable
 
     @property
     def fast(self):
@@ -174,7 +240,11 @@ class RowUtility:
         return self.name
 
 
-UTILITIES = [RowUtility("logsumexp"), RowUtility("softmax"), RowUtility("log_softmax")]
+UTILITIES = [RowUtility("logsumexp", oracle.logsumexp), RowUtility("softmax", oracle.softmax),
+             RowUtility("log_softmax", oracle.log_softmax)]
+
+# The exact oracle of every registered loss and row utility, by name.
+ORACLES = {case.name: case.oracle for case in CASES + UTILITIES}
 
 
 def variants(cases=CASES):

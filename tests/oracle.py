@@ -51,6 +51,8 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
+from fastloss._registry import REGISTRY
+
 PREC = 200
 _ctx = mpmath.MPContext()
 _ctx.prec = PREC
@@ -675,26 +677,29 @@ def measure(loss, grad, exact, reduction, dtype, sample_weight=None):
 
 # --- one call of the suite, end to end ---------------------------------------------
 
-UTILITIES = ("logsumexp", "softmax", "log_softmax")
+# The registered row utilities (their oracles return values, not an Exact).
+UTILITIES = tuple(name for name, spec in REGISTRY.items() if spec.family == "rows")
 REDUCTIONS = ("none", "sum", "mean")
 
 
 def exact_for(function, call, backend, model=None):
-    """The exact result of ``function`` on ``call`` (an adversarial.Call).
+    """The exact result of ``function`` (a registered name) on ``call`` (an adversarial.Call).
 
     For a loss, an :class:`Exact`; for a row utility, (values, scale).
-    ``model`` is the call's cached :class:`RowModel`, if any.
+    ``model`` is the call's cached :class:`RowModel`, if any.  The oracle of
+    each name is its test case's (tests/cases.py).
     """
+    from cases import ORACLES      # (cases imports this module)
+    exact = ORACLES[function]
     if function in UTILITIES:
         x = call.args[0]
         model = model or row_model(x, backend)
-        if function == "logsumexp":
-            return logsumexp(x, model)
-        return globals()[function](x, model), None
+        values = exact(x, model)
+        return values if isinstance(values, tuple) else (values, None)
     kwargs = dict(call.params, sample_weight=call.sample_weight, backend=backend)
     if model is not None:
         kwargs["model"] = model
-    return globals()[function](*call.args, **kwargs)
+    return exact(*call.args, **kwargs)
 
 
 def errors_of(function, implementation, call, exact, dtype):

@@ -9,6 +9,7 @@ scratch.  With ``out=`` the gradient is not allocated at all.
 import numpy as np
 import pytest
 
+import cases
 import fastloss
 from helpers import peak_bytes
 
@@ -27,18 +28,12 @@ def returned_bytes(result):
 
 
 def elementwise_inputs(name, dtype, shape=(N,)):
-    rng = np.random.default_rng(0)
-    pred = rng.standard_normal(shape).astype(dtype)
-    if name in ("hinge", "squared_hinge"):
-        target = rng.choice([-1.0, 1.0], size=shape).astype(dtype)
-    elif name == "binary_cross_entropy":
-        target = rng.random(shape).astype(dtype)
-    else:
-        target = rng.standard_normal(shape).astype(dtype)
-    return pred, target
+    return CASES_BY_NAME[name].make_inputs(np.random.default_rng(0), shape, dtype)
 
 
-ELEMENTWISE = ["mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge"]
+# Every registered elementwise loss, by the inputs of its test case.
+CASES_BY_NAME = {case.name: case for case in cases.ELEMENTWISE}
+ELEMENTWISE = list(CASES_BY_NAME)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
