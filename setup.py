@@ -53,7 +53,7 @@ ASAN_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
 # Kernels generated from a Tempita template (one loop written once, one
 # specialisation per loss).
 TEMPLATES = ["_elementwise_kernels.pyx.tp", "_multiclass_kernels.pyx.tp"]
-KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels"]
+KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_torch_kernels"]
 MODULES = KERNEL_MODULES + ["_config", "_torch_checks"]
 V3_SUFFIX = "_v3"
 V3_FLAGS = ["-march=x86-64-v3"]     # never -march=native: wheels run anywhere

@@ -69,6 +69,10 @@ This module is the only part of fastloss that imports torch.
 """
 from __future__ import annotations
 
+import importlib
+import threading
+import warnings
+
 import numpy as np
 
 try:
@@ -85,14 +89,16 @@ from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
+from fastloss import _dispatch
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
 
 __all__ = [
     "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
-    "multi_margin_loss",
+    "multi_margin_loss", "nll_loss", "kl_div",
     "CrossEntropyLoss", "BCEWithLogitsLoss", "MSELoss", "HuberLoss", "MultiMarginLoss",
+    "NLLLoss", "KLDivLoss",
 ]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
@@ -104,6 +110,7 @@ _NO_WEIGHT = np.empty(0)
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_ROWS = {dt: np.empty((0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
 _NO_VALUES = {dt: np.empty(0, dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
+_NO_BLOCKS = {dt: np.empty((0, 0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
 
 
 def _by_torch_dtype(specialisations):
@@ -116,6 +123,15 @@ _KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
                  for name in ("softmax_cross_entropy", "multiclass_hinge")})
 # int64 labels are handed to kernels that read Py_ssize_t.
 _LABELS_ARE_INTP = np.dtype(np.intp) == np.dtype(np.int64)
+_INT64_LIMIT = 2 ** 63
+
+# fastloss.torch's own kernels (nll_loss, kl_div, the class axis of
+# (N, C, d1, ...) scores moved last and back), in the build _dispatch chose.
+_OWN_KERNELS = importlib.import_module(
+    "fastloss._torch_kernels" + ("_v3" if _dispatch.PATH == _dispatch.X86_64_V3 else ""))
+_KERNELS.update({name: {dt: getattr(_OWN_KERNELS, name).__signatures__[kind]
+                        for dt, kind in ((torch.float32, "float"), (torch.float64, "double"))}
+                 for name in ("nll_loss", "kl_div", "channels_last", "channels_first")})
 
 
 class _Unsupported(Exception):
@@ -163,8 +179,17 @@ def _scaled(grad, grad_output, loss_dim):
         if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
             return grad
         return grad * grad_output
-    extra = grad.dim() - loss_dim
-    return grad * grad_output.reshape(grad_output.shape + (1,) * extra)
+    return grad * _per_row(grad_output, grad.dim() - loss_dim)
+
+
+def _per_row(grad_output, extra):
+    """A per-row grad_output shaped to broadcast over the ``extra`` dimensions of the
+    gradient that the loss lacks: the classes, dimension 1 of (N, C, d1, ...) (the
+    last of (N, C))."""
+    if extra == 0:
+        return grad_output
+    shape = grad_output.shape
+    return grad_output.reshape(shape[:1] + (1,) * extra + shape[1:])
 
 
 def _differentiable_backward(ctx, grad_output):
@@ -419,6 +444,9 @@ def _class_labels(target, n_rows, n_classes, has_ignore, ignore_index, class_wei
 
 def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_smoothing,
                         need_grad):
+    if input.dim() > 2:
+        return _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
+                                           label_smoothing, need_grad)
     # Written out flat: at small batches every call of a helper shows.
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
@@ -490,6 +518,146 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 
+def _nll_loss_fast(input, target, weight, ignore_index, reduction, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    # (N, C, S): S positions per sample (1 for (N, C), and for (C,) one sample)
+    if len(shape) == 1:
+        view = (1, shape[0], 1)
+    else:
+        view = (shape[0], shape[1], input.numel() // (shape[0] * shape[1]))
+    loss = np.empty(target.shape, numpy_dtype) if reduction == "none" else None
+    # zero-filled: the kernel writes the gradient at the labels only
+    grad = np.zeros(shape, numpy_dtype) if need_grad else None
+    first_bad, total, denominator = _KERNELS["nll_loss"][dtype](
+        _array(input).reshape(view), _array(target).reshape(-1),
+        _NO_WEIGHT if weight is None else _as_float64(weight), ignore_index,
+        reduction == "mean", _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view))
+    if first_bad >= 0 or reduction == "mean" and denominator == 0:
+        raise _Unsupported              # torch's error for the label, its 0 / 0 = NaN
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _kl_div_fast(input, target, reduction, log_target, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n_elements = input.numel()
+    if reduction == "mean":
+        denominator = n_elements
+    elif reduction == "batchmean" and len(shape) > 0:
+        denominator = shape[0]
+    else:
+        denominator = 1
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    none = _NO_VALUES[dtype]
+    total = _KERNELS["kl_div"][dtype](
+        _array(input).reshape(n_elements), _array(target).reshape(n_elements), log_target,
+        none if loss is None else loss.reshape(n_elements),
+        none if grad is None else grad.reshape(n_elements), 1.0 / denominator, _threads())
+    if loss is None:
+        loss = _scalar(total / denominator, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+# --- cross-entropy over (N, C, d1, ...): rows made by a transpose --------------------
+#
+# The fused kernel reads rows of C contiguous scores; (N, C, d1, ...) scores
+# have the classes of a position S = d1 * ... apart.  They are transposed
+# into a reused (N * S, C) buffer (measured faster than torch's own
+# cross-entropy on such inputs, see docs/torch.md), turned into their
+# gradient in place by the kernel, and the gradient transposed back.  Scores
+# that are already channels-last (the classes contiguous) are read as they
+# are, and their gradient handed over in the same layout.
+
+_scratch = threading.local()
+
+
+def _scratch_rows(role, dtype, n_rows, n_classes):
+    """A reused (n_rows, n_classes) buffer of this thread, grown when too small.
+
+    It keeps the size of the largest call (one input's worth of memory) so
+    that a training loop allocates it once; ``role`` tells the logits' and
+    the targets' buffers apart.
+    """
+    key = (role, dtype)
+    buffer = getattr(_scratch, "buffers", None)
+    if buffer is None:
+        buffer = _scratch.buffers = {}
+    size = n_rows * n_classes
+    found = buffer.get(key)
+    if found is None or found.shape[0] < size:
+        found = buffer[key] = np.empty(size, _NUMPY_DTYPES[dtype])
+    return found[:size].reshape(n_rows, n_classes)
+
+
+def _rows_of(t, role, n_batch, n_classes, n_positions):
+    """(N * S, C) rows of (N, C, d1, ...) values t, and whether they are a scratch buffer."""
+    moved = t.movedim(1, -1)
+    if moved.is_contiguous():
+        return moved.numpy(force=True).reshape(n_batch * n_positions, n_classes), False
+    rows = _scratch_rows(role, t.dtype, n_batch * n_positions, n_classes)
+    _KERNELS["channels_last"][t.dtype](
+        _array(t).reshape(n_batch, n_classes, n_positions),
+        rows.reshape(n_batch, n_positions, n_classes), _threads())
+    return rows, True
+
+
+def _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
+                                label_smoothing, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n_batch, n_classes = shape[0], shape[1]
+    n_positions = input.numel() // (n_batch * n_classes)
+    n_rows = n_batch * n_positions
+    class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
+    if target.dtype == torch.int64:
+        labels, denominator = _class_labels(target, n_rows, n_classes, True, ignore_index,
+                                            class_weight)
+        if reduction == "mean" and denominator == 0:
+            raise _Unsupported          # torch's 0 / 0 = NaN
+        probabilities = _NO_ROWS[dtype]
+    else:
+        labels, denominator = _NO_LABELS, n_rows
+        probabilities, _ = _rows_of(target, "target", n_batch, n_classes, n_positions)
+    logits, scratch = _rows_of(input, "logits", n_batch, n_classes, n_positions)
+    loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
+    grad_rows = None
+    if need_grad:
+        # in place over the scratch copy; a new array for channels-last scores
+        grad_rows = logits if scratch else np.empty((n_rows, n_classes), numpy_dtype)
+    total = _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight,
+                                label_smoothing, ignore_index, loss, grad_rows,
+                                1.0 / denominator if reduction == "mean" else 1.0)
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    if grad_rows is None:
+        return torch.from_numpy(loss), None
+    if scratch:
+        grad = np.empty(shape, numpy_dtype)
+        _KERNELS["channels_first"][dtype](
+            grad_rows.reshape(n_batch, n_positions, n_classes),
+            grad.reshape(n_batch, n_classes, n_positions), _threads())
+        return torch.from_numpy(loss), torch.from_numpy(grad)
+    # the gradient in the input's own (channels-last) layout
+    grad = torch.from_numpy(grad_rows.reshape(shape[:1] + shape[2:] + shape[1:2]))
+    return torch.from_numpy(loss), grad.movedim(-1, 1)
+
+
+def _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight, label_smoothing,
+                        ignore_index, loss, grad, grad_scale):
+    """The fused cross-entropy kernel on (n_rows, C) logits (grad may be logits itself)."""
+    none = _NO_ROWS[dtype]
+    return _KERNELS["softmax_cross_entropy"][dtype](
+        logits, probabilities, labels, _NO_WEIGHT, class_weight, label_smoothing, 0.0, False,
+        False, labels is not _NO_LABELS, ignore_index,
+        _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+        none if grad is None else grad, none, grad_scale, _threads())[0]
+
+
 # --- which calls the kernels cover (metadata only) ------------------------------------
 
 def _elementwise_covered(input, target, reduction, weight, *others):
@@ -545,6 +713,8 @@ def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label
     if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
             or not 0.0 <= label_smoothing <= 1.0:
         return False                    # torch raises (or takes it: its answer)
+    if len(shape) > 2:
+        return _spatial_covered(input, target, weight, ignore_index)
     if len(shape) not in (1, 2) or shape[0] == 0 or shape[-1] == 0:
         return False
     if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[-1:]):
@@ -554,6 +724,43 @@ def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label
         return _LABELS_ARE_INTP and target.shape == shape[:-1]
     # Probabilities; ignore_index >= 0 with them: torch raises.
     return target.dtype == input.dtype and target.shape == shape and ignore_index < 0
+
+
+def _spatial_covered(input, target, weight, ignore_index):
+    """Cross-entropy over (N, C, d1, ...) scores: labels (N, d1, ...) or
+    probabilities of the input's shape, a weight (C,), nothing empty."""
+    shape = input.shape
+    if input.numel() == 0 or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
+        return False
+    if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[1:2]):
+        return False
+    if target.dtype == torch.int64:
+        return _LABELS_ARE_INTP and target.shape == shape[:1] + shape[2:]
+    return target.dtype == input.dtype and target.shape == shape and ignore_index < 0
+
+
+def _nll_loss_covered(input, target, weight, ignore_index, reduction):
+    """Log-probabilities (C,), (N, C) or (N, C, d1, ...) with int64 labels of
+    torch's shape ((), (N,), (N, d1, ...)), a weight (C,), nothing empty."""
+    shape = input.shape
+    if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
+            or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
+        return False
+    if len(shape) == 0 or input.numel() == 0 or target.dtype != torch.int64 \
+            or not _LABELS_ARE_INTP:
+        return False
+    n_classes = shape[1] if len(shape) > 1 else shape[0]
+    if weight is not None and (weight.dtype != input.dtype or weight.shape != (n_classes,)):
+        return False
+    return target.shape == shape[:1] + shape[2:] if len(shape) > 1 else target.dim() == 0
+
+
+_KL_DIV_REDUCTIONS = ("mean", "batchmean", "sum", "none")
+
+
+def _kl_div_covered(input, target, reduction):
+    return reduction in _KL_DIV_REDUCTIONS and target.shape == input.shape \
+        and target.dtype == input.dtype and input.numel() > 0
 
 
 def _multi_margin_covered(input, target, p, weight, reduction):
@@ -708,6 +915,90 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return torch_loss(input)
 
 
+# --- on log-probabilities --------------------------------------------------------
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
+
+    For log-probabilities x of shape (C,), (N, C) or (N, C, d1, ...), labels
+    y of shape (), (N,) or (N, d1, ...) and class weights w, at each position::
+
+        loss = -w_y x[y],       d loss / d x = -w_y at y, 0 elsewhere
+
+    Labels equal to ``ignore_index`` contribute nothing.  "mean" divides by
+    the total weight of the counted positions, exactly as torch.  Computed by
+    a small kernel of fastloss.torch that checks the labels, sums the loss
+    and writes the gradient (a scatter into zeros) in one call, on the
+    tensors' own layout (no transpose).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+
+    def torch_loss(x):
+        return F.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+    path = _path(input, target, weight)
+    if path and _nll_loss_covered(input, target, weight, ignore_index, reduction):
+        return _fused(path, _nll_loss_fast, _nll_loss_op, input,
+                      (target, weight, int(ignore_index), reduction), torch_loss)
+    return torch_loss(input)
+
+
+# torch's own warning for reduction="mean" (torch.nn.functional.kl_div), word for word.
+_KL_DIV_MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release.")
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
+
+    ``input`` holds log-probabilities x, ``target`` probabilities t (or their
+    logarithms with ``log_target=True``), of the same shape; per element::
+
+        loss = t (log t - x)  (0 where t = 0),  d loss / d x = -t
+        loss = exp(t) (t - x)  (log_target),    d loss / d x = -exp(t)
+
+    "batchmean" divides the sum by the batch size input.shape[0] (the
+    divergence of each sample's distribution, averaged); "mean" divides it by
+    the number of elements, and warns as torch does; "sum" and "none" as
+    usual.  Computed by a small fused kernel of fastloss.torch, one pass that
+    sums the loss and writes the gradient.  When ``target`` requires a
+    gradient, torch's own function computes the call.
+    """
+    if _has_torch_function((input, target)):
+        # tensor subclasses: torch's function dispatches (and warns) itself
+        return F.kl_div(input, target, size_average, reduce, reduction, log_target)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    elif reduction == "mean":
+        warnings.warn(_KL_DIV_MEAN_WARNING, stacklevel=2)
+
+    def torch_loss(x):
+        return _torch_kl_div(x, target, reduction, log_target)
+
+    path = _path(input, target)
+    if path and _kl_div_covered(input, target, reduction):
+        return _fused(path, _kl_div_fast, _kl_div_op, input,
+                      (target, reduction, bool(log_target)), torch_loss)
+    return torch_loss(input)
+
+
+def _torch_kl_div(input, target, reduction, log_target):
+    """torch.nn.functional.kl_div of these arguments, as it computes them, but
+    without its warning (kl_div gives it once, before choosing a path)."""
+    enum = _reduction.get_enum("sum" if reduction == "batchmean" else reduction)
+    loss = torch.kl_div(input, target, enum, log_target=log_target)
+    if reduction == "batchmean" and input.dim() != 0:
+        loss = loss / input.size()[0]
+    return loss
+
+
+_has_torch_function = torch.overrides.has_torch_function
+
+
 # --- torch.compile: the fused losses as custom operators --------------------------------
 #
 # Each operator returns (loss, grad): grad is the gradient the kernel wrote in
@@ -748,8 +1039,7 @@ def _custom_op(name, schema, fast, torch_function, loss_shape):
         # Traced into the compiled backward, which fuses the scale: no test of
         # grad_loss == 1 (a data-dependent branch) here.
         (grad,) = ctx.saved_tensors
-        extra = grad.dim() - ctx.loss_dim
-        scaled = grad * grad_loss.reshape(grad_loss.shape + (1,) * extra)
+        scaled = grad * _per_row(grad_loss, grad.dim() - ctx.loss_dim)
         return (scaled,) + (None,) * n_others
 
     op.register_autograd(backward, setup_context=setup_context)
@@ -799,7 +1089,25 @@ _cross_entropy_op = _custom_op(
         x, target, weight, ignore_index=ignore_index, reduction=reduction,
         label_smoothing=label_smoothing),
     lambda x, target, weight, ignore_index, reduction, label_smoothing, need_grad:
-        _reduced_shape(reduction, x.shape[:-1]))
+        _reduced_shape(reduction, x.shape[:1] + x.shape[2:] if x.dim() > 1 else ()))
+
+_nll_loss_op = _custom_op(
+    "nll_loss",
+    "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _nll_loss_fast,
+    lambda x, target, weight, ignore_index, reduction: F.nll_loss(
+        x, target, weight, ignore_index=ignore_index, reduction=reduction),
+    lambda x, target, weight, ignore_index, reduction, need_grad: _reduced_shape(
+        reduction, target.shape))
+
+_kl_div_op = _custom_op(
+    "kl_div",
+    "(Tensor input, Tensor target, str reduction, bool log_target, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _kl_div_fast,
+    _torch_kl_div,
+    lambda x, target, reduction, log_target, need_grad: _reduced_shape(reduction, x.shape))
 
 _multi_margin_op = _custom_op(
     "multi_margin_loss",
@@ -851,6 +1159,21 @@ class MultiMarginLoss(torch.nn.MultiMarginLoss):
     def forward(self, input, target):
         return multi_margin_loss(input, target, p=self.p, margin=self.margin,
                                  weight=self.weight, reduction=self.reduction)
+
+
+class NLLLoss(torch.nn.NLLLoss):
+    """``torch.nn.NLLLoss`` computed by :func:`nll_loss`."""
+
+    def forward(self, input, target):
+        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction)
+
+
+class KLDivLoss(torch.nn.KLDivLoss):
+    """``torch.nn.KLDivLoss`` computed by :func:`kl_div`."""
+
+    def forward(self, input, target):
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
 # --- fused linear cross-entropy: the output layer and its loss ----------------------
