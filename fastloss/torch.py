@@ -966,7 +966,9 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     the number of elements, and warns as torch does; "sum" and "none" as
     usual.  Computed by a small fused kernel of fastloss.torch, one pass that
     sums the loss and writes the gradient.  When ``target`` requires a
-    gradient, torch's own function computes the call.
+    gradient, torch's own function computes the call, and inside
+    ``torch.compile`` so does "mean" (torch's function warns as it is traced;
+    a warning of fastloss's would break the graph).
     """
     if _has_torch_function((input, target)):
         # tensor subclasses: torch's function dispatches (and warns) itself
@@ -974,6 +976,9 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
     elif reduction == "mean":
+        if _compiling():
+            # dynamo cannot trace warnings.warn; torch's function, traced, warns
+            return F.kl_div(input, target, reduction=reduction, log_target=log_target)
         warnings.warn(_KL_DIV_MEAN_WARNING, stacklevel=2)
 
     def torch_loss(x):
