@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""Small kernels of fastloss.torch: the losses on log-probabilities, and the
-layout change of (N, C, d1, ...) class scores.
+"""Small kernels of fastloss.torch: the losses on log-probabilities, and
+cross-entropy over (N, C, d1, ...) scores in their own layout.
 
 Design: ``nll_loss`` and ``kl_div`` take log-probabilities, so their
 gradients need no softmax: nll_loss's is a scatter (-w_y / denominator at the
@@ -8,17 +8,14 @@ label, 0 elsewhere) and kl_div's is -target (or -exp(target)) times the
 reduction's scale, written in the same pass that sums the loss.  Both follow
 torch's arithmetic element by element in the tensor's dtype (so that a
 "none" result is torch's to the last bit up to the 1-ulp exp and log of
-_vecmath.h), and sum in float64 in an order fixed by the shape alone, so
-that results are bit-identical for every thread count.
-
-``channels_last`` and ``channels_first`` move the class axis of
-(N, C, S) scores to the end and back, so that the row kernels of
-cross-entropy can read (N * S, C) rows: blocked transposes, a tile of
-TILE x TILE values at a time, whose reads and writes stay in
-the L1 cache.
+_vecmath.h).  ``spatial_cross_entropy`` computes the softmax of blocks of
+positions class plane by class plane (see its section).  Sums are taken in
+float64 in an order fixed by the shape alone, so that results are
+bit-identical for every thread count.
 """
 
 from cython.parallel cimport prange
+from libc.math cimport INFINITY, fabs
 from libc.stdint cimport int64_t
 
 from fastloss._parallel cimport (ChunkPlan, plan_chunks, resolve_threads, sum_span,
@@ -224,56 +221,263 @@ def kl_div(
     return sum_in_order(partial, plan.n_chunks)
 
 
-# --- the class axis of (N, C, S) scores moved last and back ------------------------
+# --- cross-entropy over (N, C, S) scores, position by position -------------------------
+#
+# The classes of a position are S values apart; consecutive positions are
+# contiguous.  So the softmax of a block of BLOCK positions is computed
+# plane by plane, each class's BLOCK values a vector: pass 1 takes the
+# maximum m over the classes, pass 2 the exponentials e_c = exp(x_c - m)
+# (kept in the gradient's place) and their sum, then per position the loss;
+# pass 3 turns e into the gradient.  No transpose, and every loop runs along
+# contiguous memory for any number of classes.
+#
+# With p = e / sum(e), log p_c = z_c - log sum(e) (z = x - m), label y,
+# smoothing eps over C classes, class weights w (W = sum_c w_c), torch's
+# loss of a position is
+#     (1 - eps) w_y (-log p_y) + eps / C sum_c w_c (-log p_c)
+#   = (1 - eps) w_y (L - z_y) + eps / C (W L - sum_c w_c z_c),    L = log sum(e)
+# and its gradient (times the reduction's scale s)
+#     s (p_c ((1 - eps) w_y + eps W / C) - eps / C w_c - (1 - eps) w_y [c = y]).
+# For probability targets q_c = (1 - eps) t_c + eps / C (torch's smoothing):
+#     loss = sum_c w_c q_c (L - z_c) = L sum_c w_c q_c - sum_c w_c q_c z_c,
+#     gradient s (p_c sum_k w_k q_k - w_c q_c),
+# where a zero w_c q_c times an infinite z_c counts 0.  Infinite scores follow
+# the row kernel's rule (z = 0 at the maximum itself: +inf classes share the
+# mass, a position of -inf scores is uniform), so that a loss does not depend
+# on the layout of its scores; torch gives NaN for those.
 
 cdef enum:
-    TILE = 32       # a tile is TILE x TILE values (8 KiB of float64 read, 8 written)
+    BLOCK = 64      # positions of a block: its per-position values live on the stack
 
 
-cdef inline void transpose_tile(const floating* src, Py_ssize_t src_stride,
-                                floating* dst, Py_ssize_t dst_stride,
-                                Py_ssize_t n_src_rows, Py_ssize_t n_src_columns) noexcept nogil:
-    """dst[j, i] = src[i, j] for an n_src_rows x n_src_columns tile (row strides given)."""
-    cdef Py_ssize_t i, j
-    for j in range(n_src_columns):
-        for i in range(n_src_rows):
-            dst[j * dst_stride + i] = src[i * src_stride + j]
+cdef inline floating shifted(floating x, floating m) noexcept nogil:
+    """x - m, with 0 at the maximum itself: the row kernel's rule for infinite
+    scores (+inf classes share the mass, a row of -inf is uniform)."""
+    return 0 if x == m else x - m
 
 
-cdef void move_axis(const floating* src, floating* dst, Py_ssize_t n_batch,
-                    Py_ssize_t n_rows, Py_ssize_t n_columns, int n_threads) noexcept nogil:
-    """dst[n, j, i] = src[n, i, j] for (n_batch, n_rows, n_columns) src, tile by tile."""
-    cdef Py_ssize_t row_tiles = (n_rows + TILE - 1) // TILE
-    cdef Py_ssize_t column_tiles = (n_columns + TILE - 1) // TILE
-    cdef Py_ssize_t n_tiles = n_batch * row_tiles * column_tiles
-    cdef Py_ssize_t size = n_rows * n_columns
-    cdef Py_ssize_t k, n, rest, i0, j0
-    for k in prange(n_tiles, schedule="static", num_threads=n_threads):
-        n = k // (row_tiles * column_tiles)
-        rest = k - n * (row_tiles * column_tiles)
-        # tiles in the order of src's rows, so that a thread reads one stretch
-        i0 = (rest // column_tiles) * TILE
-        j0 = (rest % column_tiles) * TILE
-        transpose_tile(src + n * size + i0 * n_columns + j0, n_columns,
-                       dst + n * size + j0 * n_rows + i0, n_rows,
-                       min(TILE, n_rows - i0), min(TILE, n_columns - j0))
+cdef inline double shifted_exactly(floating x, floating m) noexcept nogil:
+    """shifted(x, m) in float64 (exact for float32 scores)."""
+    return 0.0 if x == m else <double>x - <double>m
 
 
-def channels_last(const floating[:, :, ::1] src, floating[:, :, ::1] dst, int n_threads):
-    """dst[n, s, c] = src[n, c, s]: (N, C, S) scores as (N, S, C) rows."""
-    if src.shape[0] * src.shape[1] * src.shape[2] == 0:
-        return
-    n_threads = resolve_threads(n_threads, src.shape[0] * src.shape[2] // 4096 + 1)
-    with nogil:
-        move_axis(&src[0, 0, 0], &dst[0, 0, 0], src.shape[0], src.shape[1], src.shape[2],
-                  n_threads)
+cdef inline double xmul(double a, double b) noexcept nogil:
+    """a * b, except that 0 * inf is 0 (NaN still propagates)."""
+    if a == 0.0 and fabs(b) == INFINITY:
+        return 0.0
+    return a * b
 
 
-def channels_first(const floating[:, :, ::1] src, floating[:, :, ::1] dst, int n_threads):
-    """dst[n, c, s] = src[n, s, c]: (N, S, C) rows back to (N, C, S)."""
-    if src.shape[0] * src.shape[1] * src.shape[2] == 0:
-        return
-    n_threads = resolve_threads(n_threads, src.shape[0] * src.shape[1] // 4096 + 1)
-    with nogil:
-        move_axis(&src[0, 0, 0], &dst[0, 0, 0], src.shape[0], src.shape[1], src.shape[2],
-                  n_threads)
+cdef double block_cross_entropy(
+    const floating* x,                  # IN  scores of position s0 of one sample: x[c * S + j]
+    const floating* target,             # IN  probabilities laid out as x, or NULL (labels)
+    const int64_t* labels,              # IN  n labels (checked), or NULL (probabilities)
+    const double* w,                    # IN  C class weights, or NULL for none
+    double w_sum,                       # sum of the class weights (C without weights)
+    Py_ssize_t n_classes,
+    Py_ssize_t stride,                  # S
+    Py_ssize_t n,                       # positions of the block, n <= BLOCK
+    int64_t ignore_index,
+    double eps,                         # label smoothing
+    double scale,                       # the reduction's factor of the gradient
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT laid out as x, or NULL
+) noexcept nogil:
+    """The summed loss of n positions; their losses and gradient (see above)."""
+    cdef floating m[BLOCK]
+    cdef double e_sum[BLOCK]             # sum of e over the classes
+    cdef double log_sum_of[BLOCK]
+    cdef double wz[BLOCK]                # sum of w z (labels) or of w q z (probabilities)
+    cdef double coefficient[BLOCK]       # of e in the gradient
+    cdef double smoothing[BLOCK]         # of w_c in the gradient (labels)
+    cdef double label_e[BLOCK]           # e_y (labels)
+    cdef double label_term[BLOCK]        # s (1 - eps) w_y (labels)
+    cdef double loss[BLOCK]
+    cdef floating coefficient_t[BLOCK]
+    cdef floating smoothing_t[BLOCK]
+    cdef double total = 0.0, wc, q, log_sum, z_y, w_y
+    cdef floating wc_t
+    cdef double uniform = eps / n_classes
+    cdef floating e
+    cdef const floating* row
+    cdef floating* out_row
+    cdef int64_t y
+    cdef Py_ssize_t c, j
+    for j in range(n):
+        m[j] = -INFINITY
+        e_sum[j] = 0.0
+        wz[j] = 0.0
+    for c in range(n_classes):
+        row = x + c * stride
+        for j in range(n):
+            m[j] = row[j] if row[j] > m[j] else m[j]
+    # pass 2: exponentials, their sum, and the weighted sums of the smoothing
+    # (labels) or of the targets (probabilities: coefficient holds sum w q)
+    if target != NULL:
+        for j in range(n):
+            coefficient[j] = 0.0
+    for c in range(n_classes):
+        row = x + c * stride
+        out_row = grad_out + c * stride if grad_out != NULL else NULL
+        wc = w[c] if w != NULL else 1.0
+        if out_row != NULL:
+            for j in range(n):
+                e = exp_of(shifted(row[j], m[j]))
+                out_row[j] = e
+                e_sum[j] += e
+        else:
+            for j in range(n):
+                e_sum[j] += exp_of(shifted(row[j], m[j]))
+        if target != NULL:
+            for j in range(n):
+                q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
+                coefficient[j] += q
+                wz[j] += xmul(q, shifted(row[j], m[j]))
+        elif eps != 0.0:
+            for j in range(n):
+                wz[j] += wc * shifted(row[j], m[j])
+    # per position: the loss and the gradient's coefficients
+    for j in range(n):
+        log_sum_of[j] = fl_log(e_sum[j])        # (a loop of its own vectorises)
+    for j in range(n):
+        log_sum = log_sum_of[j]
+        if target != NULL:
+            loss[j] = log_sum * coefficient[j] - wz[j]
+            coefficient[j] = scale * coefficient[j] / e_sum[j]
+            continue
+        y = labels[j]
+        if y == ignore_index:
+            loss[j] = 0.0
+            coefficient[j] = smoothing[j] = label_term[j] = 0.0
+            continue
+        w_y = w[y] if w != NULL else 1.0
+        z_y = shifted_exactly(x[y * stride + j], m[j])
+        loss[j] = (1.0 - eps) * w_y * (log_sum - z_y)
+        if eps != 0.0:
+            loss[j] += uniform * (w_sum * log_sum - wz[j])
+        coefficient[j] = scale * ((1.0 - eps) * w_y + uniform * w_sum) / e_sum[j]
+        smoothing[j] = scale * uniform
+        label_term[j] = scale * (1.0 - eps) * w_y
+        if grad_out != NULL:
+            label_e[j] = grad_out[y * stride + j]
+    for j in range(n):
+        total += loss[j]
+    if loss_out != NULL:
+        for j in range(n):
+            loss_out[j] = <floating>loss[j]
+    if grad_out == NULL:
+        return total
+    # pass 3: e into the gradient, in the dtype's lanes (each value rounded
+    # about twice: p_c and p_c - eps w_c / C are far from cancelling, except
+    # at the label, which is written again below)
+    for j in range(n):
+        coefficient_t[j] = <floating>coefficient[j]
+        smoothing_t[j] = <floating>smoothing[j]
+    for c in range(n_classes):
+        out_row = grad_out + c * stride
+        wc = w[c] if w != NULL else 1.0
+        if target != NULL:
+            for j in range(n):
+                q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
+                out_row[j] = <floating>(out_row[j] * coefficient[j] - scale * q)
+        else:
+            wc_t = <floating>wc
+            for j in range(n):
+                out_row[j] = out_row[j] * coefficient_t[j] - wc_t * smoothing_t[j]
+    if target == NULL:
+        # the label's entry again, rounded once: p_y - 1 cancels
+        for j in range(n):
+            y = labels[j]
+            if y != ignore_index:
+                w_y = w[y] if w != NULL else 1.0
+                grad_out[y * stride + j] = <floating>(
+                    label_e[j] * coefficient[j] - w_y * smoothing[j] - label_term[j])
+    return total
+
+
+cdef double chunk_cross_entropy(
+    const floating[:, :, ::1] input, const floating[:, :, ::1] target,
+    const int64_t[::1] labels, const double[::1] class_weight, double w_sum,
+    int64_t ignore_index, double eps, double scale,
+    floating[::1] loss_out, floating[:, :, ::1] grad_out,
+    Py_ssize_t first_block, Py_ssize_t stop_block,
+) noexcept nogil:
+    """The summed loss of blocks [first_block, stop_block) (blocks of BLOCK
+    positions of one sample, sample after sample), in order."""
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t per_sample = (n_positions + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t k, n, s0
+    cdef double total = 0.0
+    cdef bint probabilities = target.shape[0] > 0
+    cdef const floating* target_at = NULL
+    cdef const int64_t* labels_at = NULL
+    cdef const double* weights = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef floating* loss_at = NULL
+    cdef floating* grad_at = NULL
+    for k in range(first_block, stop_block):
+        n = k // per_sample
+        s0 = (k - n * per_sample) * BLOCK
+        if probabilities:
+            target_at = &target[n, 0, s0]
+        else:
+            labels_at = &labels[n * n_positions + s0]
+        if loss_out.shape[0] > 0:
+            loss_at = &loss_out[n * n_positions + s0]
+        if grad_out.shape[0] > 0:
+            grad_at = &grad_out[n, 0, s0]
+        total += block_cross_entropy(
+            &input[n, 0, s0], target_at, labels_at, weights, w_sum, input.shape[1],
+            n_positions, min(BLOCK, n_positions - s0), ignore_index, eps, scale, loss_at,
+            grad_at)
+    return total
+
+
+def spatial_cross_entropy(
+    const floating[:, :, ::1] input,    # IN  (N, C, S) scores
+    const floating[:, :, ::1] target,   # IN  (N, C, S) probabilities, or (0, 0, 0)
+    const int64_t[::1] labels,          # IN  (N * S,) labels checked in [0, C) or ignored
+    const double[::1] class_weight,     # IN  (C,) class weights, or (0,) for none
+    int64_t ignore_index,
+    double label_smoothing,
+    floating[::1] loss_out,             # OUT (N * S,) per-position losses, or (0,)
+    floating[:, :, ::1] grad_out,       # OUT (N, C, S) grad_scale * gradient, or (0, 0, 0)
+    double grad_scale,
+    int n_threads,
+):
+    """torch's cross_entropy of (N, C, S) scores, in their layout: the float64
+    sum of the per-position losses (see the comment above for the formulas).
+
+    Labels equal to ``ignore_index`` count nothing (loss and gradient 0).
+    Blocks of BLOCK positions in chunks fixed by the shape, summed in order:
+    the same result for every thread count.
+    """
+    cdef Py_ssize_t n_batch = input.shape[0], n_classes = input.shape[1]
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t n_blocks = n_batch * ((n_positions + BLOCK - 1) // BLOCK)
+    cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
+    cdef double partial[MAX_CHUNKS]
+    cdef double w_sum = n_classes
+    cdef Py_ssize_t c, stop
+    if n_blocks == 0 or n_classes == 0:
+        return 0.0
+    if class_weight.shape[0] > 0:
+        w_sum = 0.0
+        for c in range(n_classes):
+            w_sum += class_weight[c]
+    n_threads = resolve_threads(n_threads, plan.n_chunks)
+    if n_threads == 1:
+        with nogil:
+            for c in range(plan.n_chunks):
+                stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+                partial[c] = chunk_cross_entropy(
+                    input, target, labels, class_weight, w_sum, ignore_index,
+                    label_smoothing, grad_scale, loss_out, grad_out,
+                    c * plan.rows_per_chunk, stop)
+    else:
+        for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+            partial[c] = chunk_cross_entropy(
+                input, target, labels, class_weight, w_sum, ignore_index,
+                label_smoothing, grad_scale, loss_out, grad_out,
+                c * plan.rows_per_chunk, stop)
+    return sum_in_order(partial, plan.n_chunks)

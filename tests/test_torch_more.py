@@ -12,6 +12,7 @@ import inspect
 import itertools
 import warnings
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -395,8 +396,9 @@ def test_spatial_cross_entropy_probabilities(dtype, reduction, weighted, label_s
 @pytest.mark.parametrize("target_layout", LAYOUTS)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_spatial_cross_entropy_layouts(dtype, layout, target_layout, reduction):
-    # Channels-last scores are read in place and their gradient keeps that
-    # layout (compare checks the strides against torch's); others are copied.
+    # Channels-last scores are read in place by the row kernel and their
+    # gradient keeps that layout (compare checks the strides against torch's);
+    # other strides are made contiguous for the plane kernel.
     shape = (3, 6, 5, 4)
     x = spatial_logits(shape, dtype, layout)
     t = torch.softmax(spatial_logits(shape, torch.float64, target_layout, seed=1), 1).to(dtype)
@@ -404,6 +406,60 @@ def test_spatial_cross_entropy_layouts(dtype, layout, target_layout, reduction):
     for target in (y, t):
         compare(lambda x, t: flt.cross_entropy(x, t, reduction=reduction),
                 lambda x, t: F.cross_entropy(x, t, reduction=reduction), [x, target], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_spatial_cross_entropy_extreme_and_nan_scores(dtype, layout):
+    # Scores at the dtype's limits, a -inf score (at a label too: an infinite
+    # loss), NaN: torch's values (NaN where torch has NaN), position by position.
+    big = 3e38 if dtype == torch.float32 else 1e300
+    x = randn(2, 5, 4, 3, dtype=dtype, scale=1e3)
+    x[0, 1, 0, 0], x[0, :, 1, 1] = big, -big
+    x[1, 2, 2, 2], x[1, 0, 2, 0], x[1, 0, 3, 0] = -float("inf"), -float("inf"), float("nan")
+    if layout == "channels_last":
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    y = labels((2, 4, 3), 5, seed=1)
+    y[1, 2, 2], y[1, 2, 0] = 2, 1
+    for reduction in ("none", "sum"):
+        compare(lambda x, y: flt.cross_entropy(x, y, reduction=reduction),
+                lambda x, y: F.cross_entropy(x, y, reduction=reduction), [x, y], dtype)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_spatial_cross_entropy_infinite_scores_as_the_rows(layout, label_smoothing):
+    # +inf scores, a position of -inf scores, and a -inf score that the
+    # probability target gives no mass: the loss and gradient of fastloss's
+    # (N, C) cross-entropy on the same rows, whatever the layout (finite
+    # where torch has NaN: the module docstring's rule).
+    x = randn(1, 3, 4)
+    x[0, 0, 0] = float("inf")
+    x[0, :2, 1] = float("inf")
+    x[0, :, 2] = -float("inf")
+    x[0, :, 3] = torch.tensor([-float("inf"), 0.0, 0.0])
+    t = torch.tensor([[[1.0, 0.5, 0.2, 0.0], [0.0, 0.5, 0.3, 0.5], [0.0, 0.0, 0.5, 0.5]]],
+                     dtype=torch.float64)
+    y = torch.tensor([[0, 1, 2, 2]])
+    if layout == "channels_last":
+        x, t = (v.movedim(1, -1).contiguous().movedim(-1, 1) for v in (x, t))
+    for target, row_target in ((y, y.reshape(4)), (t, t.movedim(1, -1).reshape(4, 3))):
+        x_fast = x.clone().requires_grad_(True)
+        loss = flt.cross_entropy(x_fast, target, reduction="none",
+                                 label_smoothing=label_smoothing)
+        assert fused(loss)
+        rows = x.movedim(1, -1).reshape(4, 3).clone().requires_grad_(True)
+        row_loss = flt.cross_entropy(rows, row_target, reduction="none",
+                                     label_smoothing=label_smoothing)
+        torch.testing.assert_close(loss.detach(), row_loss.detach().reshape(1, 4))
+        loss.sum().backward()
+        row_loss.sum().backward()
+        torch.testing.assert_close(x_fast.grad.movedim(1, -1).reshape(4, 3), rows.grad)
+        assert torch.isnan(F.cross_entropy(x, target, reduction="none")).any()
+        if label_smoothing == 0 and target is t:
+            # the module docstring's example: log 2, not torch's NaN
+            torch.testing.assert_close(loss[0, 3].detach(),
+                                       torch.tensor(np.log(2), dtype=torch.float64))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -437,9 +493,9 @@ def test_spatial_cross_entropy_bad_input_raises_torchs_error(call):
         call(flt)
 
 
-def test_spatial_cross_entropy_reused_buffer_keeps_each_calls_gradient():
-    # Two calls share the transpose buffer, and a smaller one follows a larger
-    # one: the first gradient, kept until backward, is not overwritten.
+def test_spatial_cross_entropy_calls_keep_their_own_gradients():
+    # Gradients computed in the forward pass and kept until backward, of
+    # calls of different sizes: none overwrites another.
     shapes = [(3, 4, 8, 8), (2, 4, 5, 5), (3, 4, 8, 8)]
     xs = [randn(*s, seed=k).requires_grad_(True) for k, s in enumerate(shapes)]
     ys = [labels(s[:1] + s[2:], 4, seed=10 + k) for k, s in enumerate(shapes)]
@@ -453,7 +509,7 @@ def test_spatial_cross_entropy_reused_buffer_keeps_each_calls_gradient():
 
 
 def test_spatial_cross_entropy_from_several_threads():
-    # Each thread has its own transpose buffer.
+    # Calls from several threads at once (the kernels share no state).
     cases = [(randn(4, 5, 16, 16, seed=k), labels((4, 16, 16), 5, seed=k)) for k in range(8)]
 
     def grad_of(f, x, y):
