@@ -26,6 +26,7 @@ cdef extern from "_vecmath.h" nogil:
     double fl_exp(double x)
     double fl_log(double x)
     float fl_expf(float x)
+    float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
     float fl_logf(float x)
 
 ctypedef fused floating:
@@ -114,6 +115,14 @@ cdef inline floating xlogy_self(floating t) noexcept nogil:
 cdef inline floating exp_of(floating t) noexcept nogil:
     if floating is float:
         return fl_expf(t)
+    else:
+        return fl_exp(t)
+
+
+cdef inline floating exp_nonpositive(floating t) noexcept nogil:
+    """exp(t) for t <= 0 or NaN (a score minus its row's maximum)."""
+    if floating is float:
+        return fl_expf_nonpositive(t)
     else:
         return fl_exp(t)
 
@@ -247,7 +256,7 @@ def kl_div(
 # on the layout of its scores; torch gives NaN for those.
 
 cdef enum:
-    BLOCK = 64      # positions of a block: its per-position values live on the stack
+    BLOCK = 128     # positions of a block: its per-position values live on the stack
 
 
 cdef inline floating shifted(floating x, floating m) noexcept nogil:
@@ -286,7 +295,10 @@ cdef double block_cross_entropy(
     """The summed loss of n positions; their losses and gradient (see above)."""
     cdef floating m[BLOCK]
     cdef double e_sum[BLOCK]             # sum of e over the classes
-    cdef double log_sum_of[BLOCK]
+    cdef double log_sum[BLOCK]
+    cdef floating label_x[BLOCK]         # x_y (labels)
+    cdef double w_y[BLOCK]               # w_y (labels)
+    cdef bint counted[BLOCK]             # the label is not ignore_index (labels)
     cdef double wz[BLOCK]                # sum of w z (labels) or of w q z (probabilities)
     cdef double coefficient[BLOCK]       # of e in the gradient
     cdef double smoothing[BLOCK]         # of w_c in the gradient (labels)
@@ -294,15 +306,15 @@ cdef double block_cross_entropy(
     cdef double label_term[BLOCK]        # s (1 - eps) w_y (labels)
     cdef double loss[BLOCK]
     cdef floating coefficient_t[BLOCK]
+    cdef floating e_plane[BLOCK]         # e of one class when no gradient is written
     cdef floating smoothing_t[BLOCK]
-    cdef double total = 0.0, wc, q, log_sum, z_y, w_y
+    cdef double total = 0.0, wc, q, z_y, value
     cdef floating wc_t
     cdef double uniform = eps / n_classes
-    cdef floating e
     cdef const floating* row
     cdef floating* out_row
     cdef int64_t y
-    cdef Py_ssize_t c, j
+    cdef Py_ssize_t c, j, finite
     for j in range(n):
         m[j] = -INFINITY
         e_sum[j] = 0.0
@@ -311,6 +323,11 @@ cdef double block_cross_entropy(
         row = x + c * stride
         for j in range(n):
             m[j] = row[j] if row[j] > m[j] else m[j]
+    # Decided once per block: with every maximum finite, shifted(x, m) is x - m.
+    finite = 0
+    for j in range(n):
+        finite += fabs(m[j]) != INFINITY
+    finite = finite == n
     # pass 2: exponentials, their sum, and the weighted sums of the smoothing
     # (labels) or of the targets (probabilities: coefficient holds sum w q)
     if target != NULL:
@@ -320,14 +337,17 @@ cdef double block_cross_entropy(
         row = x + c * stride
         out_row = grad_out + c * stride if grad_out != NULL else NULL
         wc = w[c] if w != NULL else 1.0
-        if out_row != NULL:
+        if out_row == NULL:
+            out_row = e_plane
+        # (two loops: each vectorises without the other's conversions)
+        if finite:
             for j in range(n):
-                e = exp_of(shifted(row[j], m[j]))
-                out_row[j] = e
-                e_sum[j] += e
+                out_row[j] = exp_nonpositive(row[j] - m[j])
         else:
             for j in range(n):
-                e_sum[j] += exp_of(shifted(row[j], m[j]))
+                out_row[j] = exp_nonpositive(shifted(row[j], m[j]))
+        for j in range(n):
+            e_sum[j] += out_row[j]
         if target != NULL:
             for j in range(n):
                 q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
@@ -336,30 +356,33 @@ cdef double block_cross_entropy(
         elif eps != 0.0:
             for j in range(n):
                 wz[j] += wc * shifted(row[j], m[j])
-    # per position: the loss and the gradient's coefficients
+    # per position: the loss and the gradient's coefficients, in loops
+    # without branches (they vectorise; the label's values are gathered)
     for j in range(n):
-        log_sum_of[j] = fl_log(e_sum[j])        # (a loop of its own vectorises)
-    for j in range(n):
-        log_sum = log_sum_of[j]
-        if target != NULL:
-            loss[j] = log_sum * coefficient[j] - wz[j]
+        log_sum[j] = fl_log(e_sum[j])
+    if target != NULL:
+        for j in range(n):
+            loss[j] = log_sum[j] * coefficient[j] - wz[j]
             coefficient[j] = scale * coefficient[j] / e_sum[j]
-            continue
-        y = labels[j]
-        if y == ignore_index:
-            loss[j] = 0.0
-            coefficient[j] = smoothing[j] = label_term[j] = 0.0
-            continue
-        w_y = w[y] if w != NULL else 1.0
-        z_y = shifted_exactly(x[y * stride + j], m[j])
-        loss[j] = (1.0 - eps) * w_y * (log_sum - z_y)
-        if eps != 0.0:
-            loss[j] += uniform * (w_sum * log_sum - wz[j])
-        coefficient[j] = scale * ((1.0 - eps) * w_y + uniform * w_sum) / e_sum[j]
-        smoothing[j] = scale * uniform
-        label_term[j] = scale * (1.0 - eps) * w_y
-        if grad_out != NULL:
-            label_e[j] = grad_out[y * stride + j]
+    else:
+        for j in range(n):
+            y = labels[j]
+            counted[j] = y != ignore_index
+            y = y if y != ignore_index else 0
+            label_x[j] = x[y * stride + j]
+            w_y[j] = w[y] if w != NULL else 1.0
+            if grad_out != NULL:
+                label_e[j] = grad_out[y * stride + j]
+        for j in range(n):
+            z_y = shifted_exactly(label_x[j], m[j])
+            value = (1.0 - eps) * w_y[j] * (log_sum[j] - z_y)
+            if eps != 0.0:
+                value = value + uniform * (w_sum * log_sum[j] - wz[j])
+            loss[j] = value if counted[j] else 0.0
+            coefficient[j] = (scale * ((1.0 - eps) * w_y[j] + uniform * w_sum) / e_sum[j]
+                              if counted[j] else 0.0)
+            smoothing[j] = scale * uniform if counted[j] else 0.0
+            label_term[j] = scale * (1.0 - eps) * w_y[j] if counted[j] else 0.0
     for j in range(n):
         total += loss[j]
     if loss_out != NULL:
@@ -387,11 +410,9 @@ cdef double block_cross_entropy(
     if target == NULL:
         # the label's entry again, rounded once: p_y - 1 cancels
         for j in range(n):
-            y = labels[j]
-            if y != ignore_index:
-                w_y = w[y] if w != NULL else 1.0
-                grad_out[y * stride + j] = <floating>(
-                    label_e[j] * coefficient[j] - w_y * smoothing[j] - label_term[j])
+            if counted[j]:
+                grad_out[labels[j] * stride + j] = <floating>(
+                    label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
     return total
 
 
