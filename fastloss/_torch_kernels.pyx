@@ -17,6 +17,7 @@ bit-identical for every thread count.
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, fabs
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 from fastloss._parallel cimport (ChunkPlan, plan_chunks, resolve_threads, sum_span,
                                  sum_in_order, MAX_CHUNKS, SPAN)
@@ -33,8 +34,124 @@ ctypedef fused floating:
     float
     double
 
+cdef enum:
+    # Positions of a block (nll_loss, spatial_cross_entropy): the per-position
+    # values live on the stack, a block's planes in the L1 or L2 cache.
+    BLOCK = 128
+
 
 # --- nll_loss -----------------------------------------------------------------
+
+cdef double block_nll_loss(
+    const floating* x,                  # IN  log-probabilities of position s0: x[c * S + j]
+    const int64_t* labels,              # IN  n labels (checked)
+    const double* w,                    # IN  C class weights, or NULL for none
+    int64_t ignore_index,
+    Py_ssize_t n_classes,
+    Py_ssize_t stride,                  # S
+    Py_ssize_t n,                       # positions of the block
+    double scale,                       # the reduction's factor of the gradient
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT laid out as x (written whole), or NULL
+) noexcept nogil:
+    """The summed loss of n positions; their losses, and their gradient: zeros,
+    and -w_y scale at each counted label (written together, while in cache)."""
+    cdef double total = 0.0, w_y, value
+    cdef int64_t y
+    cdef Py_ssize_t c, j
+    if grad_out != NULL:
+        for c in range(n_classes):
+            memset(grad_out + c * stride, 0, n * sizeof(floating))
+    for j in range(n):
+        y = labels[j]
+        if y == ignore_index:
+            if loss_out != NULL:
+                loss_out[j] = 0
+            continue
+        w_y = w[y] if w != NULL else 1.0
+        # a float32 x times a float64 weight (a float32 one widened) is exact:
+        # rounding it once gives torch's float32 product
+        value = -(w_y * x[y * stride + j])
+        total += value
+        if loss_out != NULL:
+            loss_out[j] = <floating>value
+        if grad_out != NULL:
+            grad_out[y * stride + j] = <floating>(-w_y * scale)
+    return total
+
+
+cdef double rows_nll_loss(
+    const floating* x,                  # IN  n rows of C log-probabilities
+    const int64_t* labels,              # IN  n labels (checked)
+    const double* w,                    # IN  C class weights, or NULL for none
+    int64_t ignore_index,
+    Py_ssize_t n_classes,
+    Py_ssize_t n,
+    double scale,
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT n rows (written whole), or NULL
+) noexcept nogil:
+    """block_nll_loss of (N, C) rows (one position per sample): the n rows'
+    gradient is one stretch of memory, zeroed at once."""
+    cdef double total = 0.0, w_y, value
+    cdef int64_t y
+    cdef Py_ssize_t j
+    if grad_out != NULL:
+        memset(grad_out, 0, n * n_classes * sizeof(floating))
+    for j in range(n):
+        y = labels[j]
+        if y == ignore_index:
+            if loss_out != NULL:
+                loss_out[j] = 0
+            continue
+        w_y = w[y] if w != NULL else 1.0
+        value = -(w_y * x[j * n_classes + y])
+        total += value
+        if loss_out != NULL:
+            loss_out[j] = <floating>value
+        if grad_out != NULL:
+            grad_out[j * n_classes + y] = <floating>(-w_y * scale)
+    return total
+
+
+cdef double chunk_nll_loss(
+    const floating[:, :, ::1] input, const int64_t[::1] labels,
+    const double[::1] class_weight, int64_t ignore_index, double scale,
+    floating[::1] loss_out, floating[:, :, ::1] grad_out,
+    Py_ssize_t first_block, Py_ssize_t stop_block,
+) noexcept nogil:
+    """The summed loss of blocks [first_block, stop_block) of BLOCK positions
+    (sample after sample; BLOCK samples of (N, C) rows), in order."""
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t per_sample = (n_positions + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t k, n, s0
+    cdef double total = 0.0
+    cdef const double* weights = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef floating* loss_at = NULL
+    cdef floating* grad_at = NULL
+    if n_positions == 1:
+        for k in range(first_block, stop_block):
+            n = k * BLOCK
+            if loss_out.shape[0] > 0:
+                loss_at = &loss_out[n]
+            if grad_out.shape[0] > 0:
+                grad_at = &grad_out[n, 0, 0]
+            total += rows_nll_loss(&input[n, 0, 0], &labels[n], weights, ignore_index,
+                                   input.shape[1], min(BLOCK, input.shape[0] - n), scale,
+                                   loss_at, grad_at)
+        return total
+    for k in range(first_block, stop_block):
+        n = k // per_sample
+        s0 = (k - n * per_sample) * BLOCK
+        if loss_out.shape[0] > 0:
+            loss_at = &loss_out[n * n_positions + s0]
+        if grad_out.shape[0] > 0:
+            grad_at = &grad_out[n, 0, s0]
+        total += block_nll_loss(&input[n, 0, s0], &labels[n * n_positions + s0], weights,
+                                ignore_index, input.shape[1], n_positions,
+                                min(BLOCK, n_positions - s0), scale, loss_at, grad_at)
+    return total
+
 
 def nll_loss(
     const floating[:, :, ::1] input,    # IN  (N, C, S) log-probabilities
@@ -43,31 +160,36 @@ def nll_loss(
     int64_t ignore_index,
     bint mean,
     floating[::1] loss_out,             # OUT (N * S,) per-position losses, or (0,)
-    floating[:, :, ::1] grad_out,       # OUT (N, C, S) zero-filled, or (0, 0, 0)
+    floating[:, :, ::1] grad_out,       # OUT (N, C, S), written whole, or (0, 0, 0)
+    int n_threads,
 ):
     """torch's nll_loss of (N, C, S) log-probabilities: (first_bad, total, denominator).
 
     loss_i = -w_{y_i} x[n, y_i, s] at position i = n * S + s, 0 where y_i is
     ``ignore_index``; ``denominator`` is sum_i w_{y_i} over the positions not
     ignored (torch's "mean" denominator), ``total`` the sum of the losses.
-    The gradient of the total (of the mean when ``mean``) is written at the
-    labels into ``grad_out``, which the caller zero-fills.
+    The gradient of the total (of the mean when ``mean``) is written into
+    ``grad_out``: zeros, and -w_y (/ denominator) at the labels.
 
     first_bad is the first position whose label is neither in [0, C) nor
     ``ignore_index`` (-1 if none); then, and for a "mean" over nothing
     (denominator 0), nothing is written and the caller lets torch compute
-    (its error, its NaN).
+    (its error, its NaN).  The labels are checked in a pass of their own
+    first; the loss is summed over blocks of BLOCK positions in chunks fixed
+    by the shape, in order: the same result for every thread count.
     """
     cdef Py_ssize_t n_batch = input.shape[0], n_classes = input.shape[1]
     cdef Py_ssize_t n_positions = input.shape[2]
-    cdef Py_ssize_t n, s, i, first_bad = -1
+    # blocks of BLOCK positions of a sample, or of BLOCK samples of (N, C) rows
+    cdef Py_ssize_t n_blocks = (n_batch * ((n_positions + BLOCK - 1) // BLOCK)
+                                if n_positions > 1 else (n_batch + BLOCK - 1) // BLOCK)
+    cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
+    cdef double partial[MAX_CHUNKS]
+    cdef Py_ssize_t i, c, stop, first_bad = -1
     cdef bint weighted = class_weight.shape[0] > 0
-    cdef bint write_loss = loss_out.shape[0] > 0
-    cdef bint write_grad = grad_out.shape[0] > 0
     cdef int64_t label
-    cdef double w, value, scale, total = 0.0, denominator = 0.0
+    cdef double scale, denominator = 0.0
     with nogil:
-        # The labels first: nothing is written for a call torch must answer.
         for i in range(n_batch * n_positions):
             label = labels[i]
             if label == ignore_index:
@@ -80,26 +202,22 @@ def nll_loss(
         return first_bad, 0.0, 0.0
     if mean and denominator == 0.0:
         return -1, 0.0, 0.0
+    if n_blocks == 0:
+        return -1, 0.0, denominator
     scale = 1.0 / denominator if mean else 1.0
-    with nogil:
-        for n in range(n_batch):
-            for s in range(n_positions):
-                i = n * n_positions + s
-                label = labels[i]
-                if label == ignore_index:
-                    if write_loss:
-                        loss_out[i] = 0
-                    continue
-                w = class_weight[label] if weighted else 1.0
-                # a float32 x times a float64 weight (a float32 one widened)
-                # is exact: rounding it once gives torch's float32 product
-                value = -(w * input[n, label, s])
-                total += value
-                if write_loss:
-                    loss_out[i] = <floating>value
-                if write_grad:
-                    grad_out[n, label, s] = <floating>(-w * scale)
-    return -1, total, denominator
+    n_threads = resolve_threads(n_threads, plan.n_chunks)
+    if n_threads == 1:
+        with nogil:
+            for c in range(plan.n_chunks):
+                stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+                partial[c] = chunk_nll_loss(input, labels, class_weight, ignore_index, scale,
+                                            loss_out, grad_out, c * plan.rows_per_chunk, stop)
+    else:
+        for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+            partial[c] = chunk_nll_loss(input, labels, class_weight, ignore_index, scale,
+                                        loss_out, grad_out, c * plan.rows_per_chunk, stop)
+    return -1, sum_in_order(partial, plan.n_chunks), denominator
 
 
 # --- kl_div -------------------------------------------------------------------
@@ -254,10 +372,6 @@ def kl_div(
 # the row kernel's rule (z = 0 at the maximum itself: +inf classes share the
 # mass, a position of -inf scores is uniform), so that a loss does not depend
 # on the layout of its scores; torch gives NaN for those.
-
-cdef enum:
-    BLOCK = 128     # positions of a block: its per-position values live on the stack
-
 
 cdef inline floating shifted(floating x, floating m) noexcept nogil:
     """x - m, with 0 at the maximum itself: the row kernel's rule for infinite

@@ -123,6 +123,10 @@ _KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
 # int64 labels are handed to kernels that read Py_ssize_t.
 _LABELS_ARE_INTP = np.dtype(np.intp) == np.dtype(np.int64)
 _INT64_LIMIT = 2 ** 63
+# nll_loss, and cross_entropy over (N, C, d1, ...), on fewer elements than this
+# are torch's own: its native loss costs little more than the autograd floor
+# there, less than any Python autograd.Function (measured: docs/torch.md).
+_TORCH_BELOW_ELEMENTS = 1 << 16
 
 # fastloss.torch's own kernels (nll_loss, kl_div, cross-entropy over
 # (N, C, d1, ...) scores in their layout), in the build _dispatch chose.
@@ -526,13 +530,12 @@ def _nll_loss_fast(input, target, weight, ignore_index, reduction, need_grad):
     else:
         view = (shape[0], shape[1], input.numel() // (shape[0] * shape[1]))
     loss = np.empty(target.shape, numpy_dtype) if reduction == "none" else None
-    # zero-filled: the kernel writes the gradient at the labels only
-    grad = np.zeros(shape, numpy_dtype) if need_grad else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
     first_bad, total, denominator = _KERNELS["nll_loss"][dtype](
         _array(input).reshape(view), _array(target).reshape(-1),
         _NO_WEIGHT if weight is None else _as_float64(weight), ignore_index,
         reduction == "mean", _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
-        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view))
+        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), _threads())
     if first_bad >= 0 or reduction == "mean" and denominator == 0:
         raise _Unsupported              # torch's error for the label, its 0 / 0 = NaN
     if loss is None:
@@ -712,9 +715,10 @@ def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label
 
 def _spatial_covered(input, target, weight, ignore_index):
     """Cross-entropy over (N, C, d1, ...) scores: labels (N, d1, ...) or
-    probabilities of the input's shape, a weight (C,), nothing empty."""
+    probabilities of the input's shape, a weight (C,), not a small call."""
     shape = input.shape
-    if input.numel() == 0 or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
+    if input.numel() < _TORCH_BELOW_ELEMENTS \
+            or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
         return False
     if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[1:2]):
         return False
@@ -725,13 +729,13 @@ def _spatial_covered(input, target, weight, ignore_index):
 
 def _nll_loss_covered(input, target, weight, ignore_index, reduction):
     """Log-probabilities (C,), (N, C) or (N, C, d1, ...) with int64 labels of
-    torch's shape ((), (N,), (N, d1, ...)), a weight (C,), nothing empty."""
+    torch's shape ((), (N,), (N, d1, ...)), a weight (C,), not a small call."""
     shape = input.shape
     if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
             or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
         return False
-    if len(shape) == 0 or input.numel() == 0 or target.dtype != torch.int64 \
-            or not _LABELS_ARE_INTP:
+    if len(shape) == 0 or input.numel() < _TORCH_BELOW_ELEMENTS \
+            or target.dtype != torch.int64 or not _LABELS_ARE_INTP:
         return False
     n_classes = shape[1] if len(shape) > 1 else shape[0]
     if weight is not None and (weight.dtype != input.dtype or weight.shape != (n_classes,)):

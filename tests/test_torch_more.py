@@ -61,6 +61,14 @@ def kl_silently(f):
     return call
 
 
+@pytest.fixture(autouse=True)
+def fused_at_every_size(monkeypatch):
+    """The fused path for the small tensors of these tests too: by default
+    nll_loss and (N, C, d1, ...) cross_entropy leave calls on fewer than
+    _TORCH_BELOW_ELEMENTS elements to torch (test_small_calls_are_torchs)."""
+    monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)
+
+
 def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, grad_output=None):
     """Loss and input gradient of fast_fn and torch_fn on clones of inputs agree.
 
@@ -115,6 +123,27 @@ def test_modules_are_torchs_with_the_fused_forward(name):
     module, reference = module_class(**options), getattr(torch.nn, name)(**options)
     assert module.state_dict().keys() == reference.state_dict().keys()
     compare(module, reference, [x, target], torch.float64)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+def test_small_calls_are_torchs(name, monkeypatch):
+    # Below the threshold, torch's own function (its native loss costs about
+    # the autograd floor there); from it on, the fused path.  (N, C)
+    # cross-entropy and kl_div take the fused path at every size.
+    monkeypatch.undo()
+    assert flt._TORCH_BELOW_ELEMENTS == 1 << 16
+    cases = [((4, 5, 8, 8), False), ((1, 16, 64, 64), True), ((100, 10), name != "nll_loss")]
+    if name == "nll_loss":
+        cases += [((8192, 8), True), ((10,), False)]
+    for shape, fused_path in cases:
+        x = log_probabilities(*shape, dtype=torch.float32, dim=0 if len(shape) == 1 else 1)
+        y = labels(shape[:1] + shape[2:] if len(shape) > 1 else (), shape[len(shape) > 1],
+                   seed=1)
+        compare(getattr(flt, name), getattr(F, name), [x, y], torch.float32,
+                expect_fused=fused_path)
+    x, t = kl_inputs((4, 5), torch.float32, False)
+    compare(lambda x, t: flt.kl_div(x, t, reduction="batchmean"),
+            lambda x, t: F.kl_div(x, t, reduction="batchmean"), [x, t], torch.float32)
 
 
 # --- nll_loss -----------------------------------------------------------------------
