@@ -19,7 +19,11 @@ that autograd moves it into ``input.grad`` without a copy.  Torch's own
 cross-entropy writes the log-softmax in forward, keeps it, and in backward
 reads it to write a second (N, C) buffer; the fused path reads the logits
 once, writes the gradient once and keeps that one (N, C) buffer.  The
-kernels run on ``torch.get_num_threads()`` threads.
+kernels run on ``torch.get_num_threads()`` threads.  ``nll_loss`` and
+``kl_div`` (on log-probabilities, whose gradients need no softmax) and
+cross-entropy over (N, C, d1, ...) scores (position by position, in the
+scores' own layout) have small kernels of their own
+(``fastloss._torch_kernels``).
 
 Two paths lead to the kernels:
 
@@ -36,7 +40,9 @@ One deliberate difference from torch: a cross-entropy row with an infinite
 logit that its probability target gives no mass, such as logits
 ``[-inf, 0, 0]`` with target ``[0, .5, .5]``, has a finite loss and
 gradient here (0 log 0 counts as 0: the row's loss is log 2); torch returns
-NaN for it.
+NaN for it.  Cross-entropy rows with a +inf logit, or with every logit
+-inf, follow the same rule as fastloss's kernels (the +inf classes share the
+probability, a row of -inf is uniform), where torch returns NaN too.
 
 When the kernels do not cover a call, torch's own function computes it, with
 the same result torch gives (errors included).  These are the only cases:
@@ -50,8 +56,8 @@ the same result torch gives (errors included).  These are the only cases:
   recomputes the gradient with torch's own function, so that it can be
   differentiated again; and forward-mode AD (dual tensors of
   ``torch.autograd.forward_ad``), which torch's functions differentiate;
-* shapes the kernels do not take: cross-entropy and multi-margin over
-  (N, C, d1, ...) inputs, empty inputs, target shapes that differ from the
+* shapes the kernels do not take: multi-margin over (N, C, d1, ...)
+  inputs, empty inputs, target shapes that differ from the
   input's (broadcasting), a BCE ``weight`` that varies along the last axis
   together with a per-column ``pos_weight``, a ``weight`` or ``pos_weight``
   of a shape torch broadcasts to more dimensions than the input's;
@@ -62,6 +68,11 @@ the same result torch gives (errors included).  These are the only cases:
   input's shape;
 * a "mean" over nothing (every target ignored, total weight 0), which torch
   defines as NaN;
+* small calls of ``nll_loss`` and of cross-entropy over (N, C, d1, ...)
+  inputs: fewer than 65,536 elements, where torch's native loss costs little
+  more than the autograd floor, less than a Python ``autograd.Function``;
+* ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
+  function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
   (vmap, grad).
 
@@ -856,10 +867,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
     Labels equal to ``ignore_index`` contribute nothing.  "mean" over integer
     labels divides by the total weight of the counted rows, and over
-    probability targets by N, exactly as torch.  Inputs of shape (N, C) or
-    (C,) are computed by the fused kernel of ``fastloss.softmax_cross_entropy``;
-    (N, C, d1, ...) falls back to torch.  A row such as logits [-inf, 0, 0]
-    with probability target [0, .5, .5] has a finite loss (torch: NaN).
+    probability targets by N (by N d1 ... over (N, C, d1, ...)), exactly as
+    torch.  Inputs of shape (N, C) or (C,) are computed by the fused kernel of
+    ``fastloss.softmax_cross_entropy``; (N, C, d1, ...) (from 65,536 elements)
+    by a kernel of fastloss.torch that takes the softmax of each position
+    across the class planes, with no transpose, or, for channels-last
+    scores, by the fused row kernel in place.  A row such as logits
+    [-inf, 0, 0] with probability target [0, .5, .5] has a finite loss
+    (torch: NaN).
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
@@ -917,8 +932,11 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     Labels equal to ``ignore_index`` contribute nothing.  "mean" divides by
     the total weight of the counted positions, exactly as torch.  Computed by
     a small kernel of fastloss.torch that checks the labels, sums the loss
-    and writes the gradient (a scatter into zeros) in one call, on the
-    tensors' own layout (no transpose).
+    and writes the gradient (zeros, and the scatter at the labels, block by
+    block) in one call, on the tensors' own layout (no transpose).  There is
+    nothing to fuse: torch's backward does the same scatter, so the gain is
+    torch's per-call work at large sizes only, and calls on fewer than
+    65,536 elements are torch's own (faster there).
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
