@@ -940,6 +940,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
+    if isinstance(input, _Tensor) and input.numel() < _TORCH_BELOW_ELEMENTS:
+        # decided first: a small call pays nothing for the checks
+        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
 
     def torch_loss(x):
         return F.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
