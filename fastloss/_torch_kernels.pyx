@@ -373,6 +373,16 @@ def kl_div(
 # mass, a position of -inf scores is uniform), so that a loss does not depend
 # on the layout of its scores; torch gives NaN for those.
 
+cdef inline double log_of_sum(double e_sum, floating* kind) noexcept nogil:
+    """log of a sum of exponentials (>= 1): in float lanes for float32 scores
+    (``kind`` selects; a float32 rounding of the result, the precision of
+    torch's own float32 log-softmax), else in double."""
+    if floating is float:
+        return fl_logf(<float>e_sum)
+    else:
+        return fl_log(e_sum)
+
+
 cdef inline floating shifted(floating x, floating m) noexcept nogil:
     """x - m, with 0 at the maximum itself: the row kernel's rule for infinite
     scores (+inf classes share the mass, a row of -inf is uniform)."""
@@ -473,7 +483,7 @@ cdef double block_cross_entropy(
     # per position: the loss and the gradient's coefficients, in loops
     # without branches (they vectorise; the label's values are gathered)
     for j in range(n):
-        log_sum[j] = fl_log(e_sum[j])
+        log_sum[j] = log_of_sum(e_sum[j], <floating*>NULL)
     if target != NULL:
         for j in range(n):
             loss[j] = log_sum[j] * coefficient[j] - wz[j]
