@@ -20,7 +20,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from fastloss._parallel cimport (ChunkPlan, plan_chunks, resolve_threads, sum_span,
-                                 sum_in_order, MAX_CHUNKS, SPAN)
+                                 sum_in_order, MAX_CHUNKS, SPAN, build_facts)
 
 cdef extern from "_vecmath.h" nogil:
     # Branch-free exp and log that the compiler vectorises (about 1 ulp).
@@ -29,6 +29,9 @@ cdef extern from "_vecmath.h" nogil:
     float fl_expf(float x)
     float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
     float fl_logf(float x)
+
+# How this module was compiled: the tests prove which build is loaded.
+BUILD = build_facts()
 
 ctypedef fused floating:
     float

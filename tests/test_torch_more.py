@@ -146,6 +146,14 @@ def test_small_calls_are_torchs(name, monkeypatch):
             lambda x, t: F.kl_div(x, t, reduction="batchmean"), [x, t], torch.float32)
 
 
+def test_own_kernels_are_the_build_dispatch_chose():
+    from fastloss import _config, _dispatch
+    kernels = flt._OWN_KERNELS
+    assert kernels.__name__.endswith("_v3") == (_dispatch.PATH == _dispatch.X86_64_V3)
+    assert set(kernels.BUILD) == {"debug", "asan", "openmp"}
+    assert kernels.BUILD["openmp"] == _config.openmp_enabled()
+
+
 # --- nll_loss -----------------------------------------------------------------------
 
 # (input shape, label shape): unbatched, batched, and (N, C, d1, ...)
