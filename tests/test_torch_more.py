@@ -10,6 +10,7 @@ silent fallback to torch cannot make a parity test pass.
 import concurrent.futures
 import inspect
 import itertools
+import pickle
 import warnings
 
 import numpy as np
@@ -123,6 +124,9 @@ def test_modules_are_torchs_with_the_fused_forward(name):
     module, reference = module_class(**options), getattr(torch.nn, name)(**options)
     assert module.state_dict().keys() == reference.state_dict().keys()
     compare(module, reference, [x, target], torch.float64)
+    copy = pickle.loads(pickle.dumps(module))
+    assert type(copy) is module_class
+    compare(copy, reference, [x, target], torch.float64)
 
 
 @pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
