@@ -56,7 +56,7 @@ ASAN_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
 # Kernels generated from a Tempita template (one loop written once, one
 # specialisation per loss).
 TEMPLATES = ["_elementwise_kernels.pyx.tp", "_multiclass_kernels.pyx.tp"]
-KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels"]
+KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_torch_kernels"]
 # Built twice on x86-64 (below): the kernels, and the tests' entry points to
 # their maths, which must be measured in both builds.
 TWINNED_MODULES = KERNEL_MODULES + ["_test_hooks"]

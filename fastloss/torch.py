@@ -19,7 +19,11 @@ that autograd moves it into ``input.grad`` without a copy.  Torch's own
 cross-entropy writes the log-softmax in forward, keeps it, and in backward
 reads it to write a second (N, C) buffer; the fused path reads the logits
 once, writes the gradient once and keeps that one (N, C) buffer.  The
-kernels run on ``torch.get_num_threads()`` threads.
+kernels run on ``torch.get_num_threads()`` threads.  ``nll_loss`` and
+``kl_div`` (on log-probabilities, whose gradients need no softmax) and
+cross-entropy over (N, C, d1, ...) scores (position by position, in the
+scores' own layout) have small kernels of their own
+(``fastloss._torch_kernels``).
 
 Two paths lead to the kernels:
 
@@ -36,7 +40,9 @@ One deliberate difference from torch: a cross-entropy row with an infinite
 logit that its probability target gives no mass, such as logits
 ``[-inf, 0, 0]`` with target ``[0, .5, .5]``, has a finite loss and
 gradient here (0 log 0 counts as 0: the row's loss is log 2); torch returns
-NaN for it.
+NaN for it.  Cross-entropy rows with a +inf logit, or with every logit
+-inf, follow the same rule as fastloss's kernels (the +inf classes share the
+probability, a row of -inf is uniform), where torch returns NaN too.
 
 When the kernels do not cover a call, torch's own function computes it, with
 the same result torch gives (errors included).  These are the only cases:
@@ -50,8 +56,8 @@ the same result torch gives (errors included).  These are the only cases:
   recomputes the gradient with torch's own function, so that it can be
   differentiated again; and forward-mode AD (dual tensors of
   ``torch.autograd.forward_ad``), which torch's functions differentiate;
-* shapes the kernels do not take: cross-entropy and multi-margin over
-  (N, C, d1, ...) inputs, empty inputs, target shapes that differ from the
+* shapes the kernels do not take: multi-margin over (N, C, d1, ...)
+  inputs, empty inputs, target shapes that differ from the
   input's (broadcasting), a BCE ``weight`` that varies along the last axis
   together with a per-column ``pos_weight``, a ``weight`` or ``pos_weight``
   of a shape torch broadcasts to more dimensions than the input's;
@@ -62,12 +68,20 @@ the same result torch gives (errors included).  These are the only cases:
   input's shape;
 * a "mean" over nothing (every target ignored, total weight 0), which torch
   defines as NaN;
+* small calls of ``nll_loss`` and of cross-entropy over (N, C, d1, ...)
+  inputs: fewer than 65,536 elements, where torch's native loss costs little
+  more than the autograd floor, less than a Python ``autograd.Function``;
+* ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
+  function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
   (vmap, grad).
 
 This module is the only part of fastloss that imports torch.
 """
 from __future__ import annotations
+
+import importlib
+import warnings
 
 import numpy as np
 
@@ -85,14 +99,16 @@ from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
+from fastloss import _dispatch
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
 
 __all__ = [
     "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
-    "multi_margin_loss",
+    "multi_margin_loss", "nll_loss", "kl_div",
     "CrossEntropyLoss", "BCEWithLogitsLoss", "MSELoss", "HuberLoss", "MultiMarginLoss",
+    "NLLLoss", "KLDivLoss",
 ]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
@@ -104,6 +120,7 @@ _NO_WEIGHT = np.empty(0)
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_ROWS = {dt: np.empty((0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
 _NO_VALUES = {dt: np.empty(0, dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
+_NO_BLOCKS = {dt: np.empty((0, 0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
 
 
 def _by_torch_dtype(specialisations):
@@ -116,6 +133,19 @@ _KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
                  for name in ("softmax_cross_entropy", "multiclass_hinge")})
 # int64 labels are handed to kernels that read Py_ssize_t.
 _LABELS_ARE_INTP = np.dtype(np.intp) == np.dtype(np.int64)
+_INT64_LIMIT = 2 ** 63
+# nll_loss, and cross_entropy over (N, C, d1, ...), on fewer elements than this
+# are torch's own: its native loss costs little more than the autograd floor
+# there, less than any Python autograd.Function (measured: docs/torch.md).
+_TORCH_BELOW_ELEMENTS = 1 << 16
+
+# fastloss.torch's own kernels (nll_loss, kl_div, cross-entropy over
+# (N, C, d1, ...) scores in their layout), in the build _dispatch chose.
+_OWN_KERNELS = importlib.import_module(
+    "fastloss._torch_kernels" + ("_v3" if _dispatch.PATH == _dispatch.X86_64_V3 else ""))
+_KERNELS.update({name: {dt: getattr(_OWN_KERNELS, name).__signatures__[kind]
+                        for dt, kind in ((torch.float32, "float"), (torch.float64, "double"))}
+                 for name in ("nll_loss", "kl_div", "spatial_cross_entropy")})
 
 
 class _Unsupported(Exception):
@@ -163,8 +193,17 @@ def _scaled(grad, grad_output, loss_dim):
         if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
             return grad
         return grad * grad_output
-    extra = grad.dim() - loss_dim
-    return grad * grad_output.reshape(grad_output.shape + (1,) * extra)
+    return grad * _per_row(grad_output, grad.dim() - loss_dim)
+
+
+def _per_row(grad_output, extra):
+    """A per-row grad_output shaped to broadcast over the ``extra`` dimensions of the
+    gradient that the loss lacks: the classes, dimension 1 of (N, C, d1, ...) (the
+    last of (N, C))."""
+    if extra == 0:
+        return grad_output
+    shape = grad_output.shape
+    return grad_output.reshape(shape[:1] + (1,) * extra + shape[1:])
 
 
 def _differentiable_backward(ctx, grad_output):
@@ -419,6 +458,9 @@ def _class_labels(target, n_rows, n_classes, has_ignore, ignore_index, class_wei
 
 def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_smoothing,
                         need_grad):
+    if input.dim() > 2:
+        return _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
+                                           label_smoothing, need_grad)
     # Written out flat: at small batches every call of a helper shows.
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
@@ -490,6 +532,130 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
 
 
+def _nll_loss_fast(input, target, weight, ignore_index, reduction, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    # (N, C, S): S positions per sample (1 for (N, C), and for (C,) one sample)
+    if len(shape) == 1:
+        view = (1, shape[0], 1)
+    else:
+        view = (shape[0], shape[1], input.numel() // (shape[0] * shape[1]))
+    loss = np.empty(target.shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    first_bad, total, denominator = _KERNELS["nll_loss"][dtype](
+        _array(input).reshape(view), _array(target).reshape(-1),
+        _NO_WEIGHT if weight is None else _as_float64(weight), ignore_index,
+        reduction == "mean", _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), _threads())
+    if first_bad >= 0 or reduction == "mean" and denominator == 0:
+        raise _Unsupported              # torch's error for the label, its 0 / 0 = NaN
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _kl_div_fast(input, target, reduction, log_target, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n_elements = input.numel()
+    if reduction == "mean":
+        denominator = n_elements
+    elif reduction == "batchmean" and len(shape) > 0:
+        denominator = shape[0]
+    else:
+        denominator = 1
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    none = _NO_VALUES[dtype]
+    total = _KERNELS["kl_div"][dtype](
+        _array(input).reshape(n_elements), _array(target).reshape(n_elements), log_target,
+        none if loss is None else loss.reshape(n_elements),
+        none if grad is None else grad.reshape(n_elements), 1.0 / denominator, _threads())
+    if loss is None:
+        loss = _scalar(total / denominator, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+# --- cross-entropy over (N, C, d1, ...) ----------------------------------------------
+#
+# The classes of a position of (N, C, d1, ...) scores are S = d1 * ... apart.
+# Two layouts, two kernels, no transpose:
+# * scores whose positions are contiguous (the usual layout) go to a kernel of
+#   fastloss.torch that computes the softmax of BLOCK positions at a time
+#   class plane by class plane, every loop along contiguous memory;
+# * channels-last scores (the classes of a position contiguous) are rows of
+#   C values as they are: the fused row kernel reads them in place, and their
+#   gradient is handed over in the same layout.
+# Measured against a transpose into a reused (N * S, C) buffer, the fused row
+# kernel and a transpose of the gradient back (docs/torch.md), the plane
+# kernel was 1.7x to 4x faster, the transposes alone costing about what
+# torch's whole loss does.
+
+def _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
+                                label_smoothing, need_grad):
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n_batch, n_classes = shape[0], shape[1]
+    view = (n_batch, n_classes, input.numel() // (n_batch * n_classes))
+    n_rows = view[0] * view[2]
+    class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
+    if target.dtype == torch.int64:
+        labels, denominator = _class_labels(target, n_rows, n_classes, True, ignore_index,
+                                            class_weight)
+        if reduction == "mean" and denominator == 0:
+            raise _Unsupported          # torch's 0 / 0 = NaN
+    else:
+        labels, denominator = _NO_LABELS, n_rows
+    loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
+    scale = 1.0 / denominator if reduction == "mean" else 1.0
+    channels_last = input.movedim(1, -1)
+    if channels_last.is_contiguous() and not input.is_contiguous():
+        total, grad = _channels_last_cross_entropy(
+            channels_last, target, labels, class_weight, label_smoothing, ignore_index, loss,
+            need_grad, scale)
+    else:
+        probabilities = _NO_BLOCKS[dtype] if labels is not _NO_LABELS else \
+            _array(target).reshape(view)
+        grad = np.empty(shape, numpy_dtype) if need_grad else None
+        total = _KERNELS["spatial_cross_entropy"][dtype](
+            _array(input).reshape(view), probabilities, labels, class_weight, ignore_index,
+            label_smoothing, _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+            _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), scale, _threads())
+        grad = None if grad is None else torch.from_numpy(grad)
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), grad
+
+
+def _channels_last_cross_entropy(scores, target, labels, class_weight, label_smoothing,
+                                 ignore_index, loss, need_grad, scale):
+    """(total, gradient tensor) of (N, d1, ..., C) contiguous scores by the row kernel;
+    the gradient in the input's layout."""
+    dtype, shape = scores.dtype, scores.shape
+    rows = (scores.numel() // shape[-1], shape[-1])
+    probabilities = _NO_ROWS[dtype]
+    if labels is _NO_LABELS:
+        probabilities = _array(target.movedim(1, -1)).reshape(rows)
+    grad = np.empty(rows, _NUMPY_DTYPES[dtype]) if need_grad else None
+    total = _cross_entropy_rows(dtype, scores.numpy(force=True).reshape(rows), probabilities,
+                                labels, class_weight, label_smoothing, ignore_index, loss,
+                                grad, scale)
+    if grad is None:
+        return total, None
+    return total, torch.from_numpy(grad.reshape(shape)).movedim(-1, 1)
+
+
+def _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight, label_smoothing,
+                        ignore_index, loss, grad, grad_scale):
+    """The fused cross-entropy kernel on (n_rows, C) logits (grad may be logits itself)."""
+    none = _NO_ROWS[dtype]
+    return _KERNELS["softmax_cross_entropy"][dtype](
+        logits, probabilities, labels, _NO_WEIGHT, class_weight, label_smoothing, 0.0, False,
+        False, labels is not _NO_LABELS, ignore_index,
+        _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+        none if grad is None else grad, none, grad_scale, _threads())[0]
+
+
 # --- which calls the kernels cover (metadata only) ------------------------------------
 
 def _elementwise_covered(input, target, reduction, weight, *others):
@@ -545,6 +711,8 @@ def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label
     if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
             or not 0.0 <= label_smoothing <= 1.0:
         return False                    # torch raises (or takes it: its answer)
+    if len(shape) > 2:
+        return _spatial_covered(input, target, weight, ignore_index)
     if len(shape) not in (1, 2) or shape[0] == 0 or shape[-1] == 0:
         return False
     if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[-1:]):
@@ -554,6 +722,44 @@ def _cross_entropy_covered(input, target, weight, ignore_index, reduction, label
         return _LABELS_ARE_INTP and target.shape == shape[:-1]
     # Probabilities; ignore_index >= 0 with them: torch raises.
     return target.dtype == input.dtype and target.shape == shape and ignore_index < 0
+
+
+def _spatial_covered(input, target, weight, ignore_index):
+    """Cross-entropy over (N, C, d1, ...) scores: labels (N, d1, ...) or
+    probabilities of the input's shape, a weight (C,), not a small call."""
+    shape = input.shape
+    if input.numel() < _TORCH_BELOW_ELEMENTS \
+            or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
+        return False
+    if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[1:2]):
+        return False
+    if target.dtype == torch.int64:
+        return _LABELS_ARE_INTP and target.shape == shape[:1] + shape[2:]
+    return target.dtype == input.dtype and target.shape == shape and ignore_index < 0
+
+
+def _nll_loss_covered(input, target, weight, ignore_index, reduction):
+    """Log-probabilities (C,), (N, C) or (N, C, d1, ...) with int64 labels of
+    torch's shape ((), (N,), (N, d1, ...)), a weight (C,), not a small call."""
+    shape = input.shape
+    if reduction not in _REDUCTIONS or not isinstance(ignore_index, int) \
+            or not -_INT64_LIMIT <= ignore_index < _INT64_LIMIT:
+        return False
+    if len(shape) == 0 or input.numel() < _TORCH_BELOW_ELEMENTS \
+            or target.dtype != torch.int64 or not _LABELS_ARE_INTP:
+        return False
+    n_classes = shape[1] if len(shape) > 1 else shape[0]
+    if weight is not None and (weight.dtype != input.dtype or weight.shape != (n_classes,)):
+        return False
+    return target.shape == shape[:1] + shape[2:] if len(shape) > 1 else target.dim() == 0
+
+
+_KL_DIV_REDUCTIONS = ("mean", "batchmean", "sum", "none")
+
+
+def _kl_div_covered(input, target, reduction):
+    return reduction in _KL_DIV_REDUCTIONS and target.shape == input.shape \
+        and target.dtype == input.dtype and input.numel() > 0
 
 
 def _multi_margin_covered(input, target, p, weight, reduction):
@@ -661,10 +867,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
     Labels equal to ``ignore_index`` contribute nothing.  "mean" over integer
     labels divides by the total weight of the counted rows, and over
-    probability targets by N, exactly as torch.  Inputs of shape (N, C) or
-    (C,) are computed by the fused kernel of ``fastloss.softmax_cross_entropy``;
-    (N, C, d1, ...) falls back to torch.  A row such as logits [-inf, 0, 0]
-    with probability target [0, .5, .5] has a finite loss (torch: NaN).
+    probability targets by N (by N d1 ... over (N, C, d1, ...)), exactly as
+    torch.  Inputs of shape (N, C) or (C,) are computed by the fused kernel of
+    ``fastloss.softmax_cross_entropy``; (N, C, d1, ...) (from 65,536 elements)
+    by a kernel of fastloss.torch that takes the softmax of each position
+    across the class planes, with no transpose, or, for channels-last
+    scores, by the fused row kernel in place.  A row such as logits
+    [-inf, 0, 0] with probability target [0, .5, .5] has a finite loss
+    (torch: NaN).
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
@@ -708,6 +918,101 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return torch_loss(input)
 
 
+# --- on log-probabilities --------------------------------------------------------
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
+
+    For log-probabilities x of shape (C,), (N, C) or (N, C, d1, ...), labels
+    y of shape (), (N,) or (N, d1, ...) and class weights w, at each position::
+
+        loss = -w_y x[y],       d loss / d x = -w_y at y, 0 elsewhere
+
+    Labels equal to ``ignore_index`` contribute nothing.  "mean" divides by
+    the total weight of the counted positions, exactly as torch.  Computed by
+    a small kernel of fastloss.torch that checks the labels, sums the loss
+    and writes the gradient (zeros, and the scatter at the labels, block by
+    block) in one call, on the tensors' own layout (no transpose).  There is
+    nothing to fuse: torch's backward does the same scatter, so the gain is
+    torch's per-call work at large sizes only, and calls on fewer than
+    65,536 elements are torch's own (faster there).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    if isinstance(input, _Tensor) and input.numel() < _TORCH_BELOW_ELEMENTS:
+        # decided first: a small call pays nothing for the checks
+        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+    def torch_loss(x):
+        return F.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+    path = _path(input, target, weight)
+    if path and _nll_loss_covered(input, target, weight, ignore_index, reduction):
+        return _fused(path, _nll_loss_fast, _nll_loss_op, input,
+                      (target, weight, int(ignore_index), reduction), torch_loss)
+    return torch_loss(input)
+
+
+# torch's own warning for reduction="mean" (torch.nn.functional.kl_div), word for word.
+_KL_DIV_MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release.")
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
+
+    ``input`` holds log-probabilities x, ``target`` probabilities t (or their
+    logarithms with ``log_target=True``), of the same shape; per element::
+
+        loss = t (log t - x)  (0 where t = 0),  d loss / d x = -t
+        loss = exp(t) (t - x)  (log_target),    d loss / d x = -exp(t)
+
+    "batchmean" divides the sum by the batch size input.shape[0] (the
+    divergence of each sample's distribution, averaged); "mean" divides it by
+    the number of elements, and warns as torch does; "sum" and "none" as
+    usual.  Computed by a small fused kernel of fastloss.torch, one pass that
+    sums the loss and writes the gradient.  When ``target`` requires a
+    gradient, torch's own function computes the call, and inside
+    ``torch.compile`` so does "mean" (torch's function warns as it is traced;
+    a warning of fastloss's would break the graph).
+    """
+    if _has_torch_function((input, target)):
+        # tensor subclasses: torch's function dispatches (and warns) itself
+        return F.kl_div(input, target, size_average, reduce, reduction, log_target)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    elif reduction == "mean":
+        if _compiling():
+            # dynamo cannot trace warnings.warn; torch's function, traced, warns
+            return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+        warnings.warn(_KL_DIV_MEAN_WARNING, stacklevel=2)
+
+    def torch_loss(x):
+        return _torch_kl_div(x, target, reduction, log_target)
+
+    path = _path(input, target)
+    if path and _kl_div_covered(input, target, reduction):
+        return _fused(path, _kl_div_fast, _kl_div_op, input,
+                      (target, reduction, bool(log_target)), torch_loss)
+    return torch_loss(input)
+
+
+def _torch_kl_div(input, target, reduction, log_target):
+    """torch.nn.functional.kl_div of these arguments, as it computes them, but
+    without its warning (kl_div gives it once, before choosing a path)."""
+    enum = _reduction.get_enum("sum" if reduction == "batchmean" else reduction)
+    loss = torch.kl_div(input, target, enum, log_target=log_target)
+    if reduction == "batchmean" and input.dim() != 0:
+        loss = loss / input.size()[0]
+    return loss
+
+
+_has_torch_function = torch.overrides.has_torch_function
+
+
 # --- torch.compile: the fused losses as custom operators --------------------------------
 #
 # Each operator returns (loss, grad): grad is the gradient the kernel wrote in
@@ -748,8 +1053,7 @@ def _custom_op(name, schema, fast, torch_function, loss_shape):
         # Traced into the compiled backward, which fuses the scale: no test of
         # grad_loss == 1 (a data-dependent branch) here.
         (grad,) = ctx.saved_tensors
-        extra = grad.dim() - ctx.loss_dim
-        scaled = grad * grad_loss.reshape(grad_loss.shape + (1,) * extra)
+        scaled = grad * _per_row(grad_loss, grad.dim() - ctx.loss_dim)
         return (scaled,) + (None,) * n_others
 
     op.register_autograd(backward, setup_context=setup_context)
@@ -799,7 +1103,25 @@ _cross_entropy_op = _custom_op(
         x, target, weight, ignore_index=ignore_index, reduction=reduction,
         label_smoothing=label_smoothing),
     lambda x, target, weight, ignore_index, reduction, label_smoothing, need_grad:
-        _reduced_shape(reduction, x.shape[:-1]))
+        _reduced_shape(reduction, x.shape[:1] + x.shape[2:] if x.dim() > 1 else ()))
+
+_nll_loss_op = _custom_op(
+    "nll_loss",
+    "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _nll_loss_fast,
+    lambda x, target, weight, ignore_index, reduction: F.nll_loss(
+        x, target, weight, ignore_index=ignore_index, reduction=reduction),
+    lambda x, target, weight, ignore_index, reduction, need_grad: _reduced_shape(
+        reduction, target.shape))
+
+_kl_div_op = _custom_op(
+    "kl_div",
+    "(Tensor input, Tensor target, str reduction, bool log_target, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _kl_div_fast,
+    _torch_kl_div,
+    lambda x, target, reduction, log_target, need_grad: _reduced_shape(reduction, x.shape))
 
 _multi_margin_op = _custom_op(
     "multi_margin_loss",
@@ -851,6 +1173,21 @@ class MultiMarginLoss(torch.nn.MultiMarginLoss):
     def forward(self, input, target):
         return multi_margin_loss(input, target, p=self.p, margin=self.margin,
                                  weight=self.weight, reduction=self.reduction)
+
+
+class NLLLoss(torch.nn.NLLLoss):
+    """``torch.nn.NLLLoss`` computed by :func:`nll_loss`."""
+
+    def forward(self, input, target):
+        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction)
+
+
+class KLDivLoss(torch.nn.KLDivLoss):
+    """``torch.nn.KLDivLoss`` computed by :func:`kl_div`."""
+
+    def forward(self, input, target):
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
 # --- fused linear cross-entropy: the output layer and its loss ----------------------

@@ -1,0 +1,631 @@
+# cython: language_level=3
+"""Small kernels of fastloss.torch: the losses on log-probabilities, and
+cross-entropy over (N, C, d1, ...) scores in their own layout.
+
+Design: ``nll_loss`` and ``kl_div`` take log-probabilities, so their
+gradients need no softmax: nll_loss's is a scatter (-w_y / denominator at the
+label, 0 elsewhere) and kl_div's is -target (or -exp(target)) times the
+reduction's scale, written in the same pass that sums the loss.  Both follow
+torch's arithmetic element by element in the tensor's dtype (so that a
+"none" result is torch's to the last bit up to the 1-ulp exp and log of
+_vecmath.h).  ``spatial_cross_entropy`` computes the softmax of blocks of
+positions class plane by class plane (see its section).  Sums are taken in
+float64 in an order fixed by the shape alone, so that results are
+bit-identical for every thread count.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, fabs
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from fastloss._parallel cimport (ChunkPlan, plan_chunks, resolve_threads, sum_span,
+                                 sum_in_order, MAX_CHUNKS, SPAN, build_facts)
+
+cdef extern from "_vecmath.h" nogil:
+    # Branch-free exp and log that the compiler vectorises (about 1 ulp).
+    double fl_exp(double x)
+    double fl_log(double x)
+    float fl_expf(float x)
+    float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
+    float fl_logf(float x)
+
+# How this module was compiled: the tests prove which build is loaded.
+BUILD = build_facts()
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    # Positions of a block (nll_loss, spatial_cross_entropy): the per-position
+    # values live on the stack, a block's planes in the L1 or L2 cache.
+    BLOCK = 128
+
+
+# --- nll_loss -----------------------------------------------------------------
+
+cdef double block_nll_loss(
+    const floating* x,                  # IN  log-probabilities of position s0: x[c * S + j]
+    const int64_t* labels,              # IN  n labels (checked)
+    const double* w,                    # IN  C class weights, or NULL for none
+    int64_t ignore_index,
+    Py_ssize_t n_classes,
+    Py_ssize_t stride,                  # S
+    Py_ssize_t n,                       # positions of the block
+    double scale,                       # the reduction's factor of the gradient
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT laid out as x (written whole), or NULL
+) noexcept nogil:
+    """The summed loss of n positions; their losses, and their gradient: zeros,
+    and -w_y scale at each counted label (written together, while in cache)."""
+    cdef double total = 0.0, w_y, value
+    cdef int64_t y
+    cdef Py_ssize_t c, j
+    if grad_out != NULL:
+        for c in range(n_classes):
+            memset(grad_out + c * stride, 0, n * sizeof(floating))
+    for j in range(n):
+        y = labels[j]
+        if y == ignore_index:
+            if loss_out != NULL:
+                loss_out[j] = 0
+            continue
+        w_y = w[y] if w != NULL else 1.0
+        # a float32 x times a float64 weight (a float32 one widened) is exact:
+        # rounding it once gives torch's float32 product
+        value = -(w_y * x[y * stride + j])
+        total += value
+        if loss_out != NULL:
+            loss_out[j] = <floating>value
+        if grad_out != NULL:
+            grad_out[y * stride + j] = <floating>(-w_y * scale)
+    return total
+
+
+cdef double rows_nll_loss(
+    const floating* x,                  # IN  n rows of C log-probabilities
+    const int64_t* labels,              # IN  n labels (checked)
+    const double* w,                    # IN  C class weights, or NULL for none
+    int64_t ignore_index,
+    Py_ssize_t n_classes,
+    Py_ssize_t n,
+    double scale,
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT n rows (written whole), or NULL
+) noexcept nogil:
+    """block_nll_loss of (N, C) rows (one position per sample): the n rows'
+    gradient is one stretch of memory, zeroed at once."""
+    cdef double total = 0.0, w_y, value
+    cdef int64_t y
+    cdef Py_ssize_t j
+    if grad_out != NULL:
+        memset(grad_out, 0, n * n_classes * sizeof(floating))
+    for j in range(n):
+        y = labels[j]
+        if y == ignore_index:
+            if loss_out != NULL:
+                loss_out[j] = 0
+            continue
+        w_y = w[y] if w != NULL else 1.0
+        value = -(w_y * x[j * n_classes + y])
+        total += value
+        if loss_out != NULL:
+            loss_out[j] = <floating>value
+        if grad_out != NULL:
+            grad_out[j * n_classes + y] = <floating>(-w_y * scale)
+    return total
+
+
+cdef double chunk_nll_loss(
+    const floating[:, :, ::1] input, const int64_t[::1] labels,
+    const double[::1] class_weight, int64_t ignore_index, double scale,
+    floating[::1] loss_out, floating[:, :, ::1] grad_out,
+    Py_ssize_t first_block, Py_ssize_t stop_block,
+) noexcept nogil:
+    """The summed loss of blocks [first_block, stop_block) of BLOCK positions
+    (sample after sample; BLOCK samples of (N, C) rows), in order."""
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t per_sample = (n_positions + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t k, n, s0
+    cdef double total = 0.0
+    cdef const double* weights = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef floating* loss_at = NULL
+    cdef floating* grad_at = NULL
+    if n_positions == 1:
+        for k in range(first_block, stop_block):
+            n = k * BLOCK
+            if loss_out.shape[0] > 0:
+                loss_at = &loss_out[n]
+            if grad_out.shape[0] > 0:
+                grad_at = &grad_out[n, 0, 0]
+            total += rows_nll_loss(&input[n, 0, 0], &labels[n], weights, ignore_index,
+                                   input.shape[1], min(BLOCK, input.shape[0] - n), scale,
+                                   loss_at, grad_at)
+        return total
+    for k in range(first_block, stop_block):
+        n = k // per_sample
+        s0 = (k - n * per_sample) * BLOCK
+        if loss_out.shape[0] > 0:
+            loss_at = &loss_out[n * n_positions + s0]
+        if grad_out.shape[0] > 0:
+            grad_at = &grad_out[n, 0, s0]
+        total += block_nll_loss(&input[n, 0, s0], &labels[n * n_positions + s0], weights,
+                                ignore_index, input.shape[1], n_positions,
+                                min(BLOCK, n_positions - s0), scale, loss_at, grad_at)
+    return total
+
+
+def nll_loss(
+    const floating[:, :, ::1] input,    # IN  (N, C, S) log-probabilities
+    const int64_t[::1] labels,          # IN  (N * S,) class labels, position n * S + s
+    const double[::1] class_weight,     # IN  (C,) class weights w_c, or (0,) for none
+    int64_t ignore_index,
+    bint mean,
+    floating[::1] loss_out,             # OUT (N * S,) per-position losses, or (0,)
+    floating[:, :, ::1] grad_out,       # OUT (N, C, S), written whole, or (0, 0, 0)
+    int n_threads,
+):
+    """torch's nll_loss of (N, C, S) log-probabilities: (first_bad, total, denominator).
+
+    loss_i = -w_{y_i} x[n, y_i, s] at position i = n * S + s, 0 where y_i is
+    ``ignore_index``; ``denominator`` is sum_i w_{y_i} over the positions not
+    ignored (torch's "mean" denominator), ``total`` the sum of the losses.
+    The gradient of the total (of the mean when ``mean``) is written into
+    ``grad_out``: zeros, and -w_y (/ denominator) at the labels.
+
+    first_bad is the first position whose label is neither in [0, C) nor
+    ``ignore_index`` (-1 if none); then, and for a "mean" over nothing
+    (denominator 0), nothing is written and the caller lets torch compute
+    (its error, its NaN).  The labels are checked in a pass of their own
+    first; the loss is summed over blocks of BLOCK positions in chunks fixed
+    by the shape, in order: the same result for every thread count.
+    """
+    cdef Py_ssize_t n_batch = input.shape[0], n_classes = input.shape[1]
+    cdef Py_ssize_t n_positions = input.shape[2]
+    # blocks of BLOCK positions of a sample, or of BLOCK samples of (N, C) rows
+    cdef Py_ssize_t n_blocks = (n_batch * ((n_positions + BLOCK - 1) // BLOCK)
+                                if n_positions > 1 else (n_batch + BLOCK - 1) // BLOCK)
+    cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
+    cdef double partial[MAX_CHUNKS]
+    cdef Py_ssize_t i, c, stop, first_bad = -1
+    cdef bint weighted = class_weight.shape[0] > 0
+    cdef int64_t label
+    cdef double scale, denominator = 0.0
+    with nogil:
+        for i in range(n_batch * n_positions):
+            label = labels[i]
+            if label == ignore_index:
+                continue
+            if label < 0 or label >= n_classes:
+                first_bad = i
+                break
+            denominator += class_weight[label] if weighted else 1.0
+    if first_bad >= 0:
+        return first_bad, 0.0, 0.0
+    if mean and denominator == 0.0:
+        return -1, 0.0, 0.0
+    if n_blocks == 0:
+        return -1, 0.0, denominator
+    scale = 1.0 / denominator if mean else 1.0
+    n_threads = resolve_threads(n_threads, plan.n_chunks)
+    if n_threads == 1:
+        with nogil:
+            for c in range(plan.n_chunks):
+                stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+                partial[c] = chunk_nll_loss(input, labels, class_weight, ignore_index, scale,
+                                            loss_out, grad_out, c * plan.rows_per_chunk, stop)
+    else:
+        for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+            partial[c] = chunk_nll_loss(input, labels, class_weight, ignore_index, scale,
+                                        loss_out, grad_out, c * plan.rows_per_chunk, stop)
+    return -1, sum_in_order(partial, plan.n_chunks), denominator
+
+
+# --- kl_div -------------------------------------------------------------------
+
+cdef inline floating xlogy_self(floating t) noexcept nogil:
+    """t log t with 0 log 0 = 0, as torch's xlogy(t, t): NaN for NaN or t < 0."""
+    if floating is float:
+        return 0 if t == 0 else t * fl_logf(t)
+    else:
+        return 0 if t == 0 else t * fl_log(t)
+
+
+cdef inline floating exp_of(floating t) noexcept nogil:
+    if floating is float:
+        return fl_expf(t)
+    else:
+        return fl_exp(t)
+
+
+cdef inline floating exp_nonpositive(floating t) noexcept nogil:
+    """exp(t) for t <= 0 or NaN (a score minus its row's maximum)."""
+    if floating is float:
+        return fl_expf_nonpositive(t)
+    else:
+        return fl_exp(t)
+
+
+cdef inline double span_kl_div(
+    const floating* x,                 # IN  n log-probabilities
+    const floating* t,                 # IN  n targets (log-probabilities if log_target)
+    Py_ssize_t n,                      # n <= SPAN
+    bint log_target,
+    floating* loss_out,                # OUT n losses, or NULL
+    floating* grad_out,                # OUT n values of d loss / d x, or NULL
+    floating scale,                    # the reduction's factor of the gradient
+) noexcept nogil:
+    """The losses of n elements (returned summed) and their gradient.
+
+    Element by element as torch computes them, in the tensor's dtype:
+    xlogy(t, t) - t x, d/dx = -t; with log_target, exp(t) (t - x),
+    d/dx = -exp(t).  (d/dx times the incoming scale is -(scale t), the
+    order of torch's backward.)
+    """
+    cdef double losses[SPAN]
+    cdef floating value, e
+    cdef Py_ssize_t j
+    if log_target:
+        if grad_out != NULL:
+            for j in range(n):
+                e = exp_of(t[j])
+                value = e * (t[j] - x[j])
+                losses[j] = value
+                grad_out[j] = -(scale * e)
+        else:
+            for j in range(n):
+                value = exp_of(t[j]) * (t[j] - x[j])
+                losses[j] = value
+    else:
+        if grad_out != NULL:
+            for j in range(n):
+                value = xlogy_self(t[j]) - t[j] * x[j]
+                losses[j] = value
+                grad_out[j] = -(scale * t[j])
+        else:
+            for j in range(n):
+                value = xlogy_self(t[j]) - t[j] * x[j]
+                losses[j] = value
+    if loss_out != NULL:
+        for j in range(n):
+            loss_out[j] = <floating>losses[j]
+    return sum_span(losses, n)
+
+
+cdef double chunk_kl_div(
+    const floating[::1] input, const floating[::1] target, bint log_target,
+    floating[::1] loss_out, floating[::1] grad_out, floating scale,
+    Py_ssize_t start, Py_ssize_t stop,
+) noexcept nogil:
+    """The summed losses of elements [start, stop), span by span."""
+    cdef double total = 0.0
+    cdef Py_ssize_t i = start, n
+    cdef floating* loss_ptr = NULL
+    cdef floating* grad_ptr = NULL
+    while i < stop:
+        n = min(SPAN, stop - i)
+        loss_ptr = &loss_out[i] if loss_out.shape[0] > 0 else NULL
+        grad_ptr = &grad_out[i] if grad_out.shape[0] > 0 else NULL
+        total += span_kl_div(&input[i], &target[i], n, log_target, loss_ptr, grad_ptr, scale)
+        i += n
+    return total
+
+
+def kl_div(
+    const floating[::1] input,          # IN  (n,) log-probabilities
+    const floating[::1] target,         # IN  (n,) probabilities, or log-probabilities
+    bint log_target,
+    floating[::1] loss_out,             # OUT (n,) per-element losses, or (0,)
+    floating[::1] grad_out,             # OUT (n,) grad_scale * d loss / d input, or (0,)
+    double grad_scale,
+    int n_threads,
+):
+    """torch's kl_div of flattened tensors: the float64 sum of the element losses.
+
+    Per element: target (log target - input) with 0 log 0 = 0 (torch's xlogy),
+    or with ``log_target`` exp(target) (target - input).  The gradient is
+    -target (-exp(target)) times ``grad_scale`` rounded to the dtype (torch's
+    1 / N of a mean).  Chunks of fixed size, summed in order.
+    """
+    cdef Py_ssize_t n_elements = input.shape[0]
+    cdef ChunkPlan plan = plan_chunks(n_elements, 1)
+    cdef double partial[MAX_CHUNKS]
+    cdef floating scale = <floating>grad_scale
+    cdef Py_ssize_t c, stop
+    if n_elements == 0:
+        return 0.0
+    n_threads = resolve_threads(n_threads, plan.n_chunks)
+    if n_threads == 1:
+        with nogil:
+            for c in range(plan.n_chunks):
+                stop = min((c + 1) * plan.rows_per_chunk, n_elements)
+                partial[c] = chunk_kl_div(input, target, log_target, loss_out, grad_out, scale,
+                                          c * plan.rows_per_chunk, stop)
+    else:
+        for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            stop = min((c + 1) * plan.rows_per_chunk, n_elements)
+            partial[c] = chunk_kl_div(input, target, log_target, loss_out, grad_out, scale,
+                                      c * plan.rows_per_chunk, stop)
+    return sum_in_order(partial, plan.n_chunks)
+
+
+# --- cross-entropy over (N, C, S) scores, position by position -------------------------
+#
+# The classes of a position are S values apart; consecutive positions are
+# contiguous.  So the softmax of a block of BLOCK positions is computed
+# plane by plane, each class's BLOCK values a vector: pass 1 takes the
+# maximum m over the classes, pass 2 the exponentials e_c = exp(x_c - m)
+# (kept in the gradient's place) and their sum, then per position the loss;
+# pass 3 turns e into the gradient.  No transpose, and every loop runs along
+# contiguous memory for any number of classes.
+#
+# With p = e / sum(e), log p_c = z_c - log sum(e) (z = x - m), label y,
+# smoothing eps over C classes, class weights w (W = sum_c w_c), torch's
+# loss of a position is
+#     (1 - eps) w_y (-log p_y) + eps / C sum_c w_c (-log p_c)
+#   = (1 - eps) w_y (L - z_y) + eps / C (W L - sum_c w_c z_c),    L = log sum(e)
+# and its gradient (times the reduction's scale s)
+#     s (p_c ((1 - eps) w_y + eps W / C) - eps / C w_c - (1 - eps) w_y [c = y]).
+# For probability targets q_c = (1 - eps) t_c + eps / C (torch's smoothing):
+#     loss = sum_c w_c q_c (L - z_c) = L sum_c w_c q_c - sum_c w_c q_c z_c,
+#     gradient s (p_c sum_k w_k q_k - w_c q_c),
+# where a zero w_c q_c times an infinite z_c counts 0.  Infinite scores follow
+# the row kernel's rule (z = 0 at the maximum itself: +inf classes share the
+# mass, a position of -inf scores is uniform), so that a loss does not depend
+# on the layout of its scores; torch gives NaN for those.
+
+cdef inline double log_of_sum(double e_sum, floating* kind) noexcept nogil:
+    """log of a sum of exponentials (>= 1): in float lanes for float32 scores
+    (``kind`` selects; a float32 rounding of the result, the precision of
+    torch's own float32 log-softmax), else in double."""
+    if floating is float:
+        return fl_logf(<float>e_sum)
+    else:
+        return fl_log(e_sum)
+
+
+cdef inline floating shifted(floating x, floating m) noexcept nogil:
+    """x - m, with 0 at the maximum itself: the row kernel's rule for infinite
+    scores (+inf classes share the mass, a row of -inf is uniform)."""
+    return 0 if x == m else x - m
+
+
+cdef inline double shifted_exactly(floating x, floating m) noexcept nogil:
+    """shifted(x, m) in float64 (exact for float32 scores)."""
+    return 0.0 if x == m else <double>x - <double>m
+
+
+cdef inline double xmul(double a, double b) noexcept nogil:
+    """a * b, except that 0 * inf is 0 (NaN still propagates)."""
+    if a == 0.0 and fabs(b) == INFINITY:
+        return 0.0
+    return a * b
+
+
+cdef double block_cross_entropy(
+    const floating* x,                  # IN  scores of position s0 of one sample: x[c * S + j]
+    const floating* target,             # IN  probabilities laid out as x, or NULL (labels)
+    const int64_t* labels,              # IN  n labels (checked), or NULL (probabilities)
+    const double* w,                    # IN  C class weights, or NULL for none
+    double w_sum,                       # sum of the class weights (C without weights)
+    Py_ssize_t n_classes,
+    Py_ssize_t stride,                  # S
+    Py_ssize_t n,                       # positions of the block, n <= BLOCK
+    int64_t ignore_index,
+    double eps,                         # label smoothing
+    double scale,                       # the reduction's factor of the gradient
+    floating* loss_out,                 # OUT n losses, or NULL
+    floating* grad_out,                 # OUT laid out as x, or NULL
+) noexcept nogil:
+    """The summed loss of n positions; their losses and gradient (see above)."""
+    cdef floating m[BLOCK]
+    cdef double e_sum[BLOCK]             # sum of e over the classes
+    cdef double log_sum[BLOCK]
+    cdef floating label_x[BLOCK]         # x_y (labels)
+    cdef double w_y[BLOCK]               # w_y (labels)
+    cdef bint counted[BLOCK]             # the label is not ignore_index (labels)
+    cdef double wz[BLOCK]                # sum of w z (labels) or of w q z (probabilities)
+    cdef double coefficient[BLOCK]       # of e in the gradient
+    cdef double smoothing[BLOCK]         # of w_c in the gradient (labels)
+    cdef double label_e[BLOCK]           # e_y (labels)
+    cdef double label_term[BLOCK]        # s (1 - eps) w_y (labels)
+    cdef double loss[BLOCK]
+    cdef floating coefficient_t[BLOCK]
+    cdef floating e_plane[BLOCK]         # e of one class when no gradient is written
+    cdef floating smoothing_t[BLOCK]
+    cdef double total = 0.0, wc, q, z_y, value
+    cdef floating wc_t
+    cdef double uniform = eps / n_classes
+    cdef const floating* row
+    cdef floating* out_row
+    cdef int64_t y
+    cdef Py_ssize_t c, j, finite
+    for j in range(n):
+        m[j] = -INFINITY
+        e_sum[j] = 0.0
+        wz[j] = 0.0
+    for c in range(n_classes):
+        row = x + c * stride
+        for j in range(n):
+            m[j] = row[j] if row[j] > m[j] else m[j]
+    # Decided once per block: with every maximum finite, shifted(x, m) is x - m.
+    finite = 0
+    for j in range(n):
+        finite += fabs(m[j]) != INFINITY
+    finite = finite == n
+    # pass 2: exponentials, their sum, and the weighted sums of the smoothing
+    # (labels) or of the targets (probabilities: coefficient holds sum w q)
+    if target != NULL:
+        for j in range(n):
+            coefficient[j] = 0.0
+    for c in range(n_classes):
+        row = x + c * stride
+        out_row = grad_out + c * stride if grad_out != NULL else NULL
+        wc = w[c] if w != NULL else 1.0
+        if out_row == NULL:
+            out_row = e_plane
+        # (two loops: each vectorises without the other's conversions)
+        if finite:
+            for j in range(n):
+                out_row[j] = exp_nonpositive(row[j] - m[j])
+        else:
+            for j in range(n):
+                out_row[j] = exp_nonpositive(shifted(row[j], m[j]))
+        for j in range(n):
+            e_sum[j] += out_row[j]
+        if target != NULL:
+            for j in range(n):
+                q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
+                coefficient[j] += q
+                wz[j] += xmul(q, shifted(row[j], m[j]))
+        elif eps != 0.0:
+            for j in range(n):
+                wz[j] += wc * shifted(row[j], m[j])
+    # per position: the loss and the gradient's coefficients, in loops
+    # without branches (they vectorise; the label's values are gathered)
+    for j in range(n):
+        log_sum[j] = log_of_sum(e_sum[j], <floating*>NULL)
+    if target != NULL:
+        for j in range(n):
+            loss[j] = log_sum[j] * coefficient[j] - wz[j]
+            coefficient[j] = scale * coefficient[j] / e_sum[j]
+    else:
+        for j in range(n):
+            y = labels[j]
+            counted[j] = y != ignore_index
+            y = y if y != ignore_index else 0
+            label_x[j] = x[y * stride + j]
+            w_y[j] = w[y] if w != NULL else 1.0
+            if grad_out != NULL:
+                label_e[j] = grad_out[y * stride + j]
+        for j in range(n):
+            z_y = shifted_exactly(label_x[j], m[j])
+            value = (1.0 - eps) * w_y[j] * (log_sum[j] - z_y)
+            if eps != 0.0:
+                value = value + uniform * (w_sum * log_sum[j] - wz[j])
+            loss[j] = value if counted[j] else 0.0
+            coefficient[j] = (scale * ((1.0 - eps) * w_y[j] + uniform * w_sum) / e_sum[j]
+                              if counted[j] else 0.0)
+            smoothing[j] = scale * uniform if counted[j] else 0.0
+            label_term[j] = scale * (1.0 - eps) * w_y[j] if counted[j] else 0.0
+    for j in range(n):
+        total += loss[j]
+    if loss_out != NULL:
+        for j in range(n):
+            loss_out[j] = <floating>loss[j]
+    if grad_out == NULL:
+        return total
+    # pass 3: e into the gradient, in the dtype's lanes (each value rounded
+    # about twice: p_c and p_c - eps w_c / C are far from cancelling, except
+    # at the label, which is written again below)
+    for j in range(n):
+        coefficient_t[j] = <floating>coefficient[j]
+        smoothing_t[j] = <floating>smoothing[j]
+    for c in range(n_classes):
+        out_row = grad_out + c * stride
+        wc = w[c] if w != NULL else 1.0
+        if target != NULL:
+            for j in range(n):
+                q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
+                out_row[j] = <floating>(out_row[j] * coefficient[j] - scale * q)
+        else:
+            wc_t = <floating>wc
+            for j in range(n):
+                out_row[j] = out_row[j] * coefficient_t[j] - wc_t * smoothing_t[j]
+    if target == NULL:
+        # the label's entry again, rounded once: p_y - 1 cancels
+        for j in range(n):
+            if counted[j]:
+                grad_out[labels[j] * stride + j] = <floating>(
+                    label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
+    return total
+
+
+cdef double chunk_cross_entropy(
+    const floating[:, :, ::1] input, const floating[:, :, ::1] target,
+    const int64_t[::1] labels, const double[::1] class_weight, double w_sum,
+    int64_t ignore_index, double eps, double scale,
+    floating[::1] loss_out, floating[:, :, ::1] grad_out,
+    Py_ssize_t first_block, Py_ssize_t stop_block,
+) noexcept nogil:
+    """The summed loss of blocks [first_block, stop_block) (blocks of BLOCK
+    positions of one sample, sample after sample), in order."""
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t per_sample = (n_positions + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t k, n, s0
+    cdef double total = 0.0
+    cdef bint probabilities = target.shape[0] > 0
+    cdef const floating* target_at = NULL
+    cdef const int64_t* labels_at = NULL
+    cdef const double* weights = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef floating* loss_at = NULL
+    cdef floating* grad_at = NULL
+    for k in range(first_block, stop_block):
+        n = k // per_sample
+        s0 = (k - n * per_sample) * BLOCK
+        if probabilities:
+            target_at = &target[n, 0, s0]
+        else:
+            labels_at = &labels[n * n_positions + s0]
+        if loss_out.shape[0] > 0:
+            loss_at = &loss_out[n * n_positions + s0]
+        if grad_out.shape[0] > 0:
+            grad_at = &grad_out[n, 0, s0]
+        total += block_cross_entropy(
+            &input[n, 0, s0], target_at, labels_at, weights, w_sum, input.shape[1],
+            n_positions, min(BLOCK, n_positions - s0), ignore_index, eps, scale, loss_at,
+            grad_at)
+    return total
+
+
+def spatial_cross_entropy(
+    const floating[:, :, ::1] input,    # IN  (N, C, S) scores
+    const floating[:, :, ::1] target,   # IN  (N, C, S) probabilities, or (0, 0, 0)
+    const int64_t[::1] labels,          # IN  (N * S,) labels checked in [0, C) or ignored
+    const double[::1] class_weight,     # IN  (C,) class weights, or (0,) for none
+    int64_t ignore_index,
+    double label_smoothing,
+    floating[::1] loss_out,             # OUT (N * S,) per-position losses, or (0,)
+    floating[:, :, ::1] grad_out,       # OUT (N, C, S) grad_scale * gradient, or (0, 0, 0)
+    double grad_scale,
+    int n_threads,
+):
+    """torch's cross_entropy of (N, C, S) scores, in their layout: the float64
+    sum of the per-position losses (see the comment above for the formulas).
+
+    Labels equal to ``ignore_index`` count nothing (loss and gradient 0).
+    Blocks of BLOCK positions in chunks fixed by the shape, summed in order:
+    the same result for every thread count.
+    """
+    cdef Py_ssize_t n_batch = input.shape[0], n_classes = input.shape[1]
+    cdef Py_ssize_t n_positions = input.shape[2]
+    cdef Py_ssize_t n_blocks = n_batch * ((n_positions + BLOCK - 1) // BLOCK)
+    cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
+    cdef double partial[MAX_CHUNKS]
+    cdef double w_sum = n_classes
+    cdef Py_ssize_t c, stop
+    if n_blocks == 0 or n_classes == 0:
+        return 0.0
+    if class_weight.shape[0] > 0:
+        w_sum = 0.0
+        for c in range(n_classes):
+            w_sum += class_weight[c]
+    n_threads = resolve_threads(n_threads, plan.n_chunks)
+    if n_threads == 1:
+        with nogil:
+            for c in range(plan.n_chunks):
+                stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+                partial[c] = chunk_cross_entropy(
+                    input, target, labels, class_weight, w_sum, ignore_index,
+                    label_smoothing, grad_scale, loss_out, grad_out,
+                    c * plan.rows_per_chunk, stop)
+    else:
+        for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
+            partial[c] = chunk_cross_entropy(
+                input, target, labels, class_weight, w_sum, ignore_index,
+                label_smoothing, grad_scale, loss_out, grad_out,
+                c * plan.rows_per_chunk, stop)
+    return sum_in_order(partial, plan.n_chunks)
