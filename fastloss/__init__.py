@@ -11,6 +11,7 @@ from fastloss._validation import LossGrad, LossGradHess
 from fastloss._elementwise import binary_cross_entropy, hinge, huber, mse, squared_hinge
 from fastloss._multiclass import (kl_divergence, log_softmax, logsumexp, multiclass_hinge,
                                   softmax, softmax_binary_cross_entropy, softmax_cross_entropy)
+from fastloss._multiclass import softmax_focal_loss
 from fastloss._config import show_config
 from fastloss._linear_cross_entropy import LinearCrossEntropyGrad, linear_cross_entropy
 
@@ -25,6 +26,7 @@ __all__ = [
     "hinge",
     "squared_hinge",
     "softmax_cross_entropy",
+    "softmax_focal_loss",
     "softmax_binary_cross_entropy",
     "kl_divergence",
     "multiclass_hinge",

@@ -170,6 +170,7 @@ def run_chunks(prep, products):
             loss, g = softmax_cross_entropy(
                 logits, prep.labels[start:stop], class_weight=prep.class_weight,
                 ignore_index=prep.ignore_index, label_smoothing=prep.label_smoothing,
+                z_loss=prep.z_loss, softcap=prep.softcap,
                 sample_weight=None if row_weights is None else row_weights[start:stop],
                 reduction=kernel_reduction, grad=prep.grad,
                 out=logits if prep.grad else None, n_threads=threads)

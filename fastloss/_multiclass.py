@@ -10,16 +10,12 @@ import numpy as np
 from fastloss import reference
 from fastloss._dispatch import multiclass_kernels as _multiclass_kernels
 from fastloss._elementwise import _empty_mean, same_doc_as
-from fastloss._validation import (LossGrad, LossGradHess, check_kind, check_parameter,
-                                  check_probabilities, mean_denominator, prepare_multiclass,
+from fastloss._validation import (LossGrad, LossGradHess, check_cross_entropy_extras,
+                                  check_kind, check_parameter, check_probabilities, mean_denominator, prepare_multiclass,
                                   prepare_rows, settle_weights)
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _NO_WEIGHT = np.empty(0)
-_NO_LABELS = np.empty(0, dtype=np.intp)
-_NO_ROWS = {dt: np.empty((0, 0), dtype=dt) for dt in _FLOAT_DTYPES}
-_NO_VALUES = {dt: np.empty(0, dtype=dt) for dt in _FLOAT_DTYPES}
 
 
 def _specialised(name):
@@ -29,27 +25,35 @@ def _specialised(name):
 
 
 _KERNELS = {name: _specialised(name) for name in
-            ("softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
-             "multiclass_hinge", "logsumexp", "softmax", "log_softmax")}
+            ("softmax_cross_entropy", "softmax_focal_loss", "softmax_binary_cross_entropy",
+             "kl_divergence", "multiclass_hinge", "logsumexp", "softmax", "log_softmax")}
 
 
 def _call(name, x, target, labels, sample_weight, loss_out, grad_out, grad_scale, n_threads,
-          class_weight=None, label_smoothing=0.0, margin=0.0, squared=False,
-          crammer_singer=False, ignore_index=None, hess_out=None):
-    """One call of a fused kernel; returns (the float64 sum of s_i loss_i, bad_targets)."""
-    dtype = x.dtype
-    return _KERNELS[name][dtype](
-        x,
-        _NO_ROWS[dtype] if target is None else target,
-        _NO_LABELS if labels is None else labels,
-        _NO_WEIGHT if sample_weight is None else sample_weight,
-        _NO_WEIGHT if class_weight is None else class_weight,
-        label_smoothing, margin, squared, crammer_singer,
-        ignore_index is not None, 0 if ignore_index is None else ignore_index,
-        _NO_VALUES[dtype] if loss_out is None else loss_out,
-        _NO_ROWS[dtype] if grad_out is None else grad_out,
-        _NO_ROWS[dtype] if hess_out is None else hess_out,
-        grad_scale, n_threads)
+          hess_out=None, class_weight=None, label_smoothing=0.0, ignore_index=None,
+          z_loss=0.0, softcap=None, gamma=0.0, margin=0.0, squared=False,
+          crammer_singer=False):
+    """One call of a fused kernel, with the arguments its signature takes (see the
+    kernels' module docstring); returns (the float64 sum of s_i loss_i, bad_targets)."""
+    kernel = _KERNELS[name][x.dtype]
+    if name == "softmax_cross_entropy":
+        return kernel(x, target, labels, sample_weight, class_weight, label_smoothing,
+                      ignore_index, z_loss, 0.0 if softcap is None else softcap,
+                      loss_out, grad_out, hess_out, grad_scale, n_threads)
+    if name == "softmax_focal_loss":
+        return kernel(x, labels, sample_weight, class_weight, gamma, ignore_index,
+                      loss_out, grad_out, hess_out, grad_scale, n_threads), False
+    if name == "softmax_binary_cross_entropy":
+        return kernel(x, target, labels, sample_weight, loss_out, grad_out, grad_scale,
+                      n_threads)
+    if name == "kl_divergence":
+        return kernel(x, target, sample_weight, loss_out, grad_out, hess_out, grad_scale,
+                      n_threads)
+    if name == "multiclass_hinge":
+        return kernel(x, labels, sample_weight, margin, squared, crammer_singer, loss_out,
+                      grad_out, grad_scale, n_threads), False
+    kernel(x, grad_out if loss_out is None else loss_out, n_threads)    # a row utility
+    return 0.0, False
 
 
 def _run(name, prep, denominator, **params):
@@ -100,24 +104,42 @@ def _rows_denominator(prep):
 
 @same_doc_as(reference.softmax_cross_entropy)
 def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
-                          label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, hess=False, out=None, n_threads=None):
+                          label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
+    z_loss, softcap = check_cross_entropy_extras(z_loss, softcap, hess)
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
                               label_smoothing=label_smoothing, hess=hess,
                               defer_weight_check=True)
+    return _run("softmax_cross_entropy", prep, _label_denominator(prep),
+                class_weight=prep.class_weight, label_smoothing=prep.label_smoothing,
+                ignore_index=prep.ignore_index, z_loss=z_loss, softcap=softcap)
+
+
+def _label_denominator(prep):
+    """The "mean" divisor of the label losses: sum_i s_i w_{y_i} over the rows not
+    ignored (torch's weighted mean); sum_i s_i for probability targets."""
     if not prep.has_labels:
-        denominator = _rows_denominator(prep)
-    elif prep.shape[1] == 0:
-        denominator = 0.0               # every label is ignored
-    else:
-        denominator = _multiclass_kernels.label_weight_sum(
-            prep.target, _NO_WEIGHT if prep.class_weight is None else prep.class_weight,
-            _NO_WEIGHT if prep.weight is None else prep.weight,
-            prep.ignore_index is not None,
-            0 if prep.ignore_index is None else prep.ignore_index)
-    return _run("softmax_cross_entropy", prep, denominator, class_weight=prep.class_weight,
-                label_smoothing=prep.label_smoothing, ignore_index=prep.ignore_index)
+        return _rows_denominator(prep)
+    if prep.shape[1] == 0:
+        return 0.0                      # every label is ignored
+    return _multiclass_kernels.label_weight_sum(
+        prep.target, _NO_WEIGHT if prep.class_weight is None else prep.class_weight,
+        _NO_WEIGHT if prep.weight is None else prep.weight,
+        prep.ignore_index is not None,
+        0 if prep.ignore_index is None else prep.ignore_index)
+
+
+@same_doc_as(reference.softmax_focal_loss)
+def softmax_focal_loss(logits, target, *, gamma=2.0, class_weight=None, ignore_index=None,
+                       sample_weight=None, reduction="mean", grad=True, hess=False, out=None,
+                       n_threads=None):
+    gamma = check_parameter(gamma, "gamma")
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", class_weight=class_weight,
+                              ignore_index=ignore_index, hess=hess, defer_weight_check=True)
+    return _run("softmax_focal_loss", prep, _label_denominator(prep), gamma=gamma,
+                class_weight=prep.class_weight, ignore_index=prep.ignore_index)
 
 
 @same_doc_as(reference.softmax_binary_cross_entropy)

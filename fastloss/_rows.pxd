@@ -140,6 +140,8 @@ cdef extern from "_vecmath.h" nogil:
     bint fl_cross_entropy_rows8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
                                       const double* scale, float* grad, float* hess,
                                       double* loss)
+    # cap tanh(x / cap) and its slope sech^2(x / cap) (any build)
+    void fl_softcap(double x, double cap, double* capped, double* slope)
 
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:

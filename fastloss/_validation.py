@@ -376,6 +376,20 @@ def check_label_smoothing(label_smoothing):
     return value
 
 
+def check_cross_entropy_extras(z_loss, softcap, hess=False):
+    """The z-loss weight (a finite float >= 0) and the softcap (None, or a finite float > 0).
+
+    Neither has a Hessian: hess=True with either is a ValueError.  Returns
+    (z_loss, softcap) as floats (softcap None when not given).
+    """
+    z_loss = check_parameter(z_loss, "z_loss")
+    if softcap is not None:
+        softcap = check_parameter(softcap, "softcap", positive=True)
+    if hess and (z_loss != 0.0 or softcap is not None):
+        raise ValueError("hess=True is not available with z_loss or softcap")
+    return z_loss, softcap
+
+
 def check_kind(kind):
     if kind not in HINGE_KINDS:
         raise ValueError(f"kind must be one of {HINGE_KINDS}, got {kind!r}")

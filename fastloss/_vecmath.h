@@ -163,6 +163,48 @@ static inline float fl_expf_nonpositive(float a)
     return (p * scale) * 0x1p-64f;
 }
 
+/* ------------------------------------------------------------------ softcap */
+
+/* Logit soft-capping (Gemma 2): capped = cap tanh(x / cap) and its slope
+ * d capped / d x = 1 - tanh^2(x / cap) = sech^2(x / cap), both to a few ulps
+ * and without cancellation anywhere.  With a = 2 |x| / cap and q = exp(-a)
+ * in (0, 1]:
+ *
+ *   tanh(|x| / cap) = (1 - q) / (1 + q) = -expm1(-a) / (1 + q)
+ *   sech^2(x / cap) = 4 q / (1 + q)^2
+ *
+ * (1 - tanh^2 formed from tanh would cancel where the logit saturates, and
+ * 1 - q where it is small.)  One range reduction serves both:
+ * -a = n ln2 + r with |r| <= ln2 / 2 (fl_exp_reduce), expm1(r) = r P(r) with
+ * P the Taylor polynomial of expm1(r) / r to degree 12 (remainder |r|^13 / 14!
+ * relative, below 2^-56), q = 2^n (1 + expm1(r)); expm1(-a) is r P(r) itself
+ * when n = 0 and q - 1 otherwise (there q <= 0.71: no cancellation).
+ * x = +-inf gives +-cap and slope 0; NaN gives NaN. */
+static inline void fl_softcap(double x, double cap, double *capped, double *slope)
+{
+    double n;
+    double r = fl_exp_reduce(-(2.0 * fabs(x) / cap), &n);
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    double expm1_r = r * p;
+    double q = fl_scale_by_pow2(1.0 + expm1_r, n);
+    double expm1_a = n == 0.0 ? expm1_r : q - 1.0;
+    double d = 1.0 / (1.0 + q);
+    *capped = copysign(cap * (-expm1_a * d), x);
+    *slope = 4.0 * q * d * d;
+}
+
 /* ------------------------------------------------------------------ log */
 
 /* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log).

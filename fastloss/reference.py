@@ -14,14 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
-from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight, check_kind,
-                                  check_probabilities,
+from fastloss._validation import (LossGrad, LossGradHess, as_pos_weight,
+                                  check_cross_entropy_extras, check_kind, check_probabilities,
                                   check_parameter, mean_denominator, prepare_elementwise,
                                   prepare_hinge, prepare_multiclass, prepare_rows)
 
 __all__ = ["LossGrad", "LossGradHess", "mse", "huber", "binary_cross_entropy", "hinge",
-           "squared_hinge", "softmax_cross_entropy", "softmax_binary_cross_entropy",
-           "kl_divergence", "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
+           "squared_hinge", "softmax_cross_entropy", "softmax_focal_loss",
+           "softmax_binary_cross_entropy", "kl_divergence", "multiclass_hinge", "logsumexp",
+           "softmax", "log_softmax"]
 
 
 # --- shared helpers --------------------------------------------------------
@@ -396,9 +397,17 @@ def _xlogx(t):
         return np.where(t == 0, 0.0, t * np.log(t))
 
 
+def _softcap(x, cap):
+    """cap tanh(x / cap) in float64, and its derivative sech^2(x / cap) = 4 q / (1 + q)^2
+    with q = exp(-2 |x| / cap) (1 - tanh^2 would cancel where a logit saturates)."""
+    u = x.astype(np.float64) / cap
+    q = np.exp(-2 * np.abs(u))
+    return cap * np.tanh(u), 4 * q / (1 + q) ** 2
+
+
 def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
-                          label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, hess=False, out=None, n_threads=None):
+                          label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
     """Softmax cross-entropy of integer labels or probability targets.
 
     Exactly ``torch.nn.functional.cross_entropy(logits, target, weight=class_weight,
@@ -423,6 +432,22 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         grad = (sum_c w_c t'_c) p - w t'
 
     and "mean" divides by sum_i s_i (N without sample weights), as torch.
+
+    z-loss (PaLM's auxiliary loss), with lse = m + log1p(S) the row's
+    log-sum-exp::
+
+        loss += z_loss lse^2
+        grad += 2 z_loss lse p
+
+    A row's z-loss is multiplied by its sample weight (not by its class
+    weight), is left out where the row is ignored, is part of its "none"
+    loss, and "mean" divides it by the same denominator as the rest.
+
+    Soft-capping (Gemma 2): with softcap = c every logit x is first replaced
+    by x' = c tanh(x / c), in float64 (so lse above is that of x'), and
+    the gradient with respect to x is the one above, with respect to x',
+    times dx'/dx = 1 - tanh^2(x / c), computed as 4 q / (1 + q)^2 with
+    q = exp(-2 |x| / c) (no cancellation where a logit saturates).
 
     Hessian: both forms are loss = -sum_c a_c log p_c with A = sum_c a_c
     (A = (1 - eps) w_y + (eps / C) sum_c w_c for labels, sum_c w_c t'_c for
@@ -452,13 +477,16 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
       class_weight: optional (C,) weight of each class (torch's ``weight``).
       ignore_index: None, or a label value whose rows are skipped (labels only).
       label_smoothing: eps in [0, 1].
+      z_loss: the weight z >= 0 of the z-loss z lse^2 of each row (0: none).
+      softcap: None, or c > 0: the logits are capped to c tanh(x / c).
       sample_weight: optional (N,) weights, one per row; each also weights
         that row's share of the "mean" denominator.
       reduction: "mean", "sum" or "none" (per-row s_i loss_i).
       grad: compute the gradient (False skips all gradient work).
       hess: also compute the diagonal of the Hessian of the returned loss
         with respect to the logits (sample weights and the "mean" divisor
-        included), in the same pass; needs grad=True.
+        included), in the same pass; needs grad=True, and is a ValueError
+        with z_loss or softcap.
       out: optional C-contiguous (N, C) array receiving the gradient; may be
         ``logits`` itself (the gradient then overwrites the logits).
       n_threads: None for the OpenMP default, or a thread count.
@@ -470,7 +498,9 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
 
     References:
       Szegedy et al., "Rethinking the Inception Architecture for Computer
-      Vision", 2016 (label smoothing).
+      Vision", 2016 (label smoothing).  Chowdhery et al., "PaLM: Scaling
+      Language Modeling with Pathways", 2022 (z-loss).  Gemma Team, "Gemma 2:
+      Improving Open Language Models at a Practical Size", 2024 (soft-capping).
 
     Examples:
       >>> import fastloss
@@ -480,11 +510,15 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
       >>> g
       array([[ 0.5, -0.5]])
     """
+    z_loss, softcap = check_cross_entropy_extras(z_loss, softcap, hess)
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
                               label_smoothing=label_smoothing, hess=hess)
     x, eps = prep.pred, prep.label_smoothing
     n_rows, n_classes = x.shape
+    slope = None
+    if softcap is not None:
+        x, slope = _softcap(x, softcap)
     stats = _RowStats(x)
     w = np.ones(n_classes) if prep.class_weight is None else prep.class_weight
     log_p = stats.log_softmax()
@@ -520,9 +554,105 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         grad_value = stats.target_gradient(weighted_t)
         a_sum = np.sum(weighted_t, axis=1)
         denominator = float(np.sum(sample))
+    if z_loss != 0.0 and n_classes > 0:
+        lse = stats.logsumexp()
+        with np.errstate(invalid="ignore"):
+            loss = np.where(kept_rows, loss + z_loss * lse ** 2, 0.0)
+            grad_value = np.where(kept_rows[:, None],
+                                  grad_value + 2 * z_loss * lse[:, None] * stats.softmax(), 0.0)
+    if slope is not None:
+        grad_value = np.where(kept_rows[:, None], grad_value * slope, 0.0)
     curvature = None
     if prep.hess:       # an ignored row has hess 0, also where its logits are NaN
         curvature = np.where(kept_rows[:, None], stats.hessian_diagonal(a_sum), 0.0)
+    return _finish(prep, loss, grad_value, denominator, hess=curvature)
+
+
+def softmax_focal_loss(logits, target, *, gamma=2.0, class_weight=None, ignore_index=None,
+                       sample_weight=None, reduction="mean", grad=True, hess=False, out=None,
+                       n_threads=None):
+    """Softmax focal loss: the cross-entropy of integer labels, down-weighting easy rows.
+
+    Per row, with p = softmax(x), P = p_y the probability of the label,
+    q = 1 - P, ce = -log P and w_y the class weight of the label (1 without)::
+
+        loss = w_y q^gamma ce
+        grad = w_y F (p - onehot(y)),        F = q^gamma + gamma P q^(gamma - 1) ce
+        hess = w_y F p (1 - p) - w_y P F'(P) (p - onehot(y))^2
+        F'(P) = gamma q^(gamma - 1) (ce - 2 - (gamma - 1) P ce / q)
+
+    (the diagonal of the Hessian).  gamma = 0 is softmax_cross_entropy.  The
+    row's quantities are those of the cross-entropy: ce = log1p(S) - (x_y - m)
+    from the log-sum-exp, never the log of a rounded probability, and
+    q = S / (1 + S) when y is the first maximum (no cancellation as P -> 1),
+    else 1 - P with P <= 1/2.  F is formed as q^gamma (1 + gamma P r) with
+    r = ce / q >= 1 (1 where q = 0): every term positive.
+
+    A row whose label equals ``ignore_index`` has loss 0 and gradient 0.
+    "mean" divides by sum_i s_i w_{y_i} over the rows not ignored (s the
+    sample weights, 1 without), as softmax_cross_entropy.
+
+    Args:
+      logits: shape (N, C).
+      target: (N,) integer labels (any integer dtype; floats are a TypeError).
+      gamma: the focusing exponent, >= 0.
+      class_weight: optional (C,) weight of each class: a row's loss is
+        multiplied by the weight of its label.
+      ignore_index: None, or a label value whose rows are skipped.
+      sample_weight, reduction, grad, hess, out, n_threads: as in
+        :func:`softmax_cross_entropy`.
+
+    Returns:
+      LossGrad(loss, grad), or LossGradHess(loss, grad, hess) with hess=True.
+
+    References:
+      T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar, "Focal Loss for
+      Dense Object Detection", ICCV 2017.
+
+    Examples:
+      >>> import fastloss
+      >>> loss, g = fastloss.softmax_focal_loss([[0.0, 0.0]], [1])
+      >>> round(loss, 6)  # (1/2)^2 log 2
+      0.173287
+      >>> g
+      array([[ 0.2982868, -0.2982868]])
+    """
+    gamma = check_parameter(gamma, "gamma")
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", class_weight=class_weight,
+                              ignore_index=ignore_index, hess=hess)
+    x = prep.pred
+    n_rows, n_classes = x.shape
+    sample = np.ones(n_rows) if prep.weight is None else prep.weight
+    y = prep.target
+    kept = np.ones(n_rows, bool) if prep.ignore_index is None else y != prep.ignore_index
+    y = np.where(kept, y, 0)
+    loss, grad_value = np.zeros(n_rows), np.zeros(x.shape)
+    curvature = np.zeros(x.shape) if prep.hess else None
+    denominator = 0.0
+    if n_classes > 0:
+        stats = _RowStats(x)
+        w = np.ones(n_classes) if prep.class_weight is None else prep.class_weight
+        w_y = w[y]
+        rows = stats.rows
+        ce = -stats.log_softmax()[rows, y]
+        big_p = stats.softmax()[rows, y]
+        at_max = y == stats.argmax
+        q = np.where(at_max, stats.others / (1 + stats.others), 1 - big_p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q_gamma = q ** gamma
+            r = np.where(q > 0, ce / q, 1.0)
+            p_r = _xmul(big_p, r)
+            factor = w_y * q_gamma * (1 + gamma * p_r)
+            loss = np.where(kept, _xmul(w_y, _xmul(q_gamma, ce)), 0.0)
+            slope = stats.label_gradient(y)                         # p - onehot(y)
+            grad_value = np.where(kept[:, None], factor[:, None] * slope, 0.0)
+            if prep.hess:
+                eta = np.where((gamma != 0) & (q > 0), w_y * _xmul(
+                    big_p, gamma * q ** (gamma - 1) * (r * q - 2 - (gamma - 1) * p_r)), 0.0)
+                curvature = np.where(kept[:, None], stats.hessian_diagonal(factor)
+                                     - eta[:, None] * slope ** 2, 0.0)
+        denominator = float(np.sum(sample * w_y * kept))
     return _finish(prep, loss, grad_value, denominator, hess=curvature)
 
 
@@ -871,10 +1001,11 @@ def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None
       class_weight: optional (V,) weight of each class (torch's ``weight``).
       ignore_index: None, or a label value whose rows are skipped.
       label_smoothing: eps in [0, 1].
-      z_loss: must be 0.0: the z-loss term is not implemented yet
-        (NotImplementedError otherwise).
-      softcap: must be None: logit soft-capping is not implemented yet
-        (NotImplementedError otherwise).
+      z_loss: the weight of the z-loss z lse^2 of each row (0: none), as in
+        :func:`softmax_cross_entropy`.
+      softcap: None, or c > 0: the logits are capped to c tanh(x / c) before
+        the softmax, as in :func:`softmax_cross_entropy` (the gradients then
+        carry the cap's slope).
       sample_weight: optional (N,) weights, one per row; each also weights
         that row's share of the "mean" denominator.
       reduction: "mean" (sum_i s_i loss_i / sum_i s_i w_{y_i} over the rows
@@ -915,6 +1046,7 @@ def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None
     loss, g = softmax_cross_entropy(logits, prep.labels, class_weight=prep.class_weight,
                                     ignore_index=prep.ignore_index,
                                     label_smoothing=prep.label_smoothing,
+                                    z_loss=prep.z_loss, softcap=prep.softcap,
                                     sample_weight=prep.sample_weight, reduction=reduction,
                                     grad=prep.grad)
     if not prep.grad:
