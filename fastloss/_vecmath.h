@@ -179,11 +179,12 @@ static inline float fl_expf_nonpositive(float a)
  * P the Taylor polynomial of expm1(r) / r to degree 12 (remainder |r|^13 / 14!
  * relative, below 2^-56), q = 2^n (1 + expm1(r)); expm1(-a) is r P(r) itself
  * when n = 0 and q - 1 otherwise (there q <= 0.71: no cancellation).
- * x = +-inf gives +-cap and slope 0; NaN gives NaN. */
-static inline void fl_softcap(double x, double cap, double *capped, double *slope)
+ * x = +-inf gives +-cap and slope 0; NaN gives NaN.  fl_softcap_of takes
+ * a = 2 |x| / cap as computed by its caller. */
+static inline void fl_softcap_of(double a, double x, double cap, double *capped, double *slope)
 {
     double n;
-    double r = fl_exp_reduce(-(2.0 * fabs(x) / cap), &n);
+    double r = fl_exp_reduce(-a, &n);
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
@@ -203,6 +204,12 @@ static inline void fl_softcap(double x, double cap, double *capped, double *slop
     double d = 1.0 / (1.0 + q);
     *capped = copysign(cap * (-expm1_a * d), x);
     *slope = 4.0 * q * d * d;
+}
+
+/* fl_softcap_of with a = 2 |x| / cap, the argument rounded once. */
+static inline void fl_softcap(double x, double cap, double *capped, double *slope)
+{
+    fl_softcap_of(2.0 * fabs(x) / cap, x, cap, capped, slope);
 }
 
 /* ------------------------------------------------------------------ log */
@@ -542,15 +549,18 @@ static inline int fl_fast_rows_built(void)
 #endif
 }
 
-/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
-static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
+/* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
+static inline int fl_row_max_min_float(const float *x, ptrdiff_t n, float *row_max,
+                                       float *row_min)
 {
+    ptrdiff_t c = 0;
+    int any_nan = x[0] != x[0];
+    float hi = x[0], lo = x[0];
 #ifdef FL_HAVE_FAST_ROWS
     /* vmaxps/vminps return their second operand when either is NaN; NaN is
      * tracked apart (unordered self-comparison), so the order does not matter. */
     __m256 hi0 = _mm256_set1_ps(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
     __m256 nan = _mm256_setzero_ps();
-    ptrdiff_t c = 0;
     for (; c + 16 <= n; c += 16) {
         __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
         hi0 = _mm256_max_ps(hi0, a);
@@ -562,21 +572,31 @@ static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_
     float hi_l[8], lo_l[8];
     _mm256_storeu_ps(hi_l, _mm256_max_ps(hi0, hi1));
     _mm256_storeu_ps(lo_l, _mm256_min_ps(lo0, lo1));
-    int any_nan = _mm256_movemask_ps(nan) != 0;
-    float hi = hi_l[0], lo = lo_l[0];
-    for (int l = 1; l < 8; l++) {
+    any_nan |= _mm256_movemask_ps(nan) != 0;
+    for (int l = 0; l < 8; l++) {
         hi = hi_l[l] > hi ? hi_l[l] : hi;
         lo = lo_l[l] < lo ? lo_l[l] : lo;
     }
+#endif
     for (; c < n; c++) {
         any_nan |= x[c] != x[c];
         hi = x[c] > hi ? x[c] : hi;
         lo = x[c] < lo ? x[c] : lo;
     }
-    any_nan |= x[0] != x[0];
+    *row_max = hi;
+    *row_min = lo;
+    return !any_nan;
+}
+
+/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
+static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    float hi, lo;
+    int no_nan = fl_row_max_min_float(x, n, &hi, &lo);
     *row_max = hi;
     /* the comparisons are false for NaN: a NaN max or min is not ordinary */
-    return !any_nan && hi < 1048576.0f && hi > -1048576.0f
+    return no_nan && hi < 1048576.0f && hi > -1048576.0f
         && (double)lo >= (double)hi - FL_ROW_SPREAD;
 #else
     (void)x; (void)n;
@@ -883,6 +903,238 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
     for (; c < n; c++)
         e[c] = a * e[c] - b;
 #endif
+}
+
+
+/* ------------------------------------------------------------------ soft-capped float32 rows */
+
+/* The exp pass of a soft-capped float32 row without NaN whose capped logits
+ * span at most 85 (so every exp is a normal float), in float64 lanes:
+ * with (x'_c, s_c) the capped logit and its slope (fl_softcap_of, a = |x_c|
+ * (2 / cap)), m' = capped_max the capped row maximum (x_c = row_max there),
+ * z_c = x'_c - m' and e_c = exp(z_c) (fl_exp_for_float), writes e_c and
+ * s_c, rounded to float, to exp_out and slope_out unless NULL (exp_out may
+ * be x: each block of 8 is read before it is written), adds sum_c w_c z_c
+ * to *weighted_shift unless it is NULL (w_c = weight[c], 1 without), and
+ * returns S = the sum of e_c over the classes with x_c != row_max plus
+ * their count less one (the terms at the maximum, e_c = 1, are counted). */
+static inline double fl_row_softcap_exp_sum_float(const float *x, ptrdiff_t n, double cap,
+                                                  float row_max, double capped_max,
+                                                  float *exp_out, float *slope_out,
+                                                  const double *weight, double *weighted_shift)
+{
+    const double scale = 2.0 / cap;
+    double lanes[8], shifts[8], e[8], s[8], z[8];
+    int ties[8];
+    ptrdiff_t c = 0;
+    for (int l = 0; l < 8; l++) {
+        lanes[l] = shifts[l] = 0.0;
+        ties[l] = 0;
+    }
+    for (;; c += 8) {
+        int width = n - c < 8 ? (int)(n - c) : 8;
+        if (width <= 0)
+            break;
+        if (width == 8) {
+            for (int l = 0; l < 8; l++) {
+                double v = (double)x[c + l], capped;
+                fl_softcap_of(fabs(v) * scale, v, cap, &capped, &s[l]);
+                z[l] = capped - capped_max;
+                e[l] = fl_exp_for_float(z[l]);
+            }
+        } else {
+            for (int l = 0; l < width; l++) {
+                double v = (double)x[c + l], capped;
+                fl_softcap_of(fabs(v) * scale, v, cap, &capped, &s[l]);
+                z[l] = capped - capped_max;
+                e[l] = fl_exp_for_float(z[l]);
+            }
+            for (int l = width; l < 8; l++)
+                e[l] = s[l] = z[l] = 0.0;
+        }
+        for (int l = 0; l < width; l++) {
+            int tie = x[c + l] == row_max;
+            lanes[l] += tie ? 0.0 : e[l];
+            ties[l] += tie;
+        }
+        if (weighted_shift != NULL)
+            for (int l = 0; l < width; l++)
+                shifts[l] += (weight == NULL ? 1.0 : weight[c + l]) * z[l];
+        if (exp_out != NULL)
+            for (int l = 0; l < width; l++) {
+                exp_out[c + l] = (float)e[l];
+                slope_out[c + l] = (float)s[l];
+            }
+    }
+    double others = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                  + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    int n_ties = 0;
+    for (int l = 0; l < 8; l++)
+        n_ties += ties[l];
+    if (weighted_shift != NULL)
+        *weighted_shift += ((shifts[0] + shifts[4]) + (shifts[1] + shifts[5]))
+                         + ((shifts[2] + shifts[6]) + (shifts[3] + shifts[7]));
+    return others + (double)(n_ties - 1);
+}
+
+/* g[c] = (a e[c] - b w_c) slope[c] in double, rounded to float (w_c = weight[c], 1
+ * without): the soft-capped cross-entropy's gradient from the exps and slopes. */
+static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdiff_t n,
+                                             double a, double b, const double *weight)
+{
+    if (weight == NULL)
+        for (ptrdiff_t c = 0; c < n; c++)
+            e[c] = (float)((a * (double)e[c] - b) * (double)slope[c]);
+    else
+        for (ptrdiff_t c = 0; c < n; c++)
+            e[c] = (float)((a * (double)e[c] - b * weight[c]) * (double)slope[c]);
+}
+
+
+/* The exp pass of a soft-capped float32 row whose logits are small against
+ * the cap, in float lanes (x86-64-v3 build; elsewhere it answers 0 and the
+ * caller takes fl_row_softcap_exp_sum_float).  Small: no NaN, |x| <= cap / 2,
+ * and corr below <= 1/4 at the row's largest |x| (the caller decides).  Then
+ *
+ *   x' = cap tanh(x / cap) = x - corr,  corr = x v R(v),  v = (x / cap)^2,
+ *   R(v) = (u - tanh u) / u^3 = 1/3 - 2v/15 + 17v^2/315 - ...   (u^2 = v)
+ *
+ * (R's Taylor series to v^7: relative remainder below 1.1e-8 for |u| <= 1/2),
+ * and corr, at most 1/4, costs its few float roundings only against 1/4:
+ * the exps are formed as in fl_row_exp_sum_float around K ln2, with
+ * n = rint(x' log2 e) and the reduced argument r = (x - n LN2_HI) - corr
+ * - n LN2_LO, whose first difference is exact, so r errs by about 2^-26
+ * absolute and exp(x' - m') keeps float accuracy although x' itself is never
+ * held to it.  The slope 1 - (x' / cap)^2 >= 3/4 (no cancellation) goes to
+ * slope_out.  exp_out (may be x) and slope_out may be NULL together.
+ * Returns S and the row factor exp(K ln2 - m') (m' = capped_max, in double)
+ * as fl_row_exp_sum_float does; the terms at the row's maximum m (x_c == m)
+ * are counted, not summed. */
+#ifdef FL_HAVE_FAST_ROWS
+/* The soft-capped exp of 8 lanes (see below): e = exp(x' - K ln2), the slope 1 - (x'/cap)^2. */
+static inline __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
+{
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 v = _mm256_mul_ps(u, u);
+    __m256 r7 = _mm256_set1_ps(-5.90027440945586e-4f);
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(1.4558343870513183e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-3.592128036572481e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(8.863235529902197e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-2.1869488536155203e-2f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(5.396825396825397e-2f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333333333333333f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333333333333f));
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    __m256 capped = _mm256_sub_ps(xv, corr);
+    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 nn = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), xv);       /* exact */
+    r = _mm256_sub_ps(r, corr);
+    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
+    __m256 p;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256 w = _mm256_mul_ps(capped, inv);
+    *slope = _mm256_fnmadd_ps(w, w, _mm256_set1_ps(1.0f));
+    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+#endif
+
+static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n, float m,
+                                                        double cap, double capped_max,
+                                                        float *exp_out, float *slope_out,
+                                                        const float *next_x, float *next_out,
+                                                        double *exp_scale)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    double k = nearbyint(capped_max * LOG2E);
+    float shifter = 12582912.0f - (float)k;
+    const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / cap));
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    ptrdiff_t n_ties = 0, c = 0;
+    double tail = 0.0;
+    for (; c + 32 <= n; c += 32) {
+        if (next_x != NULL)
+            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
+            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
+        if (next_out != NULL)
+            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+        __m256 s0, s1, s2, s3;
+        __m256 e0 = fl_softcap_exp_around_v8(x0, inv, sh, &s0);
+        __m256 e1 = fl_softcap_exp_around_v8(x1, inv, sh, &s1);
+        __m256 e2 = fl_softcap_exp_around_v8(x2, inv, sh, &s2);
+        __m256 e3 = fl_softcap_exp_around_v8(x3, inv, sh, &s3);
+        if (exp_out != NULL) {
+            _mm256_storeu_ps(exp_out + c, e0);
+            _mm256_storeu_ps(exp_out + c + 8, e1);
+            _mm256_storeu_ps(exp_out + c + 16, e2);
+            _mm256_storeu_ps(exp_out + c + 24, e3);
+            _mm256_storeu_ps(slope_out + c, s0);
+            _mm256_storeu_ps(slope_out + c + 8, s1);
+            _mm256_storeu_ps(slope_out + c + 16, s2);
+            _mm256_storeu_ps(slope_out + c + 24, s3);
+        }
+        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                                   _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
+        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+        ties = _mm256_sub_epi32(ties, q);
+    }
+    for (; c < n; c += 8) {
+        /* the last blocks, padded: lanes past n are not stored nor counted */
+        float xb[8], eb[8], sb[8];
+        int width = n - c < 8 ? (int)(n - c) : 8;
+        for (int l = 0; l < 8; l++)
+            xb[l] = l < width ? x[c + l] : x[c];
+        __m256 s0, e0 = fl_softcap_exp_around_v8(_mm256_loadu_ps(xb), inv, sh, &s0);
+        _mm256_storeu_ps(eb, e0);
+        _mm256_storeu_ps(sb, s0);
+        for (int l = 0; l < width; l++) {
+            if (xb[l] == m)
+                n_ties++;
+            else
+                tail += eb[l];
+            if (exp_out != NULL) {
+                exp_out[c + l] = eb[l];
+                slope_out[c + l] = sb[l];
+            }
+        }
+    }
+    double lanes[4];
+    int32_t tie_lanes[8];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    for (int l = 0; l < 8; l++)
+        n_ties += tie_lanes[l];
+    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
+    *exp_scale = scale;
+    return scale * others + (double)(n_ties - 1);
+#else
+    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
+    (void)next_x; (void)next_out;
+    *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+/* e[c] = (a e[c] - b) slope[c] in float (a and b well inside float's range). */
+static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrdiff_t n,
+                                              float a, float b)
+{
+    for (ptrdiff_t c = 0; c < n; c++)
+        e[c] = (a * e[c] - b) * slope[c];
 }
 
 #endif
