@@ -180,8 +180,10 @@ static inline float fl_expf_nonpositive(float a)
  * relative, below 2^-56), q = 2^n (1 + expm1(r)); expm1(-a) is r P(r) itself
  * when n = 0 and q - 1 otherwise (there q <= 0.71: no cancellation).
  * x = +-inf gives +-cap and slope 0; NaN gives NaN.  fl_softcap_of takes
- * a = 2 |x| / cap as computed by its caller. */
-static inline void fl_softcap_of(double a, double x, double cap, double *capped, double *slope)
+ * a = 2 |x| / cap as computed by its caller, and a correction a_low of a
+ * (exp(-a) is applied as exp(-a) (1 - a_low)). */
+static inline void fl_softcap_of(double a, double a_low, double x, double cap,
+                                 double *capped, double *slope)
 {
     double n;
     double r = fl_exp_reduce(-a, &n);
@@ -201,15 +203,95 @@ static inline void fl_softcap_of(double a, double x, double cap, double *capped,
     double expm1_r = r * p;
     double q = fl_scale_by_pow2(1.0 + expm1_r, n);
     double expm1_a = n == 0.0 ? expm1_r : q - 1.0;
+    /* exp(-(a + a_low)) = q (1 - a_low) to O(a_low^2) */
+    expm1_a -= q * a_low;
+    q -= q * a_low;
     double d = 1.0 / (1.0 + q);
     *capped = copysign(cap * (-expm1_a * d), x);
     *slope = 4.0 * q * d * d;
 }
 
-/* fl_softcap_of with a = 2 |x| / cap, the argument rounded once. */
+/* a b - fl(a b), exactly (the rounding error of a product): one fused
+ * multiply-add, or Dekker's product with Veltkamp's split at 2^27 + 1. */
+static inline double fl_product_error(double a, double b, double product)
+{
+#if defined(__FMA__)
+    return fma(a, b, -product);
+#else
+    double a_big = 134217729.0 * a, a_hi = a_big - (a_big - a), a_lo = a - a_hi;
+    double b_big = 134217729.0 * b, b_hi = b_big - (b_big - b), b_lo = b - b_hi;
+    return ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo;
+#endif
+}
+
+/* c - a b, exactly when it is representable (c close to a b): one fused
+ * multiply-add, or c - fl(a b) (exact, Sterbenz) less Dekker's error of the
+ * product.  (Not written c - a * b: the compiler contracts that into a fused
+ * multiply-add in some builds only.) */
+static inline double fl_residual(double c, double a, double b)
+{
+#if defined(__FMA__)
+    return fma(-a, b, c);
+#else
+    double product = a * b;
+    return (c - product) - fl_product_error(a, b, product);
+#endif
+}
+
+/* fl_softcap_of's maths to about one ulp, for the careful path (the float64
+ * rows): x' = cap (-expm1(-a)) / (1 + q) with
+ *
+ * - a = 2 |x| / cap and its rounding error a_low (y - a cap is exact), applied
+ *   as exp(-(a + a_low)) = q (1 - a_low): a's rounding (a relative 2^-53)
+ *   would otherwise cost |a| / 2 ulps of q, hence of the slope, several
+ *   hundred where a logit saturates;
+ * - expm1(r) = r + r (r Q(r)) (Q the Taylor polynomial of (expm1(r) - r) / r^2
+ *   to r^11 / 13!): the small correction to r carries the polynomial's
+ *   roundings; 1 + expm1(r), hence q, and q - 1 are kept as two doubles;
+ * - the product cap (-expm1(-a)) and the sum 1 + q held exactly as two doubles
+ *   each, and their quotient rounded with one correction step.
+ *
+ * About 1 ulp at worst instead of about 4 for fl_softcap_of's direct
+ * formulas (x / cap, then exp, a division and two products). */
 static inline void fl_softcap(double x, double cap, double *capped, double *slope)
 {
-    fl_softcap_of(2.0 * fabs(x) / cap, x, cap, capped, slope);
+    double y = 2.0 * fabs(x);
+    double a = y / cap;
+    double a_low = fl_residual(y, a, cap) / cap;
+    a_low = a_low == a_low ? a_low : 0.0;         /* x = +-inf: nothing to correct */
+    double n;
+    double r = fl_exp_reduce(-a, &n);
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    double expm1_r = r + r * (r * p);
+    double one_plus = 1.0 + expm1_r, one_plus_low = (1.0 - one_plus) + expm1_r;
+    double q = fl_scale_by_pow2(one_plus, n), q_low = fl_scale_by_pow2(one_plus_low, n);
+    /* expm1(-a) = em + em_low: expm1(r) itself when n = 0, else q - 1 (Knuth's TwoSum) */
+    double em = q - 1.0, em_back = em - q;
+    double em_low = ((q - (em - em_back)) + (-1.0 - em_back)) + q_low;
+    em = n == 0.0 ? expm1_r : em;
+    em_low = n == 0.0 ? 0.0 : em_low;
+    q_low = n == 0.0 ? one_plus_low : q_low;
+    em_low -= q * a_low;
+    q_low -= q * a_low;
+    double num = cap * -em, num_low = fl_product_error(cap, -em, num) - cap * em_low;
+    double den = 1.0 + q, den_low = ((1.0 - den) + q) + q_low;      /* 1 >= q */
+    q += q_low;
+    double t0 = num / den;
+    double t_low = (fl_residual(num, t0, den) + (num_low - t0 * den_low)) / den;
+    double d = 1.0 / den;
+    *capped = copysign(t0 + (t_low == t_low ? t_low : 0.0), x);
+    *slope = 4.0 * q * d * d;
 }
 
 /* ------------------------------------------------------------------ log */
@@ -938,14 +1020,14 @@ static inline double fl_row_softcap_exp_sum_float(const float *x, ptrdiff_t n, d
         if (width == 8) {
             for (int l = 0; l < 8; l++) {
                 double v = (double)x[c + l], capped;
-                fl_softcap_of(fabs(v) * scale, v, cap, &capped, &s[l]);
+                fl_softcap_of(fabs(v) * scale, 0.0, v, cap, &capped, &s[l]);
                 z[l] = capped - capped_max;
                 e[l] = fl_exp_for_float(z[l]);
             }
         } else {
             for (int l = 0; l < width; l++) {
                 double v = (double)x[c + l], capped;
-                fl_softcap_of(fabs(v) * scale, v, cap, &capped, &s[l]);
+                fl_softcap_of(fabs(v) * scale, 0.0, v, cap, &capped, &s[l]);
                 z[l] = capped - capped_max;
                 e[l] = fl_exp_for_float(z[l]);
             }
