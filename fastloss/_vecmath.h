@@ -25,6 +25,15 @@
 #include <math.h>
 #include <stddef.h>
 
+/* The elementary functions are always inlined: a loop calling them vectorises
+ * only if they are, and gcc stops inlining into a function that has already
+ * grown large (the multiclass kernels' chunk loops are). */
+#if defined(__GNUC__)
+#define FL_INLINE static inline __attribute__((always_inline))
+#else
+#define FL_INLINE static inline
+#endif
+
 static inline int64_t fl_bits64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double fl_from_bits64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
 static inline int32_t fl_bits32(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
@@ -37,7 +46,7 @@ static inline float fl_from_bits32(int32_t i) { float x; memcpy(&x, &i, 4); retu
  * |n| < 2^21, so r carries no cancellation error.  x is first clamped to
  * [-746, 710]: beyond those, exp is 0 or inf in double, and the clamped value
  * gives exactly that (NaN passes through).  Returns r and stores n. */
-static inline double fl_exp_reduce(double x, double *n)
+FL_INLINE double fl_exp_reduce(double x, double *n)
 {
     const double LOG2E = 1.4426950408889634;
     const double LN2_HI = 6.93147180369123816490e-01;
@@ -52,7 +61,7 @@ static inline double fl_exp_reduce(double x, double *n)
 /* p 2^n for n in [-1077, 1025], applied as two factors 2^n1 2^n2 with
  * n1 = round(n / 2), n2 = n - n1 in [-539, 513], each a normal double, so a
  * subnormal result is rounded once. */
-static inline double fl_scale_by_pow2(double p, double n)
+FL_INLINE double fl_scale_by_pow2(double p, double n)
 {
     const double SHIFTER = 6755399441055744.0;
     double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
@@ -66,7 +75,7 @@ static inline double fl_scale_by_pow2(double p, double n)
 
 /* exp(r) is its Taylor polynomial of degree 13 (remainder |r|^14 / 14! <
  * 4e-18 relative). */
-static inline double fl_exp(double x)
+FL_INLINE double fl_exp(double x)
 {
     double n;
     double r = fl_exp_reduce(x, &n);
@@ -91,7 +100,7 @@ static inline double fl_exp(double x)
  * with the range reduction in double, so that x itself (say the difference
  * of two float logits, exact in double) loses nothing.  Taylor degree 7:
  * remainder |r|^8 / 8! < 5.3e-9 relative, a tenth of a float ulp. */
-static inline double fl_exp_for_float(double x)
+FL_INLINE double fl_exp_for_float(double x)
 {
     double n;
     double r = fl_exp_reduce(x, &n);
@@ -108,7 +117,7 @@ static inline double fl_exp_for_float(double x)
 
 /* The same in float: Cephes' split of ln2, Taylor degree 7 (remainder
  * |r|^8 / 8! < 6e-9 relative), clamp to [-104, 89]. */
-static inline float fl_expf(float x)
+FL_INLINE float fl_expf(float x)
 {
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693359375f;
@@ -141,7 +150,7 @@ static inline float fl_expf(float x)
  * applied as 2^(n + 64) 2^-64: the first product is a normal float, exact,
  * and the second rounds once where the result is subnormal.  The same bits
  * as fl_expf, with fewer operations. */
-static inline float fl_expf_nonpositive(float a)
+FL_INLINE float fl_expf_nonpositive(float a)
 {
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693359375f;
@@ -182,7 +191,7 @@ static inline float fl_expf_nonpositive(float a)
  * x = +-inf gives +-cap and slope 0; NaN gives NaN.  fl_softcap_of takes
  * a = 2 |x| / cap as computed by its caller, and a correction a_low of a
  * (exp(-a) is applied as exp(-a) (1 - a_low)). */
-static inline void fl_softcap_of(double a, double a_low, double x, double cap,
+FL_INLINE void fl_softcap_of(double a, double a_low, double x, double cap,
                                  double *capped, double *slope)
 {
     double n;
@@ -213,7 +222,7 @@ static inline void fl_softcap_of(double a, double a_low, double x, double cap,
 
 /* a b - fl(a b), exactly (the rounding error of a product): one fused
  * multiply-add, or Dekker's product with Veltkamp's split at 2^27 + 1. */
-static inline double fl_product_error(double a, double b, double product)
+FL_INLINE double fl_product_error(double a, double b, double product)
 {
 #if defined(__FMA__)
     return fma(a, b, -product);
@@ -228,7 +237,7 @@ static inline double fl_product_error(double a, double b, double product)
  * multiply-add, or c - fl(a b) (exact, Sterbenz) less Dekker's error of the
  * product.  (Not written c - a * b: the compiler contracts that into a fused
  * multiply-add in some builds only.) */
-static inline double fl_residual(double c, double a, double b)
+FL_INLINE double fl_residual(double c, double a, double b)
 {
 #if defined(__FMA__)
     return fma(-a, b, c);
@@ -253,7 +262,7 @@ static inline double fl_residual(double c, double a, double b)
  *
  * About 1 ulp at worst instead of about 4 for fl_softcap_of's direct
  * formulas (x / cap, then exp, a division and two products). */
-static inline void fl_softcap(double x, double cap, double *capped, double *slope)
+FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
 {
     double y = 2.0 * fabs(x);
     double a = y / cap;
@@ -300,7 +309,7 @@ static inline void fl_softcap(double x, double cap, double *capped, double *slop
  * u = 2^k m with m in [sqrt(1/2), sqrt(2)); f = m - 1, s = f / (2 + f), and
  * log(1 + f) = 2 atanh(s) = f - s (f - R(s)) with fdlibm's minimax R
  * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54. */
-static inline double fl_log_core(double u, double c)
+FL_INLINE double fl_log_core(double u, double c)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -333,7 +342,7 @@ static inline double fl_log_core(double u, double c)
 }
 
 /* log(x): -inf at 0, NaN below 0 and at NaN, +inf at +inf. */
-static inline double fl_log(double x)
+FL_INLINE double fl_log(double x)
 {
     double ok = x > 0.0 ? x : 1.0;
     ok = ok < 1.0 / 0.0 ? ok : 1.0;
@@ -346,7 +355,7 @@ static inline double fl_log(double x)
 /* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x): the second term
  * restores what rounding 1 + x lost (Goldberg's correction), so tiny x gives
  * x itself.  -inf at -1, NaN below -1 and at NaN, +inf at +inf. */
-static inline double fl_log1p(double x)
+FL_INLINE double fl_log1p(double x)
 {
     double u = 1.0 + x;
     double us = u > 0.0 ? u : 1.0;
@@ -362,7 +371,7 @@ static inline double fl_log1p(double x)
 
 /* float: the same reduction, Cephes' logf polynomial for log(1 + f) on
  * [sqrt(1/2) - 1, sqrt(2) - 1] (relative error ~ 2^-24). */
-static inline float fl_logf_core(float u, float c)
+FL_INLINE float fl_logf_core(float u, float c)
 {
     const float LN2_HI = 0.693359375f;
     const float LN2_LO = -2.12194440e-4f;
@@ -396,7 +405,7 @@ static inline float fl_logf_core(float u, float c)
  * formula with u = fl(1 + e) in [1, 2], where the exponent is 0 or 1 and no
  * special case can occur; the correction (e - (u - 1)) / u uses inv_u (it
  * only restores the rounding of 1 + e).  NaN reaches the correction term. */
-static inline float fl_log1pf_unit(float e, float inv_u)
+FL_INLINE float fl_log1pf_unit(float e, float inv_u)
 {
     const float LN2_HI = 0.693359375f;
     const float LN2_LO = -2.12194440e-4f;
@@ -422,7 +431,7 @@ static inline float fl_log1pf_unit(float e, float inv_u)
     return (f + y) + k * LN2_HI;
 }
 
-static inline float fl_logf(float x)
+FL_INLINE float fl_logf(float x)
 {
     const float INF = 1.0f / 0.0f;
     float ok = x > 0.0f ? x : 1.0f;
@@ -433,7 +442,7 @@ static inline float fl_logf(float x)
     return x != x ? x : (x < 0.0f ? NAN : y);
 }
 
-static inline float fl_log1pf(float x)
+FL_INLINE float fl_log1pf(float x)
 {
     const float INF = 1.0f / 0.0f;
     float u = 1.0f + x;
