@@ -1008,7 +1008,58 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
  * be x: each block of 8 is read before it is written), adds sum_c w_c z_c
  * to *weighted_shift unless it is NULL (w_c = weight[c], 1 without), and
  * returns S = the sum of e_c over the classes with x_c != row_max plus
- * their count less one (the terms at the maximum, e_c = 1, are counted). */
+ * their count less one (the terms at the maximum, e_c = 1, are counted).
+ * The x86-64-v3 build takes blocks of 8 in intrinsics (fl_softcap_exp_v4d,
+ * to float32's needs); the portable loop the rest. */
+#ifdef FL_HAVE_FAST_ROWS
+/* exp(-a) for 0 <= a <= 700 in 4 double lanes, to about 2^-32 relative (degree
+ * 8; 7 with low_degree, about 2^-27.6) - what a float32 result needs; 2^n is
+ * one normal factor (n >= -1010). */
+static inline __m256d fl_exp_neg_v4d(__m256d a, int low_degree)
+{
+    const __m256d SH = _mm256_set1_pd(6755399441055744.0);        /* 1.5 * 2^52 */
+    __m256d t = _mm256_fmadd_pd(a, _mm256_set1_pd(-1.4426950408889634), SH);
+    __m256d n = _mm256_sub_pd(t, SH);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01),
+                                 _mm256_sub_pd(_mm256_setzero_pd(), a));
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    __m256d p = low_degree ? _mm256_set1_pd(1.0 / 5040.0)
+                           : _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 40320.0), r,
+                                             _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), scale));
+}
+
+/* fl_softcap_of and the exp of the capped logit in 4 double lanes, to float32's
+ * needs: q = exp(-a) to 2^-32 (so tanh, hence x', to about 2^-33 absolute),
+ * 1 / (1 + q) from rcpps and two Newton steps (2^-44), exp(x' - m') to 2^-27.6.
+ * a is clamped to 700 (x = +-inf: slope 4 e^-700, 0 in float). */
+static inline __m256d fl_softcap_exp_v4d(__m256d v, __m256d scale, __m256d cap,
+                                         __m256d capped_max, __m256d *z, __m256d *slope)
+{
+    const __m256d one = _mm256_set1_pd(1.0), sign_bit = _mm256_set1_pd(-0.0);
+    __m256d a = _mm256_min_pd(_mm256_mul_pd(_mm256_andnot_pd(sign_bit, v), scale),
+                              _mm256_set1_pd(700.0));
+    __m256d q = fl_exp_neg_v4d(a, 0);
+    __m256d y = _mm256_add_pd(one, q);
+    __m256d d = _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(y)));
+    d = _mm256_fmadd_pd(d, _mm256_fnmadd_pd(y, d, one), d);
+    d = _mm256_fmadd_pd(d, _mm256_fnmadd_pd(y, d, one), d);
+    __m256d capped = _mm256_or_pd(_mm256_mul_pd(cap, _mm256_mul_pd(_mm256_sub_pd(one, q), d)),
+                                  _mm256_and_pd(v, sign_bit));
+    *slope = _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(4.0), q), _mm256_mul_pd(d, d));
+    *z = _mm256_sub_pd(capped, capped_max);
+    return fl_exp_neg_v4d(_mm256_sub_pd(_mm256_setzero_pd(), *z), 1);
+}
+#endif
+
 static inline double fl_row_softcap_exp_sum_float(const float *x, ptrdiff_t n, double cap,
                                                   float row_max, double capped_max,
                                                   float *exp_out, float *slope_out,
@@ -1022,6 +1073,52 @@ static inline double fl_row_softcap_exp_sum_float(const float *x, ptrdiff_t n, d
         lanes[l] = shifts[l] = 0.0;
         ties[l] = 0;
     }
+#ifdef FL_HAVE_FAST_ROWS
+    {
+        const __m256d sc = _mm256_set1_pd(scale), cp = _mm256_set1_pd(cap);
+        const __m256d mx = _mm256_set1_pd(capped_max);
+        const __m256 rm = _mm256_set1_ps(row_max);
+        __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+        __m256d shift0 = _mm256_setzero_pd(), shift1 = _mm256_setzero_pd();
+        __m256i tie_count = _mm256_setzero_si256();
+        for (; c + 8 <= n; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+            __m256d z0, z1, s0, s1;
+            __m256d e0 = fl_softcap_exp_v4d(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), sc, cp,
+                                            mx, &z0, &s0);
+            __m256d e1 = fl_softcap_exp_v4d(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), sc,
+                                            cp, mx, &z1, &s1);
+            __m256 tie = _mm256_cmp_ps(xv, rm, _CMP_EQ_OQ);
+            __m256i tie_i = _mm256_castps_si256(tie);
+            __m256d tie0 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(tie_i)));
+            __m256d tie1 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(tie_i, 1)));
+            sum0 = _mm256_add_pd(sum0, _mm256_andnot_pd(tie0, e0));
+            sum1 = _mm256_add_pd(sum1, _mm256_andnot_pd(tie1, e1));
+            tie_count = _mm256_sub_epi32(tie_count, tie_i);
+            if (weighted_shift != NULL) {
+                __m256d w0 = weight == NULL ? _mm256_set1_pd(1.0) : _mm256_loadu_pd(weight + c);
+                __m256d w1 = weight == NULL ? _mm256_set1_pd(1.0) : _mm256_loadu_pd(weight + c + 4);
+                shift0 = _mm256_fmadd_pd(w0, z0, shift0);
+                shift1 = _mm256_fmadd_pd(w1, z1, shift1);
+            }
+            if (exp_out != NULL) {
+                _mm256_storeu_ps(exp_out + c, _mm256_set_m128(_mm256_cvtpd_ps(e1), _mm256_cvtpd_ps(e0)));
+                _mm256_storeu_ps(slope_out + c, _mm256_set_m128(_mm256_cvtpd_ps(s1), _mm256_cvtpd_ps(s0)));
+            }
+        }
+        double l4[4], w4[4];
+        int32_t t8[8];
+        _mm256_storeu_pd(l4, _mm256_add_pd(sum0, sum1));
+        _mm256_storeu_pd(w4, _mm256_add_pd(shift0, shift1));
+        _mm256_storeu_si256((__m256i *)t8, tie_count);
+        for (int l = 0; l < 4; l++) {
+            lanes[l] += l4[l];
+            shifts[l] += w4[l];
+        }
+        for (int l = 0; l < 8; l++)
+            ties[l] += t8[l];
+    }
+#endif
     for (;; c += 8) {
         int width = n - c < 8 ? (int)(n - c) : 8;
         if (width <= 0)
