@@ -226,7 +226,7 @@ def breakdown(rounds, min_time):
     grad_out = np.zeros((32, 10), np.float32)
     loss_array = np.array(1.0, np.float32)
     kernel = flt._KERNELS["softmax_cross_entropy"][torch.float32]
-    none, no_weight = flt._NO_ROWS[torch.float32], flt._NO_WEIGHT
+    no_weight = flt._NO_WEIGHT
 
     def checks():
         flt._path(x, target, None)
@@ -240,8 +240,8 @@ def breakdown(rounds, min_time):
 
     def kernel_call():
         flt.scan_labels(labels, 10, True, -100, no_weight)
-        kernel(logits, none, labels, no_weight, no_weight, 0.0, 0.0, False, False, True, -100,
-               flt._NO_VALUES[torch.float32], grad_out, none, 1 / 32, 1)
+        kernel(logits, None, labels, None, None, 0.0, -100, 0.0, 0.0, None, grad_out, None,
+               1 / 32, 1)
 
     def function():
         x.grad = None

@@ -257,6 +257,16 @@ class Real(Param):
         return "a finite number"
 
 
+class OptionalReal(Real):
+    """None, or a finite real number within bounds (as :class:`Real`)."""
+
+    __slots__ = ()
+    kind = "optional real"
+
+    def check(self, value: Any) -> float | None:  # type: ignore[override]
+        return None if value is None else super().check(value)
+
+
 class Flag(Param):
     """True or False.  ``strict=False`` takes any value's truth (``bool(value)``)."""
 
@@ -389,6 +399,21 @@ def shaped_checker(params: tuple[Param, ...]) -> Callable[[tuple[Any, ...], tupl
 CLASS_WEIGHT = Weights("class_weight", None, per="class")
 IGNORE_INDEX = OptionalIndex("ignore_index", None)
 LABEL_SMOOTHING = Real("label_smoothing", 0.0, low=0.0, high=1.0)
+Z_LOSS = Real("z_loss", 0.0, low=0.0)
+GAMMA = Real("gamma", 2.0, low=0.0)             # a focal loss's focusing exponent
+SOFTCAP = OptionalReal("softcap", None, low=0.0, low_open=True)
+
+
+def check_cross_entropy_extras(z_loss: Any, softcap: Any, hess: bool = False
+                               ) -> tuple[float, float | None]:
+    """The z-loss weight (a finite float >= 0) and the softcap (None, or a finite float > 0).
+
+    Neither has a Hessian: hess=True with either is a ValueError.
+    """
+    z_loss, softcap = Z_LOSS.check(z_loss), SOFTCAP.check(softcap)
+    if hess and (z_loss != 0.0 or softcap is not None):
+        raise ValueError("hess=True is not available with z_loss or softcap")
+    return z_loss, softcap
 
 
 # --- every argument of a call ---------------------------------------------------------

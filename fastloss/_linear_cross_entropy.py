@@ -195,10 +195,11 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
       class_weight: optional (V,) weight of each class (torch's ``weight``).
       ignore_index: None, or a label value whose rows are skipped.
       label_smoothing: eps in [0, 1].
-      z_loss: must be 0.0: the z-loss term is not implemented yet
-        (NotImplementedError otherwise).
-      softcap: must be None: logit soft-capping is not implemented yet
-        (NotImplementedError otherwise).
+      z_loss: the weight of the z-loss z lse^2 of each row (0: none), as in
+        :func:`softmax_cross_entropy`.
+      softcap: None, or c > 0: the logits are capped to c tanh(x / c) before
+        the softmax, as in :func:`softmax_cross_entropy` (the gradients then
+        carry the cap's slope).
       sample_weight: optional (N,) weights, one per row; each also weights
         that row's share of the "mean" denominator.
       reduction: "mean" (sum_i s_i loss_i / sum_i s_i w_{y_i} over the rows
@@ -266,6 +267,7 @@ def run_chunks(prep, products):
             loss, g = softmax_cross_entropy(
                 logits, prep.labels[start:stop], class_weight=prep.class_weight,
                 ignore_index=prep.ignore_index, label_smoothing=prep.label_smoothing,
+                z_loss=prep.z_loss, softcap=prep.softcap,
                 sample_weight=None if row_weights is None else row_weights[start:stop],
                 reduction=kernel_reduction, grad=prep.grad,
                 out=logits if prep.grad else None, n_threads=threads)

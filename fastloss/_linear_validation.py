@@ -2,8 +2,8 @@
 
 Built on the checks of :mod:`fastloss._checks` and :mod:`fastloss._targets`:
 every argument is checked and converted before anything is computed, so that
-bad input raises a clear ``ValueError``, ``TypeError`` or
-``NotImplementedError`` and no input is modified.  The computation dtype is float32 when hidden, weight and bias are
+bad input raises a clear ``ValueError`` or ``TypeError`` and no input is
+modified.  The computation dtype is float32 when hidden, weight and bias are
 all float32, float64 otherwise (as NumPy's matmul would promote them).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastloss._checks import (CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, as_any_array,
+                              check_cross_entropy_extras,
                               as_float_array, as_sample_weight, check_finite, check_flag,
                               check_n_threads, check_reduction)
 from fastloss._reduction import mean_denominator
@@ -30,8 +31,8 @@ class PreparedLinear:
     """Validated, converted arguments of one linear_cross_entropy call (C-contiguous arrays)."""
 
     __slots__ = ("hidden", "weight", "bias", "labels", "class_weight", "ignore_index",
-                 "label_smoothing", "sample_weight", "reduction", "grad", "chunk_rows",
-                 "n_threads", "dtype")
+                 "label_smoothing", "z_loss", "softcap", "sample_weight", "reduction", "grad",
+                 "chunk_rows", "n_threads", "dtype")
 
 
 def _real_2d(x, name, shape_name):
@@ -41,18 +42,6 @@ def _real_2d(x, name, shape_name):
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D {shape_name}, got shape {arr.shape}")
     return arr
-
-
-def check_unimplemented(z_loss, softcap):
-    """z_loss and softcap are accepted with their defaults only, until the
-    cross-entropy kernel has them."""
-    if softcap is not None:
-        raise NotImplementedError("softcap is not implemented yet: the fused cross-entropy "
-                                  "kernel has no softcap option; pass softcap=None")
-    if not (isinstance(z_loss, numbers.Real) and not isinstance(z_loss, bool) and z_loss == 0):
-        raise NotImplementedError(f"z_loss is not implemented yet: the fused cross-entropy "
-                                  f"kernel has no z-loss term; pass z_loss=0.0, "
-                                  f"got {z_loss!r}")
 
 
 def check_chunk_rows(chunk_rows):
@@ -76,7 +65,7 @@ def prepare_linear(hidden, weight, target, bias, class_weight, ignore_index, lab
     prep.chunk_rows = check_chunk_rows(chunk_rows)
     prep.ignore_index = IGNORE_INDEX.check(ignore_index)
     prep.label_smoothing = LABEL_SMOOTHING.check(label_smoothing)
-    check_unimplemented(z_loss, softcap)
+    prep.z_loss, prep.softcap = check_cross_entropy_extras(z_loss, softcap)
 
     hidden_arr = _real_2d(hidden, "hidden", "(N, D)")
     weight_arr = _real_2d(weight, "weight", "(V, D), as torch.nn.Linear's weight")

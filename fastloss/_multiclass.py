@@ -23,10 +23,6 @@ from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
 
 _KERNELS = _dispatch.specialisations(_dispatch.multiclass_kernels)
-_NO_WEIGHT = _dispatch.NO_WEIGHT
-_NO_LABELS = _dispatch.NO_LABELS
-_NO_ROWS = _dispatch.NO_ROWS
-_NO_VALUES = _dispatch.NO_VALUES
 
 
 def run(spec: Loss, prep: PreparedMulticlass, denominator: float,
@@ -96,30 +92,33 @@ def _call_kernel(kernel: str, x: np.ndarray, prep: PreparedMulticlass | None,
     s_i loss_i, whether a probability target was bad).
 
     ``prep`` holds the targets, sample weights and the cross-entropy's options
-    (None for a row utility); ``options`` the hinge's margin, kind and squared.
-    Today's kernels share one signature (see ``_multiclass_kernels.pyx.tp``):
-    every option of every loss, with an empty array for an absent one.
+    (None for a row utility); ``options`` the other declared parameters by
+    name (z_loss, softcap; gamma; the hinge's margin, kind and squared).
+    Each kernel takes its own arguments (see ``_multiclass_kernels.pyx.tp``);
+    None stands for an absent array.
     """
-    dtype = x.dtype
-    no_rows = _NO_ROWS[dtype]
-    target, labels, weight, class_weight = no_rows, _NO_LABELS, _NO_WEIGHT, _NO_WEIGHT
-    label_smoothing, ignore_index = 0.0, None
-    if prep is not None:
-        if prep.has_labels:
-            labels = prep.target
-        else:
-            target = prep.target
-        if prep.weight is not None:
-            weight = prep.weight
-        if prep.class_weight is not None:
-            class_weight = prep.class_weight
-        label_smoothing, ignore_index = prep.label_smoothing, prep.ignore_index
-    return _KERNELS[kernel][dtype](
-        x, target, labels, weight, class_weight, label_smoothing,
-        options.get("margin", 0.0), options.get("squared", False),
-        options.get("kind") == "crammer_singer",
-        ignore_index is not None, 0 if ignore_index is None else ignore_index,
-        _NO_VALUES[dtype] if loss_out is None else loss_out,
-        no_rows if grad_out is None else grad_out,
-        no_rows if hess_out is None else hess_out,
-        grad_scale, n_threads)
+    call = _KERNELS[kernel][x.dtype]
+    if prep is None:                    # a row utility writes one output
+        call(x, grad_out if loss_out is None else loss_out, n_threads)
+        return 0.0, False
+    labels = prep.target if prep.has_labels else None
+    target = None if prep.has_labels else prep.target
+    weight = prep.weight
+    if kernel == "softmax_cross_entropy":
+        softcap = options.get("softcap")
+        return call(x, target, labels, weight, prep.class_weight, prep.label_smoothing,
+                    prep.ignore_index, options.get("z_loss", 0.0),
+                    0.0 if softcap is None else softcap,
+                    loss_out, grad_out, hess_out, grad_scale, n_threads)
+    if kernel == "softmax_focal_loss":
+        return call(x, labels, weight, prep.class_weight, options["gamma"], prep.ignore_index,
+                    loss_out, grad_out, hess_out, grad_scale, n_threads), False
+    if kernel == "softmax_binary_cross_entropy":
+        return call(x, target, labels, weight, loss_out, grad_out, grad_scale, n_threads)
+    if kernel == "kl_divergence":
+        return call(x, target, weight, loss_out, grad_out, hess_out, grad_scale, n_threads)
+    if kernel == "multiclass_hinge":
+        return call(x, labels, weight, options["margin"], options["squared"],
+                    options["kind"] == "crammer_singer", loss_out, grad_out, grad_scale,
+                    n_threads), False
+    raise ValueError(f"unknown multiclass kernel {kernel!r}")

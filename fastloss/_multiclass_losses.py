@@ -20,7 +20,8 @@ from typing import Literal, overload
 
 from numpy.typing import ArrayLike
 
-from fastloss._checks import (CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, Choice, Flag, Real,
+from fastloss._checks import (CLASS_WEIGHT, GAMMA, IGNORE_INDEX, LABEL_SMOOTHING, SOFTCAP, Z_LOSS,
+                              Choice, Flag, Real, check_cross_entropy_extras,
                               prepare_multiclass)
 from fastloss._multiclass import row_utility, run
 from fastloss._reduction import mean_denominator
@@ -28,14 +29,15 @@ from fastloss._registry import Loss
 from fastloss._results import FloatArray, LossGrad, LossGradHess, Reduction
 from fastloss._targets import LABELS, LABELS_OR_PROBABILITIES, PROBABILITIES
 
-__all__ = ["softmax_cross_entropy", "softmax_binary_cross_entropy", "kl_divergence",
+__all__ = ["softmax_cross_entropy", "softmax_focal_loss", "softmax_binary_cross_entropy", "kl_divergence",
            "multiclass_hinge", "logsumexp", "softmax", "log_softmax"]
 
 
 SOFTMAX_CROSS_ENTROPY = Loss(
     "softmax_cross_entropy", "multiclass", inputs=("logits", "target"), ndims=(2,),
     kernel="softmax_cross_entropy", hess=True, torch="cross_entropy",
-    target=LABELS_OR_PROBABILITIES, params=(CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING),
+    target=LABELS_OR_PROBABILITIES,
+    params=(CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING, Z_LOSS, SOFTCAP),
     doc_shapes="(N, C); (N,) integer labels or (N, C) probabilities",
     doc_loss="−Σ_c t_c log p_c; exactly `torch.nn.functional.cross_entropy` "
              "(weight = class_weight)")
@@ -45,6 +47,7 @@ SOFTMAX_CROSS_ENTROPY = Loss(
 def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
                           class_weight: ArrayLike | None = None,
                           ignore_index: int | None = None, label_smoothing: float = 0.0,
+                          z_loss: float = 0.0, softcap: float | None = None,
                           sample_weight: ArrayLike | None = None,
                           reduction: Reduction = "mean", grad: bool = True,
                           hess: Literal[False] = False, out: FloatArray | None = None,
@@ -53,6 +56,7 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
 def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
                           class_weight: ArrayLike | None = None,
                           ignore_index: int | None = None, label_smoothing: float = 0.0,
+                          z_loss: float = 0.0, softcap: float | None = None,
                           sample_weight: ArrayLike | None = None,
                           reduction: Reduction = "mean", grad: bool = True,
                           hess: Literal[True], out: FloatArray | None = None,
@@ -61,6 +65,7 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
 def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
                           class_weight: ArrayLike | None = None,
                           ignore_index: int | None = None, label_smoothing: float = 0.0,
+                          z_loss: float = 0.0, softcap: float | None = None,
                           sample_weight: ArrayLike | None = None,
                           reduction: Reduction = "mean", grad: bool = True,
                           hess: bool = False, out: FloatArray | None = None,
@@ -90,6 +95,22 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
 
     and "mean" divides by sum_i s_i (N without sample weights), as torch.
 
+    z-loss (PaLM's auxiliary loss), with lse = m + log1p(S) the row's
+    log-sum-exp::
+
+        loss += z_loss lse^2
+        grad += 2 z_loss lse p
+
+    A row's z-loss is multiplied by its sample weight (not by its class
+    weight), is left out where the row is ignored, is part of its "none"
+    loss, and "mean" divides it by the same denominator as the rest.
+
+    Soft-capping (Gemma 2): with softcap = c every logit x is first replaced
+    by x' = c tanh(x / c) (so lse above is that of x'), and the gradient with
+    respect to x is the one above, with respect to x', times
+    dx'/dx = 1 - tanh^2(x / c), computed as 4 q / (1 + q)^2 with
+    q = exp(-2 |x| / c) (no cancellation where a logit saturates).
+
     Hessian: both forms are loss = -sum_c a_c log p_c with A = sum_c a_c
     (A = (1 - eps) w_y + (eps / C) sum_c w_c for labels, sum_c w_c t'_c for
     probabilities), so grad = A p - a and the Hessian is A (diag(p) - p p^T),
@@ -118,13 +139,16 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
       class_weight: optional (C,) weight of each class (torch's ``weight``).
       ignore_index: None, or a label value whose rows are skipped (labels only).
       label_smoothing: eps in [0, 1].
+      z_loss: the weight z >= 0 of the z-loss z lse^2 of each row (0: none).
+      softcap: None, or c > 0: the logits are capped to c tanh(x / c).
       sample_weight: optional (N,) weights, one per row; each also weights
         that row's share of the "mean" denominator.
       reduction: "mean", "sum" or "none" (per-row s_i loss_i).
       grad: compute the gradient (False skips all gradient work).
       hess: also compute the diagonal of the Hessian of the returned loss
         with respect to the logits (sample weights and the "mean" divisor
-        included), in the same pass; needs grad=True.
+        included), in the same pass; needs grad=True, and is a ValueError
+        with z_loss or softcap.
       out: optional C-contiguous (N, C) array receiving the gradient; may be
         ``logits`` itself (the gradient then overwrites the logits).
       n_threads: None for the OpenMP default, or a thread count.
@@ -136,7 +160,9 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
 
     References:
       Szegedy et al., "Rethinking the Inception Architecture for Computer
-      Vision", 2016 (label smoothing).
+      Vision", 2016 (label smoothing).  Chowdhery et al., "PaLM: Scaling
+      Language Modeling with Pathways", 2022 (z-loss).  Gemma Team, "Gemma 2:
+      Improving Open Language Models at a Practical Size", 2024 (soft-capping).
 
     Examples:
       >>> import fastloss
@@ -146,16 +172,109 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
       >>> g
       array([[ 0.5, -0.5]])
     """
+    options = _NO_OPTIONS
+    if z_loss != 0.0 or softcap is not None:
+        z_loss, softcap = check_cross_entropy_extras(z_loss, softcap, hess)
+        options = {"z_loss": z_loss, "softcap": softcap}
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
                               label_smoothing=label_smoothing, hess=hess,
                               defer_weight_check=True)
-    denominator = 1.0
-    if prep.reduction == "mean":
-        denominator = mean_denominator(
-            prep.shape[0], 1, prep.weight, labels=prep.target if prep.has_labels else None,
-            class_weight=prep.class_weight, ignore_index=prep.ignore_index)
-    return run(SOFTMAX_CROSS_ENTROPY, prep, denominator)
+    return run(SOFTMAX_CROSS_ENTROPY, prep, _label_denominator(prep), options)
+
+
+_NO_OPTIONS: dict = {}
+
+
+def _label_denominator(prep) -> float:
+    """The "mean" divisor of a loss of labels or probabilities: sum_i s_i w_{y_i} over
+    the rows not ignored (torch's weighted mean), sum_i s_i for probabilities."""
+    if prep.reduction != "mean":
+        return 1.0
+    return mean_denominator(
+        prep.shape[0], 1, prep.weight, labels=prep.target if prep.has_labels else None,
+        class_weight=prep.class_weight, ignore_index=prep.ignore_index)
+
+
+SOFTMAX_FOCAL_LOSS = Loss(
+    "softmax_focal_loss", "multiclass", inputs=("logits", "target"), ndims=(2,),
+    kernel="softmax_focal_loss", hess=True, target=LABELS,
+    params=(GAMMA, CLASS_WEIGHT, IGNORE_INDEX),
+    doc_shapes="(N, C); (N,) integer labels",
+    doc_loss="−w_y (1 − p_y)^γ log p_y (Lin et al. 2017, multiclass form)")
+
+
+@overload
+def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: float = 2.0,
+                       class_weight: ArrayLike | None = None, ignore_index: int | None = None,
+                       sample_weight: ArrayLike | None = None, reduction: Reduction = "mean",
+                       grad: bool = True, hess: Literal[False] = False,
+                       out: FloatArray | None = None,
+                       n_threads: int | None = None) -> LossGrad: ...
+@overload  # noqa: E302
+def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: float = 2.0,
+                       class_weight: ArrayLike | None = None, ignore_index: int | None = None,
+                       sample_weight: ArrayLike | None = None, reduction: Reduction = "mean",
+                       grad: bool = True, hess: Literal[True],
+                       out: FloatArray | None = None,
+                       n_threads: int | None = None) -> LossGradHess: ...
+@SOFTMAX_FOCAL_LOSS.declare  # noqa: E302
+def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: float = 2.0,
+                       class_weight: ArrayLike | None = None, ignore_index: int | None = None,
+                       sample_weight: ArrayLike | None = None, reduction: Reduction = "mean",
+                       grad: bool = True, hess: bool = False, out: FloatArray | None = None,
+                       n_threads: int | None = None) -> LossGrad | LossGradHess:
+    """Softmax focal loss: the cross-entropy of integer labels, down-weighting easy rows.
+
+    Per row, with p = softmax(x), P = p_y the probability of the label,
+    q = 1 - P, ce = -log P and w_y the class weight of the label (1 without)::
+
+        loss = w_y q^gamma ce
+        grad = w_y F (p - onehot(y)),        F = q^gamma + gamma P q^(gamma - 1) ce
+        hess = w_y F p (1 - p) - w_y P F'(P) (p - onehot(y))^2
+        F'(P) = gamma q^(gamma - 1) (ce - 2 - (gamma - 1) P ce / q)
+
+    (the diagonal of the Hessian).  gamma = 0 is softmax_cross_entropy.  The
+    row's quantities are those of the cross-entropy: ce = log1p(S) - (x_y - m)
+    from the log-sum-exp, never the log of a rounded probability, and
+    q = S / (1 + S) when y is the first maximum (no cancellation as P -> 1),
+    else 1 - P with P <= 1/2.  F is formed as q^gamma (1 + gamma P r) with
+    r = ce / q >= 1 (1 where q = 0): every term positive.
+
+    A row whose label equals ``ignore_index`` has loss 0 and gradient 0.
+    "mean" divides by sum_i s_i w_{y_i} over the rows not ignored (s the
+    sample weights, 1 without), as softmax_cross_entropy.
+
+    Args:
+      logits: shape (N, C).
+      target: (N,) integer labels (any integer dtype; floats are a TypeError).
+      gamma: the focusing exponent, >= 0.
+      class_weight: optional (C,) weight of each class: a row's loss is
+        multiplied by the weight of its label.
+      ignore_index: None, or a label value whose rows are skipped.
+      sample_weight, reduction, grad, hess, out, n_threads: as in
+        :func:`softmax_cross_entropy`.
+
+    Returns:
+      LossGrad(loss, grad), or LossGradHess(loss, grad, hess) with hess=True.
+
+    References:
+      T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar, "Focal Loss for
+      Dense Object Detection", ICCV 2017.
+
+    Examples:
+      >>> import fastloss
+      >>> loss, g = fastloss.softmax_focal_loss([[0.0, 0.0]], [1])
+      >>> round(loss, 6)  # (1/2)^2 log 2
+      0.173287
+      >>> g
+      array([[ 0.2982868, -0.2982868]])
+    """
+    gamma = GAMMA.check(gamma)
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", class_weight=class_weight,
+                              ignore_index=ignore_index, hess=hess, defer_weight_check=True)
+    return run(SOFTMAX_FOCAL_LOSS, prep, _label_denominator(prep), {"gamma": gamma})
 
 
 SOFTMAX_BINARY_CROSS_ENTROPY = Loss(

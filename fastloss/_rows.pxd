@@ -140,6 +140,20 @@ cdef extern from "_vecmath.h" nogil:
     bint fl_cross_entropy_rows8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
                                       const double* scale, float* grad, float* hess,
                                       double* loss)
+    # cap tanh(x / cap) and its slope sech^2(x / cap), and the soft-capped rows (any build)
+    void fl_softcap(double x, double cap, double* capped, double* slope)
+    bint fl_row_max_min_float(const float* x, Py_ssize_t n, float* row_max, float* row_min)
+    double fl_row_softcap_exp_sum_float(const float* x, Py_ssize_t n, double cap, float row_max,
+                                        double capped_max, float* exp_out, float* slope_out,
+                                        const double* weight, double* weighted_shift)
+    void fl_row_affine_slope_float(float* e, const float* slope, Py_ssize_t n, double a,
+                                   double b, const double* weight)
+    double fl_row_softcap_exp_sum_small_float(const float* x, Py_ssize_t n, float row_max,
+                                              double cap, double capped_max, float* exp_out,
+                                              float* slope_out, const float* next_x,
+                                              float* next_out, double* exp_scale)
+    void fl_row_affine_slope_float1(float* e, const float* slope, Py_ssize_t n, float a,
+                                    float b)
 
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:

@@ -25,6 +25,15 @@
 #include <math.h>
 #include <stddef.h>
 
+/* The elementary functions are always inlined: a loop calling them vectorises
+ * only if they are, and gcc stops inlining into a function that has already
+ * grown large (the multiclass kernels' chunk loops are). */
+#if defined(__GNUC__)
+#define FL_INLINE static inline __attribute__((always_inline))
+#else
+#define FL_INLINE static inline
+#endif
+
 static inline int64_t fl_bits64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double fl_from_bits64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
 static inline int32_t fl_bits32(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
@@ -37,7 +46,7 @@ static inline float fl_from_bits32(int32_t i) { float x; memcpy(&x, &i, 4); retu
  * |n| < 2^21, so r carries no cancellation error.  x is first clamped to
  * [-746, 710]: beyond those, exp is 0 or inf in double, and the clamped value
  * gives exactly that (NaN passes through).  Returns r and stores n. */
-static inline double fl_exp_reduce(double x, double *n)
+FL_INLINE double fl_exp_reduce(double x, double *n)
 {
     const double LOG2E = 1.4426950408889634;
     const double LN2_HI = 6.93147180369123816490e-01;
@@ -52,7 +61,7 @@ static inline double fl_exp_reduce(double x, double *n)
 /* p 2^n for n in [-1077, 1025], applied as two factors 2^n1 2^n2 with
  * n1 = round(n / 2), n2 = n - n1 in [-539, 513], each a normal double, so a
  * subnormal result is rounded once. */
-static inline double fl_scale_by_pow2(double p, double n)
+FL_INLINE double fl_scale_by_pow2(double p, double n)
 {
     const double SHIFTER = 6755399441055744.0;
     double n1 = (n * 0.5 + SHIFTER) - SHIFTER;
@@ -66,7 +75,7 @@ static inline double fl_scale_by_pow2(double p, double n)
 
 /* exp(r) is its Taylor polynomial of degree 13 (remainder |r|^14 / 14! <
  * 4e-18 relative). */
-static inline double fl_exp(double x)
+FL_INLINE double fl_exp(double x)
 {
     double n;
     double r = fl_exp_reduce(x, &n);
@@ -91,7 +100,7 @@ static inline double fl_exp(double x)
  * with the range reduction in double, so that x itself (say the difference
  * of two float logits, exact in double) loses nothing.  Taylor degree 7:
  * remainder |r|^8 / 8! < 5.3e-9 relative, a tenth of a float ulp. */
-static inline double fl_exp_for_float(double x)
+FL_INLINE double fl_exp_for_float(double x)
 {
     double n;
     double r = fl_exp_reduce(x, &n);
@@ -108,7 +117,7 @@ static inline double fl_exp_for_float(double x)
 
 /* The same in float: Cephes' split of ln2, Taylor degree 7 (remainder
  * |r|^8 / 8! < 6e-9 relative), clamp to [-104, 89]. */
-static inline float fl_expf(float x)
+FL_INLINE float fl_expf(float x)
 {
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693359375f;
@@ -141,7 +150,7 @@ static inline float fl_expf(float x)
  * applied as 2^(n + 64) 2^-64: the first product is a normal float, exact,
  * and the second rounds once where the result is subnormal.  The same bits
  * as fl_expf, with fewer operations. */
-static inline float fl_expf_nonpositive(float a)
+FL_INLINE float fl_expf_nonpositive(float a)
 {
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693359375f;
@@ -163,13 +172,144 @@ static inline float fl_expf_nonpositive(float a)
     return (p * scale) * 0x1p-64f;
 }
 
+/* ------------------------------------------------------------------ softcap */
+
+/* Logit soft-capping (Gemma 2): capped = cap tanh(x / cap) and its slope
+ * d capped / d x = 1 - tanh^2(x / cap) = sech^2(x / cap), both to a few ulps
+ * and without cancellation anywhere.  With a = 2 |x| / cap and q = exp(-a)
+ * in (0, 1]:
+ *
+ *   tanh(|x| / cap) = (1 - q) / (1 + q) = -expm1(-a) / (1 + q)
+ *   sech^2(x / cap) = 4 q / (1 + q)^2
+ *
+ * (1 - tanh^2 formed from tanh would cancel where the logit saturates, and
+ * 1 - q where it is small.)  One range reduction serves both:
+ * -a = n ln2 + r with |r| <= ln2 / 2 (fl_exp_reduce), expm1(r) = r P(r) with
+ * P the Taylor polynomial of expm1(r) / r to degree 12 (remainder |r|^13 / 14!
+ * relative, below 2^-56), q = 2^n (1 + expm1(r)); expm1(-a) is r P(r) itself
+ * when n = 0 and q - 1 otherwise (there q <= 0.71: no cancellation).
+ * x = +-inf gives +-cap and slope 0; NaN gives NaN.  fl_softcap_of takes
+ * a = 2 |x| / cap as computed by its caller, and a correction a_low of a
+ * (exp(-a) is applied as exp(-a) (1 - a_low)). */
+FL_INLINE void fl_softcap_of(double a, double a_low, double x, double cap,
+                                 double *capped, double *slope)
+{
+    double n;
+    double r = fl_exp_reduce(-a, &n);
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    double expm1_r = r * p;
+    double q = fl_scale_by_pow2(1.0 + expm1_r, n);
+    double expm1_a = n == 0.0 ? expm1_r : q - 1.0;
+    /* exp(-(a + a_low)) = q (1 - a_low) to O(a_low^2) */
+    expm1_a -= q * a_low;
+    q -= q * a_low;
+    double d = 1.0 / (1.0 + q);
+    *capped = copysign(cap * (-expm1_a * d), x);
+    *slope = 4.0 * q * d * d;
+}
+
+/* a b - fl(a b), exactly (the rounding error of a product): one fused
+ * multiply-add, or Dekker's product with Veltkamp's split at 2^27 + 1. */
+FL_INLINE double fl_product_error(double a, double b, double product)
+{
+#if defined(__FMA__)
+    return fma(a, b, -product);
+#else
+    double a_big = 134217729.0 * a, a_hi = a_big - (a_big - a), a_lo = a - a_hi;
+    double b_big = 134217729.0 * b, b_hi = b_big - (b_big - b), b_lo = b - b_hi;
+    return ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo;
+#endif
+}
+
+/* c - a b, exactly when it is representable (c close to a b): one fused
+ * multiply-add, or c - fl(a b) (exact, Sterbenz) less Dekker's error of the
+ * product.  (Not written c - a * b: the compiler contracts that into a fused
+ * multiply-add in some builds only.) */
+FL_INLINE double fl_residual(double c, double a, double b)
+{
+#if defined(__FMA__)
+    return fma(-a, b, c);
+#else
+    double product = a * b;
+    return (c - product) - fl_product_error(a, b, product);
+#endif
+}
+
+/* fl_softcap_of's maths to about one ulp, for the careful path (the float64
+ * rows): x' = cap (-expm1(-a)) / (1 + q) with
+ *
+ * - a = 2 |x| / cap and its rounding error a_low (y - a cap is exact), applied
+ *   as exp(-(a + a_low)) = q (1 - a_low): a's rounding (a relative 2^-53)
+ *   would otherwise cost |a| / 2 ulps of q, hence of the slope, several
+ *   hundred where a logit saturates;
+ * - expm1(r) = r + r (r Q(r)) (Q the Taylor polynomial of (expm1(r) - r) / r^2
+ *   to r^11 / 13!): the small correction to r carries the polynomial's
+ *   roundings; 1 + expm1(r), hence q, and q - 1 are kept as two doubles;
+ * - the product cap (-expm1(-a)) and the sum 1 + q held exactly as two doubles
+ *   each, and their quotient rounded with one correction step.
+ *
+ * About 1 ulp at worst instead of about 4 for fl_softcap_of's direct
+ * formulas (x / cap, then exp, a division and two products). */
+FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
+{
+    double y = 2.0 * fabs(x);
+    double a = y / cap;
+    double a_low = fl_residual(y, a, cap) / cap;
+    a_low = a_low == a_low ? a_low : 0.0;         /* x = +-inf: nothing to correct */
+    double n;
+    double r = fl_exp_reduce(-a, &n);
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    double expm1_r = r + r * (r * p);
+    double one_plus = 1.0 + expm1_r, one_plus_low = (1.0 - one_plus) + expm1_r;
+    double q = fl_scale_by_pow2(one_plus, n), q_low = fl_scale_by_pow2(one_plus_low, n);
+    /* expm1(-a) = em + em_low: expm1(r) itself when n = 0, else q - 1 (Knuth's TwoSum) */
+    double em = q - 1.0, em_back = em - q;
+    double em_low = ((q - (em - em_back)) + (-1.0 - em_back)) + q_low;
+    em = n == 0.0 ? expm1_r : em;
+    em_low = n == 0.0 ? 0.0 : em_low;
+    q_low = n == 0.0 ? one_plus_low : q_low;
+    em_low -= q * a_low;
+    q_low -= q * a_low;
+    double num = cap * -em, num_low = fl_product_error(cap, -em, num) - cap * em_low;
+    double den = 1.0 + q, den_low = ((1.0 - den) + q) + q_low;      /* 1 >= q */
+    q += q_low;
+    double t0 = num / den;
+    double t_low = (fl_residual(num, t0, den) + (num_low - t0 * den_low)) / den;
+    double d = 1.0 / den;
+    *capped = copysign(t0 + (t_low == t_low ? t_low : 0.0), x);
+    *slope = 4.0 * q * d * d;
+}
+
 /* ------------------------------------------------------------------ log */
 
 /* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log).
  * u = 2^k m with m in [sqrt(1/2), sqrt(2)); f = m - 1, s = f / (2 + f), and
  * log(1 + f) = 2 atanh(s) = f - s (f - R(s)) with fdlibm's minimax R
  * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54. */
-static inline double fl_log_core(double u, double c)
+FL_INLINE double fl_log_core(double u, double c)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -202,7 +342,7 @@ static inline double fl_log_core(double u, double c)
 }
 
 /* log(x): -inf at 0, NaN below 0 and at NaN, +inf at +inf. */
-static inline double fl_log(double x)
+FL_INLINE double fl_log(double x)
 {
     double ok = x > 0.0 ? x : 1.0;
     ok = ok < 1.0 / 0.0 ? ok : 1.0;
@@ -215,7 +355,7 @@ static inline double fl_log(double x)
 /* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x): the second term
  * restores what rounding 1 + x lost (Goldberg's correction), so tiny x gives
  * x itself.  -inf at -1, NaN below -1 and at NaN, +inf at +inf. */
-static inline double fl_log1p(double x)
+FL_INLINE double fl_log1p(double x)
 {
     double u = 1.0 + x;
     double us = u > 0.0 ? u : 1.0;
@@ -231,7 +371,7 @@ static inline double fl_log1p(double x)
 
 /* float: the same reduction, Cephes' logf polynomial for log(1 + f) on
  * [sqrt(1/2) - 1, sqrt(2) - 1] (relative error ~ 2^-24). */
-static inline float fl_logf_core(float u, float c)
+FL_INLINE float fl_logf_core(float u, float c)
 {
     const float LN2_HI = 0.693359375f;
     const float LN2_LO = -2.12194440e-4f;
@@ -265,7 +405,7 @@ static inline float fl_logf_core(float u, float c)
  * formula with u = fl(1 + e) in [1, 2], where the exponent is 0 or 1 and no
  * special case can occur; the correction (e - (u - 1)) / u uses inv_u (it
  * only restores the rounding of 1 + e).  NaN reaches the correction term. */
-static inline float fl_log1pf_unit(float e, float inv_u)
+FL_INLINE float fl_log1pf_unit(float e, float inv_u)
 {
     const float LN2_HI = 0.693359375f;
     const float LN2_LO = -2.12194440e-4f;
@@ -291,7 +431,7 @@ static inline float fl_log1pf_unit(float e, float inv_u)
     return (f + y) + k * LN2_HI;
 }
 
-static inline float fl_logf(float x)
+FL_INLINE float fl_logf(float x)
 {
     const float INF = 1.0f / 0.0f;
     float ok = x > 0.0f ? x : 1.0f;
@@ -302,7 +442,7 @@ static inline float fl_logf(float x)
     return x != x ? x : (x < 0.0f ? NAN : y);
 }
 
-static inline float fl_log1pf(float x)
+FL_INLINE float fl_log1pf(float x)
 {
     const float INF = 1.0f / 0.0f;
     float u = 1.0f + x;
@@ -500,15 +640,18 @@ static inline int fl_fast_rows_built(void)
 #endif
 }
 
-/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
-static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
+/* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
+static inline int fl_row_max_min_float(const float *x, ptrdiff_t n, float *row_max,
+                                       float *row_min)
 {
+    ptrdiff_t c = 0;
+    int any_nan = x[0] != x[0];
+    float hi = x[0], lo = x[0];
 #ifdef FL_HAVE_FAST_ROWS
     /* vmaxps/vminps return their second operand when either is NaN; NaN is
      * tracked apart (unordered self-comparison), so the order does not matter. */
     __m256 hi0 = _mm256_set1_ps(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
     __m256 nan = _mm256_setzero_ps();
-    ptrdiff_t c = 0;
     for (; c + 16 <= n; c += 16) {
         __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
         hi0 = _mm256_max_ps(hi0, a);
@@ -520,21 +663,31 @@ static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_
     float hi_l[8], lo_l[8];
     _mm256_storeu_ps(hi_l, _mm256_max_ps(hi0, hi1));
     _mm256_storeu_ps(lo_l, _mm256_min_ps(lo0, lo1));
-    int any_nan = _mm256_movemask_ps(nan) != 0;
-    float hi = hi_l[0], lo = lo_l[0];
-    for (int l = 1; l < 8; l++) {
+    any_nan |= _mm256_movemask_ps(nan) != 0;
+    for (int l = 0; l < 8; l++) {
         hi = hi_l[l] > hi ? hi_l[l] : hi;
         lo = lo_l[l] < lo ? lo_l[l] : lo;
     }
+#endif
     for (; c < n; c++) {
         any_nan |= x[c] != x[c];
         hi = x[c] > hi ? x[c] : hi;
         lo = x[c] < lo ? x[c] : lo;
     }
-    any_nan |= x[0] != x[0];
+    *row_max = hi;
+    *row_min = lo;
+    return !any_nan;
+}
+
+/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
+static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    float hi, lo;
+    int no_nan = fl_row_max_min_float(x, n, &hi, &lo);
     *row_max = hi;
     /* the comparisons are false for NaN: a NaN max or min is not ordinary */
-    return !any_nan && hi < 1048576.0f && hi > -1048576.0f
+    return no_nan && hi < 1048576.0f && hi > -1048576.0f
         && (double)lo >= (double)hi - FL_ROW_SPREAD;
 #else
     (void)x; (void)n;
@@ -841,6 +994,335 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
     for (; c < n; c++)
         e[c] = a * e[c] - b;
 #endif
+}
+
+
+/* ------------------------------------------------------------------ soft-capped float32 rows */
+
+/* The exp pass of a soft-capped float32 row without NaN whose capped logits
+ * span at most 85 (so every exp is a normal float), in float64 lanes:
+ * with (x'_c, s_c) the capped logit and its slope (fl_softcap_of, a = |x_c|
+ * (2 / cap)), m' = capped_max the capped row maximum (x_c = row_max there),
+ * z_c = x'_c - m' and e_c = exp(z_c) (fl_exp_for_float), writes e_c and
+ * s_c, rounded to float, to exp_out and slope_out unless NULL (exp_out may
+ * be x: each block of 8 is read before it is written), adds sum_c w_c z_c
+ * to *weighted_shift unless it is NULL (w_c = weight[c], 1 without), and
+ * returns S = the sum of e_c over the classes with x_c != row_max plus
+ * their count less one (the terms at the maximum, e_c = 1, are counted).
+ * The x86-64-v3 build takes blocks of 8 in intrinsics (fl_softcap_exp_v4d,
+ * to float32's needs); the portable loop the rest. */
+#ifdef FL_HAVE_FAST_ROWS
+/* exp(-a) for 0 <= a <= 700 in 4 double lanes, to about 2^-32 relative (degree
+ * 8; 7 with low_degree, about 2^-27.6) - what a float32 result needs; 2^n is
+ * one normal factor (n >= -1010). */
+static inline __m256d fl_exp_neg_v4d(__m256d a, int low_degree)
+{
+    const __m256d SH = _mm256_set1_pd(6755399441055744.0);        /* 1.5 * 2^52 */
+    __m256d t = _mm256_fmadd_pd(a, _mm256_set1_pd(-1.4426950408889634), SH);
+    __m256d n = _mm256_sub_pd(t, SH);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01),
+                                 _mm256_sub_pd(_mm256_setzero_pd(), a));
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    __m256d p = low_degree ? _mm256_set1_pd(1.0 / 5040.0)
+                           : _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 40320.0), r,
+                                             _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), scale));
+}
+
+/* fl_softcap_of and the exp of the capped logit in 4 double lanes, to float32's
+ * needs: q = exp(-a) to 2^-32 (so tanh, hence x', to about 2^-33 absolute),
+ * 1 / (1 + q) from rcpps and two Newton steps (2^-44), exp(x' - m') to 2^-27.6.
+ * a is clamped to 700 (x = +-inf: slope 4 e^-700, 0 in float). */
+static inline __m256d fl_softcap_exp_v4d(__m256d v, __m256d scale, __m256d cap,
+                                         __m256d capped_max, __m256d *z, __m256d *slope)
+{
+    const __m256d one = _mm256_set1_pd(1.0), sign_bit = _mm256_set1_pd(-0.0);
+    __m256d a = _mm256_min_pd(_mm256_mul_pd(_mm256_andnot_pd(sign_bit, v), scale),
+                              _mm256_set1_pd(700.0));
+    __m256d q = fl_exp_neg_v4d(a, 0);
+    __m256d y = _mm256_add_pd(one, q);
+    __m256d d = _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(y)));
+    d = _mm256_fmadd_pd(d, _mm256_fnmadd_pd(y, d, one), d);
+    d = _mm256_fmadd_pd(d, _mm256_fnmadd_pd(y, d, one), d);
+    __m256d capped = _mm256_or_pd(_mm256_mul_pd(cap, _mm256_mul_pd(_mm256_sub_pd(one, q), d)),
+                                  _mm256_and_pd(v, sign_bit));
+    *slope = _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(4.0), q), _mm256_mul_pd(d, d));
+    *z = _mm256_sub_pd(capped, capped_max);
+    return fl_exp_neg_v4d(_mm256_sub_pd(_mm256_setzero_pd(), *z), 1);
+}
+#endif
+
+static inline double fl_row_softcap_exp_sum_float(const float *x, ptrdiff_t n, double cap,
+                                                  float row_max, double capped_max,
+                                                  float *exp_out, float *slope_out,
+                                                  const double *weight, double *weighted_shift)
+{
+    const double scale = 2.0 / cap;
+    double lanes[8], shifts[8], e[8], s[8], z[8];
+    int ties[8];
+    ptrdiff_t c = 0;
+    for (int l = 0; l < 8; l++) {
+        lanes[l] = shifts[l] = 0.0;
+        ties[l] = 0;
+    }
+#ifdef FL_HAVE_FAST_ROWS
+    {
+        const __m256d sc = _mm256_set1_pd(scale), cp = _mm256_set1_pd(cap);
+        const __m256d mx = _mm256_set1_pd(capped_max);
+        const __m256 rm = _mm256_set1_ps(row_max);
+        __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+        __m256d shift0 = _mm256_setzero_pd(), shift1 = _mm256_setzero_pd();
+        __m256i tie_count = _mm256_setzero_si256();
+        for (; c + 8 <= n; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+            __m256d z0, z1, s0, s1;
+            __m256d e0 = fl_softcap_exp_v4d(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), sc, cp,
+                                            mx, &z0, &s0);
+            __m256d e1 = fl_softcap_exp_v4d(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), sc,
+                                            cp, mx, &z1, &s1);
+            __m256 tie = _mm256_cmp_ps(xv, rm, _CMP_EQ_OQ);
+            __m256i tie_i = _mm256_castps_si256(tie);
+            __m256d tie0 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(tie_i)));
+            __m256d tie1 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(tie_i, 1)));
+            sum0 = _mm256_add_pd(sum0, _mm256_andnot_pd(tie0, e0));
+            sum1 = _mm256_add_pd(sum1, _mm256_andnot_pd(tie1, e1));
+            tie_count = _mm256_sub_epi32(tie_count, tie_i);
+            if (weighted_shift != NULL) {
+                __m256d w0 = weight == NULL ? _mm256_set1_pd(1.0) : _mm256_loadu_pd(weight + c);
+                __m256d w1 = weight == NULL ? _mm256_set1_pd(1.0) : _mm256_loadu_pd(weight + c + 4);
+                shift0 = _mm256_fmadd_pd(w0, z0, shift0);
+                shift1 = _mm256_fmadd_pd(w1, z1, shift1);
+            }
+            if (exp_out != NULL) {
+                _mm256_storeu_ps(exp_out + c, _mm256_set_m128(_mm256_cvtpd_ps(e1), _mm256_cvtpd_ps(e0)));
+                _mm256_storeu_ps(slope_out + c, _mm256_set_m128(_mm256_cvtpd_ps(s1), _mm256_cvtpd_ps(s0)));
+            }
+        }
+        double l4[4], w4[4];
+        int32_t t8[8];
+        _mm256_storeu_pd(l4, _mm256_add_pd(sum0, sum1));
+        _mm256_storeu_pd(w4, _mm256_add_pd(shift0, shift1));
+        _mm256_storeu_si256((__m256i *)t8, tie_count);
+        for (int l = 0; l < 4; l++) {
+            lanes[l] += l4[l];
+            shifts[l] += w4[l];
+        }
+        for (int l = 0; l < 8; l++)
+            ties[l] += t8[l];
+    }
+#endif
+    for (;; c += 8) {
+        int width = n - c < 8 ? (int)(n - c) : 8;
+        if (width <= 0)
+            break;
+        if (width == 8) {
+            for (int l = 0; l < 8; l++) {
+                double v = (double)x[c + l], capped;
+                fl_softcap_of(fabs(v) * scale, 0.0, v, cap, &capped, &s[l]);
+                z[l] = capped - capped_max;
+                e[l] = fl_exp_for_float(z[l]);
+            }
+        } else {
+            for (int l = 0; l < width; l++) {
+                double v = (double)x[c + l], capped;
+                fl_softcap_of(fabs(v) * scale, 0.0, v, cap, &capped, &s[l]);
+                z[l] = capped - capped_max;
+                e[l] = fl_exp_for_float(z[l]);
+            }
+            for (int l = width; l < 8; l++)
+                e[l] = s[l] = z[l] = 0.0;
+        }
+        for (int l = 0; l < width; l++) {
+            int tie = x[c + l] == row_max;
+            lanes[l] += tie ? 0.0 : e[l];
+            ties[l] += tie;
+        }
+        if (weighted_shift != NULL)
+            for (int l = 0; l < width; l++)
+                shifts[l] += (weight == NULL ? 1.0 : weight[c + l]) * z[l];
+        if (exp_out != NULL)
+            for (int l = 0; l < width; l++) {
+                exp_out[c + l] = (float)e[l];
+                slope_out[c + l] = (float)s[l];
+            }
+    }
+    double others = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                  + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    int n_ties = 0;
+    for (int l = 0; l < 8; l++)
+        n_ties += ties[l];
+    if (weighted_shift != NULL)
+        *weighted_shift += ((shifts[0] + shifts[4]) + (shifts[1] + shifts[5]))
+                         + ((shifts[2] + shifts[6]) + (shifts[3] + shifts[7]));
+    return others + (double)(n_ties - 1);
+}
+
+/* g[c] = (a e[c] - b w_c) slope[c] in double, rounded to float (w_c = weight[c], 1
+ * without): the soft-capped cross-entropy's gradient from the exps and slopes. */
+static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdiff_t n,
+                                             double a, double b, const double *weight)
+{
+    if (weight == NULL)
+        for (ptrdiff_t c = 0; c < n; c++)
+            e[c] = (float)((a * (double)e[c] - b) * (double)slope[c]);
+    else
+        for (ptrdiff_t c = 0; c < n; c++)
+            e[c] = (float)((a * (double)e[c] - b * weight[c]) * (double)slope[c]);
+}
+
+
+/* The exp pass of a soft-capped float32 row whose logits are small against
+ * the cap, in float lanes (x86-64-v3 build; elsewhere it answers 0 and the
+ * caller takes fl_row_softcap_exp_sum_float).  Small: no NaN, |x| <= cap / 2,
+ * and corr below <= 1/4 at the row's largest |x| (the caller decides).  Then
+ *
+ *   x' = cap tanh(x / cap) = x - corr,  corr = x v R(v),  v = (x / cap)^2,
+ *   R(v) = (u - tanh u) / u^3 = 1/3 - 2v/15 + 17v^2/315 - ...   (u^2 = v)
+ *
+ * (R's Taylor series to v^7: relative remainder below 1.1e-8 for |u| <= 1/2),
+ * and corr, at most 1/4, costs its few float roundings only against 1/4:
+ * the exps are formed as in fl_row_exp_sum_float around K ln2, with
+ * n = rint(x' log2 e) and the reduced argument r = (x - n LN2_HI) - corr
+ * - n LN2_LO, whose first difference is exact, so r errs by about 2^-26
+ * absolute and exp(x' - m') keeps float accuracy although x' itself is never
+ * held to it.  The slope 1 - (x' / cap)^2 >= 3/4 (no cancellation) goes to
+ * slope_out.  exp_out (may be x) and slope_out may be NULL together.
+ * Returns S and the row factor exp(K ln2 - m') (m' = capped_max, in double)
+ * as fl_row_exp_sum_float does; the terms at the row's maximum m (x_c == m)
+ * are counted, not summed. */
+#ifdef FL_HAVE_FAST_ROWS
+/* The soft-capped exp of 8 lanes (see below): e = exp(x' - K ln2), the slope 1 - (x'/cap)^2. */
+static inline __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
+{
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 v = _mm256_mul_ps(u, u);
+    __m256 r7 = _mm256_set1_ps(-5.90027440945586e-4f);
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(1.4558343870513183e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-3.592128036572481e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(8.863235529902197e-3f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-2.1869488536155203e-2f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(5.396825396825397e-2f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333333333333333f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333333333333f));
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    __m256 capped = _mm256_sub_ps(xv, corr);
+    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 nn = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), xv);       /* exact */
+    r = _mm256_sub_ps(r, corr);
+    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
+    __m256 p;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256 w = _mm256_mul_ps(capped, inv);
+    *slope = _mm256_fnmadd_ps(w, w, _mm256_set1_ps(1.0f));
+    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+#endif
+
+static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n, float m,
+                                                        double cap, double capped_max,
+                                                        float *exp_out, float *slope_out,
+                                                        const float *next_x, float *next_out,
+                                                        double *exp_scale)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    double k = nearbyint(capped_max * LOG2E);
+    float shifter = 12582912.0f - (float)k;
+    const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / cap));
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    ptrdiff_t n_ties = 0, c = 0;
+    double tail = 0.0;
+    for (; c + 32 <= n; c += 32) {
+        if (next_x != NULL)
+            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
+            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
+        if (next_out != NULL)
+            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+        __m256 s0, s1, s2, s3;
+        __m256 e0 = fl_softcap_exp_around_v8(x0, inv, sh, &s0);
+        __m256 e1 = fl_softcap_exp_around_v8(x1, inv, sh, &s1);
+        __m256 e2 = fl_softcap_exp_around_v8(x2, inv, sh, &s2);
+        __m256 e3 = fl_softcap_exp_around_v8(x3, inv, sh, &s3);
+        if (exp_out != NULL) {
+            _mm256_storeu_ps(exp_out + c, e0);
+            _mm256_storeu_ps(exp_out + c + 8, e1);
+            _mm256_storeu_ps(exp_out + c + 16, e2);
+            _mm256_storeu_ps(exp_out + c + 24, e3);
+            _mm256_storeu_ps(slope_out + c, s0);
+            _mm256_storeu_ps(slope_out + c + 8, s1);
+            _mm256_storeu_ps(slope_out + c + 16, s2);
+            _mm256_storeu_ps(slope_out + c + 24, s3);
+        }
+        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                                   _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
+        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+        ties = _mm256_sub_epi32(ties, q);
+    }
+    for (; c < n; c += 8) {
+        /* the last blocks, padded: lanes past n are not stored nor counted */
+        float xb[8], eb[8], sb[8];
+        int width = n - c < 8 ? (int)(n - c) : 8;
+        for (int l = 0; l < 8; l++)
+            xb[l] = l < width ? x[c + l] : x[c];
+        __m256 s0, e0 = fl_softcap_exp_around_v8(_mm256_loadu_ps(xb), inv, sh, &s0);
+        _mm256_storeu_ps(eb, e0);
+        _mm256_storeu_ps(sb, s0);
+        for (int l = 0; l < width; l++) {
+            if (xb[l] == m)
+                n_ties++;
+            else
+                tail += eb[l];
+            if (exp_out != NULL) {
+                exp_out[c + l] = eb[l];
+                slope_out[c + l] = sb[l];
+            }
+        }
+    }
+    double lanes[4];
+    int32_t tie_lanes[8];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    for (int l = 0; l < 8; l++)
+        n_ties += tie_lanes[l];
+    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
+    *exp_scale = scale;
+    return scale * others + (double)(n_ties - 1);
+#else
+    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
+    (void)next_x; (void)next_out;
+    *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+/* e[c] = (a e[c] - b) slope[c] in float (a and b well inside float's range). */
+static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrdiff_t n,
+                                              float a, float b)
+{
+    for (ptrdiff_t c = 0; c < n; c++)
+        e[c] = (a * e[c] - b) * slope[c];
 }
 
 #endif

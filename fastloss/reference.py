@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import fastloss
-from fastloss._checks import (prepare_elementwise, prepare_further_inputs, prepare_multiclass,
-                              prepare_rows)
+from fastloss._checks import (GAMMA, check_cross_entropy_extras, prepare_elementwise,
+                              prepare_further_inputs, prepare_multiclass, prepare_rows)
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
 from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._numpy_maths import xmul as _xmul
@@ -197,15 +197,27 @@ def _xlogx(t):
         return np.where(t == 0, 0.0, t * np.log(t))
 
 
+def _softcap(x, cap):
+    """cap tanh(x / cap) in float64, and its derivative sech^2(x / cap) = 4 q / (1 + q)^2
+    with q = exp(-2 |x| / cap) (1 - tanh^2 would cancel where a logit saturates)."""
+    u = x.astype(np.float64) / cap
+    q = np.exp(-2 * np.abs(u))
+    return cap * np.tanh(u), 4 * q / (1 + q) ** 2
+
+
 @twin_of(fastloss.softmax_cross_entropy)
 def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=None,
-                          label_smoothing=0.0, sample_weight=None, reduction="mean",
-                          grad=True, hess=False, out=None, n_threads=None):
+                          label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+                          reduction="mean", grad=True, hess=False, out=None, n_threads=None):
+    z_loss, softcap = check_cross_entropy_extras(z_loss, softcap, hess)
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
                               label_smoothing=label_smoothing, hess=hess)
     x, eps = prep.pred, prep.label_smoothing
     n_rows, n_classes = x.shape
+    slope = None
+    if softcap is not None:
+        x, slope = _softcap(x, softcap)
     stats = _RowStats(x)
     w = np.ones(n_classes) if prep.class_weight is None else prep.class_weight
     log_p = stats.log_softmax()
@@ -240,9 +252,60 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, ignore_index=Non
         loss = -np.sum(_xmul(weighted_t, log_p), axis=1)
         grad_value = stats.target_gradient(weighted_t)
         a_sum = np.sum(weighted_t, axis=1)
+    if z_loss != 0.0 and n_classes > 0:
+        lse = stats.logsumexp()
+        with np.errstate(invalid="ignore"):
+            loss = np.where(kept_rows, loss + z_loss * lse ** 2, 0.0)
+            grad_value = np.where(kept_rows[:, None],
+                                  grad_value + 2 * z_loss * lse[:, None] * stats.softmax(), 0.0)
+    if slope is not None:
+        grad_value = np.where(kept_rows[:, None], grad_value * slope, 0.0)
     curvature = None
     if prep.hess:       # an ignored row has hess 0, also where its logits are NaN
         curvature = np.where(kept_rows[:, None], stats.hessian_diagonal(a_sum), 0.0)
+    return reduce_numpy(prep, loss, grad_value, denominator, hess=curvature)
+
+
+@twin_of(fastloss.softmax_focal_loss)
+def softmax_focal_loss(logits, target, *, gamma=2.0, class_weight=None, ignore_index=None,
+                       sample_weight=None, reduction="mean", grad=True, hess=False, out=None,
+                       n_threads=None):
+    gamma = GAMMA.check(gamma)
+    prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
+                              target_kind="labels", class_weight=class_weight,
+                              ignore_index=ignore_index, hess=hess)
+    x = prep.pred
+    n_rows, n_classes = x.shape
+    y = prep.target
+    kept = np.ones(n_rows, bool) if prep.ignore_index is None else y != prep.ignore_index
+    y = np.where(kept, y, 0)
+    loss, grad_value = np.zeros(n_rows), np.zeros(x.shape)
+    curvature = np.zeros(x.shape) if prep.hess else None
+    if n_classes > 0:
+        stats = _RowStats(x)
+        w = np.ones(n_classes) if prep.class_weight is None else prep.class_weight
+        w_y = w[y]
+        rows = stats.rows
+        ce = -stats.log_softmax()[rows, y]
+        big_p = stats.softmax()[rows, y]
+        at_max = y == stats.argmax
+        q = np.where(at_max, stats.others / (1 + stats.others), 1 - big_p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q_gamma = q ** gamma
+            r = np.where(q > 0, ce / q, 1.0)
+            p_r = _xmul(big_p, r)
+            factor = w_y * q_gamma * (1 + gamma * p_r)
+            loss = np.where(kept, _xmul(w_y, _xmul(q_gamma, ce)), 0.0)
+            slope = stats.label_gradient(y)                         # p - onehot(y)
+            grad_value = np.where(kept[:, None], factor[:, None] * slope, 0.0)
+            if prep.hess:
+                eta = np.where((gamma != 0) & (q > 0), w_y * _xmul(
+                    big_p, gamma * q ** (gamma - 1) * (r * q - 2 - (gamma - 1) * p_r)), 0.0)
+                curvature = np.where(kept[:, None], stats.hessian_diagonal(factor)
+                                     - eta[:, None] * slope ** 2, 0.0)
+    denominator = mean_denominator(n_rows, 1, prep.weight, labels=prep.target,
+                                   class_weight=prep.class_weight,
+                                   ignore_index=prep.ignore_index)
     return reduce_numpy(prep, loss, grad_value, denominator, hess=curvature)
 
 
@@ -392,6 +455,7 @@ def linear_cross_entropy(hidden, weight, target, *, bias=None, class_weight=None
     loss, g = softmax_cross_entropy(logits, prep.labels, class_weight=prep.class_weight,
                                     ignore_index=prep.ignore_index,
                                     label_smoothing=prep.label_smoothing,
+                                    z_loss=prep.z_loss, softcap=prep.softcap,
                                     sample_weight=prep.sample_weight, reduction=reduction,
                                     grad=prep.grad)
     if not prep.grad:

@@ -103,6 +103,7 @@ from fastloss import _dispatch
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
+from fastloss._checks import check_cross_entropy_extras as _check_cross_entropy_extras
 
 __all__ = [
     "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
@@ -115,7 +116,8 @@ _FAST_DTYPES = (torch.float32, torch.float64)
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 _REDUCTIONS = ("mean", "sum", "none")
 
-# Placeholders for the kernels' unused array arguments, by torch dtype.
+# Placeholders for the elementwise kernels' unused array arguments, by torch dtype
+# (the multiclass kernels take None; the torch kernels and the spatial paths use these).
 _NO_WEIGHT = np.empty(0)
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_ROWS = {dt: np.empty((0, 0), dtype=_NUMPY_DTYPES[dt]) for dt in _FAST_DTYPES}
@@ -457,37 +459,35 @@ def _class_labels(target, n_rows, n_classes, has_ignore, ignore_index, class_wei
 
 
 def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_smoothing,
-                        need_grad):
+                        z_loss, softcap, need_grad):
     if input.dim() > 2:
         return _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
                                            label_smoothing, need_grad)
     # Written out flat: at small batches every call of a helper shows.
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
-    none = _NO_ROWS[dtype]
     if len(shape) == 2:
         n_rows, n_classes = rows = shape
     else:
         n_rows, n_classes = rows = (1, shape[0])
     logits = (input if input.is_contiguous() else input.contiguous()).numpy(force=True)
-    class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
+    class_weight = None if weight is None else _as_float64(weight)
     if target.dtype == torch.int64:
         labels, denominator = _class_labels(target, n_rows, n_classes, True, ignore_index,
-                                            class_weight)
+                                            _NO_WEIGHT if class_weight is None else class_weight)
         if reduction == "mean" and denominator == 0:
             raise _Unsupported          # torch's 0 / 0 = NaN
-        probabilities = none
+        probabilities, ignored = None, ignore_index
     else:
-        labels, denominator = _NO_LABELS, n_rows
+        labels, denominator, ignored = None, n_rows, None
         probabilities = _array(target).reshape(rows)
     loss = np.empty(shape[:-1], numpy_dtype) if reduction == "none" else None
     grad = np.empty(shape, numpy_dtype) if need_grad else None
     total = _KERNELS["softmax_cross_entropy"][dtype](
-        logits if len(shape) == 2 else logits.reshape(rows), probabilities, labels,
-        _NO_WEIGHT, class_weight, label_smoothing, 0.0, False, False,
-        labels is not _NO_LABELS, ignore_index,
-        _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
-        none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
+        logits if len(shape) == 2 else logits.reshape(rows), probabilities, labels, None,
+        class_weight, label_smoothing, ignored, z_loss, 0.0 if softcap is None else softcap,
+        None if loss is None else loss.reshape(n_rows),
+        None if grad is None else grad if len(shape) == 2 else grad.reshape(rows), None,
         1.0 / denominator if reduction == "mean" else 1.0, _threads())[0]
     # (the kernel's second result flags negative or NaN probability targets,
     # which torch computes by the same formula: its answer is kept)
@@ -499,7 +499,6 @@ def _cross_entropy_fast(input, target, weight, ignore_index, reduction, label_sm
 def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
-    none = _NO_ROWS[dtype]
     if len(shape) == 2:
         n_rows, n_classes = rows = shape
     else:
@@ -516,17 +515,16 @@ def _multi_margin_fast(input, target, p, margin, weight, reduction, need_grad):
     elif reduction == "none":
         sample_weight = np.full(n_rows, scale)
     else:
-        sample_weight, grad_scale = _NO_WEIGHT, scale
+        sample_weight, grad_scale = None, scale
     # torch's "none" shape: the target's for a 1-D input ((), or (1,)), else (N,).
     loss = np.empty(target.shape if len(shape) == 1 else (n_rows,), numpy_dtype) \
         if reduction == "none" else None
     grad = np.empty(shape, numpy_dtype) if need_grad else None
     total = _KERNELS["multiclass_hinge"][dtype](
-        scores if len(shape) == 2 else scores.reshape(rows), none, labels, sample_weight,
-        _NO_WEIGHT, 0.0, margin, p == 2, False, False, 0,
-        _NO_VALUES[dtype] if loss is None else loss.reshape(n_rows),
-        none if grad is None else grad if len(shape) == 2 else grad.reshape(rows), none,
-        grad_scale, _threads())[0]
+        scores if len(shape) == 2 else scores.reshape(rows), labels, sample_weight,
+        margin, p == 2, False, None if loss is None else loss.reshape(n_rows),
+        None if grad is None else grad if len(shape) == 2 else grad.reshape(rows),
+        grad_scale, _threads())
     if loss is None:
         loss = _scalar(total * grad_scale, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
@@ -648,12 +646,12 @@ def _channels_last_cross_entropy(scores, target, labels, class_weight, label_smo
 def _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight, label_smoothing,
                         ignore_index, loss, grad, grad_scale):
     """The fused cross-entropy kernel on (n_rows, C) logits (grad may be logits itself)."""
-    none = _NO_ROWS[dtype]
+    has_labels = labels is not _NO_LABELS
     return _KERNELS["softmax_cross_entropy"][dtype](
-        logits, probabilities, labels, _NO_WEIGHT, class_weight, label_smoothing, 0.0, False,
-        False, labels is not _NO_LABELS, ignore_index,
-        _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
-        none if grad is None else grad, none, grad_scale, _threads())[0]
+        logits, None if has_labels else probabilities, labels if has_labels else None, None,
+        None if class_weight is _NO_WEIGHT or class_weight.shape[0] == 0 else class_weight,
+        label_smoothing, ignore_index if has_labels else None, 0.0, 0.0,
+        None if loss is None else loss.reshape(-1), grad, None, grad_scale, _threads())[0]
 
 
 # --- which calls the kernels cover (metadata only) ------------------------------------
@@ -855,8 +853,36 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 # --- multiclass ----------------------------------------------------------------
 
+def _torch_cross_entropy(x, target, weight, ignore_index, reduction, label_smoothing,
+                         z_loss=0.0, softcap=None):
+    """torch's cross_entropy, with fastloss's z_loss and softcap written in torch (the
+    fallback of :func:`cross_entropy` and its operator; torch's own function without them)."""
+    if z_loss == 0.0 and softcap is None:
+        return F.cross_entropy(x, target, weight, ignore_index=ignore_index,
+                               reduction=reduction, label_smoothing=label_smoothing)
+    if softcap is not None:
+        x = softcap * torch.tanh(x / softcap)
+    rows = F.cross_entropy(x, target, weight, ignore_index=ignore_index, reduction="none",
+                           label_smoothing=label_smoothing)
+    labels = not torch.is_floating_point(target)
+    kept = target != ignore_index if labels else None
+    if z_loss != 0.0:
+        z = z_loss * torch.logsumexp(x, dim=1 if x.dim() > 1 else 0) ** 2
+        rows = rows + (torch.where(kept, z, torch.zeros_like(z)) if labels else z)
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    if not labels:
+        return rows.sum() / rows.numel()
+    counted = kept.to(rows.dtype) if weight is None else \
+        torch.where(kept, weight[torch.where(kept, target, 0)], 0)
+    return rows.sum() / counted.sum()
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
-                  reduce=None, reduction="mean", label_smoothing=0.0):
+                  reduce=None, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                  softcap=None):
     """Softmax cross-entropy, as ``torch.nn.functional.cross_entropy``.
 
     With p = softmax(x) over the classes of a row x of logits, and label
@@ -875,20 +901,32 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     scores, by the fused row kernel in place.  A row such as logits
     [-inf, 0, 0] with probability target [0, .5, .5] has a finite loss
     (torch: NaN).
+
+    Two keyword-only extras, whose defaults are torch's function (see
+    :func:`fastloss.softmax_cross_entropy`): ``z_loss`` adds z_loss lse^2 to
+    each counted row's loss (lse the row's log-sum-exp; not weighted by
+    ``weight``; "mean" divides it by the same total as the rest), and
+    ``softcap`` replaces the logits by softcap tanh(x / softcap) first.  Both
+    are in the fused pass of (N, C) and (C,) inputs; (N, C, d1, ...) inputs with either
+    go to the same formula written in torch.
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
+    if z_loss != 0.0 or softcap is not None:
+        z_loss, softcap = _check_cross_entropy_extras(z_loss, softcap)
 
     def torch_loss(x):
-        return F.cross_entropy(x, target, weight, ignore_index=ignore_index,
-                               reduction=reduction, label_smoothing=label_smoothing)
+        return _torch_cross_entropy(x, target, weight, ignore_index, reduction,
+                                    label_smoothing, z_loss, softcap)
 
     path = _path(input, target, weight)
     if path and _cross_entropy_covered(input, target, weight, ignore_index, reduction,
-                                       label_smoothing):
+                                       label_smoothing) \
+            and (input.dim() <= 2 or (z_loss == 0.0 and softcap is None)):
+        # (the kernel over (N, C, d1, ...) has neither z_loss nor softcap)
         return _fused(path, _cross_entropy_fast, _cross_entropy_op, input,
-                      (target, weight, int(ignore_index), reduction, float(label_smoothing)),
-                      torch_loss)
+                      (target, weight, int(ignore_index), reduction, float(label_smoothing),
+                       float(z_loss), softcap), torch_loss)
     return torch_loss(input)
 
 
@@ -1097,13 +1135,12 @@ _bce_op = _custom_op(
 _cross_entropy_op = _custom_op(
     "cross_entropy",
     "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction,"
-    " float label_smoothing, bool need_grad) -> (Tensor, Tensor)",
+    " float label_smoothing, float z_loss, float? softcap, bool need_grad)"
+    " -> (Tensor, Tensor)",
     _cross_entropy_fast,
-    lambda x, target, weight, ignore_index, reduction, label_smoothing: F.cross_entropy(
-        x, target, weight, ignore_index=ignore_index, reduction=reduction,
-        label_smoothing=label_smoothing),
-    lambda x, target, weight, ignore_index, reduction, label_smoothing, need_grad:
-        _reduced_shape(reduction, x.shape[:1] + x.shape[2:] if x.dim() > 1 else ()))
+    _torch_cross_entropy,
+    lambda x, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+    need_grad: _reduced_shape(reduction, x.shape[:1] + x.shape[2:] if x.dim() > 1 else ()))
 
 _nll_loss_op = _custom_op(
     "nll_loss",
@@ -1197,7 +1234,7 @@ __all__ += ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 import contextlib  # noqa: E402  (kept in this section)
 
 from fastloss._linear_cross_entropy import run_chunks  # noqa: E402
-from fastloss._linear_validation import check_unimplemented, prepare_linear  # noqa: E402
+from fastloss._linear_validation import prepare_linear  # noqa: E402
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -1281,9 +1318,9 @@ def _fused_linear(hidden, weight, labels, options, sample_weight=None, reduction
                   grad=True):
     """fastloss.linear_cross_entropy with torch's products (the same checks and loop)."""
     prep = prepare_linear(hidden, weight, labels, options["bias"], options["class_weight"],
-                          options["ignore_index"], options["label_smoothing"], 0.0, None,
-                          sample_weight, reduction, grad, options["chunk_rows"],
-                          options["n_threads"])
+                          options["ignore_index"], options["label_smoothing"],
+                          options["z_loss"], options["softcap"], sample_weight, reduction, grad,
+                          options["chunk_rows"], options["n_threads"])
     return run_chunks(prep, _TorchProducts(prep.weight))
 
 
@@ -1314,9 +1351,11 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
 
     The same value and gradients (for input, weight and bias) as::
 
-        F.cross_entropy(F.linear(input, weight, bias), target, weight=class_weight,
-                        ignore_index=ignore_index, label_smoothing=label_smoothing,
-                        reduction=reduction)
+        cross_entropy(F.linear(input, weight, bias), target, weight=class_weight,
+                      ignore_index=ignore_index, label_smoothing=label_smoothing,
+                      z_loss=z_loss, softcap=softcap, reduction=reduction)
+
+    (:func:`cross_entropy`: torch's with z_loss = 0 and softcap None)
 
     for input (N, D), weight (V, D) (``torch.nn.Linear(D, V).weight``), bias
     (V,) or None and target (N,) int64 labels; class weights are
@@ -1334,9 +1373,8 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     sums depend on the thread count: results are not bit-identical across
     thread counts.
 
-    ``z_loss`` and ``softcap`` must keep their defaults (NotImplementedError
-    otherwise: the fused kernel has no such terms yet).  ``chunk_rows``
-    overrides the chunk size (see :func:`fastloss.linear_cross_entropy`).
+    ``chunk_rows`` overrides the chunk size (see
+    :func:`fastloss.linear_cross_entropy`).
 
     torch's own unfused functions compute the calls the fused layer does not
     cover, with torch's result and errors: tensors not on the CPU or of a
@@ -1345,12 +1383,12 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     "mean" over nothing (torch's NaN), tensor subclasses, functorch
     transforms and ``torch.compile`` tracing; and double backward.
     """
-    check_unimplemented(z_loss, softcap)
+    if z_loss != 0.0 or softcap is not None:
+        z_loss, softcap = _check_cross_entropy_extras(z_loss, softcap)
 
     def torch_loss(x, w, b):
-        return F.cross_entropy(F.linear(x, w, b), target, weight=class_weight,
-                               ignore_index=ignore_index, reduction=reduction,
-                               label_smoothing=label_smoothing)
+        return _torch_cross_entropy(F.linear(x, w, b), target, class_weight, ignore_index,
+                                    reduction, label_smoothing, z_loss, softcap)
 
     if not _linear_covered(input, weight, target, bias, class_weight) \
             or reduction not in _REDUCTIONS:
@@ -1359,7 +1397,8 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     options = dict(bias=None if bias is None else _numpy(bias),
                    class_weight=None if class_weight is None else _as_float64(class_weight),
                    ignore_index=ignore_index, label_smoothing=label_smoothing,
-                   chunk_rows=chunk_rows, n_threads=_threads())
+                   z_loss=z_loss, softcap=softcap, chunk_rows=chunk_rows,
+                   n_threads=_threads())
     parameters = (input, weight) + (() if bias is None else (bias,))
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in parameters)
     scalar = reduction != "none"
@@ -1417,7 +1456,8 @@ class LinearCrossEntropyLoss(torch.nn.Module):
     def __init__(self, *, class_weight=None, ignore_index=-100, label_smoothing=0.0,
                  z_loss=0.0, softcap=None, reduction="mean", chunk_rows=None):
         super().__init__()
-        check_unimplemented(z_loss, softcap)
+        if z_loss != 0.0 or softcap is not None:
+            _check_cross_entropy_extras(z_loss, softcap)
         self.register_buffer("class_weight", class_weight)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing

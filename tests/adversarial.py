@@ -353,6 +353,15 @@ SOFTMAX_CE_OPTIONS = {
 }
 SOFTMAX_OPTIONS = {
     "softmax_cross_entropy": SOFTMAX_CE_OPTIONS,
+    "softmax_focal_loss": {
+        "labels": SOFTMAX_CE_OPTIONS["labels"],
+        "gamma=0.5, class_weight": lambda c: (
+            c.labels, {"gamma": 0.5, "class_weight": _class_weight(c.logits.shape[1])}, None),
+        "labels_all_options": lambda c: (
+            _ignored(c.labels), {"gamma": 3.5, "class_weight": _class_weight(c.logits.shape[1]),
+                                 "ignore_index": IGNORE},
+            _sample_weight(c.logits.shape[0])),
+    },
     "softmax_binary_cross_entropy": {
         "labels": SOFTMAX_CE_OPTIONS["labels"],
         "probabilities": SOFTMAX_CE_OPTIONS["probabilities"],

@@ -189,6 +189,13 @@ def _torch_multiclass_hinge(F, x, t, options, reduction):
                                             reduction=reduction)
 
 
+def _softmax_focal_loss_oracle(logits, target, *, model=None, **options):
+    """The focal loss's exact oracle (tests/oracle_more_multiclass.py), which builds its
+    own rows (the shared row model is not used)."""
+    import oracle_more_multiclass
+    return oracle_more_multiclass.softmax_focal_loss(logits, target, **options)
+
+
 CASES += [
     LossCase("softmax_cross_entropy", label_inputs, oracle.softmax_cross_entropy, options={
         "default": lambda shape: {},
@@ -203,6 +210,13 @@ CASES += [
         "class_weight-label_smoothing": lambda shape: {
             "class_weight": np.linspace(0.5, 2.0, shape[1]), "label_smoothing": 0.2},
     }, target_kind="probabilities", torch=_torch_cross_entropy),
+    LossCase("softmax_focal_loss", label_inputs, _softmax_focal_loss_oracle, options={
+        "default": lambda shape: {},
+        "gamma=0.5-class_weight": lambda shape: {"gamma": 0.5,
+                                                 "class_weight": np.linspace(0.5, 2.0, shape[1])},
+        "all": lambda shape: {"gamma": 3.5, "class_weight": np.linspace(2.0, 0.5, shape[1]),
+                              "ignore_index": 0},
+    }),
     LossCase("softmax_binary_cross_entropy", either_inputs, oracle.softmax_binary_cross_entropy),
     LossCase("kl_divergence", probability_inputs, oracle.kl_divergence,
              torch=_torch_kl_divergence),

@@ -70,6 +70,13 @@ VARIANTS = [
     ("ce-probabilities-class_weight-label_smoothing", "softmax_cross_entropy",
      probability_inputs, (17, 5),
      lambda shape: {"class_weight": _class_weights(shape), "label_smoothing": 0.2}),
+    ("focal", "softmax_focal_loss", label_inputs, (17, 5), lambda shape: {}),
+    ("focal-C=1", "softmax_focal_loss", label_inputs, (9, 1), lambda shape: {}),
+    ("focal-gamma=0.5-class_weight", "softmax_focal_loss", label_inputs, (17, 5),
+     lambda shape: {"gamma": 0.5, "class_weight": _class_weights(shape)}),
+    ("focal-gamma=3.5-all", "softmax_focal_loss", label_inputs, (17, 5),
+     lambda shape: {"gamma": 3.5, "class_weight": _class_weights(shape)[::-1].copy(),
+                    "ignore_index": 0}),
     ("kl", "kl_divergence", probability_inputs, (17, 5), lambda shape: {}),
     ("kl-C=1", "kl_divergence", probability_inputs, (9, 1), lambda shape: {}),
 ]
@@ -126,7 +133,18 @@ def test_fast_hess_matches_reference(variant, dtype, reduction, weighted):
     # float64 (the reference's exp(x_c - m) of a float64 row also carries the
     # rounding of x_c - m, which the kernel compensates: up to |x_c - m| / 2 ulps).
     error = np.abs(result.hess.astype(np.float64) - expected.hess.astype(np.float64))
-    bound = _relative_error_bound(expected.hess, dtype, ULPS[np.dtype(dtype)])
+    magnitude = expected.hess
+    if name == "softmax_focal_loss":
+        # The focal Hessian's diagonal is a difference, w F p (1 - p) - w P F'(P)
+        # (p - onehot)^2, which cancels where the two terms are close: each
+        # element is measured against the first term's magnitude, |grad_c| (1 - p_c)
+        # off the label and |grad_y| p_y at it (grad = w F (p - onehot), scaled).
+        p = fastloss.softmax(np.asarray(pred, np.float64))
+        onehot = np.zeros(p.shape, bool)
+        onehot[np.arange(p.shape[0]), np.clip(target, 0, p.shape[1] - 1)] = True
+        first_term = np.abs(plain.grad.astype(np.float64)) * np.where(onehot, p, 1 - p)
+        magnitude = np.maximum(np.abs(expected.hess), first_term)
+    bound = _relative_error_bound(magnitude, dtype, ULPS[np.dtype(dtype)])
     assert (error <= bound).all(), (np.max(error / bound), result.hess, expected.hess)
 
 
@@ -327,13 +345,10 @@ def test_ignored_rows_have_zero_hess_even_with_nan_logits():
 # --- errors --------------------------------------------------------------------
 
 def _call_args(name, dtype=np.float64):
+    """Valid (pred, target) of shape (6, 3) for ``name``: those of its first test case."""
     rng = np.random.default_rng(1)
-    if name in ("softmax_cross_entropy", "kl_divergence"):
-        make = probability_inputs if name == "kl_divergence" else label_inputs
-        return make(rng, (6, 3), dtype)
-    if name == "binary_cross_entropy":
-        return bce_inputs(rng, (6, 3), dtype)
-    return regression_inputs(rng, (6, 3), dtype)
+    case = next(case for case in CASES if case.name == name)
+    return case.make_inputs(rng, (6, 3), dtype)
 
 
 @pytest.mark.parametrize("with_out", [False, True], ids=["no-out", "out=pred"])

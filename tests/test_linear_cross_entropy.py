@@ -356,8 +356,11 @@ BAD_INPUTS = [
     ((GOOD[0], GOOD[1], GOOD[3]), {"chunk_rows": 2.5}, TypeError, ["chunk_rows"]),
     ((GOOD[0], GOOD[1], GOOD[3]), {"n_threads": 0}, ValueError, ["n_threads"]),
     ((GOOD[0], GOOD[1], GOOD[3]), {"grad": "yes"}, TypeError, ["grad"]),
-    ((GOOD[0], GOOD[1], GOOD[3]), {"z_loss": 1e-4}, NotImplementedError, ["z_loss"]),
-    ((GOOD[0], GOOD[1], GOOD[3]), {"softcap": 30.0}, NotImplementedError, ["softcap"]),
+    ((GOOD[0], GOOD[1], GOOD[3]), {"z_loss": -1e-4}, ValueError, ["z_loss"]),
+    ((GOOD[0], GOOD[1], GOOD[3]), {"z_loss": np.nan}, ValueError, ["z_loss"]),
+    ((GOOD[0], GOOD[1], GOOD[3]), {"softcap": 0.0}, ValueError, ["softcap"]),
+    ((GOOD[0], GOOD[1], GOOD[3]), {"softcap": -30.0}, ValueError, ["softcap"]),
+    ((GOOD[0], GOOD[1], GOOD[3]), {"softcap": "30"}, TypeError, ["softcap"]),
 ]
 
 

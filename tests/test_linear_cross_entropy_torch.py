@@ -179,12 +179,14 @@ def test_none_backward_with_nan_grad_output_follows_torch():
         torch.testing.assert_close(a, b, equal_nan=True)
 
 
-def test_unimplemented_options_raise():
+def test_bad_z_loss_and_softcap_raise():
     hidden, weight, bias, target = make_inputs()
-    with pytest.raises(NotImplementedError, match="z_loss"):
-        flt.linear_cross_entropy(hidden, weight, target, bias, z_loss=1e-4)
-    with pytest.raises(NotImplementedError, match="softcap"):
-        flt.LinearCrossEntropyLoss(softcap=30.0)
+    with pytest.raises(ValueError, match="z_loss"):
+        flt.linear_cross_entropy(hidden, weight, target, bias, z_loss=-1e-4)
+    with pytest.raises(ValueError, match="softcap"):
+        flt.linear_cross_entropy(hidden, weight, target, bias, softcap=0.0)
+    with pytest.raises(ValueError, match="softcap"):
+        flt.LinearCrossEntropyLoss(softcap=-30.0)
 
 
 def test_inputs_are_not_modified():

@@ -144,7 +144,7 @@ def test_declared_parameter_rules_are_applied(module, name, param):
     pred, target = case.make_inputs(np.random.default_rng(0), shape, np.float64)
     function = getattr(module, name)
     function(pred, target, **{param.name: param.default})
-    assert param.kind in ("real", "flag", "choice", "index", "weights")
+    assert param.kind in ("real", "optional real", "flag", "choice", "index", "weights")
     for value, error in _bad_values(param, shape):
         with pytest.raises(error, match=param.name):
             function(pred, target, **{param.name: value})

@@ -83,11 +83,19 @@ def test_import_fastloss_does_not_import_torch():
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_signature_is_torchs(name):
-    assert inspect.signature(getattr(flt, name)).parameters.keys() == \
-        inspect.signature(getattr(F, name)).parameters.keys()
-    ours = [p.default for p in inspect.signature(getattr(flt, name)).parameters.values()]
-    theirs = [p.default for p in inspect.signature(getattr(F, name)).parameters.values()]
+    # torch's parameters, in torch's order with torch's defaults, then fastloss's
+    # keyword-only extras (whose defaults are torch's semantics)
+    parameters = inspect.signature(getattr(flt, name)).parameters
+    extras = {key: p.default for key, p in parameters.items() if key in EXTRAS.get(name, {})}
+    assert extras == EXTRAS.get(name, {})
+    assert all(parameters[key].kind is inspect.Parameter.KEYWORD_ONLY for key in extras)
+    ours = [(key, p.default) for key, p in parameters.items() if key not in extras]
+    theirs = [(key, p.default) for key, p in
+              inspect.signature(getattr(F, name)).parameters.items()]
     assert ours == theirs
+
+
+EXTRAS = {"cross_entropy": {"z_loss": 0.0, "softcap": None}}
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

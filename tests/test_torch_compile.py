@@ -122,12 +122,15 @@ def test_compiled_inference_and_torchs_nan_mean():
 
 
 OPCHECK_CASES = [
-    ("cross_entropy", lambda x: (x, class_labels(len(x)), None, -100, "mean", 0.1)),
+    # cross_entropy's last two arguments: z_loss, softcap
+    ("cross_entropy", lambda x: (x, class_labels(len(x)), None, -100, "mean", 0.1, 0.0, None)),
     ("cross_entropy", lambda x: (x, class_labels(len(x)), CLASS_WEIGHT.to(x.dtype), 1,
-                                 "none", 0.0)),
+                                 "none", 0.0, 0.0, None)),
     ("cross_entropy", lambda x: (x, probabilities(len(x)).to(x.dtype), None, -100, "sum",
-                                 0.2)),
-    ("cross_entropy", lambda x: (x[0], class_labels(1)[0], None, -100, "none", 0.0)),
+                                 0.2, 0.0, None)),
+    ("cross_entropy", lambda x: (x[0], class_labels(1)[0], None, -100, "none", 0.0, 0.0, None)),
+    ("cross_entropy", lambda x: (x, class_labels(len(x)), CLASS_WEIGHT.to(x.dtype), 1,
+                                 "mean", 0.1, 1e-3, 5.0)),
     ("binary_cross_entropy_with_logits", lambda x: (x, uniform(len(x)).to(x.dtype), None,
                                                     CLASS_WEIGHT.to(x.dtype), "mean")),
     ("binary_cross_entropy_with_logits", lambda x: (x, uniform(len(x)).to(x.dtype),

@@ -759,10 +759,11 @@ OPCHECK_CASES = [
     ("kl_div", lambda x: (x, rand(6, 5).to(x.dtype), "batchmean", False)),
     ("kl_div", lambda x: (x, randn(6, 5).to(x.dtype), "none", True)),
     ("kl_div", lambda x: (x, rand(6, 5).to(x.dtype), "mean", False)),
+    # (the operator's last two arguments before need_grad: z_loss, softcap)
     ("cross_entropy", lambda x: (x.reshape(3, 5, 2), labels((3, 2), 5), None, -100, "none",
-                                 0.1)),
+                                 0.1, 0.0, None)),
     ("cross_entropy", lambda x: (x.reshape(3, 5, 2), torch.softmax(randn(3, 5, 2), 1).to(
-        x.dtype), rand(5).to(x.dtype), -100, "mean", 0.0)),
+        x.dtype), rand(5).to(x.dtype), -100, "mean", 0.0, 0.0, None)),
 ]
 
 
