@@ -46,20 +46,24 @@ def same_doc_as(reference_function):
     return decorate
 
 
-def _run(name, prep, param, param_per_column=None):
+def _run(name, prep, *params):
     """Call the fused kernel of ``name`` and apply the reduction.
 
-    ``param`` is the loss's parameter (delta, margin, pos_weight; unused by
-    mse); ``param_per_column`` a (K,) float64 array that replaces it column by
-    column (pos_weight of shape (K,)), or None.
+    ``params`` are the kernel's own arguments, in the order of its parameter
+    struct (``_elementwise_kernels.PARAMETERS[name]``): none for mse, delta,
+    margin, or pos_weight and optionally pos_weight_per_column, a (K,) float64
+    array that replaces pos_weight column by column (None or left out: none).
     """
     shape, dtype = prep.shape, prep.dtype
     n_rows = shape[0]
     row_size = 1 if len(shape) == 1 else shape[1]
-    if prep.weight is None and param_per_column is None:
+    per_column = len(params) > 1 and params[-1] is not None
+    if prep.weight is None and not per_column:
         view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
     else:
         view = (n_rows, row_size)
+    missing = len(_elementwise_kernels.PARAMETERS[name]) - len(params)
+    params = tuple(_NO_ARRAY if p is None else p for p in params) + (_NO_ARRAY,) * missing
 
     reduction = prep.reduction
     scale, denominator = 1.0, 1.0
@@ -80,10 +84,8 @@ def _run(name, prep, param, param_per_column=None):
         grad_out = np.empty(view, dtype)
     hess_out = np.empty(view, dtype) if prep.hess else none
     weight = _NO_ARRAY if prep.weight is None else prep.weight
-    columns = _NO_ARRAY if param_per_column is None else param_per_column
     total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
-                                  columns, param, loss_out, grad_out, hess_out, scale,
-                                  prep.n_threads)
+                                  loss_out, grad_out, hess_out, scale, prep.n_threads, *params)
     if name in _TARGET_CHECKS:
         total, seen = total
         _check_seen_targets(name, prep, seen)
@@ -145,7 +147,7 @@ def mse(pred, target, *, sample_weight=None, reduction="mean", grad=True, hess=F
         out=None, n_threads=None):
     prep = prepare_elementwise(pred, target, sample_weight, reduction, grad, out, n_threads,
                                hess=hess, defer_weight_check=True)
-    return _run("mse", prep, 0.0)
+    return _run("mse", prep)
 
 
 @same_doc_as(reference.huber)
