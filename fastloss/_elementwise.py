@@ -39,6 +39,8 @@ _NO_WEIGHT = _dispatch.NO_WEIGHT
 _NO_ROWS = _dispatch.NO_ROWS
 
 _INVALID = _elementwise_kernels.TARGET_INVALID
+# Each kernel's own parameters, in order (the def kernels' last arguments).
+_PARAMETERS: dict[str, tuple[str, ...]] = _elementwise_kernels.PARAMETERS
 _ZERO_AND_MINUS_ONE = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
 
 
@@ -156,28 +158,34 @@ def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
     """Call the fused kernel of ``spec``: returns (the float64 total of w * loss, the
     TARGET_* bits of the targets it met, 0 for a loss without a target check).
 
-    The outputs have the predictions' shape, or are None (not computed).
-    Today's kernels share one signature (see ``_elementwise_kernels.pyx.tp``)::
+    The outputs have the predictions' shape, or are None (not computed).  The
+    kernels' argument lists (see ``_elementwise_kernels.pyx.tp``)::
 
-        kernel(pred, target, weight, param_per_column, param,
-               loss_out, grad_out, hess_out, grad_scale, n_threads)
+        kernel(pred, target, *further inputs, weight, loss_out, grad_out,
+               *further gradients, hess_out, grad_scale, n_threads, *own parameters)
 
     on (n_rows, row_size) views, with (0,) or (0, 0) arrays for the absent
-    ones, and one float parameter (delta, margin or a scalar pos_weight; 1.0
-    without pos_weight, unused by mse) or one (K,) parameter per column.  A
-    loss with ``further`` inputs (:func:`run_several`) passes them after the
-    target, and ``grad_out`` is then a tuple of one array per gradient,
-    passed in the declared order in place of the one grad_out.
+    ones.  The own parameters are the declared values in order (delta,
+    margin; none for mse); a per-column parameter (pos_weight of shape (K,))
+    is passed as 1.0 followed by its (K,) array, and a kernel that takes one
+    (``PARAMETERS`` names it ``..._per_column``) gets an empty array without it.
+    ``grad_out`` is a tuple of one array per declared gradient for a loss
+    with several (:func:`run_several`).
     """
-    param, columns = 0.0, _NO_WEIGHT
-    for value in values:                    # (mse has none)
+    own: list[Any] = []
+    columns = None
+    for value in values:
         if type(value) is np.ndarray:
-            param, columns = 1.0, value
+            own.append(1.0)
+            columns = value
         else:
-            param = 1.0 if value is None else value
+            own.append(1.0 if value is None else value)
+    names = _PARAMETERS.get(spec.kernel)
+    if columns is not None or (names is not None and len(names) > len(own)):
+        own.append(_NO_WEIGHT if columns is None else columns)
     shape = prep.shape
     row_size = 1 if len(shape) == 1 else shape[1]
-    if prep.weight is None and columns is _NO_WEIGHT:
+    if prep.weight is None and columns is None:
         view = (shape[0] * row_size, 1)     # nothing depends on the row: one flat loop
     else:
         view = (shape[0], row_size)
@@ -189,13 +197,11 @@ def _call_kernel(spec: Loss, prep: Prepared, values: tuple[Any, ...],
     if isinstance(grad_out, tuple) or further:
         grads = [none] * len(spec.gradients) if grad_out is None \
             else [g.reshape(view) for g in grad_out]
-        result = kernel(prep.pred.reshape(view), prep.target.reshape(view),
-                        *[x.reshape(view) for x in further], weight, columns, param,
-                        loss, *grads, hess, grad_scale, prep.n_threads)
     else:
-        result = kernel(prep.pred.reshape(view), prep.target.reshape(view), weight, columns,
-                        param, loss, none if grad_out is None else grad_out.reshape(view),
-                        hess, grad_scale, prep.n_threads)
+        grads = [none if grad_out is None else grad_out.reshape(view)]
+    result = kernel(prep.pred.reshape(view), prep.target.reshape(view),
+                    *[x.reshape(view) for x in further], weight, loss, *grads, hess,
+                    grad_scale, prep.n_threads, *own)
     if spec.target is REAL:
         return result, 0
     return result

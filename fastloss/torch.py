@@ -131,6 +131,7 @@ def _by_torch_dtype(specialisations):
 
 _KERNELS = {name: _by_torch_dtype(_ELEMENTWISE_KERNELS[name])
             for name in ("mse", "huber", "binary_cross_entropy")}
+_ELEMENTWISE_PARAMETERS = fastloss._dispatch.elementwise_kernels.PARAMETERS   # own arguments
 _KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
                  for name in ("softmax_cross_entropy", "multiclass_hinge")})
 # int64 labels are handed to kernels that read Py_ssize_t.
@@ -385,17 +386,20 @@ def _elementwise(name, input, view, target, weight, columns, param, reduction, d
 
     ``weight`` is a float64 row weight (view[0],) or _NO_WEIGHT, ``columns`` a
     float64 per-column parameter (view[1],) or _NO_WEIGHT; a "mean" divides
-    by ``denominator``.
+    by ``denominator``.  ``param`` and ``columns`` are the kernel's own
+    arguments in order (``PARAMETERS``): none for mse, ``param`` for huber,
+    both for binary cross-entropy.
     """
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
     none = _NO_ROWS[dtype]
     loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
     grad = np.empty(shape, numpy_dtype) if need_grad else None
+    params = (param, columns)[:len(_ELEMENTWISE_PARAMETERS[name])]
     total = _KERNELS[name][dtype](
-        _array(input).reshape(view), _array(target).reshape(view), weight, columns, param,
+        _array(input).reshape(view), _array(target).reshape(view), weight,
         none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
-        none, 1.0 / denominator if reduction == "mean" else 1.0, _threads())
+        none, 1.0 / denominator if reduction == "mean" else 1.0, _threads(), *params)
     if type(total) is tuple:
         # (total, seen targets): torch computes binary cross-entropy with targets
         # outside [0, 1] by the same formula, so fastloss.torch keeps torch's answer

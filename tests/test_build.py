@@ -120,7 +120,7 @@ mse = _dispatch.elementwise_kernels.mse.__signatures__["double"]
 pred = np.zeros((1000, 1))
 target = np.zeros((600, 1))
 none = np.empty((0, 0))
-mse(pred, target, np.empty(0), np.empty(0), 0.0, none, none, none, 1.0, 1)
+mse(pred, target, np.empty(0), none, none, none, 1.0, 1)
 print("no error")
 """
 
@@ -141,6 +141,5 @@ def test_the_same_call_in_bounds_is_fine():
     mse = _dispatch.elementwise_kernels.mse.__signatures__["double"]
     pred = np.zeros((1000, 1))
     none = np.empty((0, 0))
-    total = mse(pred, np.ones((1000, 1)), np.empty(0), np.empty(0), 0.0, none, none, none,
-                1.0, 1)
+    total = mse(pred, np.ones((1000, 1)), np.empty(0), none, none, none, 1.0, 1)
     assert total == 1000.0

@@ -306,8 +306,8 @@ def test_a_loss_with_three_inputs_and_two_gradients_can_be_declared():
         twin(mean, target, var, eps=0.0)
 
 
-def _stand_in_kernel(mean, target, var, weight, columns, eps, loss_out, grad_mean_out,
-                     grad_var_out, hess_out, grad_scale, n_threads):
+def _stand_in_kernel(mean, target, var, weight, loss_out, grad_mean_out, grad_var_out,
+                     hess_out, grad_scale, n_threads, eps):
     """A NumPy stand-in for the compiled kernel of a three-input, two-gradient loss, with
     the argument list fastloss._elementwise._call_kernel gives such a kernel."""
     loss, (grad_mean, grad_var), hess = _scaled_nll(mean, target, var, eps, True)
