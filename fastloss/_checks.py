@@ -490,6 +490,24 @@ def _defer_weight_check(weight: np.ndarray | None, out: np.ndarray | None,
     return False
 
 
+def check_call_options(grad: Any, hess: Any, out: Any, reduction: Any,
+                       n_threads: Any) -> tuple[bool, bool, int]:
+    """(grad, hess, thread count) of one call, with ``out`` and ``reduction`` checked.
+
+    The usual values (grad=True, hess=False, out=None, n_threads=None) skip
+    their checks' calls: this runs on every call, where microseconds count.
+    """
+    if grad is not True:
+        grad = check_flag(grad, "grad")
+    if hess is not False:
+        hess = check_hess(hess, grad)
+    if out is not None:
+        check_out_wanted(out, grad)
+    if reduction not in REDUCTIONS:
+        check_reduction(reduction)
+    return grad, hess, 0 if n_threads is None else check_n_threads(n_threads)
+
+
 def prepare_elementwise(pred: Any, target: Any, sample_weight: Any, reduction: Any,
                         grad: Any, out: Any, n_threads: Any, pred_name: str = "pred",
                         target_name: str = "target", hess: Any = False,
@@ -499,17 +517,7 @@ def prepare_elementwise(pred: Any, target: Any, sample_weight: Any, reduction: A
     With ``defer_weight_check`` the caller checks the sample weights' finiteness
     with :func:`fastloss._reduction.settle_weights` after its kernel.
     """
-    # The usual values (grad=True, hess=False, None for the optional arrays) skip
-    # their checks' calls: this runs on every call, where microseconds count.
-    if grad is not True:
-        grad = check_flag(grad, "grad")
-    if hess is not False:
-        hess = check_hess(hess, grad)
-    if out is not None:
-        check_out_wanted(out, grad)
-    if reduction not in REDUCTIONS:
-        check_reduction(reduction)
-    threads = 0 if n_threads is None else check_n_threads(n_threads)
+    grad, hess, threads = check_call_options(grad, hess, out, reduction, n_threads)
     pred_arr = as_float_array(pred, pred_name)
     if pred_arr.ndim not in (1, 2):
         check_ndim(pred_arr, pred_name, (1, 2))
@@ -576,16 +584,7 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
     or infinite) to the kernel, which reports them in its own pass, except
     when the gradient overwrites the logits.
     """
-    # (the usual values skip their checks' calls, as in prepare_elementwise)
-    if grad is not True:
-        grad = check_flag(grad, "grad")
-    if hess is not False:
-        hess = check_hess(hess, grad)
-    if out is not None:
-        check_out_wanted(out, grad)
-    if reduction not in REDUCTIONS:
-        check_reduction(reduction)
-    threads = 0 if n_threads is None else check_n_threads(n_threads)
+    grad, hess, threads = check_call_options(grad, hess, out, reduction, n_threads)
     if ignore_index is not None:
         ignore_index = IGNORE_INDEX.check(ignore_index)
     label_smoothing = LABEL_SMOOTHING.check(label_smoothing)
