@@ -173,7 +173,9 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
       array([[ 0.5, -0.5]])
     """
     options = _NO_OPTIONS
-    if z_loss != 0.0 or softcap is not None:
+    # (only the default, a float 0.0 with no cap, skips the checks: False, "0" or
+    # NaN must meet them, as in the reference)
+    if type(z_loss) is not float or z_loss != 0.0 or softcap is not None:
         z_loss, softcap = check_cross_entropy_extras(z_loss, softcap, hess)
         options = {"z_loss": z_loss, "softcap": softcap}
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,

@@ -736,3 +736,12 @@ def test_torch_linear_cross_entropy_extras_match_autograd(options, reduction):
     module = flt.LinearCrossEntropyLoss(reduction=reduction, chunk_rows=7, **options)
     torch.testing.assert_close(module(hidden, weight, target, bias), theirs.detach(),
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", "reference"])
+@pytest.mark.parametrize("value, error", [(False, TypeError), ("0", TypeError),
+                                          (float("nan"), ValueError), (-1.0, ValueError)])
+def test_z_loss_is_checked_by_both_faces_even_when_it_compares_equal_to_zero(module, value,
+                                                                             error):
+    with pytest.raises(error, match="z_loss"):
+        module.softmax_cross_entropy([[0.0, 1.0]], [1], z_loss=value)
