@@ -13,6 +13,7 @@ from fastloss._multiclass import (kl_divergence, log_softmax, logsumexp, multicl
                                   softmax, softmax_binary_cross_entropy, softmax_cross_entropy)
 from fastloss._config import show_config
 from fastloss._linear_cross_entropy import LinearCrossEntropyGrad, linear_cross_entropy
+from fastloss._more_losses import *  # noqa: F401,F403  (issue #15: l1, ..., gaussian_nll)
 
 __version__ = "0.1.0"
 
@@ -35,3 +36,4 @@ __all__ = [
     "LinearCrossEntropyGrad",
     "linear_cross_entropy",
 ]
+__all__ += _more_losses.__all__     # noqa: F405  (issue #15, until the registry)

@@ -31,7 +31,7 @@ def _specialised(name):
 
 
 _KERNELS = {name: _specialised(name) for name in
-            ("mse", "huber", "binary_cross_entropy", "hinge", "squared_hinge", "scan_targets")}
+            (*_elementwise_kernels.PARAMETERS, "scan_targets")}
 _BAD_TARGETS = _elementwise_kernels.TARGET_INVALID
 # The kernels that check their targets and return (total, seen): whether the
 # targets are probabilities in [0, 1] (else binary hinge targets).
@@ -46,19 +46,29 @@ def same_doc_as(reference_function):
     return decorate
 
 
-def _run(name, prep, *params):
+def _run(name, prep, *params, more=(), check=None):
     """Call the fused kernel of ``name`` and apply the reduction.
 
     ``params`` are the kernel's own arguments, in the order of its parameter
     struct (``_elementwise_kernels.PARAMETERS[name]``): none for mse, delta,
     margin, or pos_weight and optionally pos_weight_per_column, a (K,) float64
     array that replaces pos_weight column by column (None or left out: none).
+
+    ``more`` holds the kernel's inputs after (pred, target) as (array, out)
+    pairs: array of pred's shape, or with one value per row of a 2-D pred
+    (shape (N,) or (N, 1)), and out None or a validated array of its shape
+    that receives its gradient.  Their gradients follow pred's: the result's
+    grad is then the tuple (grad_pred, grad_1, ...).
+
+    ``check(seen)`` is called with the bits of a kernel that checks its
+    values (and raises for bad ones); by default the checks of binary
+    cross-entropy and the hinge losses.
     """
     shape, dtype = prep.shape, prep.dtype
     n_rows = shape[0]
     row_size = 1 if len(shape) == 1 else shape[1]
     per_column = len(params) > 1 and params[-1] is not None
-    if prep.weight is None and not per_column:
+    if prep.weight is None and not per_column and all(a.shape == shape for a, _ in more):
         view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
     else:
         view = (n_rows, row_size)
@@ -71,7 +81,13 @@ def _run(name, prep, *params):
         denominator = mean_denominator(prep, row_size)
         settle_weights(prep, denominator)
         if denominator == 0:                # a mean over nothing: 0 and a zero gradient
-            return _empty_mean(prep)
+            empty = _empty_mean(prep)
+            if not more or not prep.grad:
+                return empty
+            zeros = [np.zeros(a.shape, dtype) if out is None else out for a, out in more]
+            for out in zeros:
+                out.fill(0)
+            return empty._replace(grad=(empty.grad, *zeros))
         scale = 1.0 / denominator
 
     none = _NO_OUTPUT[dtype]
@@ -82,13 +98,22 @@ def _run(name, prep, *params):
         grad_out = prep.out.reshape(view)
     else:
         grad_out = np.empty(view, dtype)
+    more_views = [(view if a.shape == shape else (n_rows, 1)) for a, _ in more]
+    more_grads = [none if not prep.grad else
+                  (out.reshape(v) if out is not None else np.empty(v, dtype))
+                  for (a, out), v in zip(more, more_views)]
     hess_out = np.empty(view, dtype) if prep.hess else none
     weight = _NO_ARRAY if prep.weight is None else prep.weight
-    total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), weight,
-                                  loss_out, grad_out, hess_out, scale, prep.n_threads, *params)
-    if name in _TARGET_CHECKS:
+    inputs = [a.reshape(v) for (a, _), v in zip(more, more_views)]
+    total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), *inputs,
+                                  weight, loss_out, grad_out, *more_grads, hess_out, scale,
+                                  prep.n_threads, *params)
+    if type(total) is tuple:
         total, seen = total
-        _check_seen_targets(name, prep, seen)
+        if check is None:
+            _check_seen_targets(name, prep, seen)
+        else:
+            check(seen)
     settle_weights(prep, total)
     if reduction == "none":
         loss = loss_out.reshape(shape)
@@ -100,6 +125,9 @@ def _run(name, prep, *params):
         grad = prep.out             # out itself, as NumPy's out= returns it
     else:
         grad = grad_out.reshape(shape)
+    if more and grad is not None:
+        grad = (grad, *(out if out is not None else g.reshape(a.shape)
+                        for (a, out), g in zip(more, more_grads)))
     if prep.hess:
         return LossGradHess(loss, grad, hess_out.reshape(shape))
     return LossGrad(loss, grad)

@@ -281,6 +281,47 @@ def check_probabilities(target, name, at_most_one):
     raise ValueError(f"{name} must hold {allowed}; {name}[{where}] = {str(target[position])}")
 
 
+def check_nonnegative(values, name, what, finite):
+    """Every value >= 0 (and finite, when ``finite``): a ValueError names the first bad
+    position and value, calling the values ``what`` ("counts", "variances").
+
+    NaN fails the check when ``finite``; otherwise it passes (a predicted
+    variance's NaN propagates to the loss, as a prediction's does).
+    """
+    with np.errstate(invalid="ignore"):
+        good = (values >= 0) & np.isfinite(values) if finite else ~(values < 0)
+    if good.all():
+        return values
+    position = np.unravel_index(int(np.argmin(good.reshape(-1))), values.shape)
+    where = ", ".join(str(int(k)) for k in position)
+    allowed = f"finite {what} >= 0" if finite else f"{what} >= 0"
+    raise ValueError(f"{name} must hold {allowed}; {name}[{where}] = {str(values[position])}")
+
+
+def as_variance(var, mean_shape, dtype):
+    """gaussian_nll's var: a C-contiguous array of the computation dtype, and the shape
+    it takes to broadcast against the mean's (torch's gaussian_nll_loss rules).
+
+    var may have the mean's shape; one dimension fewer (the mean's shape without
+    its last dimension: one variance for each row of the last axis); or the
+    mean's number of dimensions with exactly one dimension of size 1 where the
+    mean's is larger (e.g. (N, 1) or (1, K) for an (N, K) mean).  Anything else
+    is a ValueError naming both shapes.  Returns (var, broadcast shape).
+    """
+    arr = as_float_array(var, "var", dtype)
+    shape = arr.shape
+    if shape == mean_shape:
+        return arr, shape
+    if shape == mean_shape[:-1]:
+        return arr, shape + (1,)
+    mismatched = [v for m, v in zip(mean_shape, shape) if m != v]
+    if len(shape) == len(mean_shape) and mismatched == [1]:
+        return arr, shape
+    raise ValueError(f"var must have the shape of mean {mean_shape}, that shape with one "
+                     f"dimension of size 1, or one dimension fewer {mean_shape[:-1]}; "
+                     f"got var.shape={shape}")
+
+
 def binary_targets(target, name):
     """Hinge targets: all in {-1, +1} or all in {0, 1} (0 meaning -1) -> +-1."""
     is_pm = (target == 1) | (target == -1)
