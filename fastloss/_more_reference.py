@@ -329,7 +329,7 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, sample_weight=N
     a_t = (alpha * t + (1 - alpha) * (1 - t)) if alpha >= 0 else 1
     g = gamma * (1 - 2 * t)
     dce = (1 - t) * sigma_pos - t * sigma_neg           # d BCE / dx = sigma(x) - t
-    inner = dce + g * ce * s
+    inner = dce + g * (ce * s)
     curvature = None
     if prep.hess:
         ds = s * (sigma_neg - sigma_pos) - (1 - 2 * t) * s * s
