@@ -329,11 +329,15 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, sample_weight=N
     a_t = (alpha * t + (1 - alpha) * (1 - t)) if alpha >= 0 else 1
     g = gamma * (1 - 2 * t)
     dce = (1 - t) * sigma_pos - t * sigma_neg           # d BCE / dx = sigma(x) - t
-    inner = dce + g * (ce * s)
+    finite = np.isfinite(x)                             # ce s -> 0 as |x| -> inf
+    with np.errstate(invalid="ignore"):
+        inner = dce + g * np.where(finite, ce * s, 0)
     curvature = None
     if prep.hess:
         ds = s * (sigma_neg - sigma_pos) - (1 - 2 * t) * s * s
-        curvature = a_t * power * (g * s * inner + e * inv * inv + g * (s * dce + ce * ds))
+        with np.errstate(invalid="ignore"):
+            ce_ds = np.where(finite, ce * ds, 0)
+        curvature = a_t * power * (g * s * inner + e * inv * inv + g * (s * dce + ce_ds))
     return _finish(prep, a_t * ce * power, a_t * power * inner, hess=curvature)
 
 
