@@ -32,6 +32,9 @@ def _specialised(name):
 
 _KERNELS = {name: _specialised(name) for name in
             (*_elementwise_kernels.PARAMETERS, "scan_targets")}
+# name -> (number of the kernel's own arguments, whether the last is a per-column array)
+_KERNEL_ARGUMENTS = {name: (len(names), bool(names) and names[-1].endswith("_per_column"))
+                     for name, names in _elementwise_kernels.PARAMETERS.items()}
 _BAD_TARGETS = _elementwise_kernels.TARGET_INVALID
 # The kernels that check their targets and return (total, seen): whether the
 # targets are probabilities in [0, 1] (else binary hinge targets).
@@ -67,13 +70,15 @@ def _run(name, prep, *params, more=(), check=None):
     shape, dtype = prep.shape, prep.dtype
     n_rows = shape[0]
     row_size = 1 if len(shape) == 1 else shape[1]
-    per_column = len(params) > 1 and params[-1] is not None
-    if prep.weight is None and not per_column and all(a.shape == shape for a, _ in more):
+    n_params, has_columns = _KERNEL_ARGUMENTS[name]
+    per_column = has_columns and len(params) == n_params and params[-1] is not None
+    if has_columns and not per_column:
+        params = (*params[:n_params - 1], _NO_ARRAY)
+    if prep.weight is None and not per_column and (
+            not more or all(a.shape == shape for a, _ in more)):
         view = (n_rows * row_size, 1)       # nothing depends on the row: one flat loop
     else:
         view = (n_rows, row_size)
-    missing = len(_elementwise_kernels.PARAMETERS[name]) - len(params)
-    params = tuple(_NO_ARRAY if p is None else p for p in params) + (_NO_ARRAY,) * missing
 
     reduction = prep.reduction
     scale, denominator = 1.0, 1.0
@@ -98,16 +103,21 @@ def _run(name, prep, *params, more=(), check=None):
         grad_out = prep.out.reshape(view)
     else:
         grad_out = np.empty(view, dtype)
-    more_views = [(view if a.shape == shape else (n_rows, 1)) for a, _ in more]
-    more_grads = [none if not prep.grad else
-                  (out.reshape(v) if out is not None else np.empty(v, dtype))
-                  for (a, out), v in zip(more, more_views)]
     hess_out = np.empty(view, dtype) if prep.hess else none
     weight = _NO_ARRAY if prep.weight is None else prep.weight
-    inputs = [a.reshape(v) for (a, _), v in zip(more, more_views)]
-    total = _KERNELS[name][dtype](prep.pred.reshape(view), prep.target.reshape(view), *inputs,
-                                  weight, loss_out, grad_out, *more_grads, hess_out, scale,
-                                  prep.n_threads, *params)
+    kernel = _KERNELS[name][dtype]
+    if not more:
+        total = kernel(prep.pred.reshape(view), prep.target.reshape(view), weight, loss_out,
+                       grad_out, hess_out, scale, prep.n_threads, *params)
+    else:
+        more_views = [(view if a.shape == shape else (n_rows, 1)) for a, _ in more]
+        more_grads = [none if not prep.grad else
+                      (out.reshape(v) if out is not None else np.empty(v, dtype))
+                      for (a, out), v in zip(more, more_views)]
+        inputs = [a.reshape(v) for (a, _), v in zip(more, more_views)]
+        total = kernel(prep.pred.reshape(view), prep.target.reshape(view), *inputs, weight,
+                       loss_out, grad_out, *more_grads, hess_out, scale, prep.n_threads,
+                       *params)
     if type(total) is tuple:
         total, seen = total
         if check is None:
