@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import mpmath
 import numpy as np
 
 import oracle
@@ -278,4 +277,3 @@ def _more(backend):
 
 FUNCTIONS = ("l1", "smooth_l1", "log_cosh", "pinball", "poisson_nll", "sigmoid_focal_loss",
              "gaussian_nll")
-_ = mpmath

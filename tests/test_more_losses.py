@@ -671,8 +671,7 @@ def test_a_bad_sample_weight_is_named(module):
         weight[6_001] = np.nan
         before = snapshot(*args)
         with pytest.raises(ValueError, match=r"sample_weight\[6001\] = nan"):
-            getattr(m, spec.name)(*args)[0] if False else \
-                getattr(m, spec.name)(*args, sample_weight=weight, out=args[0])
+            getattr(m, spec.name)(*args, sample_weight=weight, out=args[0])
         assert_unchanged(before, args)
         with pytest.raises(ValueError, match=r"sample_weight\[6001\] = nan"):
             getattr(m, spec.name)(*args, sample_weight=weight)
