@@ -131,11 +131,19 @@ def check_finite(values: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must hold finite numbers; {name}[{i}] = {values[i]}")
 
 
-def check_out_wanted(out: Any, grad: bool) -> None:
+def refuse_hess(hess: Any, name: str) -> None:
+    """hess=True is a ValueError for a loss without a Hessian that takes ``hess``
+    (a piecewise-linear loss: its second derivative is 0 or undefined)."""
+    if check_flag(hess, "hess"):
+        raise ValueError(f"{name} is piecewise linear: it has no Hessian to offer "
+                         f"(hess=True is not supported)")
+
+
+def check_out_wanted(out: Any, grad: bool, name: str = "out") -> None:
     """out receives the gradient: with grad=False nothing would be written to it."""
     if out is not None and not grad:
-        raise ValueError("out receives the gradient, so it cannot be given with grad=False "
-                         "(nothing would be written to it)")
+        raise ValueError(f"{name} receives the gradient, so it cannot be given with "
+                         f"grad=False (nothing would be written to it)")
 
 
 def as_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
@@ -537,33 +545,67 @@ def prepare_elementwise(pred: Any, target: Any, sample_weight: Any, reduction: A
 
 def prepare_further_inputs(prep: Prepared, input_names: tuple[str, ...],
                            gradients: tuple[str, ...], values: tuple[Any, ...],
-                           outs: tuple[Any, ...]) -> tuple[tuple[np.ndarray, ...],
-                                                           tuple[np.ndarray | None, ...]]:
+                           outs: tuple[Any, ...], broadcast_inputs: tuple[str, ...] = ()
+                           ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray | None, ...],
+                                      tuple[tuple[int, ...], ...]]:
     """The inputs of an elementwise loss after pred and target (a variance), and the
     ``out`` arrays of the gradients after the first (``out_var``).
 
     Each further input has the predictions' shape and is converted to their
-    dtype; each out array has its input's shape and may be that input itself.
+    dtype; an input named in ``broadcast_inputs`` may instead broadcast against
+    them (:func:`broadcast_shape`, torch's rule for gaussian_nll_loss's var).  Each out array has its input's shape and may
+    be that input itself.  Returns (inputs, outs, shapes): the inputs and
+    outs as views of the shape that broadcasts against the predictions
+    ((N, 1) for one value per row of (N, K)), and the inputs' own shapes
+    (those of the gradients returned).
     """
     pred_name = input_names[0]
     arrays = {pred_name: prep.pred}
-    further = []
+    further, shapes = [], []
     for name, value in zip(input_names[2:], values):
         arr = as_float_array(value, name, prep.dtype)
-        check_same_shape(prep.pred, pred_name, arr, name)
+        if name in broadcast_inputs and arr.shape != prep.shape:
+            broadcast = broadcast_shape(prep.shape, arr.shape, pred_name, name)
+        else:
+            check_same_shape(prep.pred, pred_name, arr, name)
+            broadcast = arr.shape
         arrays[name] = arr
-        further.append(arr)
+        shapes.append(arr.shape)
+        further.append(arr.reshape(broadcast))
     checked = []
     for gradient, out in zip(gradients[1:], outs):
-        check_out_wanted(out, prep.grad)
+        check_out_wanted(out, prep.grad, f"out_{gradient}")
         others: list[tuple[str, np.ndarray | None]] = [
             (name, arr) for name, arr in arrays.items() if name != gradient]
         others += [(name, arr) for name, arr in (("target", prep.target),
                                                  ("sample_weight", prep.weight),
                                                  ("out", prep.out))]
-        checked.append(check_out(out, arrays[gradient].shape, prep.dtype, arrays[gradient],
-                                 others, name=f"out_{gradient}", pred_name=gradient))
-    return tuple(further), tuple(checked)
+        out = check_out(out, arrays[gradient].shape, prep.dtype, arrays[gradient],
+                        others, name=f"out_{gradient}", pred_name=gradient)
+        index = input_names.index(gradient) - 2
+        checked.append(out if out is None or index < 0 or out.shape == further[index].shape
+                       else out.reshape(further[index].shape))
+    return tuple(further), tuple(checked), tuple(shapes)
+
+
+def broadcast_shape(pred_shape: tuple[int, ...], shape: tuple[int, ...], pred_name: str,
+                    name: str) -> tuple[int, ...]:
+    """The shape in which an input of ``shape`` broadcasts against predictions of
+    ``pred_shape`` under torch's rule for gaussian_nll_loss's var, or a ValueError.
+
+    The predictions' shape without its last dimension ((N,) for (N, K), () for
+    (N,)) is read with a last dimension of size 1 ((N, 1), (1,)); otherwise
+    the number of dimensions must be the predictions', and exactly one
+    dimension differ, of size 1 there ((N, 1) or (1, K) for (N, K)).
+    """
+    if shape == pred_shape[:-1]:
+        return pred_shape[:-1] + (1,)
+    differing = [size for size, pred_size in zip(shape, pred_shape) if size != pred_size]
+    if len(shape) == len(pred_shape) and sum(differing) == 1:
+        return shape
+    raise ValueError(f"{name} must have the shape of {pred_name} {pred_shape}, that shape "
+                     f"without its last dimension {pred_shape[:-1]}, or one dimension of "
+                     f"size 1 where {pred_name}'s differs; got {name}.shape={shape}")
 
 
 def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: Any,

@@ -56,6 +56,14 @@ class Loss:
       ndims: the accepted numbers of dimensions of the first input.
       kernel: the name of the fused kernel in the family's kernel module.
       hess: whether ``hess=True`` is supported.
+      takes_hess: whether the function takes ``hess`` at all (by default
+        when it is supported; a piecewise-linear loss such as l1 takes it
+        and refuses True with a ValueError).
+      input_rules: the rules of the inputs after the target that the kernel
+        checks (gaussian_nll's var: ``VARIANCES``), by input name.
+      broadcast_inputs: the inputs after the target that may also broadcast
+        against the first (torch's rule for gaussian_nll_loss's var: its shape
+        without the last dimension, or one dimension of size 1).
       torch: the ``torch.nn.functional`` counterpart, or None.
       formula: elementwise losses: ``formula(*inputs, *params, hess=bool)
         -> (loss, grad, hess)`` of every element, in NumPy (``grad`` a tuple
@@ -67,7 +75,8 @@ class Loss:
         with ``shape``); by default "<input> must be 1-D, got shape ...".
 
     Derived: ``extra_outs`` (the ``out_<input>`` arguments of the gradients
-    after the first), ``check_scalars(values)`` and ``check_shaped(values,
+    after the first), ``checked`` (the one input whose values the kernel
+    checks and its rule, as a pair, or None), ``check_scalars(values)`` and ``check_shaped(values,
     shape)`` (the parameters' rules, bound once; the latter None when no
     rule needs the predictions' shape).
 
@@ -76,8 +85,9 @@ class Loss:
     """
 
     __slots__ = ("name", "family", "inputs", "gradients", "params", "target", "ndims",
-                 "kernel", "hess", "torch", "formula", "doc_shapes", "doc_loss",
-                 "shape_error", "extra_outs", "check_scalars", "check_shaped")
+                 "kernel", "hess", "takes_hess", "input_rules", "broadcast_inputs", "torch",
+                 "formula", "doc_shapes", "doc_loss", "shape_error", "extra_outs", "checked",
+                 "check_scalars", "check_shaped")
 
     name: str
     family: str
@@ -88,19 +98,25 @@ class Loss:
     ndims: tuple[int, ...]
     kernel: str
     hess: bool
+    takes_hess: bool
+    input_rules: dict[str, TargetRule]
+    broadcast_inputs: tuple[str, ...]
     torch: str | None
     formula: Callable[..., Any] | None
     doc_shapes: str
     doc_loss: str
     shape_error: str
     extra_outs: tuple[str, ...]
+    checked: tuple[str, TargetRule] | None
     check_scalars: Callable[[tuple[Any, ...]], tuple[Any, ...]]
     check_shaped: Callable[[tuple[Any, ...], tuple[int, ...]], tuple[Any, ...]] | None
 
     def __init__(self, name: str, family: str, *, inputs: tuple[str, ...] = ("pred", "target"),
                  gradients: tuple[str, ...] = (), params: tuple[Param, ...] = (),
                  target: TargetRule = REAL, ndims: tuple[int, ...] = (1, 2), kernel: str = "",
-                 hess: bool = False, torch: str | None = None,
+                 hess: bool = False, takes_hess: bool | None = None,
+                 input_rules: dict[str, TargetRule] | None = None,
+                 broadcast_inputs: tuple[str, ...] = (), torch: str | None = None,
                  formula: Callable[..., Any] | None = None, doc_shapes: str = "",
                  doc_loss: str = "", shape_error: str = "") -> None:
         if family not in FAMILIES:
@@ -110,16 +126,27 @@ class Loss:
         unknown = set(gradients) - set(inputs)
         if unknown:
             raise ValueError(f"{name}: gradients {sorted(unknown)} are not inputs")
+        input_rules = dict(input_rules or {})
+        unknown = (set(input_rules) | set(broadcast_inputs)) - set(inputs[2:])
+        if unknown:
+            raise ValueError(f"{name}: {sorted(unknown)} are not inputs after the target")
+        rules = [("target", target)] * (len(inputs) > 1) + list(input_rules.items())
+        scanned = [(input_name, rule) for input_name, rule in rules if rule.scan]
+        if len(scanned) > 1:
+            raise ValueError(f"{name}: the kernels check the values of one input at most")
         if not shape_error:
             expected = " or ".join(f"{ndim}-D" for ndim in ndims)
             shape_error = f"{inputs[0]} must be {expected}, got shape {{shape}}"
         fields = dict(
             name=name, family=family, inputs=inputs, gradients=gradients, params=params,
-            target=target, ndims=ndims, kernel=kernel, hess=hess, torch=torch,
+            target=target, ndims=ndims, kernel=kernel, hess=hess,
+            takes_hess=hess if takes_hess is None else takes_hess,
+            input_rules=input_rules, broadcast_inputs=broadcast_inputs, torch=torch,
             formula=formula, doc_shapes=doc_shapes, doc_loss=doc_loss,
             shape_error=shape_error,
             # out= receives the first gradient; out_<input>= each further one
             extra_outs=tuple(f"out_{input_name}" for input_name in gradients[1:]),
+            checked=scanned[0] if scanned else None,
             # the parameters' checks, bound once (see fastloss._checks)
             check_scalars=scalar_checker(params), check_shaped=shaped_checker(params))
         for field_name, value in fields.items():
@@ -155,7 +182,7 @@ class Loss:
         """The keyword-only arguments of a loss of a family with the common tail, in order."""
         defaults = {param.name: param.default for param in self.params}
         for name, default in COMMON.items():
-            if name == "hess" and not self.hess:
+            if name == "hess" and not self.takes_hess:
                 continue
             defaults[name] = default
             if name == "out":
@@ -233,7 +260,7 @@ def derived_twin(spec: Loss, runner: Callable[..., Any], module: str,
     inputs = "".join(f"{name}, " for name in spec.inputs)
     params = "".join(f"{param.name}, " for param in spec.params)
     outs = "".join(f"{name}, " for name in ("out",) + spec.extra_outs)
-    hess = "hess" if spec.hess else "False"
+    hess = "hess" if spec.takes_hess else "False"
     source = (f"def {spec.name}({header}):\n"
               f"    return _runner(_spec, ({inputs}), ({params}), sample_weight, reduction, "
               f"grad, {hess}, ({outs}), n_threads)\n")

@@ -11,6 +11,7 @@ cdef extern from "_vecmath.h" nogil:
     # Branch-free exp/log/log1p that the compiler vectorises (about 1 ulp).
     double fl_exp(double x)
     double fl_exp_for_float(double x)     # ~1e-8 relative, for float32 results
+    double fl_exp_nonpositive_for_float(double a)   # the same for a <= 0, clamped at -104
     double fl_log(double x)
     double fl_log1p(double x)
     float fl_expf(float x)
@@ -19,6 +20,9 @@ cdef extern from "_vecmath.h" nogil:
     float fl_logf_core(float u, float c)
     float fl_expf_nonpositive(float a)
     float fl_log1pf_unit(float e, float inv_u)
+    double fl_log_core_split(double u, double c, double* hi)
+    double fl_two_product(double a, double b, double* err)
+    double fl_exp_split(double x, double* rel)
 
 
 cdef inline double positive_part(double z) noexcept nogil:

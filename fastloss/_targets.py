@@ -1,7 +1,9 @@
 """Targets: what each loss accepts as a target, and the one check of each rule.
 
 Design: a loss declares its target rule (``REAL``, ``UNIT_INTERVAL``,
-``SIGNS``, ``LABELS``, ``PROBABILITIES`` or ``LABELS_OR_PROBABILITIES``).
+``SIGNS``, ``COUNTS``, ``LABELS``, ``PROBABILITIES`` or
+``LABELS_OR_PROBABILITIES``), and a rule for any further input the kernel
+checks (``VARIANCES``: gaussian_nll's var).
 Each rule has exactly one function that checks the values and raises the
 error naming the first bad position and value.  The NumPy reference calls it
 up front.  The fast kernels look at every target in their own pass and only
@@ -59,6 +61,33 @@ def check_signs(target: np.ndarray, name: str) -> np.ndarray:
                      f"{{-1, +1}} or all in {{0, 1}}; {name}[{i}] = {target[i]}")
 
 
+def check_nonnegative(values: np.ndarray, name: str, what: str, finite: bool) -> np.ndarray:
+    """Every value >= 0 (and finite, when ``finite``): a ValueError names the first bad
+    position and value, calling the values ``what`` ("counts", "variances").
+
+    NaN fails the check when ``finite``; otherwise it passes (a predicted
+    variance's NaN propagates to the loss, as a prediction's does).
+    """
+    with np.errstate(invalid="ignore"):
+        good = (values >= 0) & np.isfinite(values) if finite else ~(values < 0)
+    if good.all():
+        return values
+    position = np.unravel_index(int(np.argmin(good.reshape(-1))), values.shape)
+    where = ", ".join(str(int(k)) for k in position)
+    allowed = f"finite {what} >= 0" if finite else f"{what} >= 0"
+    raise ValueError(f"{name} must hold {allowed}; {name}[{where}] = {str(values[position])}")
+
+
+def check_counts(target: np.ndarray, name: str) -> np.ndarray:
+    """Poisson targets: finite counts >= 0 (not necessarily integers, as in torch)."""
+    return check_nonnegative(target, name, "counts", finite=True)
+
+
+def check_variances(var: np.ndarray, name: str) -> np.ndarray:
+    """Predicted variances: >= 0; NaN passes (it propagates to the loss)."""
+    return check_nonnegative(var, name, "variances", finite=False)
+
+
 def as_labels(target: Any, n_rows: int, n_classes: int, ignore_index: int | None = None,
               name: str = "target") -> np.ndarray:
     """Integer class labels (N,) of any integer dtype -> np.intp.
@@ -102,21 +131,26 @@ class TargetRule:
     ``check(target, name)`` returns the targets the maths reads (hinge
     targets in {0, 1} become +-1) or raises the rule's error; ``values``
     says it in words (the docs table).  ``labels`` and ``probabilities``
-    tell which target forms a multiclass loss accepts.  Read-only once made.
+    tell which target forms a multiclass loss accepts.  ``scan`` names the
+    check an elementwise kernel makes of every value in its own pass (the
+    ``scan_targets`` kinds of the kernel module), "" for none.  Read-only
+    once made.
     """
 
-    __slots__ = ("name", "values", "check", "labels", "probabilities")
+    __slots__ = ("name", "values", "check", "labels", "probabilities", "scan")
     name: str
     values: str
     check: Callable[[np.ndarray, str], np.ndarray]
     labels: bool
     probabilities: bool
+    scan: str
 
     def __init__(self, name: str, values: str,
                  check: Callable[[np.ndarray, str], np.ndarray] = _any_real,
-                 labels: bool = False, probabilities: bool = False) -> None:
+                 labels: bool = False, probabilities: bool = False, scan: str = "") -> None:
         for field, value in (("name", name), ("values", values), ("check", check),
-                             ("labels", labels), ("probabilities", probabilities)):
+                             ("labels", labels), ("probabilities", probabilities),
+                             ("scan", scan)):
             object.__setattr__(self, field, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -127,8 +161,11 @@ class TargetRule:
 
 
 REAL = TargetRule("real", "real numbers")
-UNIT_INTERVAL = TargetRule("unit_interval", "in [0, 1]", check_unit_interval)
-SIGNS = TargetRule("signs", "±1 or 0/1", check_signs)
+UNIT_INTERVAL = TargetRule("unit_interval", "in [0, 1]", check_unit_interval,
+                           scan="UNIT_TARGETS")
+SIGNS = TargetRule("signs", "±1 or 0/1", check_signs, scan="BINARY_TARGETS")
+COUNTS = TargetRule("counts", "finite ≥ 0", check_counts, scan="NONNEGATIVE_FINITE")
+VARIANCES = TargetRule("variances", "≥ 0", check_variances, scan="NONNEGATIVE")
 LABELS = TargetRule("labels", "(N,) integer labels", labels=True)
 PROBABILITIES = TargetRule("probabilities", "(N, C) probabilities", check_probabilities,
                            probabilities=True)

@@ -96,6 +96,38 @@ FL_INLINE double fl_exp(double x)
     return fl_scale_by_pow2(p, n);
 }
 
+/* exp(x) = hi (1 + *rel) with |*rel| < 2^-52 carrying most of hi's rounding
+ * error (to ~2^-60 relative): the same reduction, the Taylor tail
+ * r^2 (1/2 + r/6 + ...) in double (it is below 0.07, so its own rounding is
+ * tiny), and 1 + r + tail as an unevaluated sum (two fast TwoSums).  For a
+ * product that must see exp(x) to more than double precision (the focal loss's
+ * q^gamma, whose error is gamma times exp's).  A subnormal or zero hi keeps
+ * its own (lesser) precision. */
+FL_INLINE double fl_exp_split(double x, double *rel)
+{
+    double n;
+    double r = fl_exp_reduce(x, &n);
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    double tail = (r * r) * p;                          /* exp(r) - 1 - r */
+    double s1 = r + tail;                               /* |r| >= tail for |r| <= ln2/2 */
+    double e1 = (r - s1) + tail;
+    double s2 = 1.0 + s1;                               /* |s1| < 1 */
+    double e2 = (1.0 - s2) + s1;
+    *rel = (e1 + e2) / s2;
+    return fl_scale_by_pow2(s2, n);
+}
+
 /* exp(x) to about 1e-8 relative: enough for a result rounded to float, but
  * with the range reduction in double, so that x itself (say the difference
  * of two float logits, exact in double) loses nothing.  Taylor degree 7:
@@ -113,6 +145,31 @@ FL_INLINE double fl_exp_for_float(double x)
     p = p * r + 1.0;
     p = p * r + 1.0;
     return fl_scale_by_pow2(p, n);
+}
+
+/* fl_exp_for_float for a <= 0 (or NaN) whose result only matters to a float32
+ * value: a is clamped below at -104 (exp(-104) is below half of float's
+ * smallest subnormal, so no float32 result tells the two apart), and 2^n,
+ * n in [-151, 0], is one normal double built from bits. */
+FL_INLINE double fl_exp_nonpositive_for_float(double a)
+{
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    const double SHIFTER = 6755399441055744.0;          /* 1.5 * 2^52 */
+    double ac = a < -104.0 ? -104.0 : a;                /* NaN passes */
+    double n = (ac * LOG2E + SHIFTER) - SHIFTER;
+    double r = (ac - n * LN2_HI) - n * LN2_LO;
+    double p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t i = fl_bits64(n + SHIFTER) - fl_bits64(SHIFTER);
+    return p * fl_from_bits64((i + 1023) << 52);
 }
 
 /* The same in float: Cephes' split of ln2, Taylor degree 7 (remainder
@@ -305,11 +362,15 @@ FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
 
 /* ------------------------------------------------------------------ log */
 
-/* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log).
+/* log(u) + c for u > 0 finite (c a small correction term, 0 for plain log);
+ * fl_log_core_split returns it as hi - x: hi = k LN2_HI is exact (LN2_HI has
+ * 32 significant bits, k at most 11) and x, of magnitude below 0.35 + |k| 2e-10,
+ * carries the rest to about 1e-17 absolute, for a log that a product must see
+ * to more than double precision (the focal loss's q^gamma = exp(gamma log q)).
  * u = 2^k m with m in [sqrt(1/2), sqrt(2)); f = m - 1, s = f / (2 + f), and
  * log(1 + f) = 2 atanh(s) = f - s (f - R(s)) with fdlibm's minimax R
  * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54. */
-FL_INLINE double fl_log_core(double u, double c)
+FL_INLINE double fl_log_core_split(double u, double c, double *hi)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -338,7 +399,15 @@ FL_INLINE double fl_log_core(double u, double c)
     double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
     double R = t2 + t1;
     double hfsq = 0.5 * f * f;
-    return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f);
+    *hi = k * LN2_HI;
+    return (hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f;
+}
+
+FL_INLINE double fl_log_core(double u, double c)
+{
+    double hi;
+    double x = fl_log_core_split(u, c, &hi);
+    return hi - x;
 }
 
 /* log(x): -inf at 0, NaN below 0 and at NaN, +inf at +inf. */
@@ -454,6 +523,29 @@ FL_INLINE float fl_log1pf(float x)
     y = x == INF ? x : y;
     y = x == 0.0f ? x : y;
     return x != x ? x : (x < -1.0f ? NAN : y);
+}
+
+/* a * b = p + *err exactly (p = fl(a b)): fused multiply-adds where the build
+ * has FMA, else Veltkamp's split of both factors into 26-bit halves (Dekker
+ * 1971); |a|, |b| below 1e300 (the split's product must not overflow).  Without
+ * hardware FMA the compiler cannot contract the split's operations. */
+FL_INLINE double fl_two_product(double a, double b, double *err)
+{
+#ifdef __FMA__
+    /* p as an FMA (the same value as a * b), not a product: gcc contracts a
+     * product p with a later p + c into fma(a, b, c), across inlined
+     * functions, which would leave *err the error of another sum. */
+    double p = __builtin_fma(a, b, 0.0);
+    *err = __builtin_fma(a, b, -p);
+#else
+    double p = a * b;
+    const double SPLIT = 134217729.0;                   /* 2^27 + 1 */
+    double ca = SPLIT * a, cb = SPLIT * b;
+    double a_hi = ca - (ca - a), b_hi = cb - (cb - b);
+    double a_lo = a - a_hi, b_lo = b - b_hi;
+    *err = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo;
+#endif
+    return p;
 }
 
 /* ------------------------------------------------------------------ row maximum */

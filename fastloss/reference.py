@@ -25,7 +25,8 @@ import numpy as np
 
 import fastloss
 from fastloss._checks import (GAMMA, check_cross_entropy_extras, prepare_elementwise,
-                              prepare_further_inputs, prepare_multiclass, prepare_rows)
+                              prepare_further_inputs, prepare_multiclass, prepare_rows,
+                              refuse_hess)
 from fastloss._linear_validation import LinearCrossEntropyGrad, prepare_linear
 from fastloss._multiclass_losses import MULTICLASS_HINGE as _MULTICLASS_HINGE
 from fastloss._numpy_maths import xmul as _xmul
@@ -42,21 +43,44 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
                  sample_weight: Any, reduction: Any, grad: Any, hess: Any,
                  outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
     """The NumPy twin of an elementwise loss: check, apply the declared formula, reduce."""
+    if not spec.hess and hess is not False:
+        refuse_hess(hess, spec.name)
     values = spec.check_scalars(params)
     prep = prepare_elementwise(inputs[0], inputs[1], sample_weight, reduction, grad, outs[0],
                                n_threads, pred_name=spec.inputs[0], hess=hess)
-    further, further_outs = prepare_further_inputs(prep, spec.inputs, spec.gradients,
-                                                   inputs[2:], outs[1:])
+    further, further_outs, shapes = prepare_further_inputs(
+        prep, spec.inputs, spec.gradients, inputs[2:], outs[1:], spec.broadcast_inputs)
     if prep.pred.ndim not in spec.ndims:
         raise ValueError(spec.shape_error.format(shape=prep.shape))
     target = spec.target.check(prep.target, "target")
+    for name, value in zip(spec.inputs[2:], further):
+        if name in spec.input_rules:
+            spec.input_rules[name].check(value.reshape(shapes[0]), name)
     if spec.check_shaped is not None:
         values = spec.check_shaped(values, prep.shape)
     assert spec.formula is not None
     loss, grad_value, curvature = spec.formula(prep.pred, target, *further, *values,
                                                hess=prep.hess)
-    return reduce_numpy(prep, loss, grad_value, hess=curvature,
-                        outs=(prep.out, *further_outs) if further_outs else None)
+    if not further_outs:
+        return reduce_numpy(prep, loss, grad_value, hess=curvature)
+    # the gradients of broadcast inputs: summed over the broadcast dimensions
+    # (after the weights and the "mean" divisor, as the kernels do)
+    result = reduce_numpy(prep, loss, grad_value, hess=curvature,
+                          outs=(prep.out,) + (None,) * len(further_outs))
+    if result.grad is None:
+        return result
+    grads = [result.grad[0]]
+    for name, g, out, shape in zip(spec.gradients[1:], result.grad[1:], outs[1:], shapes):
+        broadcast = further[spec.inputs.index(name) - 2].shape
+        if broadcast != g.shape:
+            axes = tuple(k for k, n in enumerate(broadcast) if n != g.shape[k])
+            g = np.sum(g, axis=axes, dtype=np.float64, keepdims=True).astype(prep.dtype)
+        g = g.reshape(shape)
+        if out is not None:             # (checked by prepare_further_inputs)
+            np.copyto(out, g)
+            g = out
+        grads.append(g)
+    return result._replace(grad=tuple(grads))
 
 
 for _spec in losses("elementwise"):

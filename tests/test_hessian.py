@@ -26,7 +26,9 @@ BOTH_IDS = ["fast", "reference"]
 # The registered functions that declare hess=True support, and the others.
 WITH_HESS = [name for name, spec in REGISTRY.items() if spec.hess]
 WITHOUT_HESS = [name for name, spec in REGISTRY.items()
-                if not spec.hess and spec.family != "linear"]
+                if not spec.takes_hess and spec.family != "linear"]
+# The piecewise-linear losses that take hess and refuse True (a ValueError).
+REFUSING_HESS = [name for name, spec in REGISTRY.items() if spec.takes_hess and not spec.hess]
 
 
 def _column_weights(shape):
@@ -383,7 +385,7 @@ def test_numpy_bool_is_accepted(name, module):
 
 
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
-def test_only_the_five_losses_take_hess(module):
+def test_only_the_declared_losses_take_hess(module):
     for name in WITH_HESS:
         parameter = inspect.signature(getattr(module, name)).parameters["hess"]
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is False
@@ -391,6 +393,10 @@ def test_only_the_five_losses_take_hess(module):
         assert "hess" not in inspect.signature(getattr(module, name)).parameters
     with pytest.raises(TypeError):
         module.hinge([1.0, -1.0], [1, -1], hess=True)
+    for name in REFUSING_HESS:
+        with pytest.raises(ValueError, match="no Hessian"):
+            getattr(module, name)([1.0, -1.0], [0.5, 2.0], hess=True)
+        assert type(getattr(module, name)([1.0, -1.0], [0.5, 2.0], hess=False)) is fastloss.LossGrad
     assert "LossGradHess" in module.__all__
 
 

@@ -90,7 +90,7 @@ def test_the_signature_is_the_declaration(name):
     keywords = {n: p.default for n, p in parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}
     assert keywords == spec.keyword_defaults()
-    assert ("hess" in keywords) == spec.hess
+    assert ("hess" in keywords) == spec.takes_hess
 
 
 def test_a_declaration_that_disagrees_with_its_function_is_refused():
