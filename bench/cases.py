@@ -48,6 +48,8 @@ def _targets_for(rule, rng, shape, dtype):
         return (rng.random(shape) < 0.5).astype(dtype)
     if rule is _targets.SIGNS:
         return np.where(rng.random(shape) < 0.5, -1, 1).astype(dtype)
+    if rule is _targets.COUNTS:
+        return rng.poisson(3.0, shape).astype(dtype)
     if rule.labels:
         return rng.integers(0, shape[1], size=shape[0]).astype(np.intp)
     if rule is _targets.PROBABILITIES:
@@ -57,24 +59,40 @@ def _targets_for(rule, rng, shape, dtype):
 
 
 def make_inputs(kernel, shape, dtype, seed=0):
-    """Predictions and targets for one registered loss: realistic values, fixed seed."""
+    """Predictions and targets for one registered loss (and its further inputs: a
+    variance in (0.5, 2)): realistic values, fixed seed."""
     if kernel not in REGISTRY:
         raise ValueError(f"unknown kernel {kernel!r}")
+    spec = REGISTRY[kernel]
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
     pred = (rng.standard_normal(shape) * 2).astype(dtype)
-    return {"pred": pred, "target": _targets_for(REGISTRY[kernel].target, rng, shape, dtype)}
+    inputs = {"pred": pred, "target": _targets_for(spec.target, rng, shape, dtype)}
+    inputs["more"] = tuple(rng.uniform(0.5, 2.0, shape).astype(dtype)
+                           for _ in spec.inputs[2:])
+    return inputs
 
 
 # --- the floor: the memory traffic a fused kernel cannot avoid --------------
 
 def make_floor(kernel, inputs):
-    """Elementwise: read two arrays, write one.  Multiclass: read and write N*C."""
+    """Elementwise: read two arrays, write one (and read and write once more for each
+    further input with a gradient, as a Gaussian NLL's variance).  Multiclass: read and
+    write N*C."""
     pred, target = inputs["pred"], inputs["target"]
     dst = np.empty_like(pred)
     if REGISTRY[kernel].family == "multiclass":
         return lambda: np.copyto(dst, pred)
-    return lambda: np.subtract(pred, target, out=dst)
+    more = inputs.get("more", ())
+    if not more:
+        return lambda: np.subtract(pred, target, out=dst)
+    more_dst = [np.empty_like(x) for x in more]
+
+    def floor():
+        np.subtract(pred, target, out=dst)
+        for x, x_dst in zip(more, more_dst):
+            np.copyto(x_dst, x)
+    return floor
 
 
 # --- fastloss and its reference ------------------------------------------
@@ -82,25 +100,29 @@ def make_floor(kernel, inputs):
 def make_fastloss(kernel, inputs, n_threads, grad=True, reuse_out=False):
     """fastloss with a fresh gradient array per call, or (``reuse_out``) with one
     preallocated gradient buffer passed as ``out=`` to every call, as a training
-    loop would: then, like the floor, it writes into memory already mapped."""
+    loop would: then, like the floor, it writes into memory already mapped (and
+    ``out_<input>=`` buffers for the gradients of further inputs)."""
     if not has_kernel(kernel):
         raise Unavailable(f"fastloss has no {kernel}")
     fn = getattr(fastloss, kernel)
-    pred, target = inputs["pred"], inputs["target"]
+    args = (inputs["pred"], inputs["target"], *inputs.get("more", ()))
     if reuse_out:
-        out = np.empty_like(pred)
-        fn(pred, target, n_threads=n_threads, out=out)
-        return lambda: fn(pred, target, n_threads=n_threads, out=out)
-    fn(pred, target, n_threads=n_threads, grad=grad)
-    return lambda: fn(pred, target, n_threads=n_threads, grad=grad)
+        outs = {"out": np.empty_like(args[0])}
+        spec = REGISTRY[kernel]
+        for name, extra in zip(spec.gradients[1:], spec.extra_outs):
+            outs[extra] = np.empty_like(args[spec.inputs.index(name)])
+        fn(*args, n_threads=n_threads, **outs)
+        return lambda: fn(*args, n_threads=n_threads, **outs)
+    fn(*args, n_threads=n_threads, grad=grad)
+    return lambda: fn(*args, n_threads=n_threads, grad=grad)
 
 
 def make_reference(kernel, inputs, n_threads):
     fn = getattr(fastloss.reference, kernel, None)
     if fn is None:
         raise Unavailable(f"fastloss.reference has no {kernel}")
-    pred, target = inputs["pred"], inputs["target"]
-    return lambda: fn(pred, target)
+    args = (inputs["pred"], inputs["target"], *inputs.get("more", ()))
+    return lambda: fn(*args)
 
 
 # --- PyTorch: forward + backward ----------------------------------------------
@@ -114,6 +136,7 @@ def make_torch(kernel, inputs, n_threads):
     torch.set_num_threads(n_threads)
     pred = torch.from_numpy(inputs["pred"]).requires_grad_(True)
     target = torch.from_numpy(inputs["target"])
+    more = [torch.from_numpy(x) for x in inputs.get("more", ())]
     # torch's counterpart from the declaration, called with its defaults, unless
     # the loss has an expression of its own here.
     overrides = {
@@ -128,7 +151,7 @@ def make_torch(kernel, inputs, n_threads):
     forward = overrides.get(kernel)
     if forward is None and counterpart is not None:
         function = getattr(F, counterpart)
-        forward = lambda: function(pred, target)  # noqa: E731
+        forward = lambda: function(pred, target, *more)  # noqa: E731
     if forward is None:
         raise Unavailable(f"no torch version of {kernel} here")
 

@@ -198,8 +198,19 @@ RULE_CASES = {
     _targets.UNIT_INTERVAL: lambda dtype, loss: bce_cases(dtype),
     _targets.SIGNS: lambda dtype, loss: hinge_cases(dtype),
 }
+def _more_cases(name):
+    """The adversarial inputs of a loss beyond the seed (tests/adversarial_more.py)."""
+    def cases(dtype):
+        import adversarial_more     # (it imports this module)
+        return adversarial_more.CASES[name](dtype)
+    return cases
+
+
 ELEMENTWISE_CASES = {
     "huber": lambda dtype: regression_cases(dtype, "huber"),
+    **{name: _more_cases(name) for name in ("l1", "smooth_l1", "log_cosh", "pinball",
+                                            "poisson_nll", "sigmoid_focal_loss",
+                                            "gaussian_nll")},
 }
 
 

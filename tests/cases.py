@@ -138,6 +138,106 @@ CASES = [
 ]
 
 
+# --- the losses beyond the seed (their oracles: tests/oracle_more.py) ---------------------
+
+def count_inputs(rng, shape, dtype):
+    """Log-rates in [-3, 3] and Poisson counts (zeros included)."""
+    log_rate = np.clip(rng.normal(scale=1.0, size=shape), -3.0, 3.0).astype(dtype)
+    return log_rate, rng.poisson(np.exp(log_rate.astype(np.float64))).astype(dtype)
+
+
+def rate_inputs(rng, shape, dtype):
+    """Positive rates in [0.25, 4] (for log_input=False) and Poisson counts."""
+    rate = rng.uniform(0.25, 4.0, size=shape).astype(dtype)
+    return rate, rng.poisson(rate.astype(np.float64)).astype(dtype)
+
+
+def _variances(shape, var_shape=None):
+    """Deterministic variances in [0.25, 4], exact in float32 (so that the oracle sees the
+    values the float32 kernel reads), of ``var_shape`` (the mean's shape by default)."""
+    var_shape = shape if var_shape is None else var_shape
+    size = int(np.prod(var_shape))
+    values = np.exp2(np.linspace(-2.0, 2.0, max(size, 1))[:size])
+    return values.astype(np.float32).astype(np.float64).reshape(var_shape)
+
+
+def _gaussian_nll_oracle(mean, target, var, **options):
+    """The Gaussian NLL's exact oracle for the mean (its gradient for var is checked
+    against tests/oracle_more.reduce_var by tests/test_more_losses.py)."""
+    import oracle_more
+    dtype = np.asarray(mean).dtype
+    return oracle_more.gaussian_nll(mean, target, var, dtype=dtype, **options)[0]
+
+
+def _more_oracle(name):
+    def exact(*args, **options):
+        import oracle_more
+        return getattr(oracle_more, name)(*args, **options)
+    exact.__name__ = name
+    return exact
+
+
+def _torch_poisson_nll(F, x, t, options, reduction):
+    return F.poisson_nll_loss(x, t, log_input=options.get("log_input", True),
+                              full=options.get("full", False), eps=options.get("eps", 1e-8),
+                              reduction=reduction)
+
+
+def _torch_gaussian_nll(F, x, t, options, reduction):
+    import torch
+    var = torch.as_tensor(options["var"], dtype=x.dtype)
+    return F.gaussian_nll_loss(x, t, var, full=options.get("full", False),
+                               eps=options.get("eps", 1e-6), reduction=reduction)
+
+
+CASES += [
+    LossCase("l1", regression_inputs, _more_oracle("l1"),
+             torch=lambda F, x, t, options, reduction: F.l1_loss(x, t, reduction=reduction)),
+    LossCase("smooth_l1", regression_inputs, _more_oracle("smooth_l1"), options={
+        "default": lambda shape: {},
+        "beta=0.3": lambda shape: {"beta": 0.3},
+        "beta=0": lambda shape: {"beta": 0.0},
+        "beta=4": lambda shape: {"beta": 4.0},
+    }, grad_scale=4.0, torch=lambda F, x, t, options, reduction: F.smooth_l1_loss(
+        x, t, beta=options.get("beta", 1.0), reduction=reduction)),
+    LossCase("log_cosh", regression_inputs, _more_oracle("log_cosh")),
+    LossCase("pinball", regression_inputs, _more_oracle("pinball"), options={
+        "default": lambda shape: {},
+        "quantile=0.1": lambda shape: {"quantile": 0.1},
+        "quantile=0.9": lambda shape: {"quantile": 0.9},
+    }),
+    LossCase("poisson_nll", count_inputs, _more_oracle("poisson_nll"), options={
+        "default": lambda shape: {},
+        "full": lambda shape: {"full": True},
+    }, grad_scale=50.0, torch=_torch_poisson_nll),
+    LossCase("poisson_nll", rate_inputs, _more_oracle("poisson_nll"), options={
+        "log_input=False": lambda shape: {"log_input": False},
+        "log_input=False-full-eps": lambda shape: {"log_input": False, "full": True,
+                                                   "eps": 0.5},
+    }, grad_scale=50.0, target_kind="rates", torch=_torch_poisson_nll),
+    LossCase("sigmoid_focal_loss", bce_inputs, _more_oracle("sigmoid_focal_loss"), options={
+        "default": lambda shape: {},
+        "gamma=0": lambda shape: {"gamma": 0.0},
+        "no alpha-gamma=0.5": lambda shape: {"alpha": -1.0, "gamma": 0.5},
+        "alpha=0.75-gamma=3.5": lambda shape: {"alpha": 0.75, "gamma": 3.5},
+    }),
+    # var is given by keyword (it is the third positional argument): one variance per
+    # element, one per row, and (1, K) broadcast over the rows
+    LossCase("gaussian_nll", regression_inputs, _gaussian_nll_oracle, options={
+        "default": lambda shape: {"var": _variances(shape)},
+        "full-eps": lambda shape: {"var": _variances(shape), "full": True, "eps": 0.5},
+        "var per row": lambda shape: {"var": _variances(shape, shape[:-1] + (1,))},
+        "var (1, K)": lambda shape: {"var": _variances(shape, (1,) + shape[1:])},
+    }, grad_scale=40.0, torch=_torch_gaussian_nll),
+]
+
+
+def pred_grad(grad):
+    """The gradient with respect to the first input: ``grad`` itself, or its first part
+    for a loss with several gradients (gaussian_nll: (grad_mean, grad_var))."""
+    return grad[0] if isinstance(grad, tuple) else grad
+
+
 def label_inputs(rng, shape, dtype):
     logits = rng.normal(scale=3.0, size=shape).astype(dtype)
     labels = rng.integers(0, shape[1], size=shape[0]) if shape[1] > 0 else \
