@@ -28,6 +28,8 @@ EXPERIMENTS = (
     "margin_losses",            # 4. binary losses against the margin y f(x)
     "hinge_vs_cross_entropy",   # 5. hinge is zero past the margin, cross-entropy is not
     "digits",                   # 6. linear models on the digits data, against scikit-learn
+    "heteroscedastic",          # 7. MSE's one variance against gaussian_nll's learned one
+    "imbalanced",               # 8. a rare class: cross-entropy against the focal loss
 )
 
 

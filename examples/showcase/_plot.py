@@ -20,6 +20,7 @@ COLOURS = {
     "zero_one": "#444444",
     "weston_watkins": "#2ca02c",
     "crammer_singer": "#9467bd",
+    "gaussian_nll": "#ff7f0e",
 }
 
 
