@@ -475,8 +475,9 @@ def _log_cosh(pred: np.ndarray, target: np.ndarray, hess: bool) -> Formula:
     with np.errstate(over="ignore", invalid="ignore"):
         loss = np.where(a < 1, np.log1p(expm1 * expm1 / (2 * (1 + expm1))),
                         a + np.log1p(np.exp(-2 * a)) - np.log(2).astype(r.dtype))
-        if hess:
-            curvature = 1 / np.cosh(r) ** 2
+        if hess:    # from the exact residual, in float64 (as the kernels)
+            r64 = pred.astype(np.float64) - target.astype(np.float64)
+            curvature = 1 / np.cosh(r64) ** 2
     return loss, np.tanh(r), curvature
 
 
@@ -586,14 +587,17 @@ def pinball(pred: ArrayLike, target: ArrayLike, *, quantile: float = 0.5,
 def _poisson_nll(pred: np.ndarray, target: np.ndarray, log_input: bool, full: bool,
                  eps: float, hess: bool) -> Formula:
     x, t = pred, target
+    x64, t64 = pred.astype(np.float64), target.astype(np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # (the Hessian in float64, as the kernels)
         if log_input:
             rate = np.exp(x)
-            loss, grad, curvature = rate - xmul(t, x), rate - t, rate
+            loss, grad, curvature = rate - xmul(t, x), rate - t, np.exp(x64)
         else:
             rate = x + x.dtype.type(eps)
             loss = x - xmul(t, np.log(rate))
-            grad, curvature = 1 - t / rate, t / (rate * rate)
+            rate64 = x64 + float(x.dtype.type(eps))
+            grad, curvature = 1 - t / rate, t64 / (rate64 * rate64)
         if full:
             big = t > 1
             safe = np.where(big, t, 1)
@@ -668,6 +672,10 @@ def poisson_nll(pred: ArrayLike, target: ArrayLike, *, log_input: bool = True,
 
 def _sigmoid_focal_loss(logits: np.ndarray, target: np.ndarray, alpha: float, gamma: float,
                         hess: bool) -> Formula:
+    if hess and logits.dtype != np.float64:     # the Hessian in float64, as the kernels
+        loss, grad, _ = _sigmoid_focal_loss(logits, target, alpha, gamma, False)
+        return loss, grad, _sigmoid_focal_loss(logits.astype(np.float64),
+                                               target.astype(np.float64), alpha, gamma, True)[2]
     x, t = logits, target
     e = np.exp(-np.abs(x))
     inv = 1 / (1 + e)

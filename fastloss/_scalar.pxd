@@ -22,6 +22,7 @@ cdef extern from "_vecmath.h" nogil:
     float fl_log1pf_unit(float e, float inv_u)
     double fl_log_core_split(double u, double c, double* hi)
     double fl_two_product(double a, double b, double* err)
+    float fl_fmaf(float a, float b, float c)
     double fl_exp_split(double x, double* rel)
 
 

@@ -525,6 +525,18 @@ FL_INLINE float fl_log1pf(float x)
     return x != x ? x : (x < -1.0f ? NAN : y);
 }
 
+/* a b + c with one rounding where the machine has FMA, else two: written out so
+ * that the compiler cannot contract it in one loop and not in another (a loss
+ * and its gradient then differ by an ulp between the kernels' variants). */
+FL_INLINE float fl_fmaf(float a, float b, float c)
+{
+#if defined(__FMA__)
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
 /* a * b = p + *err exactly (p = fl(a b)): fused multiply-adds where the build
  * has FMA, else Veltkamp's split of both factors into 26-bit halves (Dekker
  * 1971); |a|, |b| below 1e300 (the split's product must not overflow).  Without

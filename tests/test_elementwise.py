@@ -360,11 +360,10 @@ def test_zero_total_weight_mean_is_zero(case, dtype, module):
     assert empty.loss == 0.0 and empty.grad.shape == (0,) + shape[1:]
 
 
-# A NaN hinge target is a bad label, tested with the bad inputs; a NaN binary
-# cross-entropy target or sample weight is a bad input too (tests/test_bad_values.py).
+# A NaN target of a loss that checks its targets (hinge labels, probabilities,
+# counts) is a bad input, as is a NaN sample weight (tests/test_bad_values.py).
 NAN_CASES = [(case, where) for case in ELEMENTWISE for where in ("pred", "target")
-             if not (case.name in ("hinge", "squared_hinge", "binary_cross_entropy")
-                     and where == "target")]
+             if not (case.spec.target.scan and where == "target")]
 
 
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)

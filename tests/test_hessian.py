@@ -14,7 +14,8 @@ import pytest
 import fastloss
 import fastloss.reference
 from fastloss._registry import REGISTRY
-from cases import (CASES, bce_inputs, label_inputs, probability_inputs, regression_inputs,
+from cases import (ALL_CASES, CASES, bce_inputs, pred_grad, count_inputs, label_inputs, probability_inputs,
+                   rate_inputs, regression_inputs,
                    shape_for)
 from helpers import assert_unchanged, snapshot
 
@@ -81,13 +82,27 @@ VARIANTS = [
                     "ignore_index": 0}),
     ("kl", "kl_divergence", probability_inputs, (17, 5), lambda shape: {}),
     ("kl-C=1", "kl_divergence", probability_inputs, (9, 1), lambda shape: {}),
+    ("smooth_l1-1d", "smooth_l1", regression_inputs, (97,), lambda shape: {}),
+    ("smooth_l1-2d-beta=0.3", "smooth_l1", regression_inputs, (13, 5),
+     lambda shape: {"beta": 0.3}),
+    ("log_cosh-1d", "log_cosh", regression_inputs, (97,), lambda shape: {}),
+    ("log_cosh-2d", "log_cosh", regression_inputs, (13, 5), lambda shape: {}),
+    ("poisson_nll-1d", "poisson_nll", count_inputs, (97,), lambda shape: {}),
+    ("poisson_nll-2d-full", "poisson_nll", count_inputs, (13, 5), lambda shape: {"full": True}),
+    ("poisson_nll-2d-rates", "poisson_nll", rate_inputs, (13, 5),
+     lambda shape: {"log_input": False}),
+    ("sigmoid_focal_loss-1d", "sigmoid_focal_loss", bce_inputs, (97,), lambda shape: {}),
+    ("sigmoid_focal_loss-2d-gamma=0.5-no alpha", "sigmoid_focal_loss", bce_inputs, (13, 5),
+     lambda shape: {"gamma": 0.5, "alpha": -1.0}),
 ]
 VARIANT_IDS = [variant[0] for variant in VARIANTS]
 
 
 def test_every_loss_with_hess_has_variants_here():
-    """The registry's hess=True losses are the ones VARIANTS checks against finite differences."""
-    assert sorted({variant[1] for variant in VARIANTS}) == sorted(WITH_HESS)
+    """The registry's hess=True losses are the ones VARIANTS checks against finite differences
+    (gaussian_nll, with two gradients, in tests/test_more_losses.py)."""
+    one_gradient = [name for name in WITH_HESS if len(REGISTRY[name].gradients) == 1]
+    assert sorted({variant[1] for variant in VARIANTS}) == sorted(one_gradient)
 
 
 def _inputs(variant, dtype, weighted):
@@ -99,6 +114,11 @@ def _inputs(variant, dtype, weighted):
 
 
 ULPS = {np.dtype(np.float32): 2, np.dtype(np.float64): 8}
+# The losses beyond the seed hold the issue's gradient budget (8 float32 ulps) for their
+# Hessians too: their float32 kernels evaluate it in float lanes (log_cosh's 1 / cosh^2
+# measured at about 4 ulps), where the seed's losses evaluate it in float64.
+ULPS_MORE = {np.dtype(np.float32): 8, np.dtype(np.float64): 8}
+MORE = ("smooth_l1", "log_cosh", "poisson_nll", "sigmoid_focal_loss")
 
 
 def _relative_error_bound(expected, dtype, ulps):
@@ -110,6 +130,39 @@ def _relative_error_bound(expected, dtype, ulps):
 
 
 # --- fast against reference; loss and grad as without hess ---------------------
+
+def _focal_hessian_terms(logits, target, options):
+    """sum of |terms| of the sigmoid focal loss's second derivative (its formula in
+    fastloss.sigmoid_focal_loss's declaration), in float64."""
+    x, t = np.asarray(logits, np.float64), np.asarray(target, np.float64)
+    alpha, gamma = options.get("alpha", 0.25), options.get("gamma", 2.0)
+    e = np.exp(-np.abs(x))
+    inv = 1 / (1 + e)
+    positive = x >= 0
+    sigma_pos, sigma_neg = np.where(positive, inv, e * inv), np.where(positive, e * inv, inv)
+    ce = t * np.logaddexp(0, -x) + (1 - t) * np.logaddexp(0, x)
+    n = np.where(positive, (1 - t) + t * e, t + (1 - t) * e)
+    power = (n * inv) ** gamma
+    s = np.where(n > 0, e * inv / np.where(n > 0, n, 1), 1)
+    a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1.0
+    g = gamma * (1 - 2 * t)
+    dce = (1 - t) * sigma_pos - t * sigma_neg
+    inner = dce + g * ce * s
+    ds = s * (sigma_neg - sigma_pos) - (1 - 2 * t) * s * s
+    terms = (np.abs(g * s * inner) + e * inv * inv + np.abs(g * s * dce)
+             + np.abs(g * ce * ds))
+    return np.abs(a_t) * power * terms
+
+
+def _hess_scale(shape, weight, reduction):
+    """The factor a returned Hessian element carries: its row's weight, over the "mean"
+    divisor."""
+    w = np.ones(shape[0]) if weight is None else np.asarray(weight, np.float64)
+    scale = w if len(shape) == 1 else np.repeat(w[:, None], shape[1], axis=1)
+    if reduction == "mean":
+        scale = scale / (np.sum(w) * (1 if len(shape) == 1 else shape[1]))
+    return np.abs(scale) if reduction != "sum" or weight is not None else np.ones(shape)
+
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -146,7 +199,14 @@ def test_fast_hess_matches_reference(variant, dtype, reduction, weighted):
         onehot[np.arange(p.shape[0]), np.clip(target, 0, p.shape[1] - 1)] = True
         first_term = np.abs(plain.grad.astype(np.float64)) * np.where(onehot, p, 1 - p)
         magnitude = np.maximum(np.abs(expected.hess), first_term)
-    bound = _relative_error_bound(magnitude, dtype, ULPS[np.dtype(dtype)])
+    if name == "sigmoid_focal_loss":
+        # A sum of four terms that cancel in places: each element is measured against
+        # the sum of their magnitudes (times its weight and the "mean" divisor).
+        magnitude = np.maximum(np.abs(expected.hess),
+                               _focal_hessian_terms(pred, target, options)
+                               * _hess_scale(pred.shape, weight, reduction))
+    ulps = (ULPS_MORE if name in MORE else ULPS)[np.dtype(dtype)]
+    bound = _relative_error_bound(magnitude, dtype, ulps)
     assert (error <= bound).all(), (np.max(error / bound), result.hess, expected.hess)
 
 
@@ -347,22 +407,26 @@ def test_ignored_rows_have_zero_hess_even_with_nan_logits():
 # --- errors --------------------------------------------------------------------
 
 def _call_args(name, dtype=np.float64):
-    """Valid (pred, target) of shape (6, 3) for ``name``: those of its first test case."""
+    """Valid (pred, target, further inputs by name) of shape (6, 3) for ``name``: those of
+    its first test case (gaussian_nll's var from its default option)."""
     rng = np.random.default_rng(1)
-    case = next(case for case in CASES if case.name == name)
-    return case.make_inputs(rng, (6, 3), dtype)
+    case = next(case for case in ALL_CASES if case.name == name)
+    pred, target = case.make_inputs(rng, (6, 3), dtype)
+    more = {key: value for key, value in case.options[next(iter(case.options))]((6, 3)).items()
+            if key in case.spec.inputs}
+    return pred, target, more
 
 
 @pytest.mark.parametrize("with_out", [False, True], ids=["no-out", "out=pred"])
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
 @pytest.mark.parametrize("name", WITH_HESS)
 def test_hess_without_grad_is_an_error_and_touches_nothing(name, module, with_out):
-    pred, target = _call_args(name)
+    pred, target, more = _call_args(name)
     weight = np.linspace(0.5, 1.5, pred.shape[0])
     before = snapshot(pred, target, weight)
     with pytest.raises(ValueError, match="hess=True needs grad=True"):
         getattr(module, name)(pred, target, sample_weight=weight, grad=False, hess=True,
-                              out=pred if with_out else None)
+                              out=pred if with_out else None, **more)
     assert_unchanged(before, [pred, target, weight])
 
 
@@ -370,18 +434,19 @@ def test_hess_without_grad_is_an_error_and_touches_nothing(name, module, with_ou
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
 @pytest.mark.parametrize("name", WITH_HESS)
 def test_hess_must_be_a_bool(name, module, value):
-    pred, target = _call_args(name)
+    pred, target, more = _call_args(name)
     with pytest.raises(TypeError, match="hess must be True or False"):
-        getattr(module, name)(pred, target, hess=value)
+        getattr(module, name)(pred, target, hess=value, **more)
 
 
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
 @pytest.mark.parametrize("name", WITH_HESS)
 def test_numpy_bool_is_accepted(name, module):
-    pred, target = _call_args(name)
-    assert type(getattr(module, name)(pred, target, hess=np.bool_(True))) \
+    pred, target, more = _call_args(name)
+    assert type(getattr(module, name)(pred, target, hess=np.bool_(True), **more)) \
         is fastloss.LossGradHess
-    assert type(getattr(module, name)(pred, target, hess=np.bool_(False))) is fastloss.LossGrad
+    assert type(getattr(module, name)(pred, target, hess=np.bool_(False), **more)) \
+        is fastloss.LossGrad
 
 
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
@@ -413,16 +478,16 @@ def test_fast_and_reference_signatures_agree(name):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name", WITH_HESS)
 def test_out_receives_the_gradient_and_hess_is_fresh(name, dtype, module, out_mode):
-    pred, target = _call_args(name, dtype)
+    pred, target, more = _call_args(name, dtype)
     weight = np.linspace(0.5, 1.5, pred.shape[0])
     function = getattr(module, name)
-    expected = function(pred, target, sample_weight=weight, hess=True)
+    expected = function(pred, target, sample_weight=weight, hess=True, **more)
     pred = pred.copy()
     out = pred if out_mode == "pred" else np.full(pred.shape, np.nan, dtype)
-    inputs = [pred, target, weight]
-    result = function(pred, target, sample_weight=weight, hess=True, out=out)
-    assert result.grad is out
-    np.testing.assert_array_equal(out, expected.grad)
+    inputs = [pred, target, weight, *more.values()]
+    result = function(pred, target, sample_weight=weight, hess=True, out=out, **more)
+    assert pred_grad(result.grad) is out
+    np.testing.assert_array_equal(out, pred_grad(expected.grad))
     # in place, the kernels read the exps from the buffer the gradient goes to
     np.testing.assert_array_equal(result.hess, expected.hess)
     for array in inputs + [out]:
@@ -454,10 +519,10 @@ def test_threads_give_identical_hess(name, shape, dtype, weighted, reduction):
 @pytest.mark.parametrize("module", BOTH, ids=BOTH_IDS)
 @pytest.mark.parametrize("name", WITH_HESS)
 def test_mean_over_nothing_has_zero_hess(name, module):
-    pred, target = _call_args(name, np.float32)
+    pred, target, more = _call_args(name, np.float32)
     function = getattr(module, name)
-    cases = [dict(sample_weight=np.zeros(pred.shape[0])),
-             dict(pred=pred[:0], target=target[:0])]
+    cases = [dict(sample_weight=np.zeros(pred.shape[0]), **more),
+             dict(pred=pred[:0], target=target[:0], **{k: v[:0] for k, v in more.items()})]
     if name == "softmax_cross_entropy":
         cases.append(dict(target=np.full(pred.shape[0], -100), ignore_index=-100))
     for case in cases:
@@ -465,7 +530,8 @@ def test_mean_over_nothing_has_zero_hess(name, module):
         result = function(x, t, hess=True, **case)
         assert result.loss == 0.0
         assert result.hess.shape == x.shape and result.hess.dtype == np.float32
-        assert not result.hess.any() and not result.grad.any()
+        grads = result.grad if isinstance(result.grad, tuple) else (result.grad,)
+        assert not result.hess.any() and not any(g.any() for g in grads)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

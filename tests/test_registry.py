@@ -38,11 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = list(REGISTRY)
 LOSSES = [name for name, spec in REGISTRY.items() if spec.family in _registry.LOSS_FAMILIES]
 WITH_TORCH = [name for name in LOSSES if REGISTRY[name].torch]
-CASE_NAMES = {case.name for case in cases.CASES}
+CASE_NAMES = {case.name for case in cases.ALL_CASES}
 
 
 def _case(name):
-    return next(case for case in cases.CASES if case.name == name)
+    return next(case for case in cases.ALL_CASES if case.name == name)
 
 
 # --- the names and the two faces ---------------------------------------------------------
@@ -215,12 +215,12 @@ def test_the_readme_loss_table_is_the_registrys():
 
 @pytest.mark.parametrize("name", WITH_TORCH)
 def test_every_loss_torch_has_has_a_parity_case(name):
-    assert any(case.torch is not None for case in cases.CASES if case.name == name), \
+    assert any(case.torch is not None for case in cases.ALL_CASES if case.name == name), \
         f"tests/cases.py gives no torch call for {name} (torch.nn.functional.{REGISTRY[name].torch})"
 
 
 TORCH_PARITY = [(case, option, reduction, dtype)
-                for case in cases.CASES if case.torch is not None
+                for case in cases.ALL_CASES if case.torch is not None
                 for option in case.options
                 if case.torch_options is None or option in case.torch_options
                 for reduction in ("mean", "sum", "none")
