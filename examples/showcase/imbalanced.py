@@ -186,7 +186,7 @@ def report(result):
         lines.append(f"  {label:<28} {m['recall']:7.3f} {m['precision']:9.3f} {m['f1']:6.3f} "
                      f"{m['predicted_positive']:7d} {m['average_precision']:8.3f} "
                      f"{result.mean_probability[label]:11.3f} "
-                     f"{iters if iters is not None else '':>5}")
+                     f"{iters if iters is not None else '':>5}".rstrip())
     lines.append("  The Bayes rule P(y=1 | x) > eta at the eta where each loss's minimiser predicts 0.5:")
     for eta, m in result.bayes_at.items():
         users = ", ".join(label for label, _, options in MODELS if implied_threshold(options) == eta)
