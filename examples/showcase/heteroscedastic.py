@@ -198,7 +198,8 @@ def report(result):
     for i, level in enumerate(LEVELS):
         for name in ("mse", "gaussian_nll", "truth"):
             cells = " ".join(f"{c:7.3f}" for c in result.coverage[name][i])
-            lines.append(f"  {level:7.2f}  {LABELS[name]:<13} {cells}  {result.overall[name][i]:7.3f}")
+            lines.append(f"  {level:7.2f}  {LABELS[name]:<13} {cells}  "
+                         f"{result.overall[name][i]:7.3f}")
     lines.append("  worst |coverage - nominal| over levels and bins: " + ", ".join(
         f"{LABELS[name]} {result.worst_bin_error(name):.3f}"
         for name in ("mse", "gaussian_nll", "truth")))

@@ -33,13 +33,6 @@ from ._common import single_threaded_blas
 
 NAME = "imbalanced"
 POSITIVE_RATE = 0.01
-MODEL_COLOURS = {
-    "BCE": "#1f77b4",
-    "focal, gamma=2, alpha=0.25": "#ff7f0e",
-    "focal, gamma=2, no alpha": "#9467bd",
-    "focal, gamma=2, alpha=0.75": "#2ca02c",
-    "Bayes (true log-odds)": "#777777",
-}
 THRESHOLD = 0.5                     # the predicted probability above which a sample is flagged
 BAYES = "Bayes (true log-odds)"      # the reference scorer: make_data's own log-odds
 # (label, loss, options): the models compared
@@ -49,8 +42,13 @@ MODELS = (
     ("focal, gamma=2, no alpha", "sigmoid_focal_loss", {"gamma": 2.0, "alpha": -1.0}),
     ("focal, gamma=2, alpha=0.75", "sigmoid_focal_loss", {"gamma": 2.0, "alpha": 0.75}),
 )
-
-
+MODEL_COLOURS = {
+    "BCE": "#1f77b4",
+    "focal, gamma=2, alpha=0.25": "#ff7f0e",
+    "focal, gamma=2, no alpha": "#9467bd",
+    "focal, gamma=2, alpha=0.75": "#2ca02c",
+    BAYES: "#777777",
+}
 POSITIVE_MEAN = np.array([2.0, 1.5])
 POSITIVE_SD = 0.8
 
@@ -187,11 +185,14 @@ def report(result):
                      f"{m['predicted_positive']:7d} {m['average_precision']:8.3f} "
                      f"{result.mean_probability[label]:11.3f} "
                      f"{iters if iters is not None else '':>5}".rstrip())
-    lines.append("  The Bayes rule P(y=1 | x) > eta at the eta where each loss's minimiser predicts 0.5:")
+    lines.append("  The Bayes rule P(y=1 | x) > eta at the eta where each loss's minimiser "
+                 "predicts 0.5:")
     for eta, m in result.bayes_at.items():
-        users = ", ".join(label for label, _, options in MODELS if implied_threshold(options) == eta)
-        lines.append(f"  {'eta = ' + format(eta, 'g'):<28} {m['recall']:7.3f} {m['precision']:9.3f} "
-                     f"{m['f1']:6.3f} {m['predicted_positive']:7d}   ({users})")
+        users = ", ".join(label for label, _, options in MODELS
+                          if implied_threshold(options) == eta)
+        lines.append(f"  {'eta = ' + format(eta, 'g'):<28} {m['recall']:7.3f} "
+                     f"{m['precision']:9.3f} {m['f1']:6.3f} {m['predicted_positive']:7d}   "
+                     f"({users})")
     return "\n".join(lines)
 
 
