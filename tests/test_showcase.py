@@ -3,6 +3,7 @@
 Each expected value is derived independently of fastloss: closed forms
 evaluated with ``math``, or scikit-learn's own models.
 """
+import functools
 import importlib.util
 import math
 import os
@@ -20,8 +21,9 @@ pytest.importorskip("sklearn")
 load_showcase()     # examples/showcase, as the package ``showcase``
 
 from showcase import EXPERIMENTS, load  # noqa: E402
-from showcase import (cross_entropy_variants, digits, hinge_vs_cross_entropy,  # noqa: E402
-                      learning_speed, margin_losses, sigmoid_derivative)
+from showcase import (cross_entropy_variants, digits, heteroscedastic,  # noqa: E402
+                      hinge_vs_cross_entropy, imbalanced, learning_speed, margin_losses,
+                      sigmoid_derivative)
 
 
 def exact_sigmoid(z):
@@ -229,6 +231,179 @@ def test_digits_full_run_matches_scikit_learn():
         assert abs(result.test_accuracy[model] - theirs) <= 0.01, model
     assert min(result.test_accuracy[m] for m in ("cross_entropy", "weston_watkins",
                                                  "crammer_singer")) >= 0.95
+
+
+# --- experiment 7: heteroscedastic regression -------------------------------------
+
+SEEDS = (0, 1, 2)        # the measured claims hold for each of these training sets
+
+
+@functools.lru_cache(maxsize=None)
+def quick_result(module, seed):
+    return module.compute(quick=True, seed=seed)
+
+
+@pytest.fixture(params=SEEDS)
+def heteroscedastic_quick(request):
+    return quick_result(heteroscedastic, request.param)
+
+
+def test_heteroscedastic_interval_half_widths():
+    # Phi(z) = 1/2 + level/2, checked with math.erf.
+    for level in heteroscedastic.LEVELS:
+        z = heteroscedastic.z_of(level)
+        assert math.erf(z / math.sqrt(2)) == pytest.approx(level, rel=1e-12)
+
+
+def test_heteroscedastic_nll_gradient_matches_finite_differences():
+    # The gradients for the mean and the variance, chained through exp, against
+    # the loss value alone.
+    rng = np.random.default_rng(0)
+    x, y = heteroscedastic.make_data(rng, 40)
+    phi = heteroscedastic.features(x)
+    a, b = rng.normal(size=phi.shape[1]) * 0.3, rng.normal(size=phi.shape[1]) * 0.3
+    _, grad_a, grad_b = heteroscedastic.nll_objective(phi, y, a, b)
+    numeric_a = finite_difference_gradient(
+        lambda v: heteroscedastic.nll_objective(phi, y, v, b)[0], a, step=1e-6)
+    numeric_b = finite_difference_gradient(
+        lambda v: heteroscedastic.nll_objective(phi, y, a, v)[0], b, step=1e-6)
+    np.testing.assert_allclose(grad_a, numeric_a, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(grad_b, numeric_b, rtol=1e-5, atol=1e-8)
+
+
+def expected_fixed_sd_coverage(sd, lo, hi, level, points=2001):
+    """Coverage of mean +- z sd for the true mean over x uniform on [lo, hi]:
+    the average of erf(z sd / (sigma(x) sqrt 2)), sigma(x) = 0.05 + 0.05 (x + 3)."""
+    z = heteroscedastic.z_of(level)
+    xs = np.linspace(lo, hi, points)
+    return float(np.mean([math.erf(z * sd / ((0.05 + 0.05 * (v + 3)) * math.sqrt(2)))
+                          for v in xs]))
+
+
+def test_heteroscedastic_mse_variance_is_the_average_noise(heteroscedastic_quick):
+    # The mean squared residual estimates E[sigma(x)^2] = 0.0475 for x uniform on
+    # [-3, 3] (the mean of (0.05 + 0.3 u)^2 over u in [0, 1]).
+    assert heteroscedastic_quick.mse_sd == pytest.approx(math.sqrt(0.0475), rel=0.1)
+
+
+def test_heteroscedastic_mse_coverage_is_its_closed_form(heteroscedastic_quick):
+    # One sd for all x: per bin, the coverage is what that sd gives against the
+    # true noise, too wide where the data are quiet, too narrow where noisy.
+    result = heteroscedastic_quick
+    edges = result.bin_edges
+    for i, level in enumerate(heteroscedastic.LEVELS):
+        expected = [expected_fixed_sd_coverage(result.mse_sd, lo, hi, level)
+                    for lo, hi in zip(edges[:-1], edges[1:])]
+        np.testing.assert_allclose(result.coverage["mse"][i], expected, atol=0.05)
+        assert result.coverage["mse"][i][0] > level > result.coverage["mse"][i][-1]
+
+
+def test_heteroscedastic_gaussian_nll_is_calibrated_in_every_bin(heteroscedastic_quick):
+    result = heteroscedastic_quick
+    # The harness: the true distribution covers its nominal levels up to sampling noise
+    # (about 2000 test points per bin: a standard error of at most 0.012).
+    assert result.worst_bin_error("truth") < 0.05
+    # MSE's worst bin is off by what its closed form says (0.44 at the 50% level of
+    # the quietest bin); gaussian_nll's is several times smaller.
+    lo, hi = result.bin_edges[:2]
+    closed_form = expected_fixed_sd_coverage(result.mse_sd, lo, hi, 0.5) - 0.5
+    assert result.worst_bin_error("mse") >= closed_form - 0.05 > 0.3
+    assert result.worst_bin_error("gaussian_nll") < result.worst_bin_error("mse") / 3
+    assert result.test_nll["gaussian_nll"] < result.test_nll["mse"]
+
+
+# --- experiment 8: a rare class ----------------------------------------------------
+
+@pytest.fixture(params=SEEDS)
+def imbalanced_quick(request):
+    return quick_result(imbalanced, request.param)
+
+
+def test_imbalanced_metrics_are_scikit_learns(imbalanced_quick):
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+    y = imbalanced_quick.y_test
+    for label, score in imbalanced_quick.scores.items():
+        m = imbalanced_quick.metrics[label]
+        assert m["average_precision"] == pytest.approx(average_precision_score(y, score),
+                                                       rel=1e-12)
+        assert m["recall"] == pytest.approx(recall_score(y, score > 0), rel=1e-12)
+        assert m["precision"] == pytest.approx(precision_score(y, score > 0), rel=1e-12)
+
+
+def test_imbalanced_bayes_log_odds_is_the_posterior():
+    # log P(y=1 | x) / P(y=0 | x) from the two densities written out with math.
+    x = np.array([[0.0, 0.0], [2.0, 1.5], [-1.0, 3.0], [4.0, -0.5]])
+    mu, s, pi = imbalanced.POSITIVE_MEAN, imbalanced.POSITIVE_SD, imbalanced.POSITIVE_RATE
+    for row, got in zip(x, imbalanced.bayes_log_odds(x)):
+        positive = math.exp(-((row[0] - mu[0]) ** 2 + (row[1] - mu[1]) ** 2) / (2 * s * s)) / s ** 2
+        negative = math.exp(-(row[0] ** 2 + row[1] ** 2) / 2)
+        assert got == pytest.approx(math.log(pi * positive / ((1 - pi) * negative)), rel=1e-12,
+                                    abs=1e-12)
+
+
+def test_imbalanced_focal_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    x, _ = imbalanced.make_data(rng, 30)
+    y = (rng.random(30) < 0.3).astype(np.float64)
+    phi = imbalanced.features(x)
+    w = rng.normal(size=phi.shape[1]) * 0.5
+    for _, loss, options in imbalanced.MODELS:
+        _, grad = imbalanced.objective(phi, y, loss, options, w)
+        numeric = finite_difference_gradient(
+            lambda v: imbalanced.objective(phi, y, loss, options, v)[0], w, step=1e-6)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_imbalanced_implied_thresholds_minimise_the_pointwise_loss():
+    # The minimiser over p of the expected focal loss at eta = implied_threshold is 1/2.
+    from scipy.optimize import minimize_scalar
+
+    for _, _, options in imbalanced.MODELS:
+        eta = imbalanced.implied_threshold(options)
+        alpha, gamma = options.get("alpha", -1.0), options.get("gamma", 0.0)
+        a = (alpha, 1 - alpha) if alpha >= 0 else (1.0, 1.0)
+
+        def expected(p):
+            return (a[0] * eta * (1 - p) ** gamma * -math.log(p)
+                    + a[1] * (1 - eta) * p ** gamma * -math.log(1 - p))
+
+        best = minimize_scalar(expected, bounds=(1e-6, 1 - 1e-6), method="bounded",
+                               options={"xatol": 1e-10})
+        assert best.x == pytest.approx(0.5, abs=1e-6)
+
+
+def test_imbalanced_focal_loss_moves_the_operating_point_not_the_ranking(imbalanced_quick):
+    result = imbalanced_quick
+    m = result.metrics
+    bce, low, plain, high = (m[label] for label, _, _ in imbalanced.MODELS)
+    # Every model is as good a ranker as the others and as the Bayes scorer.
+    aps = [m[label]["average_precision"] for label, _, _ in imbalanced.MODELS]
+    assert max(aps) - min(aps) < 0.01
+    assert max(abs(ap - m[imbalanced.BAYES]["average_precision"]) for ap in aps) < 0.02
+    # At p > 0.5 each model is the Bayes rule at the threshold its loss implies.
+    for label, _, options in imbalanced.MODELS:
+        bayes = result.bayes_at[imbalanced.implied_threshold(options)]
+        assert abs(m[label]["recall"] - bayes["recall"]) < 0.08, label
+        assert abs(m[label]["precision"] - bayes["precision"]) < 0.1, label
+    # Hence: gamma alone keeps BCE's operating point, alpha = 0.75 trades
+    # precision for recall, alpha = 0.25 (torchvision's default) recall for precision.
+    assert abs(plain["recall"] - bce["recall"]) < 0.02
+    assert high["recall"] > bce["recall"] + 0.1 and high["precision"] < bce["precision"]
+    assert low["recall"] < bce["recall"] - 0.1 and low["precision"] > bce["precision"]
+    # BCE is calibrated (its mean probability on the positives is the Bayes one);
+    # gamma pulls the probabilities towards 1/2.
+    labels = [label for label, _, _ in imbalanced.MODELS]
+    p = result.mean_probability
+    assert p[labels[0]] == pytest.approx(p[imbalanced.BAYES], abs=0.03)
+    assert p[labels[2]] > p[labels[0]] + 0.03
+
+
+def test_new_figures_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    for module in (heteroscedastic, imbalanced):
+        for path in module.plot(quick_result(module, SEEDS[0]), tmp_path):
+            assert path.suffix == ".png" and path.stat().st_size > 1000
 
 
 # --- the command and the package boundary -----------------------------------------
