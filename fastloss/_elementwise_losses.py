@@ -788,7 +788,7 @@ GAUSSIAN_NLL = Loss(
     gradients=("mean", "var"), kernel="gaussian_nll", hess=True, torch="gaussian_nll_loss",
     input_rules={"var": VARIANCES}, broadcast_inputs=("var",), formula=_gaussian_nll,
     params=(Flag("full", False), Real("eps", 1e-6, low=0.0)),
-    doc_shapes="mean (N,) or (N, K); var the same, (N, 1) or (N,)",
+    doc_shapes="mean (N,) or (N, K); var the same, or (N,), (N, 1), (1, K) (torch's rule)",
     doc_loss="½(log v + r²/v), v = max(var, ε) (+ ½ log 2π if full)")
 
 
