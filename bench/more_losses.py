@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m bench.more_losses                 # 1e7 float32 elements
     python -m bench.more_losses --size 65536    # in cache: the compute alone
+    python -m bench.more_losses --multiclass    # z_loss, softcap, softmax_focal_loss
 
 float32, one thread, reduction "mean", the gradient into a reused ``out=``
 buffer (and ``out_var=`` for gaussian_nll), as issue #15 measures them.  The
@@ -52,11 +53,53 @@ def calls(n):
     }
 
 
+def multiclass_calls(n_rows, n_classes):
+    """softmax_cross_entropy plain, with z_loss, with softcap, and softmax_focal_loss."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((n_rows, n_classes)) * 2).astype(np.float32)
+    labels = rng.integers(0, n_classes, n_rows)
+    g = np.empty_like(logits)
+    one = {"n_threads": 1, "out": g}
+    return {
+        "softmax_cross_entropy": lambda: fastloss.softmax_cross_entropy(logits, labels, **one),
+        "z_loss=1e-4": lambda: fastloss.softmax_cross_entropy(logits, labels, z_loss=1e-4,
+                                                              **one),
+        "softcap=30": lambda: fastloss.softmax_cross_entropy(logits, labels, softcap=30.0,
+                                                             **one),
+        "softcap=5": lambda: fastloss.softmax_cross_entropy(logits, labels, softcap=5.0,
+                                                            **one),
+        "softmax_focal_loss": lambda: fastloss.softmax_focal_loss(logits, labels, **one),
+    }
+
+
+def main_multiclass(shape, repeats):
+    todo = multiclass_calls(*shape)
+    for call in todo.values():
+        call()
+    times = time_side_by_side(todo, repeats, budget=60.0)
+    plain = times["softmax_cross_entropy"]
+    print(f"{shape[0]} x {shape[1]} float32 logits, labels, one thread, mean, out=; "
+          f"medians of {repeats}")
+    print(f"{'':22s} {'ms':>8s} {'x plain CE':>10s} {'target':>7s}")
+    for name, seconds in times.items():
+        target = "" if name == "softmax_cross_entropy" else f"{1.5:7.1f}"
+        print(f"{name:22s} {seconds * 1e3:8.2f} {seconds / plain:10.2f} {target}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=float, default=1e7)
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--multiclass", action="store_true",
+                        help="softmax_cross_entropy's z_loss and softcap and "
+                             "softmax_focal_loss against plain cross-entropy "
+                             "(65_536 x 1_000, or --rows and --classes)")
+    parser.add_argument("--rows", type=int, default=65_536)
+    parser.add_argument("--classes", type=int, default=1_000)
     args = parser.parse_args(argv)
+    if args.multiclass:
+        main_multiclass((args.rows, args.classes), args.repeats)
+        return
     n = int(args.size)
     todo = calls(n)
     for call in todo.values():
