@@ -73,12 +73,10 @@ FL_INLINE double fl_scale_by_pow2(double p, double n)
     return (p * scale1) * scale2;
 }
 
-/* exp(r) is its Taylor polynomial of degree 13 (remainder |r|^14 / 14! <
- * 4e-18 relative). */
-FL_INLINE double fl_exp(double x)
+/* (exp(r) - 1 - r) / r^2 by its Taylor polynomial, 1/2! + r/3! + ... + r^11/13!
+ * in Horner's form: the shared core of fl_exp, fl_exp_split and the softcap. */
+FL_INLINE double fl_exp_taylor_tail(double r)
 {
-    double n;
-    double r = fl_exp_reduce(x, &n);
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
@@ -90,7 +88,16 @@ FL_INLINE double fl_exp(double x)
     p = p * r + 1.0 / 120.0;
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    return p * r + 0.5;
+}
+
+/* exp(r) is its Taylor polynomial of degree 13 (remainder |r|^14 / 14! <
+ * 4e-18 relative). */
+FL_INLINE double fl_exp(double x)
+{
+    double n;
+    double r = fl_exp_reduce(x, &n);
+    double p = fl_exp_taylor_tail(r);
     p = p * r + 1.0;
     p = p * r + 1.0;
     return fl_scale_by_pow2(p, n);
@@ -107,18 +114,7 @@ FL_INLINE double fl_exp_split(double x, double *rel)
 {
     double n;
     double r = fl_exp_reduce(x, &n);
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    double p = fl_exp_taylor_tail(r);
     double tail = (r * r) * p;                          /* exp(r) - 1 - r */
     double s1 = r + tail;                               /* |r| >= tail for |r| <= ln2/2 */
     double e1 = (r - s1) + tail;
@@ -253,18 +249,7 @@ FL_INLINE void fl_softcap_of(double a, double a_low, double x, double cap,
 {
     double n;
     double r = fl_exp_reduce(-a, &n);
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    double p = fl_exp_taylor_tail(r);
     p = p * r + 1.0;
     double expm1_r = r * p;
     double q = fl_scale_by_pow2(1.0 + expm1_r, n);
@@ -327,18 +312,7 @@ FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
     a_low = a_low == a_low ? a_low : 0.0;         /* x = +-inf: nothing to correct */
     double n;
     double r = fl_exp_reduce(-a, &n);
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    double p = fl_exp_taylor_tail(r);
     double expm1_r = r + r * (r * p);
     double one_plus = 1.0 + expm1_r, one_plus_low = (1.0 - one_plus) + expm1_r;
     double q = fl_scale_by_pow2(one_plus, n), q_low = fl_scale_by_pow2(one_plus_low, n);
