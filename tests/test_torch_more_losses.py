@@ -104,6 +104,25 @@ def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, differentiated=
     return out_fast
 
 
+@pytest.fixture(autouse=True)
+def fused_at_every_size(monkeypatch):
+    """The fused path for the small tensors of these tests too: by default
+    smooth_l1_loss leaves calls on fewer than _TORCH_BELOW_ELEMENTS elements to
+    torch (test_small_smooth_l1_calls_are_torchs)."""
+    monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)
+
+
+def test_small_smooth_l1_calls_are_torchs(monkeypatch):
+    monkeypatch.undo()
+    assert flt._TORCH_BELOW_ELEMENTS == 1 << 16
+    for shape, fused_path in (((256,), False), ((255, 257), False), ((256, 256), True),
+                              ((70_000,), True)):
+        x, t = randn(*shape, dtype=torch.float32), randn(*shape, dtype=torch.float32, seed=1)
+        compare(lambda x, t: flt.smooth_l1_loss(x, t, beta=0.5),
+                lambda x, t: F.smooth_l1_loss(x, t, beta=0.5), [x, t], torch.float32,
+                expect_fused=fused_path)
+
+
 # --- API ----------------------------------------------------------------------
 
 FUNCTIONS = ["l1_loss", "smooth_l1_loss", "gaussian_nll_loss", "poisson_nll_loss"]
@@ -187,21 +206,24 @@ def test_smooth_l1_loss(dtype, reduction, shape, beta):
             lambda x, t: F.smooth_l1_loss(x, t, reduction=reduction, beta=beta), [x, t], dtype)
 
 
-@pytest.mark.parametrize("name", ["l1_loss", "smooth_l1_loss"])
+@pytest.mark.parametrize("name", ["l1_loss", "smooth_l1_loss", "smooth_l1_loss_beta_0"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_l1_family_special_values_give_torchs_answer(name, dtype):
     x = torch.tensor([0.0, math.inf, -math.inf, math.nan, 1.0, 2.0, math.inf, 0.5], dtype=dtype)
     t = torch.tensor([0.0, 0.0, 1.0, 0.0, math.nan, math.inf, math.inf, 0.5], dtype=dtype)
     # torch's l1 gradient at a NaN residual is 0 (the kernel's NaN): a NaN l1
-    # loss with a gradient is recomputed by torch; smooth_l1's NaN is torch's too.
+    # loss with a gradient (smooth_l1 with beta = 0 is torch's l1_loss) is
+    # recomputed by torch; smooth_l1's NaN gradient is torch's too.
+    options = {"beta": 0.0} if name.endswith("beta_0") else {}
+    name = name.replace("_beta_0", "")
     for reduction in REDUCTIONS:
-        compare(lambda x, t: getattr(flt, name)(x, t, reduction=reduction),
-                lambda x, t: getattr(F, name)(x, t, reduction=reduction), [x, t], dtype,
-                expect_fused=name == "smooth_l1_loss")
+        compare(lambda x, t: getattr(flt, name)(x, t, reduction=reduction, **options),
+                lambda x, t: getattr(F, name)(x, t, reduction=reduction, **options), [x, t],
+                dtype, expect_fused=name == "smooth_l1_loss" and not options)
     finite = ~(x - t).isnan()                 # infinite residuals, no NaN one: fused
     for reduction in REDUCTIONS:
-        compare(lambda x, t: getattr(flt, name)(x, t, reduction=reduction),
-                lambda x, t: getattr(F, name)(x, t, reduction=reduction),
+        compare(lambda x, t: getattr(flt, name)(x, t, reduction=reduction, **options),
+                lambda x, t: getattr(F, name)(x, t, reduction=reduction, **options),
                 [x[finite], t[finite]], dtype)
 
 
