@@ -1643,10 +1643,10 @@ def _gaussian_var(input, var, path):
     """var as torch shapes it (a tensor of the input's dimensions broadcasting to its
     shape, or of one value), or None when the kernel does not cover it (torch decides)."""
     shape = input.shape
-    if type(var) is float:
+    if isinstance(var, float):          # (torch's test: NumPy's float64 included)
         if not var >= 0:
-            return None
-        return torch.full((), var, dtype=input.dtype)
+            return None                 # torch's error (NaN: its NaN loss)
+        return torch.full((), float(var), dtype=input.dtype)
     if not isinstance(var, _Tensor) or not _plain(var) or var.dtype != input.dtype \
             or path == _EAGER and _is_functorch_tensor(var):
         return None
