@@ -713,3 +713,51 @@ def test_gaussian_operator_passes_torchs_opcheck(reduction, var_shape, need):
     torch.library.opcheck(torch.ops.fastloss.gaussian_nll_loss,
                           (x, torch.randn(6, 5, generator=generator(7)), var, True, 1e-6,
                            reduction) + need)
+
+
+# --- layouts and forward-mode AD ------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_non_contiguous_inputs(name):
+    x, t = randn(4, 5).T, rand(4, 5, seed=1).T          # (5, 4) views, transposed
+    assert not x.is_contiguous()
+    loss_fn = CALLS[name][0]
+    reference = (lambda x, t: torchvision_focal(x, t.abs().clamp(max=1), reduction="mean")) \
+        if name == "sigmoid_focal_loss" else (lambda x, t: loss_fn(F, x, t))
+    compare(lambda x, t: loss_fn(flt, x, t), reference, [x, t], torch.float64)
+
+
+def test_gaussian_nll_loss_non_contiguous_var():
+    x, t = randn(5, 4), randn(5, 4, seed=1)
+    var = (rand(4, 5, seed=2) + 0.1).T
+    compare(flt.gaussian_nll_loss, F.gaussian_nll_loss, [x, t, var], torch.float64,
+            differentiated=(0, 2))
+
+
+@pytest.mark.parametrize("name, dual", [(name, "input") for name in sorted(CALLS)]
+                         + [("gaussian_nll_loss", "var")])
+def test_forward_mode_ad_gives_torchs_tangent(name, dual):
+    from torch.autograd import forward_ad
+    x, t = randn(5, 4), rand(5, 4, seed=1)
+    var = rand(5, 4, seed=2) + 0.1
+    tangent = randn(5, 4, seed=3)
+
+    def call(f, x, var):
+        if name == "gaussian_nll_loss":
+            return f.gaussian_nll_loss(x, t, var, reduction="sum")
+        if name == "sigmoid_focal_loss":
+            return (f.sigmoid_focal_loss if f is flt else torchvision_focal)(x, t,
+                                                                            reduction="sum")
+        return CALLS[name][0](f, x, t)
+
+    results = []
+    for f in (flt, F):
+        with forward_ad.dual_level():
+            if dual == "input":
+                out = call(f, forward_ad.make_dual(x, tangent), var)
+            else:
+                out = call(f, x, forward_ad.make_dual(var, tangent))
+            results.append(forward_ad.unpack_dual(out))
+    torch.testing.assert_close(results[0].primal, results[1].primal)
+    assert results[0].tangent is not None
+    torch.testing.assert_close(results[0].tangent, results[1].tangent)
