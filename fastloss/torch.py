@@ -1,7 +1,8 @@
 """fastloss.torch: drop-in replacements for ``torch.nn.functional`` losses on CPU.
 
 Each function has exactly the signature, defaults and semantics of its
-namesake in ``torch.nn.functional`` (``ignore_index=-100``, the deprecated
+namesake in ``torch.nn.functional`` (``sigmoid_focal_loss``: in
+``torchvision.ops``) (``ignore_index=-100``, the deprecated
 ``size_average``/``reduce`` included), and each module those of its namesake
 in ``torch.nn`` (it subclasses it, so ``isinstance``, ``state_dict`` and
 pickling work)::
@@ -68,9 +69,10 @@ the same result torch gives (errors included).  These are the only cases:
   input's shape;
 * a "mean" over nothing (every target ignored, total weight 0), which torch
   defines as NaN;
-* small calls of ``nll_loss`` and of cross-entropy over (N, C, d1, ...)
-  inputs: fewer than 65,536 elements, where torch's native loss costs little
-  more than the autograd floor, less than a Python ``autograd.Function``;
+* small calls of ``nll_loss``, of ``smooth_l1_loss`` and of cross-entropy
+  over (N, C, d1, ...) inputs: fewer than 65,536 elements, where torch's
+  native loss costs little more than the autograd floor, less than a Python
+  ``autograd.Function``;
 * ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
   function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
