@@ -13,7 +13,10 @@ and backward pass of a training step::
     input.grad = None; loss = f(input, target); loss.backward()
 
 for torch's function, fastloss's and the autograd floor ``input.sum().backward()``
-(the cost of any autograd loss: below it no loss can go).  The three take
+(the cost of any autograd loss: below it no loss can go; for gaussian_nll_loss,
+whose var is learned too, the sum of input and var).  sigmoid_focal_loss is
+timed against torchvision's formula written in torch (torchvision does not
+install beside this torch).  The three take
 turns, round after round, in one process, so that a noisy machine slows them
 alike; each round times a loop of calls and the table gives the medians, and
 the ratio torch / fastloss (above 1: fastloss is faster).
@@ -56,6 +59,11 @@ FULL = {
     "multi_margin_loss": [(32, 10), (256, 100), (1_024, 1_000)],
     "nll_loss": [(32, 10), (256, 100), (1_024, 1_000), (8_192, 128), (8, 21, 128, 128)],
     "kl_div": [(32, 10), (256, 100), (1_024, 1_000), (1_000_000,)],
+    "l1_loss": [(256,), (4_096,), (1_000_000,)],
+    "smooth_l1_loss": [(256,), (4_096,), (1_000_000,)],
+    "poisson_nll_loss": [(256,), (4_096,), (1_000_000,)],
+    "gaussian_nll_loss": [(256,), (4_096,), (1_000_000,)],
+    "sigmoid_focal_loss": [(256,), (4_096,), (1_000_000,)],
 }
 QUICK = {
     "cross_entropy": [(32, 10), (256, 100), (4, 5, 8, 8)],
@@ -65,10 +73,21 @@ QUICK = {
     "multi_margin_loss": [(32, 10)],
     "nll_loss": [(256, 100)],
     "kl_div": [(256, 100)],
+    "l1_loss": [(256,)],
+    "smooth_l1_loss": [(256,)],
+    "poisson_nll_loss": [(256,)],
+    "gaussian_nll_loss": [(256,)],
+    "sigmoid_focal_loss": [(256,)],
 }
 # Options of the timed calls: kl_div's default "mean" warns, "batchmean" is the
-# divergence.
-OPTIONS = {"kl_div": {"reduction": "batchmean"}}
+# divergence; sigmoid_focal_loss's default is torchvision's "none".
+OPTIONS = {"kl_div": {"reduction": "batchmean"}, "sigmoid_focal_loss": {"reduction": "mean"}}
+# torch's side of a loss torch lacks: torchvision's formula, written in torch
+# (torchvision is not installed beside this torch).
+TORCH_FUNCTIONS = {
+    "sigmoid_focal_loss": lambda x, t, alpha=0.25, gamma=2, reduction="none":
+        flt._torch_sigmoid_focal_loss(x, t, alpha, gamma, reduction),
+}
 # The issue's targets: never slower than torch (within 5%, the noise between
 # runs); at least 1.5x where torch does real work.
 NOISE = 0.95
@@ -78,7 +97,10 @@ FAST_ROWS = {("cross_entropy", (256, 10)), ("cross_entropy", (1_024, 1_000)),
              ("binary_cross_entropy_with_logits", (1_000_000,)), ("mse_loss", (1_000_000,)),
              ("cross_entropy", (32, 10, 32, 32)), ("cross_entropy", (8, 21, 128, 128)),
              ("kl_div", (256, 100)), ("kl_div", (1_024, 1_000)), ("kl_div", (1_000_000,)),
-             ("nll_loss", (8, 21, 128, 128))}
+             ("nll_loss", (8, 21, 128, 128)),
+             ("l1_loss", (1_000_000,)), ("smooth_l1_loss", (1_000_000,)),
+             ("poisson_nll_loss", (1_000_000,)), ("gaussian_nll_loss", (1_000_000,)),
+             ("sigmoid_focal_loss", (1_000_000,))}
 
 
 def make_inputs(loss, shape, seed=0):
@@ -95,27 +117,53 @@ def make_inputs(loss, shape, seed=0):
         target = torch.softmax(torch.randn(shape, generator=generator), dim=-1)
     elif loss == "binary_cross_entropy_with_logits":
         target = torch.rand(shape, generator=generator)
+    elif loss == "poisson_nll_loss":          # counts; x holds log-rates
+        target = torch.poisson(torch.rand(shape, generator=generator) * 8, generator=generator)
+    elif loss == "sigmoid_focal_loss":        # 10% positives
+        target = (torch.rand(shape, generator=generator) > 0.9).float()
     else:
         target = torch.randn(shape, generator=generator)
     return x, target
 
 
-def steps(loss, x, target):
+def extra_inputs(loss, x, seed=1):
+    """The further inputs of a call: gaussian_nll_loss's var (of the input's shape,
+    learned: it requires a gradient, which the timed step computes too)."""
+    if loss != "gaussian_nll_loss":
+        return ()
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(x.shape, generator=generator).add_(0.1).requires_grad_(True),)
+
+
+def torch_function(loss):
+    return TORCH_FUNCTIONS.get(loss) or getattr(F, loss)
+
+
+def steps(loss, x, target, extra=()):
     """The timed calls: torch's step, fastloss's step and the autograd floor."""
-    ours, theirs = getattr(flt, loss), getattr(F, loss)
+    ours, theirs = getattr(flt, loss), torch_function(loss)
     options = OPTIONS.get(loss, {})
 
     def torch_step():
         x.grad = None
-        theirs(x, target, **options).backward()
+        for t in extra:
+            t.grad = None
+        theirs(x, target, *extra, **options).backward()
 
     def fastloss_step():
         x.grad = None
-        ours(x, target, **options).backward()
+        for t in extra:
+            t.grad = None
+        ours(x, target, *extra, **options).backward()
 
     def floor_step():
         x.grad = None
-        x.sum().backward()
+        if extra:                   # every differentiated input (gaussian_nll_loss's var)
+            for t in extra:
+                t.grad = None
+            sum([t.sum() for t in extra], x.sum()).backward()
+        else:
+            x.sum().backward()
 
     return {"torch": torch_step, "fastloss": fastloss_step, "floor": floor_step}
 
@@ -144,24 +192,25 @@ def interleaved_medians(calls, rounds, min_time):
 
 
 def fused_expected(loss, shape):
-    """Whether fastloss computes this case (small nll_loss and (N, C, d1, ...)
-    cross_entropy calls are torch's own: fastloss.torch's docstring)."""
+    """Whether fastloss computes this case (small nll_loss, smooth_l1_loss and
+    (N, C, d1, ...) cross_entropy calls are torch's own: fastloss.torch's docstring)."""
     small = int(np.prod(shape)) < flt._TORCH_BELOW_ELEMENTS
-    return not (small and (loss == "nll_loss" or len(shape) > 2))
+    return not (small and (loss in ("nll_loss", "smooth_l1_loss") or len(shape) > 2))
 
 
-def check_case(loss, x, target):
-    """fastloss's loss and gradient equal torch's here, and the fused path ran
+def check_case(loss, x, target, extra=()):
+    """fastloss's loss and gradients equal torch's here, and the fused path ran
     where it should."""
     options = OPTIONS.get(loss, {})
-    ours = getattr(flt, loss)(x, target, **options)
-    fused = type(ours.grad_fn).__name__ == "_FusedLossBackward"
+    ours = getattr(flt, loss)(x, target, *extra, **options)
+    fused = type(ours.grad_fn).__name__ in ("_FusedLossBackward", "_FusedGaussianBackward")
     assert fused == fused_expected(loss, tuple(x.shape)), (loss, ours.grad_fn)
-    (ours_grad,) = torch.autograd.grad(ours, x)
-    theirs = getattr(F, loss)(x, target, **options)
-    (theirs_grad,) = torch.autograd.grad(theirs, x)
+    ours_grads = torch.autograd.grad(ours, (x,) + extra)
+    theirs = torch_function(loss)(x, target, *extra, **options)
+    theirs_grads = torch.autograd.grad(theirs, (x,) + extra)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-4, atol=1e-7)
+    for got, expected in zip(ours_grads, theirs_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
 def run_matrix(matrix, thread_counts, rounds, min_time, check):
@@ -169,17 +218,18 @@ def run_matrix(matrix, thread_counts, rounds, min_time, check):
     for loss, shapes in matrix.items():
         for shape in shapes:
             x, target = make_inputs(loss, shape)
+            extra = extra_inputs(loss, x)
             if check:
-                check_case(loss, x, target)
+                check_case(loss, x, target, extra)
             for threads in thread_counts:
                 torch.set_num_threads(threads)
-                medians = interleaved_medians(steps(loss, x, target), rounds, min_time)
+                medians = interleaved_medians(steps(loss, x, target, extra), rounds, min_time)
                 row = {"loss": loss, "shape": list(shape), "threads": threads,
                        **{f"{name}_s": value for name, value in medians.items()}}
                 row["ratio"] = medians["torch"] / medians["fastloss"]
                 rows.append(row)
                 print(format_row(row), flush=True)
-            del x, target
+            del x, target, extra
     return rows
 
 

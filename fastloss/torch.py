@@ -1,7 +1,8 @@
 """fastloss.torch: drop-in replacements for ``torch.nn.functional`` losses on CPU.
 
 Each function has exactly the signature, defaults and semantics of its
-namesake in ``torch.nn.functional`` (``ignore_index=-100``, the deprecated
+namesake in ``torch.nn.functional`` (``sigmoid_focal_loss``: in
+``torchvision.ops``) (``ignore_index=-100``, the deprecated
 ``size_average``/``reduce`` included), and each module those of its namesake
 in ``torch.nn`` (it subclasses it, so ``isinstance``, ``state_dict`` and
 pickling work)::
@@ -68,13 +69,31 @@ the same result torch gives (errors included).  These are the only cases:
   input's shape;
 * a "mean" over nothing (every target ignored, total weight 0), which torch
   defines as NaN;
-* small calls of ``nll_loss`` and of cross-entropy over (N, C, d1, ...)
-  inputs: fewer than 65,536 elements, where torch's native loss costs little
-  more than the autograd floor, less than a Python ``autograd.Function``;
+* small calls of ``nll_loss``, of ``smooth_l1_loss`` and of cross-entropy
+  over (N, C, d1, ...) inputs: fewer than 65,536 elements, where torch's
+  native loss costs little more than the autograd floor, less than a Python
+  ``autograd.Function``;
 * ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
   function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
-  (vmap, grad).
+  (vmap, grad);
+* for ``l1_loss``, ``smooth_l1_loss``, ``gaussian_nll_loss``,
+  ``poisson_nll_loss`` and ``sigmoid_focal_loss`` (torchvision's signature,
+  default ``reduction="none"`` and checks; torchvision's formula written in
+  torch computes its fallbacks): an ``l1_loss`` whose loss is NaN while a
+  gradient is wanted (torch's gradient at a NaN residual is 0, the kernel's
+  NaN); a ``gaussian_nll_loss`` var of a shape torch rejects, or negative
+  (torch's errors); Poisson targets negative, NaN or infinite (which the
+  NumPy API refuses, torch computes), and Poisson inputs where the kernel's
+  0 * inf = 0 or its float64 exp would differ from torch's formula
+  (infinite inputs, log-rates whose exp overflows the dtype, rates x with
+  x + eps not positive: found by one read of the input); focal targets
+  outside [0, 1] or NaN, and gamma < 0.
+
+``sigmoid_focal_loss`` is computed without rounding a probability: where
+torchvision's float arithmetic rounds 1 - p_t to 0 (logits beyond about 17
+in float32 on the side of their target), its loss and gradient are 0 and
+fastloss's the tiny true values.
 
 This module is the only part of fastloss that imports torch.
 """
@@ -381,14 +400,15 @@ def _scalar(value, numpy_dtype):
 
 
 def _elementwise(name, input, view, target, weight, columns, param, reduction, denominator,
-                 need_grad):
+                 need_grad, nan_is_torchs=False):
     """One call of an elementwise kernel on ``view``-shaped (2-D) arrays.
 
     ``weight`` is a float64 row weight (view[0],) or _NO_WEIGHT, ``columns`` a
     float64 per-column parameter (view[1],) or _NO_WEIGHT; a "mean" divides
     by ``denominator``.  ``param`` and ``columns`` are the kernel's own
     arguments in order (``PARAMETERS``): none for mse, ``param`` for huber,
-    both for binary cross-entropy.
+    both for binary cross-entropy.  With ``nan_is_torchs``, a NaN total with a
+    gradient is _Unsupported (torch's gradient differs from the kernel's there).
     """
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
@@ -404,6 +424,8 @@ def _elementwise(name, input, view, target, weight, columns, param, reduction, d
         # (total, seen targets): torch computes binary cross-entropy with targets
         # outside [0, 1] by the same formula, so fastloss.torch keeps torch's answer
         total = total[0]
+    if nan_is_torchs and total != total and grad is not None:
+        raise _Unsupported
     if loss is None:
         loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
@@ -1229,6 +1251,574 @@ class KLDivLoss(torch.nn.KLDivLoss):
 
     def forward(self, input, target):
         return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+# --- more losses: l1, smooth L1, Gaussian and Poisson NLL, sigmoid focal ---------------
+#
+# The kernels of fastloss.l1, smooth_l1, poisson_nll, sigmoid_focal_loss and
+# gaussian_nll, called on flat views as mse_loss's.  gaussian_nll_loss has two
+# differentiated inputs (input and var): its own autograd Function and operator.
+
+__all__ += ["l1_loss", "smooth_l1_loss", "gaussian_nll_loss", "poisson_nll_loss",
+            "sigmoid_focal_loss", "L1Loss", "SmoothL1Loss", "GaussianNLLLoss",
+            "PoissonNLLLoss"]
+
+import math  # noqa: E402  (kept in this section)
+
+_KERNELS.update({name: _by_torch_dtype(_ELEMENTWISE_KERNELS[name])
+                 for name in ("l1", "smooth_l1", "poisson_nll", "sigmoid_focal_loss",
+                              "gaussian_nll")})
+_BAD_VALUE = fastloss._dispatch.elementwise_kernels.TARGET_INVALID
+# exp(x) of a log-rate up to this is finite in the dtype (float32: 88.72...).
+_EXP_LIMIT = {torch.float32: 88.0, torch.float64: 709.0}
+# eps at least this is a positive rate in the dtype (torch rounds x + eps to it).
+_TINY = {dt: torch.finfo(dt).tiny for dt in _FAST_DTYPES}
+
+
+def _checked_elementwise(name, input, target, params, reduction, need_grad):
+    """One flat call of an elementwise kernel with a check of its targets: (loss,
+    grad) tensors, _Unsupported if the kernel saw a target it refuses (torch
+    computes those by its formula)."""
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n = input.numel()
+    view = (n, 1)
+    none = _NO_ROWS[dtype]
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    total, seen = _KERNELS[name][dtype](
+        _array(input).reshape(view), _array(target).reshape(view), _NO_WEIGHT,
+        none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
+        none, 1.0 / n if reduction == "mean" else 1.0, _threads(), *params)
+    if seen & _BAD_VALUE:
+        raise _Unsupported
+    if loss is None:
+        loss = _scalar(total / n if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _l1_fast(input, target, weight, reduction, need_grad):
+    # torch's gradient at a NaN residual is 0 (the kernel's NaN): a NaN loss
+    # with a gradient is torch's.
+    view = (input.numel(), 1)
+    if weight is None:
+        return _elementwise("l1", input, view, target, _NO_WEIGHT, _NO_WEIGHT, 0.0,
+                            reduction, view[0], need_grad, nan_is_torchs=True)
+    sample_weight = _weights(weight, input.shape)
+    denominator = sample_weight.sum() if reduction == "mean" else 1.0
+    if denominator == 0:
+        raise _Unsupported              # torch's 0 / 0 = NaN
+    return _elementwise("l1", input, view, target, sample_weight, _NO_WEIGHT, 0.0, reduction,
+                        denominator, need_grad, nan_is_torchs=True)
+
+
+def _smooth_l1_fast(input, target, reduction, beta, need_grad):
+    n = input.numel()
+    view = (n, 1)
+    if beta == 0.0:
+        # torch's l1_loss (its gradient 0 at a NaN residual: see _l1_fast)
+        return _elementwise("l1", input, view, target, _NO_WEIGHT, _NO_WEIGHT, 0.0,
+                            reduction, n, need_grad, nan_is_torchs=True)
+    # huber(delta=beta) / beta, by the huber kernel (measured 1.3x to 2x faster per
+    # element than the smooth_l1 kernel: docs/torch.md); the 1 / beta rides on the
+    # gradient's scale.
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    none = _NO_ROWS[dtype]
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    denominator = n * beta if reduction == "mean" else beta
+    total = _KERNELS["huber"][dtype](
+        _array(input).reshape(view), _array(target).reshape(view), _NO_WEIGHT,
+        none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
+        none, 1.0 / denominator, _threads(), beta)
+    if loss is None:
+        loss = _scalar(total / denominator, numpy_dtype)
+    else:
+        np.divide(loss, numpy_dtype(beta), out=loss)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+
+def _poisson_fast(input, target, log_input, full, eps, reduction, need_grad):
+    # The kernel differs from torch's formula where a zero target meets an
+    # infinite factor (it gives 0 for 0 * inf, torch NaN), where torch's exp
+    # overflows the dtype (the kernel rates in float64), and for rates x + eps
+    # that are not positive: such inputs are torch's (one read of the input).
+    values = _array(input)
+    low, high = float(values.min()), float(values.max())
+    if log_input:
+        covered = -math.inf < low and high <= _EXP_LIMIT[input.dtype]
+    else:
+        covered = high < math.inf and (low > 0 or low == 0 and eps >= _TINY[input.dtype])
+    if not covered:
+        raise _Unsupported
+    return _checked_elementwise("poisson_nll", input, target, (log_input, full, eps), reduction,
+                                need_grad)
+
+
+def _focal_fast(input, target, alpha, gamma, reduction, need_grad):
+    return _checked_elementwise("sigmoid_focal_loss", input, target, (alpha, gamma), reduction,
+                                need_grad)
+
+
+def _more_covered(input, target, reduction):
+    return reduction in _REDUCTIONS and target.shape == input.shape \
+        and target.dtype == input.dtype and input.numel() > 0
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean absolute error, as ``torch.nn.functional.l1_loss``.
+
+    Per element, with r = input - target and w the optional elementwise
+    ``weight`` (input's shape)::
+
+        loss = w |r|,      d loss / d input = w sign(r)   (0 at r = 0)
+
+    "mean" divides the sum by the number of elements, or by sum(w) when a
+    weight is given (torch's definition).  Computed by the fused kernel of
+    ``fastloss.l1`` on the flattened tensors.
+    """
+    options = {} if weight is None else {"weight": weight}
+    if size_average is not None or reduce is not None:
+        if not (isinstance(input, _Tensor) and isinstance(target, _Tensor)) \
+                or target.shape != input.shape:
+            # torch's function: its warnings in its order (size, then deprecation)
+            return F.l1_loss(input, target, size_average, reduce, reduction, **options)
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+
+    def torch_loss(x):
+        return F.l1_loss(x, target, reduction=reduction, **options)
+
+    path = _path(input, target, weight)
+    if path and _more_covered(input, target, reduction) \
+            and (weight is None or weight.dtype == input.dtype
+                 and weight.shape == input.shape):
+        return _fused(path, _l1_fast, _l1_op, input, (target, weight, reduction), torch_loss)
+    return torch_loss(input)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
+
+    Per element, with r = input - target::
+
+        loss = 0.5 r**2 / beta if |r| < beta else |r| - beta / 2
+        d loss / d input = r / beta if |r| < beta else sign(r)
+
+    beta = 0 is the L1 loss.  "mean" divides the sum by the number of
+    elements.  Computed as huber(delta=beta) / beta by the fused kernel of
+    ``fastloss.huber`` (faster per element than ``fastloss.smooth_l1``'s,
+    the same function), beta = 0 by ``fastloss.l1``'s.  Calls on fewer
+    than 65,536 elements are torch's own (its native loss is faster there).
+    """
+    if isinstance(input, _Tensor) and input.numel() < _TORCH_BELOW_ELEMENTS:
+        # decided first: a small call pays nothing for the checks
+        return F.smooth_l1_loss(input, target, size_average, reduce, reduction, beta)
+    if size_average is not None or reduce is not None:
+        if not (isinstance(input, _Tensor) and isinstance(target, _Tensor)) \
+                or target.shape != input.shape:
+            # torch's function: its warnings in its order (size, then deprecation)
+            return F.smooth_l1_loss(input, target, size_average, reduce, reduction, beta)
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+
+    def torch_loss(x):
+        return F.smooth_l1_loss(x, target, reduction=reduction, beta=beta)
+
+    path = _path(input, target)
+    if path and _more_covered(input, target, reduction) and _is_real(beta) and beta >= 0:
+        return _fused(path, _smooth_l1_fast, _smooth_l1_op, input,
+                      (target, reduction, float(beta)), torch_loss)
+    return torch_loss(input)
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
+                     reduce=None, reduction="mean"):
+    """Poisson negative log-likelihood, as ``torch.nn.functional.poisson_nll_loss``.
+
+    Per element, with x the input and t the target::
+
+        loss = exp(x) - t x            (log_input),    d loss / d x = exp(x) - t
+        loss = x - t log(x + eps)      (otherwise),    d loss / d x = 1 - t / (x + eps)
+
+    plus, with ``full``, Stirling's term t log t - t + 0.5 log(2 pi t) where
+    t > 1 (no gradient).  "mean" divides the sum by the number of elements.
+    Computed by the fused kernel of ``fastloss.poisson_nll``, with x + eps in
+    float64 (torch rounds it to the input's dtype first).  torch's own
+    function computes the calls the kernel would compute differently from
+    torch's formula, found by one read of the input and the kernel's own
+    check of the targets: targets negative, NaN or infinite (which the NumPy
+    API refuses); infinite inputs, log-rates whose exp overflows the dtype,
+    and rates x with x + eps not positive (where torch's 0 * inf is NaN).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+
+    def torch_loss(x):
+        return F.poisson_nll_loss(x, target, log_input=log_input, full=full, eps=eps,
+                                  reduction=reduction)
+
+    path = _path(input, target)
+    if path and _more_covered(input, target, reduction) and _is_real(eps) and eps >= 0:
+        return _fused(path, _poisson_fast, _poisson_op, input,
+                      (target, bool(log_input), bool(full), float(eps), reduction), torch_loss)
+    return torch_loss(input)
+
+
+def _torch_sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction):
+    """torchvision.ops.sigmoid_focal_loss, written in torch (torchvision's formula, its
+    checks and errors)."""
+    if not (0 <= alpha <= 1) and alpha != -1:
+        raise ValueError(f"Invalid alpha value: {alpha}. alpha must be in the range [0,1] "
+                         f"or -1 for ignore.")
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "none":
+        pass
+    elif reduction == "mean":
+        loss = loss.mean()
+    elif reduction == "sum":
+        loss = loss.sum()
+    else:
+        raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported "
+                         f"reduction modes: 'none', 'mean', 'sum'")
+    return loss
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """Sigmoid focal loss, as ``torchvision.ops.sigmoid_focal_loss`` (its signature,
+    its default ``reduction="none"``, its checks).
+
+    Per element, with x the logit, t the target and p = sigmoid(x)::
+
+        p_t  = p t + (1 - p) (1 - t)
+        a_t  = alpha t + (1 - alpha) (1 - t)        (1 when alpha = -1)
+        loss = a_t (1 - p_t)**gamma BCE(x, t)
+
+    Computed by the fused kernel of ``fastloss.sigmoid_focal_loss``, from the
+    logits without rounding a probability: where torchvision's float
+    arithmetic rounds 1 - p_t to 0 (|x| beyond about 17 in float32, 37 in
+    float64, on the side of the target) its loss and gradient are 0, the
+    kernel's are the tiny true values.  Targets outside [0, 1] or NaN, alpha
+    outside [0, 1] (other than -1) and gamma < 0 are torchvision's formula
+    (written in torch), errors included.
+    """
+    def torch_loss(x):
+        return _torch_sigmoid_focal_loss(x, targets, alpha, gamma, reduction)
+
+    path = _path(inputs, targets)
+    if path and _more_covered(inputs, targets, reduction) and _is_real(alpha) \
+            and (0 <= alpha <= 1 or alpha == -1) and _is_real(gamma) and gamma >= 0:
+        return _fused(path, _focal_fast, _focal_op, inputs,
+                      (targets, float(alpha), float(gamma), reduction), torch_loss)
+    return torch_loss(inputs)
+
+
+# --- gaussian_nll_loss: gradients for input and var -------------------------------------
+
+class _FusedGaussian(torch.autograd.Function):
+    """gaussian_nll_loss whose gradients (input's and var's) were computed with it.
+
+    forward(input, var, (loss, grad, grad_var), torch_loss) returns ``loss``;
+    ``grad_var`` has var's shape (its broadcast summed), or the input's for a
+    per-element loss, which backward sums after scaling by grad_output.
+    """
+
+    @staticmethod
+    def forward(ctx, input, var, loss_and_grads, torch_loss):
+        loss, grad, grad_var = loss_and_grads
+        ctx.save_for_backward(grad, grad_var)
+        ctx.loss_dim = loss.dim()
+        ctx.var_shape = var.shape
+        ctx.inputs = (input, var)
+        ctx.versions = (input._version, var._version)
+        ctx.torch_loss = torch_loss
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if _grad_enabled():
+            return _gaussian_differentiable_backward(ctx, grad_output) + (None, None)
+        grad, grad_var = ctx.saved_tensors
+        grad, grad_var = _gaussian_scaled(grad, grad_var, grad_output, ctx.loss_dim,
+                                          ctx.var_shape)
+        return (grad if ctx.needs_input_grad[0] else None,
+                grad_var if ctx.needs_input_grad[1] else None, None, None)
+
+
+def _gaussian_scaled(grad, grad_var, grad_output, loss_dim, var_shape):
+    """The gradients times grad_output, var's summed to its shape."""
+    if loss_dim == 0:
+        if grad_output.item() != 1.0:
+            grad, grad_var = grad * grad_output, grad_var * grad_output
+    else:
+        grad = grad * grad_output
+        grad_var = grad_var * grad_output
+    if grad_var.shape != var_shape:
+        grad_var = grad_var.sum_to_size(_unsqueezed_var_shape(grad.shape, var_shape)) \
+            .reshape(var_shape)
+    return grad, grad_var
+
+
+def _unsqueezed_var_shape(shape, var_shape):
+    """var's shape as torch broadcasts it (one dimension short: a last one of 1)."""
+    if len(var_shape) == len(shape) - 1:
+        return tuple(var_shape) + (1,)
+    return tuple(var_shape)
+
+
+def _gaussian_differentiable_backward(ctx, grad_output):
+    inputs = ctx.inputs
+    if tuple(t._version for t in inputs) != ctx.versions:
+        raise RuntimeError("fastloss.torch: the input of a loss was modified in place "
+                           "before a double backward through it")
+    wanted = [t for t, needed in zip(inputs, ctx.needs_input_grad[:2]) if needed]
+    with torch.enable_grad():
+        loss = ctx.torch_loss(*inputs)
+        found = iter(torch.autograd.grad(loss, wanted, grad_output, create_graph=True))
+    return tuple(next(found) if needed else None for needed in ctx.needs_input_grad[:2])
+
+
+def _gaussian_fast(input, target, var, full, eps, reduction, need_grad, need_var_grad):
+    """(loss, grad, grad_var) of gaussian_nll_loss; var of the input's dimensions (torch's
+    unsqueeze done) broadcasting to its shape, or one value.  grad_var has var's shape,
+    or the input's when a per-element loss needs it per element (backward sums it)."""
+    dtype, shape = input.dtype, input.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    n = input.numel()
+    any_grad = need_grad or need_var_grad
+    per_element = reduction == "none" and need_var_grad
+    var_shape = var.shape
+    variances = _array(var)
+    summed_axes = None
+    if var_shape == shape:
+        view = var_view = (n, 1)                            # one flat loop
+    elif var.numel() == 1 and not per_element:
+        # One variance: rows of the input, each with its copy (the kernel's
+        # threads take rows); their gradients summed here.
+        rows = math.gcd(n, 64)
+        view, var_view = (rows, n // rows), (rows, 1)
+        variances = np.full(var_view, variances.reshape(()), numpy_dtype)
+        summed_axes = (0,)
+    elif len(shape) > 1 and var_shape == shape[:-1] + (1,) and not per_element:
+        view, var_view = (n // shape[-1], shape[-1]), (n // shape[-1], 1)   # one per row
+    else:
+        # Broadcast over other dimensions: read expanded, its gradient summed back.
+        view = var_view = (n, 1)
+        variances = np.ascontiguousarray(np.broadcast_to(variances, shape))
+        if not per_element:
+            summed_axes = tuple(k for k, size in enumerate(var_shape) if size != shape[k])
+    none = _NO_ROWS[dtype]
+    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
+    grad = np.empty(shape, numpy_dtype) if any_grad else None
+    grad_var = np.empty(variances.shape, numpy_dtype) if any_grad else None
+    total, seen = _KERNELS["gaussian_nll"][dtype](
+        _array(input).reshape(view), _array(target).reshape(view), variances.reshape(var_view),
+        _NO_WEIGHT, none if loss is None else loss.reshape(view),
+        none if grad is None else grad.reshape(view),
+        none if grad_var is None else grad_var.reshape(var_view), none,
+        1.0 / n if reduction == "mean" else 1.0, _threads(), full, eps)
+    if seen & _BAD_VALUE:
+        raise _Unsupported              # a negative variance: torch's error
+    if loss is None:
+        loss = _scalar(total / n if reduction == "mean" else total, numpy_dtype)
+    if grad_var is not None and summed_axes is not None:
+        grad_var = np.sum(grad_var, axis=summed_axes, dtype=np.float64).astype(numpy_dtype)
+    if grad_var is not None and not per_element:
+        grad_var = grad_var.reshape(var_shape)
+    # (two empty tensors without gradients: an operator's outputs may not alias)
+    return (torch.from_numpy(loss), input.new_empty(0) if grad is None else torch.from_numpy(grad),
+            input.new_empty(0) if grad_var is None else torch.from_numpy(grad_var))
+
+
+def _gaussian_var(input, var, path):
+    """var as torch shapes it (a tensor of the input's dimensions broadcasting to its
+    shape, or of one value), or None when the kernel does not cover it (torch decides)."""
+    shape = input.shape
+    if isinstance(var, float):          # (torch's test: NumPy's float64 included)
+        if not var >= 0:
+            return None                 # torch's error (NaN: its NaN loss)
+        return torch.full((), float(var), dtype=input.dtype)
+    if not isinstance(var, _Tensor) or not _plain(var) or var.dtype != input.dtype \
+            or path == _EAGER and _is_functorch_tensor(var):
+        return None
+    if var.shape != shape:
+        if shape[:-1] == var.shape and len(shape) > 0:
+            var = var.unsqueeze(-1)
+        elif var.dim() != len(shape) or any(v != n and v != 1 for v, n in zip(var.shape, shape)) \
+                or sum(v for v, n in zip(var.shape, shape) if v != n) != 1:
+            return None                 # torch's error, or a broadcast beyond the input
+    return var
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """Gaussian negative log-likelihood, as ``torch.nn.functional.gaussian_nll_loss``.
+
+    Per element, with r = input - target and v = max(var, eps)::
+
+        loss = 0.5 (log v + r**2 / v)     (+ 0.5 log(2 pi) with ``full``)
+        d loss / d input = r / v,   d loss / d var = 0.5 (1 / v - r**2 / v**2)
+
+    with torch's variance shapes (var of the input's shape, one dimension
+    short, or with one dimension of size 1; a float), eps clamp and its
+    gradient rule (the gradient for var taken at the clamped value and passed
+    straight through), var's gradient summed over its broadcast dimensions.
+    "mean" divides by the number of elements.  Computed by the fused kernel
+    of ``fastloss.gaussian_nll``, which gives the gradients for input and var
+    in the same pass.  A target that requires a gradient, a negative var
+    (torch's error) and shapes torch broadcasts otherwise are torch's own.
+    """
+    def torch_loss(x, v=var):
+        return F.gaussian_nll_loss(x, target, v, full=full, eps=eps, reduction=reduction)
+
+    path = _path(input, target)
+    shaped = None
+    if path and _more_covered(input, target, reduction) and _is_real(eps) and eps >= 0:
+        shaped = _gaussian_var(input, var, path)
+    if shaped is None:
+        return torch_loss(input)
+    var_tensor = isinstance(var, _Tensor)
+    if path == _EAGER and var_tensor and (
+            forward_ad._current_level >= 0 and forward_ad.unpack_dual(var).tangent is not None):
+        return torch_loss(input)        # forward-mode AD: torch differentiates
+    enabled = _grad_enabled()
+    need_grad = input.requires_grad and enabled
+    need_var_grad = var_tensor and var.requires_grad and enabled
+    args = (target, shaped, bool(full), float(eps), reduction, need_grad, need_var_grad)
+    if path == _COMPILED:
+        return _gaussian_op(input, *args)[0]
+    try:
+        loss, grad, grad_var = _gaussian_fast(input, *args)
+    except _Unsupported:
+        return torch_loss(input)
+    if not (need_grad or need_var_grad):
+        return loss
+    return _FusedGaussian.apply(input, var if var_tensor else shaped, (loss, grad, grad_var),
+                                torch_loss)
+
+
+# --- their operators -------------------------------------------------------------------
+
+_l1_op = _custom_op(
+    "l1_loss",
+    "(Tensor input, Tensor target, Tensor? weight, str reduction, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _l1_fast,
+    lambda x, target, weight, reduction: F.l1_loss(
+        x, target, reduction=reduction, **({} if weight is None else {"weight": weight})),
+    lambda x, target, weight, reduction, need_grad: _reduced_shape(reduction, x.shape))
+
+_smooth_l1_op = _custom_op(
+    "smooth_l1_loss",
+    "(Tensor input, Tensor target, str reduction, float beta, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _smooth_l1_fast,
+    lambda x, target, reduction, beta: F.smooth_l1_loss(x, target, reduction=reduction,
+                                                        beta=beta),
+    lambda x, target, reduction, beta, need_grad: _reduced_shape(reduction, x.shape))
+
+_poisson_op = _custom_op(
+    "poisson_nll_loss",
+    "(Tensor input, Tensor target, bool log_input, bool full, float eps, str reduction,"
+    " bool need_grad) -> (Tensor, Tensor)",
+    _poisson_fast,
+    lambda x, target, log_input, full, eps, reduction: F.poisson_nll_loss(
+        x, target, log_input=log_input, full=full, eps=eps, reduction=reduction),
+    lambda x, target, log_input, full, eps, reduction, need_grad: _reduced_shape(reduction,
+                                                                                 x.shape))
+
+_focal_op = _custom_op(
+    "sigmoid_focal_loss",
+    "(Tensor input, Tensor target, float alpha, float gamma, str reduction, bool need_grad)"
+    " -> (Tensor, Tensor)",
+    _focal_fast,
+    _torch_sigmoid_focal_loss,
+    lambda x, target, alpha, gamma, reduction, need_grad: _reduced_shape(reduction, x.shape))
+
+
+@torch.library.custom_op(
+    "fastloss::gaussian_nll_loss", mutates_args=(),
+    schema="(Tensor input, Tensor target, Tensor var, bool full, float eps, str reduction,"
+           " bool need_grad, bool need_var_grad) -> (Tensor, Tensor, Tensor)")
+def _gaussian_op(input, target, var, full, eps, reduction, need_grad, need_var_grad):
+    try:
+        return _gaussian_fast(input, target, var, full, eps, reduction, need_grad,
+                              need_var_grad)
+    except _Unsupported:
+        # (a negative variance: torch raises its error)
+        F.gaussian_nll_loss(input, target, var, full=full, eps=eps, reduction=reduction)
+        raise AssertionError("fastloss.torch: torch took a variance the kernel refused") \
+            from None
+
+
+@_gaussian_op.register_fake
+def _(input, target, var, full, eps, reduction, need_grad, need_var_grad):
+    any_grad = need_grad or need_var_grad
+    per_element = reduction == "none" and need_var_grad
+    return (input.new_empty(_reduced_shape(reduction, input.shape)),
+            input.new_empty(input.shape if any_grad else (0,)),
+            input.new_empty((input.shape if per_element else var.shape) if any_grad else (0,)))
+
+
+def _gaussian_setup_context(ctx, inputs, output):
+    loss, grad, grad_var = output
+    ctx.loss_dim = loss.dim()
+    ctx.var_shape = inputs[2].shape
+    ctx.save_for_backward(grad, grad_var)
+
+
+def _gaussian_backward(ctx, grad_loss, _grad, _grad_var):
+    # (traced into the compiled backward: no test of grad_loss == 1)
+    grad, grad_var = ctx.saved_tensors
+    grad, grad_var = grad * grad_loss, grad_var * grad_loss
+    if grad_var.shape != ctx.var_shape:
+        grad_var = grad_var.sum_to_size(ctx.var_shape)
+    return grad, None, grad_var, None, None, None, None, None
+
+
+_gaussian_op.register_autograd(_gaussian_backward, setup_context=_gaussian_setup_context)
+
+
+# --- their modules -----------------------------------------------------------------------
+
+class L1Loss(torch.nn.L1Loss):
+    """``torch.nn.L1Loss`` computed by :func:`l1_loss`."""
+
+    def forward(self, input, target):
+        return l1_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(torch.nn.SmoothL1Loss):
+    """``torch.nn.SmoothL1Loss`` computed by :func:`smooth_l1_loss`."""
+
+    def forward(self, input, target):
+        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class GaussianNLLLoss(torch.nn.GaussianNLLLoss):
+    """``torch.nn.GaussianNLLLoss`` computed by :func:`gaussian_nll_loss`."""
+
+    def forward(self, input, target, var):
+        return gaussian_nll_loss(input, target, var, full=self.full, eps=self.eps,
+                                 reduction=self.reduction)
+
+
+class PoissonNLLLoss(torch.nn.PoissonNLLLoss):
+    """``torch.nn.PoissonNLLLoss`` computed by :func:`poisson_nll_loss`."""
+
+    def forward(self, log_input, target):
+        return poisson_nll_loss(log_input, target, log_input=self.log_input, full=self.full,
+                                eps=self.eps, reduction=self.reduction)
 
 
 # --- fused linear cross-entropy: the output layer and its loss ----------------------
