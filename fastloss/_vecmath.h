@@ -1273,4 +1273,185 @@ static inline double fl_bce_span_float(const float *x, const float *t, ptrdiff_t
 #endif
 }
 
+/* ------------------------------------------------------------------ the simple losses */
+
+/* mse, huber, hinge and squared_hinge of n float32 elements in one pass, the
+ * weighted losses summed per lane in double in the same pass (lane k takes
+ * the elements j with j % 8 == k, combined as sum_span does), for spans that
+ * share one weight w (no Hessian):
+ *   FL_MSE            loss = (p - t)^2 and grad = 2 (p - t) from the exact
+ *                     double difference, each rounded once (the double loop's
+ *                     operations: the same results);
+ *   FL_HUBER          huber_element_float's float maths (delta a float);
+ *   FL_HINGE, FL_SQUARED_HINGE  hinge_element_float's and
+ *                     squared_hinge_element_float's (margin a float), with
+ *                     their target checks: *seen gets bit 1 for a target 0,
+ *                     2 for -1 and 4 for any other than -1, 0 and 1.
+ * grad_out[j] = fl(w grad_scale) grad (mse: fl(w grad_scale 2 r)),
+ * loss_out[j] = fl(w loss); out may be an input (read before written). */
+enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3 };
+
+#ifdef FL_HAVE_BCE_V8
+__attribute__((always_inline))
+static inline void fl_simple_block_v8(const int kind, const float *p_in, const float *t_in,
+                                      float param, __m256 scale, __m256d scale_d,
+                                      __m256d w_d, float *loss_out, float *grad_out,
+                                      __m256d *acc_lo, __m256d *acc_hi, __m256 *zero_seen,
+                                      __m256 *minus_seen, __m256 *other_seen)
+{
+    __m256d loss_lo, loss_hi;
+    if (kind == FL_MSE) {
+        __m256d r_lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in)),
+                                     _mm256_cvtps_pd(_mm_loadu_ps(t_in)));
+        __m256d r_hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in + 4)),
+                                     _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4)));
+        loss_lo = _mm256_mul_pd(r_lo, r_lo);
+        loss_hi = _mm256_mul_pd(r_hi, r_hi);
+        if (grad_out) {
+            __m256d two = _mm256_set1_pd(2.0);
+            __m128 g_lo = _mm256_cvtpd_ps(_mm256_mul_pd(scale_d, _mm256_mul_pd(two, r_lo)));
+            __m128 g_hi = _mm256_cvtpd_ps(_mm256_mul_pd(scale_d, _mm256_mul_pd(two, r_hi)));
+            _mm256_storeu_ps(grad_out, _mm256_set_m128(g_hi, g_lo));
+        }
+    } else {
+        __m256 p = _mm256_loadu_ps(p_in);
+        __m256 t = _mm256_loadu_ps(t_in);
+        __m256 loss, grad;
+        if (kind == FL_HUBER) {
+            __m256 delta = _mm256_set1_ps(param);
+            __m256 r = _mm256_sub_ps(p, t);
+            __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);
+            __m256 near = _mm256_cmp_ps(a, delta, _CMP_LE_OQ);         /* NaN: far */
+            __m256 quadratic = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r), r);
+            __m256 linear = _mm256_mul_ps(delta, _mm256_sub_ps(a, _mm256_set1_ps(0.5f * param)));
+            loss = _mm256_blendv_ps(linear, quadratic, near);
+            /* max and min return their second operand at NaN: r */
+            grad = _mm256_min_ps(delta, _mm256_max_ps(_mm256_set1_ps(-param), r));
+        } else {
+            __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+            __m256 minus_one = _mm256_set1_ps(-1.0f);
+            __m256 is_zero = _mm256_cmp_ps(t, zero, _CMP_EQ_OQ);
+            __m256 is_minus = _mm256_cmp_ps(t, minus_one, _CMP_EQ_OQ);
+            *zero_seen = _mm256_or_ps(*zero_seen, is_zero);
+            *minus_seen = _mm256_or_ps(*minus_seen, is_minus);
+            *other_seen = _mm256_or_ps(*other_seen, _mm256_cmp_ps(
+                _mm256_or_ps(_mm256_or_ps(is_zero, is_minus), _mm256_cmp_ps(t, one, _CMP_EQ_OQ)),
+                zero, _CMP_EQ_OQ));                                     /* no bit set */
+            __m256 tt = _mm256_blendv_ps(t, minus_one, is_zero);        /* 0 reads as -1 */
+            __m256 z = _mm256_fnmadd_ps(tt, p, _mm256_set1_ps(param));  /* margin - t s */
+            __m256 positive = _mm256_cmp_ps(z, zero, _CMP_GT_OQ);
+            __m256 nonpositive = _mm256_cmp_ps(z, zero, _CMP_LE_OQ);
+            if (kind == FL_HINGE) {
+                loss = _mm256_andnot_ps(nonpositive, z);                /* NaN stays */
+                grad = _mm256_andnot_ps(nonpositive,
+                                        _mm256_blendv_ps(z, _mm256_xor_ps(tt, _mm256_set1_ps(-0.0f)),
+                                                         positive));
+            } else {
+                __m256 zp = _mm256_andnot_ps(nonpositive, z);
+                loss = _mm256_mul_ps(zp, zp);
+                grad = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), tt), zp);
+            }
+        }
+        if (grad_out)
+            _mm256_storeu_ps(grad_out, _mm256_mul_ps(scale, grad));
+        loss_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(loss));
+        loss_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(loss, 1));
+    }
+    loss_lo = _mm256_mul_pd(w_d, loss_lo);
+    loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, _mm256_set_m128(_mm256_cvtpd_ps(loss_hi),
+                                                   _mm256_cvtpd_ps(loss_lo)));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_simple_span_v8(const int kind, const float *p, const float *t,
+                                       ptrdiff_t n, float param, double w, double grad_scale,
+                                       float *loss_out, float *grad_out, int *seen)
+{
+    __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d scale_d = _mm256_set1_pd(w * grad_scale), w_d = _mm256_set1_pd(w);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256 zero_seen = _mm256_setzero_ps(), minus_seen = zero_seen, other_seen = zero_seen;
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_simple_block_v8(kind, p + j, t + j, param, scale, scale_d, w_d,
+                           loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
+                           &acc_lo, &acc_hi, &zero_seen, &minus_seen, &other_seen);
+    if (j < n) {
+        /* the tail through padded copies (a target 1 is valid for every kind) */
+        float pb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        float lb[8], gb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            pb[k] = p[j + k];
+            tb[k] = t[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_simple_block_v8(kind, pb, tb, param, scale, scale_d, w_d, lb,
+                           grad_out ? gb : NULL, &tail_lo, &tail_hi, &zero_seen, &minus_seen,
+                           &other_seen);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) grad_out[j + k] = gb[k];
+        }
+    }
+    if (kind == FL_HINGE || kind == FL_SQUARED_HINGE)
+        *seen |= (_mm256_movemask_ps(zero_seen) ? 1 : 0) | (_mm256_movemask_ps(minus_seen) ? 2 : 0)
+                 | (_mm256_movemask_ps(other_seen) ? 4 : 0);
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+/* 1 when fl_simple_span_float has its float-lane loops (x86-64-v3), else 0: the
+ * baseline build keeps the template's loops for these losses. */
+static inline int fl_simple_span_built(void)
+{
+#ifdef FL_HAVE_BCE_V8
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The loss kind's span (see above); only where fl_simple_span_built(). */
+static inline double fl_simple_span_float(int kind, const float *p, const float *t, ptrdiff_t n,
+                                          float param, double w, double grad_scale,
+                                          float *loss_out, float *grad_out, int *seen)
+{
+#ifdef FL_HAVE_BCE_V8
+    switch (kind) {
+    case FL_MSE:
+        if (!loss_out)
+            return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, NULL, grad_out, seen);
+        return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, loss_out, grad_out, seen);
+    case FL_HUBER:
+        return fl_simple_span_v8(FL_HUBER, p, t, n, param, w, grad_scale, loss_out, grad_out,
+                                 seen);
+    case FL_HINGE:
+        return fl_simple_span_v8(FL_HINGE, p, t, n, param, w, grad_scale, loss_out, grad_out,
+                                 seen);
+    default:
+        return fl_simple_span_v8(FL_SQUARED_HINGE, p, t, n, param, w, grad_scale, loss_out,
+                                 grad_out, seen);
+    }
+#else
+    (void)kind; (void)p; (void)t; (void)n; (void)param; (void)w; (void)grad_scale;
+    (void)loss_out; (void)grad_out; (void)seen;
+    return 0.0;
+#endif
+}
+
 #endif
