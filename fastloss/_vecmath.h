@@ -1395,6 +1395,525 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
 #endif
 }
 
+/* ------------------------------------------------------------------ binary cross-entropy */
+
+/* Binary cross-entropy from logits for float32 data, every step in float
+ * lanes (8 per AVX2 instruction, no widening but the sums and the Hessian):
+ * with y = -|x| (the sign bit set: one instruction), e = exp(y) in (0, 1],
+ * u = fl(1 + e), r = 1 / u (one division), and the sign bit of x choosing
+ * between r and e r:
+ *   sigma(x)  = r if x >= 0 else e r,      sigma(-x) = e r if x >= 0 else r,
+ *   grad      = (1 - t) sigma(x) - pw t sigma(-x)       (one FMA: one rounding),
+ *   loss      = c log1p(e) + lin |x|,  c = pw t + (1 - t),
+ *               lin = 1 - t if x >= 0 else pw t  (lin |x| is 0 when lin is 0,
+ *               also at |x| = inf: a term with a zero weight vanishes),
+ *   hess      = c e r^2, in double (r refined by a Newton step: no division).
+ * log1p(e) for e in [0, 1] needs no reduction and no division:
+ *   log1p(e) = e + e (e Q(e)),  Q(e) ~ (log1p(e) - e) / e^2, degree 9 (fitted
+ * with mpmath on [0, 1], float coefficients: 4e-9 absolute, below 0.07 ulp
+ * of the result), the last step one FMA.  exp(y) for y <= 0: Cephes' split of
+ * ln 2, a degree-6 polynomial (fitted likewise on [-0.36, 0.36], float
+ * coefficients: 4e-9 relative), y clamped below at -104 (exp(-104) rounds to
+ * 0 in float) and 2^n (n in [-150, 0]) applied as 2^(n + 64) 2^-64, so that a
+ * subnormal result rounds once.  The losses are summed per lane in double,
+ * eight lanes in the order of sum_span (lane k takes the elements j with
+ * j % 8 == k), in the same pass. */
+#define FL_BCE_LN2_HI 0.693359375f
+#define FL_BCE_LN2_LO -2.12194440e-4f
+#define FL_BCE_LOG2E 1.44269504088896341f
+#define FL_BCE_SHIFTER 12582912.0f                          /* 1.5 * 2^23 */
+#define FL_BCE_E2 0.49999991059303284f
+#define FL_BCE_E3 0.1666649729013443f
+#define FL_BCE_E4 0.04166881740093231f
+#define FL_BCE_E5 0.008371458388864994f
+#define FL_BCE_E6 0.0013801479944959283f
+#define FL_BCE_Q0 -0.5f
+#define FL_BCE_Q1 0.3333328068256378f
+#define FL_BCE_Q2 -0.24997715651988983f
+#define FL_BCE_Q3 0.19965583086013794f
+#define FL_BCE_Q4 -0.16407987475395203f
+#define FL_BCE_Q5 0.1315174400806427f
+#define FL_BCE_Q6 -0.09333797544240952f
+#define FL_BCE_Q7 0.0511840283870697f
+#define FL_BCE_Q8 -0.018163567408919334f
+#define FL_BCE_Q9 0.003015652298927307f
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FL_HAVE_BCE_V8 1
+
+static inline __m256 fl_bce_exp_neg_v8(__m256 y)
+{
+    const __m256 shifter = _mm256_set1_ps(FL_BCE_SHIFTER);
+    __m256 yc = _mm256_max_ps(_mm256_set1_ps(-104.0f), y);      /* NaN: y */
+    __m256 k = _mm256_fmadd_ps(yc, _mm256_set1_ps(FL_BCE_LOG2E), shifter);
+    __m256 n = _mm256_sub_ps(k, shifter);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_BCE_LN2_HI), yc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_BCE_LN2_LO), r);
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 p = _mm256_set1_ps(FL_BCE_E6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E2));
+    p = _mm256_fmadd_ps(p, r, one);
+    p = _mm256_fmadd_ps(p, r, one);
+    /* the low bits of k hold n: 2^(n + 64) from bits, n + 64 in [-86, 64] */
+    __m256i bits = _mm256_add_epi32(_mm256_castps_si256(k),
+                                    _mm256_set1_epi32(127 + 64 - 0x4b400000));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(bits, 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, scale), _mm256_set1_ps(0x1p-64f));
+}
+
+static inline __m256 fl_bce_log1p_unit_v8(__m256 e)
+{
+    __m256 q = _mm256_set1_ps(FL_BCE_Q9);
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q8));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q7));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q6));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q5));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q4));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q3));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q2));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q1));
+    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q0));
+    return _mm256_fmadd_ps(e, _mm256_mul_ps(e, q), e);
+}
+
+static inline __m256 fl_bce_load_doubles_as_floats(const double *v)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(v + 4)),
+                           _mm256_cvtpd_ps(_mm256_loadu_pd(v)));
+}
+
+/* Eight elements at x, t (and weight, columns when not NULL); the outputs
+ * that are not NULL are written; the loss (times the element's weight, in
+ * double) is added to acc_lo (lanes 0-3) and acc_hi (lanes 4-7); *bits keeps
+ * the unsigned maximum of the targets' bits (+0 for -0). */
+__attribute__((always_inline))
+static inline void fl_bce_block_v8(const float *x_in, const float *t_in, __m256 pw_scalar,
+                                   const double *columns, const double *weight,
+                                   __m256 w_scale, __m256d w_d, __m256d grad_scale_d,
+                                   int unit_w, float *loss_out, float *grad_out,
+                                   float *hess_out, __m256d *acc_lo, __m256d *acc_hi,
+                                   __m256i *bits)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 x = _mm256_loadu_ps(x_in);
+    __m256 t = _mm256_loadu_ps(t_in);
+    *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
+    __m256 pw = columns ? fl_bce_load_doubles_as_floats(columns) : pw_scalar;
+    __m256 y = _mm256_or_ps(x, _mm256_set1_ps(-0.0f));             /* -|x| */
+    __m256 e = fl_bce_exp_neg_v8(y);
+    __m256 u = _mm256_add_ps(one, e);
+    __m256 r = _mm256_div_ps(one, u);
+    __m256 pwt = _mm256_mul_ps(pw, t);
+    __m256 nt = _mm256_sub_ps(one, t);
+    __m256d w_lo = w_d, w_hi = w_d;
+    if (weight) {
+        w_lo = _mm256_loadu_pd(weight);
+        w_hi = _mm256_loadu_pd(weight + 4);
+    }
+    if (grad_out) {
+        __m256 er = _mm256_mul_ps(e, r);
+        __m256 sigma_pos = _mm256_blendv_ps(r, er, x);              /* sign set: e r */
+        __m256 sigma_neg = _mm256_blendv_ps(er, r, x);
+        __m256 g = _mm256_fmsub_ps(nt, sigma_pos, _mm256_mul_ps(pwt, sigma_neg));
+        __m256 scale = w_scale;
+        if (weight)
+            scale = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(w_hi, grad_scale_d)),
+                                    _mm256_cvtpd_ps(_mm256_mul_pd(w_lo, grad_scale_d)));
+        _mm256_storeu_ps(grad_out, _mm256_mul_ps(g, scale));
+    }
+    if (hess_out) {
+        /* c e r^2 with r = 1 / (1 + e) in double: the float r plus a Newton step */
+        __m256d two = _mm256_set1_pd(2.0), one_d = _mm256_set1_pd(1.0);
+        __m256d e_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(e));
+        __m256d e_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+        __m256d r_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
+        __m256d r_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
+        r_lo = _mm256_mul_pd(r_lo, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_lo), r_lo, two));
+        r_hi = _mm256_mul_pd(r_hi, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_hi), r_hi, two));
+        __m256d t_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(t));
+        __m256d t_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1));
+        __m256d pw_lo, pw_hi;
+        if (columns) {
+            pw_lo = _mm256_loadu_pd(columns);
+            pw_hi = _mm256_loadu_pd(columns + 4);
+        } else {
+            pw_lo = pw_hi = _mm256_cvtps_pd(_mm256_castps256_ps128(pw_scalar));
+        }
+        __m256d c_lo = _mm256_fmadd_pd(pw_lo, t_lo, _mm256_sub_pd(one_d, t_lo));
+        __m256d c_hi = _mm256_fmadd_pd(pw_hi, t_hi, _mm256_sub_pd(one_d, t_hi));
+        __m256d h_lo = _mm256_mul_pd(c_lo, _mm256_mul_pd(_mm256_mul_pd(e_lo, r_lo), r_lo));
+        __m256d h_hi = _mm256_mul_pd(c_hi, _mm256_mul_pd(_mm256_mul_pd(e_hi, r_hi), r_hi));
+        h_lo = _mm256_mul_pd(_mm256_mul_pd(w_lo, grad_scale_d), h_lo);
+        h_hi = _mm256_mul_pd(_mm256_mul_pd(w_hi, grad_scale_d), h_hi);
+        _mm256_storeu_ps(hess_out, _mm256_set_m128(_mm256_cvtpd_ps(h_hi), _mm256_cvtpd_ps(h_lo)));
+    }
+    __m256 log1p_e = fl_bce_log1p_unit_v8(e);
+    __m256 c = _mm256_add_ps(pwt, nt);
+    __m256 lin = _mm256_blendv_ps(nt, pwt, x);
+    __m256 lin_y = _mm256_andnot_ps(_mm256_cmp_ps(lin, zero, _CMP_EQ_OQ), _mm256_mul_ps(lin, y));
+    __m256 loss = _mm256_fmsub_ps(c, log1p_e, lin_y);               /* c log1p(e) + lin |x| */
+    __m256d loss_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(loss));
+    __m256d loss_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(loss, 1));
+    if (weight || !unit_w) {
+        loss_lo = _mm256_mul_pd(w_lo, loss_lo);
+        loss_hi = _mm256_mul_pd(w_hi, loss_hi);
+        if (loss_out)
+            _mm256_storeu_ps(loss_out, _mm256_set_m128(_mm256_cvtpd_ps(loss_hi),
+                                                       _mm256_cvtpd_ps(loss_lo)));
+    } else if (loss_out) {
+        _mm256_storeu_ps(loss_out, loss);
+    }
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_bce_span_v8(const float *x, const float *t, ptrdiff_t n,
+                                    float pos_weight, const double *columns,
+                                    const double *weight, double w, double grad_scale,
+                                    float *loss_out, float *grad_out, float *hess_out,
+                                    int *invalid)
+{
+    __m256 pw = _mm256_set1_ps(pos_weight);
+    int unit_w = w == 1.0;
+    __m256 w_scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d w_d = _mm256_set1_pd(w), grad_scale_d = _mm256_set1_pd(grad_scale);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256i bits = _mm256_setzero_si256();
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_bce_block_v8(x + j, t + j, pw, columns ? columns + j : NULL,
+                        weight ? weight + j : NULL, w_scale, w_d, grad_scale_d, unit_w,
+                        loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
+                        hess_out ? hess_out + j : NULL, &acc_lo, &acc_hi, &bits);
+    if (j < n) {
+        /* the last n - j < 8 elements through zero-padded copies (the same
+         * operations: an element's results do not depend on its position) */
+        float xb[8] = {0}, tb[8] = {0}, lb[8], gb[8], hb[8];
+        double cb[8] = {0}, wb[8] = {0};
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            xb[k] = x[j + k];
+            tb[k] = t[j + k];
+            if (columns) cb[k] = columns[j + k];
+            if (weight) wb[k] = weight[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_bce_block_v8(xb, tb, pw, columns ? cb : NULL, weight ? wb : NULL, w_scale, w_d,
+                        grad_scale_d, unit_w, lb, grad_out ? gb : NULL, hess_out ? hb : NULL,
+                        &tail_lo, &tail_hi, &bits);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) grad_out[j + k] = gb[k];
+            if (hess_out) hess_out[j + k] = hb[k];
+        }
+    }
+    /* targets in [0, 1] (+0 for -0): bits at most those of 1.0f, unsigned */
+    __m256i over = _mm256_cmpgt_epi32(_mm256_xor_si256(bits, _mm256_set1_epi32(INT32_MIN)),
+                                      _mm256_set1_epi32((int32_t)(0x3f800000u ^ 0x80000000u)));
+    *invalid = !_mm256_testz_si256(over, over);
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);        /* lanes k + (k + 4) */
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+/* The same maths one element at a time (the baseline build's loop, which gcc
+ * vectorises): the loss (times nothing) and the unscaled gradient; e and r for
+ * the Hessian. */
+static inline float fl_bce_element_float(float x, float t, float pw, float *grad,
+                                         float *e_out, float *r_out)
+{
+    float y = fl_from_bits32(fl_bits32(x) | (int32_t)0x80000000);  /* -|x| */
+    float yc = y < -104.0f ? -104.0f : y;                             /* NaN: y */
+    float k = yc * FL_BCE_LOG2E + FL_BCE_SHIFTER;
+    float n = k - FL_BCE_SHIFTER;
+    float r = (yc - n * FL_BCE_LN2_HI) - n * FL_BCE_LN2_LO;
+    float p = FL_BCE_E6;
+    p = p * r + FL_BCE_E5;
+    p = p * r + FL_BCE_E4;
+    p = p * r + FL_BCE_E3;
+    p = p * r + FL_BCE_E2;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t i = fl_bits32(k) + (127 + 64 - 0x4b400000);
+    float e = (p * fl_from_bits32((int32_t)((uint32_t)i << 23))) * 0x1p-64f;
+    float inv = 1.0f / (1.0f + e);
+    int negative = fl_bits32(x) < 0;
+    float er = e * inv;
+    float sigma_pos = negative ? er : inv;
+    float sigma_neg = negative ? inv : er;
+    float pwt = pw * t;
+    float nt = 1.0f - t;
+    *grad = nt * sigma_pos - pwt * sigma_neg;
+    float q = FL_BCE_Q9;
+    q = q * e + FL_BCE_Q8;
+    q = q * e + FL_BCE_Q7;
+    q = q * e + FL_BCE_Q6;
+    q = q * e + FL_BCE_Q5;
+    q = q * e + FL_BCE_Q4;
+    q = q * e + FL_BCE_Q3;
+    q = q * e + FL_BCE_Q2;
+    q = q * e + FL_BCE_Q1;
+    q = q * e + FL_BCE_Q0;
+    float log1p_e = e + e * (e * q);
+    float c = pwt + nt;
+    float lin = negative ? pwt : nt;
+    float lin_y = lin == 0.0f ? 0.0f : lin * y;
+    *e_out = e;
+    *r_out = inv;
+    return c * log1p_e - lin_y;
+}
+
+/* Binary cross-entropy of n float32 elements (logits x, targets t) in float
+ * lanes: returns the sum of w_j loss_j in double (w_j = weight[j], or w when
+ * weight is NULL); writes, where not NULL, loss_out[j] = w_j loss_j,
+ * grad_out[j] = fl(w_j grad_scale) d loss / dx, hess_out[j] = w_j grad_scale
+ * d^2 loss / dx^2 (rounded once), with pos_weight (or (float)columns[j] when
+ * columns is not NULL) the weight of the positive term; *invalid = 1 when a
+ * target is outside [0, 1] or NaN, else 0.  Every output element is written
+ * after its inputs are read (out may be x).  The caller checks that the
+ * weights and scales are float coefficients (0, or within [1e-30, 1e30]). */
+static inline double fl_bce_span_float(const float *x, const float *t, ptrdiff_t n,
+                                       float pos_weight, const double *columns,
+                                       const double *weight, double w, double grad_scale,
+                                       float *loss_out, float *grad_out, float *hess_out,
+                                       int *invalid)
+{
+#ifdef FL_HAVE_BCE_V8
+    /* one loop per case, so that each is compiled without the others' tests */
+    if (!weight && !columns && !hess_out) {
+        if (!loss_out)
+            return fl_bce_span_v8(x, t, n, pos_weight, NULL, NULL, w, grad_scale, NULL,
+                                  grad_out, NULL, invalid);
+        return fl_bce_span_v8(x, t, n, pos_weight, NULL, NULL, w, grad_scale, loss_out,
+                              grad_out, NULL, invalid);
+    }
+    return fl_bce_span_v8(x, t, n, pos_weight, columns, weight, w, grad_scale, loss_out,
+                          grad_out, hess_out, invalid);
+#else
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float scale_w = (float)(w * grad_scale);
+    int bad = 0;
+    ptrdiff_t j;
+    for (j = 0; j < n; j++) {
+        float grad, e, inv;
+        float tj = t[j];
+        float pw = columns ? (float)columns[j] : pos_weight;
+        double wj = weight ? weight[j] : w;
+        bad |= !(tj >= 0.0f && tj <= 1.0f);
+        float loss = fl_bce_element_float(x[j], tj, pw, &grad, &e, &inv);
+        double weighted = wj * (double)loss;
+        acc[j & 7] += weighted;
+        if (loss_out)
+            loss_out[j] = (weight || w != 1.0) ? (float)weighted : loss;
+        if (hess_out) {
+            double inv_d = 1.0 / (1.0 + (double)e);
+            double c = (double)pw * (double)tj + (1.0 - (double)tj);
+            hess_out[j] = (float)((wj * grad_scale) * (c * ((double)e * inv_d * inv_d)));
+        }
+        if (grad_out)
+            grad_out[j] = grad * (weight ? (float)(wj * grad_scale) : scale_w);
+    }
+    *invalid = bad;
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+#endif
+}
+
+/* ------------------------------------------------------------------ the simple losses */
+
+/* mse, huber, hinge and squared_hinge of n float32 elements in one pass, the
+ * weighted losses summed per lane in double in the same pass (lane k takes
+ * the elements j with j % 8 == k, combined as sum_span does), for spans that
+ * share one weight w (no Hessian):
+ *   FL_MSE            loss = (p - t)^2 and grad = 2 (p - t) from the exact
+ *                     double difference, each rounded once (the double loop's
+ *                     operations: the same results);
+ *   FL_HUBER          huber_element_float's float maths (delta a float);
+ *   FL_HINGE, FL_SQUARED_HINGE  hinge_element_float's and
+ *                     squared_hinge_element_float's (margin a float), with
+ *                     their target checks: *seen gets bit 1 for a target 0,
+ *                     2 for -1 and 4 for any other than -1, 0 and 1.
+ * grad_out[j] = fl(w grad_scale) grad (mse: fl(w grad_scale 2 r)),
+ * loss_out[j] = fl(w loss); out may be an input (read before written). */
+enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3 };
+
+#ifdef FL_HAVE_BCE_V8
+__attribute__((always_inline))
+static inline void fl_simple_block_v8(const int kind, const float *p_in, const float *t_in,
+                                      float param, __m256 scale, __m256d scale_d,
+                                      __m256d w_d, float *loss_out, float *grad_out,
+                                      __m256d *acc_lo, __m256d *acc_hi, __m256 *zero_seen,
+                                      __m256 *minus_seen, __m256 *other_seen)
+{
+    __m256d loss_lo, loss_hi;
+    if (kind == FL_MSE) {
+        __m256d r_lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in)),
+                                     _mm256_cvtps_pd(_mm_loadu_ps(t_in)));
+        __m256d r_hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in + 4)),
+                                     _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4)));
+        loss_lo = _mm256_mul_pd(r_lo, r_lo);
+        loss_hi = _mm256_mul_pd(r_hi, r_hi);
+        if (grad_out) {
+            __m256d two = _mm256_set1_pd(2.0);
+            __m128 g_lo = _mm256_cvtpd_ps(_mm256_mul_pd(scale_d, _mm256_mul_pd(two, r_lo)));
+            __m128 g_hi = _mm256_cvtpd_ps(_mm256_mul_pd(scale_d, _mm256_mul_pd(two, r_hi)));
+            _mm256_storeu_ps(grad_out, _mm256_set_m128(g_hi, g_lo));
+        }
+    } else {
+        __m256 p = _mm256_loadu_ps(p_in);
+        __m256 t = _mm256_loadu_ps(t_in);
+        __m256 loss, grad;
+        if (kind == FL_HUBER) {
+            __m256 delta = _mm256_set1_ps(param);
+            __m256 r = _mm256_sub_ps(p, t);
+            __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);
+            __m256 near = _mm256_cmp_ps(a, delta, _CMP_LE_OQ);         /* NaN: far */
+            __m256 quadratic = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r), r);
+            __m256 linear = _mm256_mul_ps(delta, _mm256_sub_ps(a, _mm256_set1_ps(0.5f * param)));
+            loss = _mm256_blendv_ps(linear, quadratic, near);
+            /* max and min return their second operand at NaN: r */
+            grad = _mm256_min_ps(delta, _mm256_max_ps(_mm256_set1_ps(-param), r));
+        } else {
+            __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+            __m256 minus_one = _mm256_set1_ps(-1.0f);
+            __m256 is_zero = _mm256_cmp_ps(t, zero, _CMP_EQ_OQ);
+            __m256 is_minus = _mm256_cmp_ps(t, minus_one, _CMP_EQ_OQ);
+            *zero_seen = _mm256_or_ps(*zero_seen, is_zero);
+            *minus_seen = _mm256_or_ps(*minus_seen, is_minus);
+            *other_seen = _mm256_or_ps(*other_seen, _mm256_cmp_ps(
+                _mm256_or_ps(_mm256_or_ps(is_zero, is_minus), _mm256_cmp_ps(t, one, _CMP_EQ_OQ)),
+                zero, _CMP_EQ_OQ));                                     /* no bit set */
+            __m256 tt = _mm256_blendv_ps(t, minus_one, is_zero);        /* 0 reads as -1 */
+            __m256 z = _mm256_fnmadd_ps(tt, p, _mm256_set1_ps(param));  /* margin - t s */
+            __m256 positive = _mm256_cmp_ps(z, zero, _CMP_GT_OQ);
+            __m256 nonpositive = _mm256_cmp_ps(z, zero, _CMP_LE_OQ);
+            if (kind == FL_HINGE) {
+                loss = _mm256_andnot_ps(nonpositive, z);                /* NaN stays */
+                grad = _mm256_andnot_ps(nonpositive,
+                                        _mm256_blendv_ps(z, _mm256_xor_ps(tt, _mm256_set1_ps(-0.0f)),
+                                                         positive));
+            } else {
+                __m256 zp = _mm256_andnot_ps(nonpositive, z);
+                loss = _mm256_mul_ps(zp, zp);
+                grad = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), tt), zp);
+            }
+        }
+        if (grad_out)
+            _mm256_storeu_ps(grad_out, _mm256_mul_ps(scale, grad));
+        loss_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(loss));
+        loss_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(loss, 1));
+    }
+    loss_lo = _mm256_mul_pd(w_d, loss_lo);
+    loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, _mm256_set_m128(_mm256_cvtpd_ps(loss_hi),
+                                                   _mm256_cvtpd_ps(loss_lo)));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_simple_span_v8(const int kind, const float *p, const float *t,
+                                       ptrdiff_t n, float param, double w, double grad_scale,
+                                       float *loss_out, float *grad_out, int *seen)
+{
+    __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d scale_d = _mm256_set1_pd(w * grad_scale), w_d = _mm256_set1_pd(w);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256 zero_seen = _mm256_setzero_ps(), minus_seen = zero_seen, other_seen = zero_seen;
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_simple_block_v8(kind, p + j, t + j, param, scale, scale_d, w_d,
+                           loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
+                           &acc_lo, &acc_hi, &zero_seen, &minus_seen, &other_seen);
+    if (j < n) {
+        /* the tail through padded copies (a target 1 is valid for every kind) */
+        float pb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        float lb[8], gb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            pb[k] = p[j + k];
+            tb[k] = t[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_simple_block_v8(kind, pb, tb, param, scale, scale_d, w_d, lb,
+                           grad_out ? gb : NULL, &tail_lo, &tail_hi, &zero_seen, &minus_seen,
+                           &other_seen);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) grad_out[j + k] = gb[k];
+        }
+    }
+    if (kind == FL_HINGE || kind == FL_SQUARED_HINGE)
+        *seen |= (_mm256_movemask_ps(zero_seen) ? 1 : 0) | (_mm256_movemask_ps(minus_seen) ? 2 : 0)
+                 | (_mm256_movemask_ps(other_seen) ? 4 : 0);
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+/* 1 when fl_simple_span_float has its float-lane loops (x86-64-v3), else 0: the
+ * baseline build keeps the template's loops for these losses. */
+static inline int fl_simple_span_built(void)
+{
+#ifdef FL_HAVE_BCE_V8
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The loss kind's span (see above); only where fl_simple_span_built(). */
+static inline double fl_simple_span_float(int kind, const float *p, const float *t, ptrdiff_t n,
+                                          float param, double w, double grad_scale,
+                                          float *loss_out, float *grad_out, int *seen)
+{
+#ifdef FL_HAVE_BCE_V8
+    switch (kind) {
+    case FL_MSE:
+        if (!loss_out)
+            return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, NULL, grad_out, seen);
+        return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, loss_out, grad_out, seen);
+    case FL_HUBER:
+        return fl_simple_span_v8(FL_HUBER, p, t, n, param, w, grad_scale, loss_out, grad_out,
+                                 seen);
+    case FL_HINGE:
+        return fl_simple_span_v8(FL_HINGE, p, t, n, param, w, grad_scale, loss_out, grad_out,
+                                 seen);
+    default:
+        return fl_simple_span_v8(FL_SQUARED_HINGE, p, t, n, param, w, grad_scale, loss_out,
+                                 grad_out, seen);
+    }
+#else
+    (void)kind; (void)p; (void)t; (void)n; (void)param; (void)w; (void)grad_scale;
+    (void)loss_out; (void)grad_out; (void)seen;
+    return 0.0;
+#endif
+}
+
 /* e[c] = (a e[c] - b) slope[c] in float (a and b well inside float's range). */
 static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrdiff_t n,
                                               float a, float b)
