@@ -80,7 +80,8 @@ def _elementwise(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
             np.copyto(out, g)
             g = out
         grads.append(g)
-    return result._replace(grad=tuple(grads))
+    # (a tuple of gradients: LossGrad types the usual single one)
+    return result._replace(grad=tuple(grads))  # type: ignore[arg-type]
 
 
 for _spec in losses("elementwise"):
