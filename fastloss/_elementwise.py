@@ -28,13 +28,14 @@ in their declarations.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from fastloss import _dispatch, _fastpath
+from fastloss import _dispatch
 from fastloss._checks import (Prepared, check_finite, prepare_elementwise,
                               prepare_further_inputs, refuse_hess, writes_over_input)
+from fastloss._fastpath import bind_elementwise, run_elementwise
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -289,8 +290,8 @@ def _raise_if_bad(spec: Loss, values: np.ndarray, seen: int) -> None:
                              f"rejected by the kernel")
 
 
-_fastpath.bind_elementwise(run_python, _raise_if_bad, _KERNELS, _PARAMETERS, _NO_WEIGHT,
-                           _NO_ROWS)
-run = _fastpath.run_elementwise
+bind_elementwise(run_python, _raise_if_bad, _KERNELS, _PARAMETERS, _NO_WEIGHT, _NO_ROWS)
+run: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
+              LossGrad | LossGradHess] = run_elementwise
 """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order):
 the compiled path for the common call, :func:`run_python` for every other."""

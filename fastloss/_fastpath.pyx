@@ -50,7 +50,7 @@ cdef dict _elementwise_kernels = None
 cdef dict _elementwise_parameters = None
 cdef dict _multiclass_kernels = None
 cdef object _no_weight = None
-cdef dict _no_rows = None
+cdef object _no_rows_float = None, _no_rows_double = None
 cdef dict _elementwise_plans = {}
 cdef dict _multiclass_plans = {}
 
@@ -103,13 +103,14 @@ cdef _Param _param_rule(object param):
 def bind_elementwise(fallback, raise_if_bad, kernels, parameters, no_weight, no_rows):
     """Called once by fastloss._elementwise: the Python path and what the kernel call needs."""
     global _elementwise_fallback, _raise_if_bad, _elementwise_kernels, _elementwise_parameters
-    global _no_weight, _no_rows
+    global _no_weight, _no_rows_float, _no_rows_double
     _elementwise_fallback = fallback
     _raise_if_bad = raise_if_bad
     _elementwise_kernels = kernels
     _elementwise_parameters = parameters
     _no_weight = no_weight
-    _no_rows = no_rows
+    _no_rows_float = no_rows[np.dtype(np.float32)]
+    _no_rows_double = no_rows[np.dtype(np.float64)]
 
 
 def bind_multiclass(kernels):
@@ -306,23 +307,23 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     if sample_weight is None:
         view_rows, view_columns = n_rows * row_size, 1
     cdef int type_num = cnp.PyArray_TYPE(p)
-    none = _no_rows[p.dtype]
+    none = _no_rows_float if type_num == cnp.NPY_FLOAT else _no_rows_double
     loss_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0) if how == 2 else None
     grad_out = None
     if grad is True:
         grad_out = out if out is not None else cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p),
                                                                  type_num, 0)
-    cdef list arguments = [
+    # the kernel's arguments (see _elementwise._call_kernel)
+    cdef tuple arguments = (
         _view(p, view_rows, view_columns), _view(t, view_rows, view_columns),
         _no_weight if sample_weight is None else sample_weight,
         none if loss_out is None else _view(loss_out, view_rows, view_columns),
         none if grad_out is None else _view(grad_out, view_rows, view_columns),
-        none, scale, threads]
-    for k in range(n_params):
-        value = params[k]
-        arguments.append(1.0 if value is None else value)
+        none, scale, threads)
+    if n_params:
+        arguments += tuple([1.0 if value is None else value for value in params])
     if plan.per_column:
-        arguments.append(_no_weight)
+        arguments += (_no_weight,)
     kernel = plan.kernel_float if type_num == cnp.NPY_FLOAT else plan.kernel_double
     cdef double total
     if plan.checked:
@@ -363,8 +364,8 @@ cdef inline bint _labels_ok(object target, Py_ssize_t n_rows, Py_ssize_t n_class
     if type(target) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>target
-    if not (cnp.PyArray_TYPE(arr) == cnp.NPY_INTP and cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == n_rows
-            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+    if not (cnp.PyArray_TYPE(arr) == cnp.NPY_INTP and cnp.PyArray_NDIM(arr) == 1
+            and cnp.PyArray_DIM(arr, 0) == n_rows and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
             and cnp.PyArray_ISNOTSWAPPED(arr)):
         return False
     cdef const Py_ssize_t* labels = <const Py_ssize_t*>cnp.PyArray_DATA(arr)
