@@ -421,3 +421,18 @@ def test_cross_entropy_bad_weight_raises_the_python_paths_error(monkeypatch):
                 python_cross_entropy(monkeypatch, logits, labels,
                                      sample_weight=np.array(weight), reduction=reduction)
             assert str(fast.value) == str(slow.value)
+
+
+def test_read_only_inputs_take_the_fast_path(fallbacks, monkeypatch):
+    rng = np.random.default_rng(6)
+    pred, target, weight = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.uniform(size=4)
+    logits, labels = rng.normal(size=(4, 3)), np.array([0, 2, 1, 1])
+    for x in (pred, target, weight, logits, labels):
+        x.flags.writeable = False
+    assert_identical(fastloss.huber(pred, target, sample_weight=weight),
+                     python_path(REGISTRY["huber"], pred, target, sample_weight=weight))
+    assert not fallbacks
+    fast = fast_cross_entropy(logits, labels, sample_weight=weight)
+    assert fast is not None
+    assert_identical(fast, python_cross_entropy(monkeypatch, logits, labels,
+                                                sample_weight=weight))
