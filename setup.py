@@ -60,7 +60,10 @@ KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_torch_kernels
 # Built twice on x86-64 (below): the kernels, and the tests' entry points to
 # their maths, which must be measured in both builds.
 TWINNED_MODULES = KERNEL_MODULES + ["_test_hooks"]
-MODULES = TWINNED_MODULES + ["_config", "_torch_checks"]
+# The compiled call path calls the kernels through the faces' Python bindings (it
+# cimports no kernel): built once.  It reads arrays through NumPy's C API.
+NUMPY_MODULES = ["_fastpath"]
+MODULES = TWINNED_MODULES + ["_config", "_torch_checks"] + NUMPY_MODULES
 V3_SUFFIX = "_v3"
 V3_FLAGS = ["-march=x86-64-v3"]     # never -march=native: wheels run anywhere
 
@@ -271,6 +274,12 @@ def cythonize_changed(exts, directives):
     return exts
 
 
+def numpy_include():
+    import numpy
+
+    return numpy.get_include()
+
+
 def extensions():
     render_templates()
     names = list(MODULES)
@@ -292,6 +301,7 @@ def extensions():
             # the C headers the kernels include: a change recompiles them
             depends=sorted(str(path) for path in Path("fastloss").glob("*.h")),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            include_dirs=[numpy_include()] if name in NUMPY_MODULES else [],
         )
         for name in names
     ]

@@ -16,18 +16,26 @@ its public function calls :func:`run` with its declaration.  ``run``
 5. divides by the "mean" divisor (:mod:`fastloss._reduction`) and returns
    ``LossGrad`` or ``LossGradHess``.
 
+``run`` itself is the compiled call path (:mod:`fastloss._fastpath`): it
+takes the common call (native C-contiguous float arrays, parameters that
+pass their rules as they stand, ``out`` None or a separate array), makes
+the same checks at C speed and the same kernel call, and hands every other
+call to :func:`run_python`, the steps above in Python, which stay the
+reference of the rules (every error message is theirs).
+
 Nothing here is specific to one loss; what differs between losses is data
 in their declarations.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from fastloss import _dispatch
 from fastloss._checks import (Prepared, check_finite, prepare_elementwise,
                               prepare_further_inputs, refuse_hess, writes_over_input)
+from fastloss._fastpath import bind_elementwise, run_elementwise
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -44,10 +52,11 @@ _PARAMETERS: dict[str, tuple[str, ...]] = _elementwise_kernels.PARAMETERS
 _ZERO_AND_MINUS_ONE = _elementwise_kernels.TARGET_ZERO | _elementwise_kernels.TARGET_MINUS_ONE
 
 
-def run(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], sample_weight: Any,
-        reduction: Any, grad: Any, hess: Any, out: Any,
-        n_threads: Any) -> LossGrad | LossGradHess:
-    """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order)."""
+def run_python(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], sample_weight: Any,
+               reduction: Any, grad: Any, hess: Any, out: Any,
+               n_threads: Any) -> LossGrad | LossGradHess:
+    """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared
+    order), every step in Python: the reference of :func:`run`'s compiled path."""
     if not spec.hess and hess is not False:
         refuse_hess(hess, spec.name)
     values = spec.check_scalars(params) if params else params
@@ -279,3 +288,10 @@ def _raise_if_bad(spec: Loss, values: np.ndarray, seen: int) -> None:
         rule.check(values, name)      # raises the error naming the value
         raise AssertionError(f"{rule.name} values accepted by the check were "
                              f"rejected by the kernel")
+
+
+bind_elementwise(run_python, _raise_if_bad, _KERNELS, _PARAMETERS, _NO_WEIGHT, _NO_ROWS)
+run: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
+              LossGrad | LossGradHess] = run_elementwise
+"""One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order):
+the compiled path for the common call, :func:`run_python` for every other."""

@@ -12,17 +12,26 @@ logsumexp, softmax and log_softmax.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from fastloss import _dispatch
 from fastloss._checks import PreparedMulticlass, prepare_rows
+from fastloss._fastpath import bind_multiclass, run_multiclass
 from fastloss._reduction import empty_mean, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
 
 _KERNELS = _dispatch.specialisations(_dispatch.multiclass_kernels)
+bind_multiclass(_KERNELS)
+
+fast_call: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
+                    LossGrad | None] = run_multiclass
+"""The compiled path of a multiclass loss's default call with class labels (see
+:mod:`fastloss._fastpath`): ``fast_call(spec, logits, target, params, sample_weight,
+reduction, grad, hess, out, n_threads)`` returns the result, or None for every call
+it leaves to the public function's own checks and :func:`run`."""
 
 
 def run(spec: Loss, prep: PreparedMulticlass, denominator: float,

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from fastloss._checks import (CLASS_WEIGHT, GAMMA, IGNORE_INDEX, LABEL_SMOOTHING, SOFTCAP, Z_LOSS,
                               Choice, Flag, Real, check_cross_entropy_extras,
                               prepare_multiclass)
-from fastloss._multiclass import row_utility, run
+from fastloss._multiclass import fast_call, row_utility, run
 from fastloss._reduction import mean_denominator
 from fastloss._registry import Loss
 from fastloss._results import FloatArray, LossGrad, LossGradHess, Reduction
@@ -172,6 +172,11 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
       >>> g
       array([[ 0.5, -0.5]])
     """
+    result = fast_call(SOFTMAX_CROSS_ENTROPY, logits, target,
+                       (class_weight, ignore_index, label_smoothing, z_loss, softcap),
+                       sample_weight, reduction, grad, hess, out, n_threads)
+    if result is not None:              # the default call with labels, compiled
+        return result
     options = _NO_OPTIONS
     # (only the default, a float 0.0 with no cap, skips the checks: False, "0" or
     # NaN must meet them, as in the reference)

@@ -1,0 +1,144 @@
+"""Per-call overhead of the NumPy API on tiny inputs, against np.subtract (issue #14).
+
+    python -m bench.overhead [--calls 20000] [--repeats 31]
+
+Every row is a loss called on 10 float32 elements (softmax_cross_entropy:
+(2, 5) float32 logits and int labels), default options unless the row says
+otherwise, timed in loops of ``--calls`` calls; the loops of all rows take
+turns, ``--repeats`` times, so that a machine whose load changes treats
+every row alike, and each row's figure is the median of its loops.  The
+ratio is that median over the median of ``np.subtract(a, b, out=c)`` on the
+same 10 elements (the issue's targets: at most 2x for the elementwise
+losses, 3x for softmax_cross_entropy).
+
+Two columns: the compiled call path (``fastloss._fastpath``: what a user
+calls) and the Python path it shortcuts (``fastloss._elementwise.run_python``
+and softmax_cross_entropy's own checks: the call path before it), measured in
+the same run.  Two rows below the losses show what the kernel call costs by
+itself: the kernel's def specialisation called with its arguments ready
+(the 2-D views made beforehand).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import timeit
+
+import numpy as np
+
+import fastloss
+from fastloss import _dispatch, _elementwise, _elementwise_losses, _multiclass, \
+    _multiclass_losses
+
+
+def cases() -> dict[str, tuple[str, object]]:
+    """name -> (kind, call): kind "floor", "loss" (both paths) or "kernel"."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=10).astype(np.float32)
+    b = rng.normal(size=10).astype(np.float32)
+    c = np.empty(10, np.float32)
+    unit = rng.uniform(0, 1, 10).astype(np.float32)
+    signs = rng.choice([-1.0, 1.0], 10).astype(np.float32)
+    weight = rng.uniform(0.5, 2, 10)
+    logits = rng.normal(size=(2, 5)).astype(np.float32)
+    labels = np.array([1, 3])
+    grad_ce = np.empty((2, 5), np.float32)
+    row_weight = np.array([0.5, 2.0])
+    kernel = _elementwise._KERNELS["mse"][a.dtype]
+    a2, b2, c2 = a.reshape(10, 1), b.reshape(10, 1), c.reshape(10, 1)
+    none, no_weight = _dispatch.NO_ROWS[a.dtype], _dispatch.NO_WEIGHT
+    ce_kernel = _multiclass._KERNELS["softmax_cross_entropy"][a.dtype]
+    return {
+        "np.subtract(a, b, out=c)": ("floor", lambda: np.subtract(a, b, out=c)),
+        "mse": ("loss", lambda: fastloss.mse(a, b)),
+        "huber": ("loss", lambda: fastloss.huber(a, b)),
+        "binary_cross_entropy": ("loss", lambda: fastloss.binary_cross_entropy(a, unit)),
+        "hinge": ("loss", lambda: fastloss.hinge(a, signs)),
+        "l1": ("loss", lambda: fastloss.l1(a, b)),
+        "mse, out=": ("loss", lambda: fastloss.mse(a, b, out=c)),
+        "mse, sample_weight": ("loss", lambda: fastloss.mse(a, b, sample_weight=weight)),
+        "mse, reduction='none'": ("loss", lambda: fastloss.mse(a, b, reduction="none")),
+        "softmax_cross_entropy (2, 5)": (
+            "loss", lambda: fastloss.softmax_cross_entropy(logits, labels)),
+        "softmax_cross_entropy (2, 5), out=": (
+            "loss", lambda: fastloss.softmax_cross_entropy(logits, labels, out=grad_ce)),
+        "softmax_cross_entropy (2, 5), sample_weight": (
+            "loss", lambda: fastloss.softmax_cross_entropy(logits, labels,
+                                                           sample_weight=row_weight)),
+        "mse kernel call alone": (
+            "kernel", lambda: kernel(a2, b2, no_weight, none, c2, none, 0.1, 0)),
+        "softmax_cross_entropy kernel call alone": (
+            "kernel", lambda: ce_kernel(logits, None, labels, None, None, 0.0, None, 0.0, 0.0,
+                                        None, grad_ce, None, 0.5, 0)),
+    }
+
+
+class PythonPath:
+    """Within the block, the losses take the Python path (the call path before the compiled one)."""
+
+    def __enter__(self) -> None:
+        _elementwise_losses.run = _elementwise.run_python
+        _multiclass_losses.fast_call = lambda *args: None
+
+    def __exit__(self, *exc: object) -> None:
+        _elementwise_losses.run = _elementwise.run
+        _multiclass_losses.fast_call = _multiclass.fast_call
+
+
+def measure(calls: int, repeats: int) -> dict[str, dict[str, float]]:
+    """name -> {"compiled": ns, "python": ns} (medians of the loops' per-call times)."""
+    samples: dict[tuple[str, str], list[float]] = {}
+    table = cases()
+    for _ in range(repeats):
+        for name, (kind, call) in table.items():
+            paths = ("compiled", "python") if kind == "loss" else ("compiled",)
+            for path in paths:
+                if path == "python":
+                    with PythonPath():
+                        seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
+                else:
+                    seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
+                samples.setdefault((name, path), []).append(seconds / calls * 1e9)
+    result: dict[str, dict[str, float]] = {}
+    for (name, path), values in samples.items():
+        result.setdefault(name, {})[path] = statistics.median(values)
+    return result
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {_dispatch.PATH} kernels, Python {platform.python_version()}, " \
+           f"NumPy {np.__version__}"
+
+
+def report(result: dict[str, dict[str, float]], calls: int, repeats: int) -> str:
+    floor = result["np.subtract(a, b, out=c)"]["compiled"]
+    lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy), "
+             f"median of {repeats} loops of {calls} calls; {machine()}.",
+             "",
+             "| call | compiled path (ns) | x np.subtract | Python path (ns) | x np.subtract |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, times in result.items():
+        compiled = times["compiled"]
+        python = times.get("python")
+        tail = f"{python:.0f} | {python / floor:.1f}" if python is not None else "|"
+        lines.append(f"| {name} | {compiled:.0f} | {compiled / floor:.1f} | {tail} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=31)
+    args = parser.parse_args()
+    print(report(measure(args.calls, args.repeats), args.calls, args.repeats))
+
+
+if __name__ == "__main__":
+    main()

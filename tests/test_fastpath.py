@@ -1,0 +1,438 @@
+"""The compiled call path (fastloss._fastpath) against the Python path it shortcuts.
+
+The fast path must give bit-identical results to the Python path on every
+call it takes, leave every other call to that path (so that every error
+message is the Python path's), and raise the Python path's errors for what
+only the kernel sees (a bad target, a non-finite sample weight).  Speed is
+measured by ``python -m bench.overhead``, not here.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss import _elementwise, _fastpath, _multiclass, _multiclass_losses
+from fastloss._registry import REGISTRY
+
+# The elementwise losses whose function calls _elementwise.run (one prediction, one target).
+ELEMENTWISE = sorted(name for name, spec in REGISTRY.items()
+                     if spec.family == "elementwise" and len(spec.inputs) == 2)
+SCE = REGISTRY["softmax_cross_entropy"]
+
+
+def targets_for(spec, shape, dtype, rng):
+    """Valid targets of the loss's target rule."""
+    rule = spec.target.name
+    if rule == "unit_interval":
+        return rng.uniform(0, 1, shape).astype(dtype)
+    if rule == "signs":
+        return rng.choice([-1.0, 1.0], shape).astype(dtype)
+    if rule == "counts":
+        return rng.integers(0, 5, shape).astype(dtype)
+    return rng.normal(size=shape).astype(dtype)
+
+
+def predictions_for(spec, shape, dtype, rng):
+    values = rng.normal(size=shape)
+    if spec.name == "poisson_nll":
+        values = np.abs(values)         # also valid with log_input=False
+    return values.astype(dtype)
+
+
+@pytest.fixture
+def fallbacks():
+    """The calls the fast path hands to the Python path, recorded (the path itself unchanged)."""
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return _elementwise.run_python(*args)
+
+    def bind(fallback):
+        _fastpath.bind_elementwise(fallback, _elementwise._raise_if_bad, _elementwise._KERNELS,
+                                   _elementwise._PARAMETERS, _elementwise._NO_WEIGHT,
+                                   _elementwise._NO_ROWS)
+    bind(spy)
+    try:
+        yield calls
+    finally:
+        bind(_elementwise.run_python)
+
+
+def python_path(spec, pred, target, options=(), **kwargs):
+    """The Python path's result of the same call (options: the parameters, in order)."""
+    defaults = dict(sample_weight=None, reduction="mean", grad=True, hess=False, out=None,
+                    n_threads=None)
+    defaults.update(kwargs)
+    params = tuple(options) if options else tuple(param.default for param in spec.params)
+    return _elementwise.run_python(spec, pred, target, params, defaults["sample_weight"],
+                                   defaults["reduction"], defaults["grad"], defaults["hess"],
+                                   defaults["out"], defaults["n_threads"])
+
+
+def assert_identical(fast, slow):
+    assert type(fast) is type(slow)
+    if isinstance(slow.loss, float):
+        assert type(fast.loss) is float
+        assert fast.loss == slow.loss or (np.isnan(fast.loss) and np.isnan(slow.loss))
+    else:
+        assert fast.loss.dtype == slow.loss.dtype and fast.loss.shape == slow.loss.shape
+        np.testing.assert_array_equal(fast.loss, slow.loss)
+    if slow.grad is None:
+        assert fast.grad is None
+    else:
+        assert fast.grad.dtype == slow.grad.dtype and fast.grad.shape == slow.grad.shape
+        np.testing.assert_array_equal(fast.grad, slow.grad)
+
+
+# --- elementwise: the calls the fast path takes --------------------------------------
+
+GRID = list(itertools.product(
+    (np.float32, np.float64), ((7,), (3, 4), (1,), (600,)), ("mean", "sum", "none"),
+    (False, True), (False, True), (True, False)))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_fast_path_is_bit_identical(name, fallbacks):
+    spec = REGISTRY[name]
+    function = getattr(fastloss, name)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    taken = 0
+    for dtype, shape, reduction, weighted, with_out, grad in GRID:
+        if len(shape) not in spec.ndims or (with_out and not grad):
+            continue
+        pred = predictions_for(spec, shape, dtype, rng)
+        target = targets_for(spec, shape, dtype, rng)
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        out = np.full(shape, np.nan, dtype) if with_out else None
+        out_slow = np.full(shape, np.nan, dtype) if with_out else None
+        kwargs = dict(sample_weight=weight, reduction=reduction, grad=grad)
+        before = len(fallbacks)
+        fast = function(pred, target, out=out, **kwargs)
+        assert len(fallbacks) == before, (dtype, shape, reduction, weighted, with_out, grad)
+        taken += 1
+        slow = python_path(spec, pred, target, out=out_slow, **kwargs)
+        assert_identical(fast, slow)
+        if with_out:
+            assert fast.grad is out
+    assert taken > 0
+
+
+@pytest.mark.parametrize("name", ["huber", "smooth_l1", "pinball", "hinge", "poisson_nll",
+                                  "sigmoid_focal_loss"])
+def test_elementwise_parameters_other_than_the_defaults(name, fallbacks):
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(5)
+    values = {"delta": 0.3, "beta": 0.0, "quantile": 0.9, "margin": 0.5,
+              "log_input": False, "full": True, "eps": 1e-3, "alpha": -1.0, "gamma": 0.5}
+    options = {param.name: values[param.name] for param in spec.params}
+    for dtype in (np.float32, np.float64):
+        pred = predictions_for(spec, (9,), dtype, rng)
+        target = targets_for(spec, (9,), dtype, rng)
+        fast = getattr(fastloss, name)(pred, target, **options)
+        assert not fallbacks
+        assert_identical(fast, python_path(spec, pred, target, tuple(options.values())))
+
+
+def test_threads_and_in_between_values(fallbacks):
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    for n_threads in (1, 2, 2**40):
+        assert_identical(fastloss.mse(pred, target, n_threads=n_threads),
+                         python_path(REGISTRY["mse"], pred, target, n_threads=n_threads))
+    assert not fallbacks
+
+
+# --- elementwise: the calls it leaves to the Python path ------------------------------
+
+def _fallback_cases():
+    rng = np.random.default_rng(2)
+    p64 = rng.normal(size=(6, 4))
+    t64 = rng.normal(size=(6, 4))
+    p32, t32 = p64.astype(np.float32), t64.astype(np.float32)
+    read_only = np.empty((6, 4))
+    read_only.flags.writeable = False
+    target_as_out = t64.copy()
+
+    class Sub(np.ndarray):
+        pass
+
+    cases = {
+        "non-contiguous pred": ("mse", (p64[:, ::2], t64[:, ::2]), {}),
+        "fortran pred": ("mse", (np.asfortranarray(p64), t64), {}),
+        "list inputs": ("mse", (p64.tolist(), t64.tolist()), {}),
+        "int pred": ("mse", (p64.astype(int), t64), {}),
+        "bool target": ("mse", (p64, t64 > 0), {}),
+        "float16 pred": ("mse", (p64.astype(np.float16), t64), {}),
+        "mismatched dtypes": ("mse", (p32, t64), {}),
+        "byte-swapped pred": ("mse", (p64.astype(">f8"), t64), {}),
+        "subclass pred": ("mse", (p64.view(Sub), t64), {}),
+        "mismatched shapes": ("mse", (p64, t64[:3]), {}),
+        "3-D pred": ("mse", (p64.reshape(2, 3, 4), t64.reshape(2, 3, 4)), {}),
+        "2-D hinge": ("hinge", (p64, np.sign(t64)), {}),
+        "empty": ("mse", (p64[:0], t64[:0]), {}),
+        "empty rows": ("mse", (p64[:, :0].copy(), t64[:, :0].copy()), {}),
+        "read-only out": ("mse", (p64, t64), {"out": read_only}),
+        "out of another dtype": ("mse", (p64, t64), {"out": np.empty((6, 4), np.float32)}),
+        "out of another shape": ("mse", (p64, t64), {"out": np.empty(24)}),
+        "out a list": ("mse", (p64, t64), {"out": [0.0] * 24}),
+        "out is pred": ("mse", (p64.copy(), t64), {"out": "pred"}),
+        "out is the target": ("mse", (p64, target_as_out), {"out": target_as_out}),
+        "out with grad=False": ("mse", (p64, t64), {"out": np.empty((6, 4)), "grad": False}),
+        "negative delta": ("huber", (p64, t64), {"delta": -1.0}),
+        "int delta": ("huber", (p64, t64), {"delta": 1}),
+        "NaN delta": ("huber", (p64, t64), {"delta": float("nan")}),
+        "numpy float delta": ("huber", (p64, t64), {"delta": np.float64(0.5)}),
+        "string delta": ("huber", (p64, t64), {"delta": "1"}),
+        "pos_weight": ("binary_cross_entropy", (p64, rng.uniform(0, 1, (6, 4))),
+                       {"pos_weight": 2.0}),
+        "numpy bool flag": ("poisson_nll", (p64, np.abs(t64)), {"full": np.True_}),
+        "hess=True": ("mse", (p64, t64), {"hess": True}),
+        "hess=True refused": ("l1", (p64, t64), {"hess": True}),
+        "grad numpy bool": ("mse", (p64, t64), {"grad": np.True_}),
+        "grad=1": ("mse", (p64, t64), {"grad": 1}),
+        "bad reduction": ("mse", (p64, t64), {"reduction": "avg"}),
+        "n_threads=0": ("mse", (p64, t64), {"n_threads": 0}),
+        "n_threads=True": ("mse", (p64, t64), {"n_threads": True}),
+        "n_threads numpy int": ("mse", (p64, t64), {"n_threads": np.int64(2)}),
+        "int weights": ("mse", (p64, t64), {"sample_weight": np.arange(6)}),
+        "float32 weights": ("mse", (p64, t64), {"sample_weight": np.ones(6, np.float32)}),
+        "weights of another shape": ("mse", (p64, t64), {"sample_weight": np.ones(4)}),
+        "list weights": ("mse", (p64, t64), {"sample_weight": [1.0] * 6}),
+        "zero weights, mean": ("mse", (p64, t64), {"sample_weight": np.zeros(6)}),
+        "out is the weights": ("mse", (p64[:, :1].copy(), t64[:, :1].copy()),
+                               {"out": "weights", "sample_weight": np.ones((6, 1))}),
+        "in place, bad target": ("binary_cross_entropy", (p64.copy(), t64), {"out": "pred"}),
+    }
+    return cases
+
+
+FALLBACK_CASES = _fallback_cases()
+
+
+@pytest.mark.parametrize("case", sorted(FALLBACK_CASES))
+def test_elementwise_fallbacks(case, fallbacks):
+    """Each call goes to the Python path, and fails or succeeds exactly as that path does."""
+    name, (pred, target), kwargs = FALLBACK_CASES[case]
+    spec = REGISTRY[name]
+    kwargs = dict(kwargs)
+
+    def call(function, pred, target, kwargs):
+        kwargs = dict(kwargs)
+        marker = kwargs.get("out") if isinstance(kwargs.get("out"), str) else None
+        if marker == "pred":
+            pred = np.array(pred, copy=True)
+            kwargs["out"] = pred
+        if marker == "weights":
+            kwargs["sample_weight"] = np.ones(6)
+            kwargs["out"] = kwargs["sample_weight"].reshape(6, 1)
+        try:
+            return function(pred, target, kwargs)
+        except (TypeError, ValueError) as error:
+            return type(error), str(error)
+
+    def fast(pred, target, kwargs):
+        return getattr(fastloss, name)(pred, target, **kwargs)
+
+    def slow(pred, target, kwargs):
+        options = tuple(kwargs.pop(param.name, param.default) for param in spec.params)
+        return python_path(spec, pred, target, options, **kwargs)
+
+    fast_result = call(fast, pred, target, kwargs)
+    assert len(fallbacks) == 1, case
+    slow_result = call(slow, pred, target, kwargs)
+    if isinstance(slow_result, tuple) and isinstance(slow_result[0], type):
+        assert fast_result == slow_result
+    else:
+        assert_identical(fast_result, slow_result)
+
+
+# --- elementwise: the errors the kernel's pass finds ------------------------------------
+
+@pytest.mark.parametrize("name, target", [
+    ("binary_cross_entropy", [0.0, 1.5, 0.5]),
+    ("binary_cross_entropy", [0.0, float("nan"), 0.5]),
+    ("hinge", [1.0, 0.0, -1.0]),
+    ("hinge", [1.0, 2.0, -1.0]),
+    ("poisson_nll", [1.0, -2.0, 0.0]),
+    ("sigmoid_focal_loss", [1.0, -0.5, 0.0]),
+])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_bad_targets_raise_the_python_paths_error(name, target, with_out, fallbacks):
+    pred = np.array([0.5, -0.5, 1.0])
+    target = np.array(target)
+    out = np.empty(3) if with_out else None
+    with pytest.raises(ValueError) as fast:
+        getattr(fastloss, name)(pred, target, out=out)
+    assert not fallbacks
+    with pytest.raises(ValueError) as slow:
+        python_path(REGISTRY[name], pred, target, out=None if out is None else np.empty(3))
+    assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("weight", [[1.0, float("nan"), 1.0], [1.0, 1.0, float("inf")]])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bad_weights_raise_the_python_paths_error(weight, reduction, fallbacks):
+    pred, target, weight = np.zeros(3), np.ones(3), np.array(weight)
+    with pytest.raises(ValueError) as fast:
+        fastloss.mse(pred, target, sample_weight=weight, reduction=reduction)
+    assert not fallbacks
+    with pytest.raises(ValueError) as slow:
+        python_path(REGISTRY["mse"], pred, target, sample_weight=weight, reduction=reduction)
+    assert str(fast.value) == str(slow.value)
+
+
+def test_inputs_are_untouched(fallbacks):
+    rng = np.random.default_rng(3)
+    pred, target, weight = rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), rng.uniform(size=5)
+    copies = [x.copy() for x in (pred, target, weight)]
+    fastloss.huber(pred, target, sample_weight=weight, out=np.empty((5, 2)))
+    for x, copy in zip((pred, target, weight), copies):
+        np.testing.assert_array_equal(x, copy)
+    assert not fallbacks
+
+
+# --- softmax_cross_entropy ------------------------------------------------------------------
+
+def python_cross_entropy(monkeypatch, *args, **kwargs):
+    """softmax_cross_entropy through its own checks and _multiclass.run only."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_multiclass_losses, "fast_call", lambda *args: None)
+        return fastloss.softmax_cross_entropy(*args, **kwargs)
+
+
+def fast_cross_entropy(logits, labels, sample_weight=None, reduction="mean", grad=True,
+                       out=None, n_threads=None, options=(None, None, 0.0, 0.0, None),
+                       hess=False):
+    return _multiclass.fast_call(SCE, logits, labels, options, sample_weight, reduction,
+                                 grad, hess, out, n_threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 5), (1, 1), (7, 3), (300, 40)])
+def test_cross_entropy_fast_path_is_bit_identical(dtype, shape, monkeypatch):
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    logits = (3 * rng.normal(size=shape)).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    for reduction, weighted, with_out, grad in itertools.product(
+            ("mean", "sum", "none"), (False, True), (False, True), (True, False)):
+        if with_out and not grad:
+            continue
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        out = np.full(shape, np.nan, dtype) if with_out else None
+        kwargs = dict(sample_weight=weight, reduction=reduction, grad=grad)
+        fast = fast_cross_entropy(logits, labels, out=out, **kwargs)
+        assert fast is not None
+        public = fastloss.softmax_cross_entropy(logits, labels, **kwargs)
+        slow = python_cross_entropy(monkeypatch, logits, labels,
+                                    out=None if out is None else np.empty(shape, dtype),
+                                    **kwargs)
+        assert_identical(fast, slow)
+        assert_identical(public, slow)
+        if with_out:
+            assert fast.grad is out
+
+
+def _cross_entropy_fallbacks():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(4, 3))
+    labels = np.array([0, 2, 1, 2])
+    probabilities = np.full((4, 3), 1 / 3)
+    return {
+        "label too large": ((logits, np.array([0, 3, 1, 2])), {}),
+        "negative label": ((logits, np.array([0, -1, 1, 2])), {}),
+        "int32 labels": ((logits, labels.astype(np.int32)), {}),
+        "list labels": ((logits, labels.tolist()), {}),
+        "float labels": ((logits, labels.astype(float)), {}),
+        "non-contiguous labels": ((logits, np.repeat(labels, 2)[::2]), {}),
+        "labels of another length": ((logits, labels[:3]), {}),
+        "probabilities": ((logits, probabilities), {}),
+        "float32 weights": ((logits, labels), {"sample_weight": np.ones(4, np.float32)}),
+        "weights of another length": ((logits, labels), {"sample_weight": np.ones(3)}),
+        "NaN label_smoothing": ((logits, labels), {"label_smoothing": float("nan")}),
+        "1-D logits": ((logits[0], labels[:1]), {}),
+        "non-contiguous logits": ((logits[:, ::2], np.array([0, 1, 1, 0])), {}),
+        "list logits": ((logits.tolist(), labels), {}),
+        "class_weight": ((logits, labels), {"class_weight": np.ones(3)}),
+        "ignore_index": ((logits, labels), {"ignore_index": 2}),
+        "label_smoothing": ((logits, labels), {"label_smoothing": 0.1}),
+        "label_smoothing=0": ((logits, labels), {"label_smoothing": 0}),
+        "z_loss": ((logits, labels), {"z_loss": 1e-3}),
+        "softcap": ((logits, labels), {"softcap": 5.0}),
+        "hess=True": ((logits, labels), {"hess": True}),
+        "bad reduction": ((logits, labels), {"reduction": "avg"}),
+        "zero weights": ((logits, labels), {"sample_weight": np.zeros(4)}),
+        "read-only out": ((logits, labels), {"out": "read-only"}),
+        "out is the logits": ((logits.copy(), labels), {"out": "logits"}),
+        "out with grad=False": ((logits, labels), {"out": np.empty((4, 3)), "grad": False}),
+        "n_threads=0": ((logits, labels), {"n_threads": 0}),
+        "empty": ((logits[:0], labels[:0]), {}),
+    }
+
+
+CROSS_ENTROPY_FALLBACKS = _cross_entropy_fallbacks()
+
+
+@pytest.mark.parametrize("case", sorted(CROSS_ENTROPY_FALLBACKS))
+def test_cross_entropy_fallbacks(case, monkeypatch):
+    (logits, labels), kwargs = CROSS_ENTROPY_FALLBACKS[case]
+
+    def call(function):
+        options = dict(kwargs)
+        x = logits
+        marker = options.get("out") if isinstance(options.get("out"), str) else None
+        if marker == "read-only":
+            options["out"] = np.empty(logits.shape)
+            options["out"].flags.writeable = False
+        if marker == "logits":
+            x = logits.copy()
+            options["out"] = x
+        try:
+            return function(x, labels, options)
+        except (TypeError, ValueError) as error:
+            return type(error), str(error)
+
+    def fast(x, labels, options):
+        names = ("class_weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+        defaults = (None, None, 0.0, 0.0, None)
+        params = tuple(options.pop(name, default) for name, default in zip(names, defaults))
+        return fast_cross_entropy(x, labels, options=params, **options)
+
+    assert call(fast) is None
+    public = call(lambda x, labels, options: fastloss.softmax_cross_entropy(x, labels,
+                                                                            **options))
+    slow = call(lambda x, labels, options: python_cross_entropy(monkeypatch, x, labels,
+                                                                **options))
+    if isinstance(slow, tuple) and isinstance(slow[0], type):
+        assert public == slow
+    else:
+        assert_identical(public, slow)
+
+
+def test_cross_entropy_bad_weight_raises_the_python_paths_error(monkeypatch):
+    logits, labels = np.zeros((3, 2)), np.array([0, 1, 1])
+    for weight in ([1.0, float("nan"), 1.0], [1.0, float("inf"), 1.0]):
+        for reduction in ("mean", "sum"):
+            with pytest.raises(ValueError) as fast:
+                fast_cross_entropy(logits, labels, sample_weight=np.array(weight),
+                                   reduction=reduction)
+            with pytest.raises(ValueError) as slow:
+                python_cross_entropy(monkeypatch, logits, labels,
+                                     sample_weight=np.array(weight), reduction=reduction)
+            assert str(fast.value) == str(slow.value)
+
+
+def test_read_only_inputs_take_the_fast_path(fallbacks, monkeypatch):
+    rng = np.random.default_rng(6)
+    pred, target, weight = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.uniform(size=4)
+    logits, labels = rng.normal(size=(4, 3)), np.array([0, 2, 1, 1])
+    for x in (pred, target, weight, logits, labels):
+        x.flags.writeable = False
+    assert_identical(fastloss.huber(pred, target, sample_weight=weight),
+                     python_path(REGISTRY["huber"], pred, target, sample_weight=weight))
+    assert not fallbacks
+    fast = fast_cross_entropy(logits, labels, sample_weight=weight)
+    assert fast is not None
+    assert_identical(fast, python_cross_entropy(monkeypatch, logits, labels,
+                                                sample_weight=weight))
