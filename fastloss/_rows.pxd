@@ -163,7 +163,7 @@ cdef extern from "_small_rows.h" nogil:
     bint fl_small_ce8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
                             const double* scale, const double* delta, const double* weight_y,
                             double gamma, double beta, const double* class_weight, float* grad,
-                            double* loss)
+                            float* hess, double* loss)
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     """The maximum of x[0:n] (n >= 1) and its first position.

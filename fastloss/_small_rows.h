@@ -18,7 +18,7 @@
  *   - the sums: groups of 4 columns in float (at most 2 float roundings
  *     per term, as the long rows), then double lanes;
  *   - per row, in 4-lane double vectors: the row factor exp(K ln2 - m)
- *     (Taylor, degree 10, |K ln2 - m| < 0.42: remainder < 2e-12), S, 1 / T,
+ *     (Taylor, degree 9, |K ln2 - m| < 0.42: remainder < 5e-11), S, 1 / T,
  *     log1p(S) (fdlibm's log reduction, Goldberg's correction through 1 / T),
  *     the loss, the gradient coefficients and the label's gradient element
  *     (from q_y = 1 - p_y, or S / T when x_y = m: no cancellation);
@@ -79,11 +79,11 @@ static inline __m256d fl_small_log1p_v4d(__m256d s, __m256d u, __m256d inv_u)
     return _mm256_fmsub_pd(k, LN2_HI, _mm256_sub_pd(_mm256_sub_pd(hfsq, inner), f));
 }
 
-/* exp(d) for |d| < 0.42: Taylor, degree 10 (remainder < 2e-12 relative). */
+/* exp(d) for |d| < 0.42: Taylor, degree 9 (remainder < 5e-11 relative, below
+ * 1/1000 of a float ulp). */
 static inline __m256d fl_small_exp_v4d(__m256d d)
 {
-    __m256d p = _mm256_set1_pd(1.0 / 3628800.0);
-    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 362880.0));
+    __m256d p = _mm256_set1_pd(1.0 / 362880.0);
     p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 40320.0));
     p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 5040.0));
     p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 720.0));
@@ -119,33 +119,60 @@ static inline __m256d fl_small_in_range(__m256d a)
                                       _mm256_cmp_pd(a, _mm256_set1_pd(1e30), _CMP_LE_OQ)));
 }
 
+/* t[j] lane r = x[r n + c0 + j] (j < 4, r < 8): 4 columns of 8 rows, as two 4 x 4
+ * transposes within the 128-bit halves (rows 0-3 low, 4-7 high; no lane crossing). */
+static inline void fl_small_load4(const float *x, ptrdiff_t n, ptrdiff_t c0, __m256 t[4])
+{
+    __m256 a[4];
+    for (int r = 0; r < 4; r++)
+        a[r] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + r * n + c0)),
+                                    _mm_loadu_ps(x + (r + 4) * n + c0), 1);
+    __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    t[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    t[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    t[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    t[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* The inverse: out[r n + c0 + j] = t[j] lane r. */
+static inline void fl_small_store4(const __m256 t[4], float *out, ptrdiff_t n, ptrdiff_t c0)
+{
+    __m256 t0 = _mm256_unpacklo_ps(t[0], t[1]), t1 = _mm256_unpackhi_ps(t[0], t[1]);
+    __m256 t2 = _mm256_unpacklo_ps(t[2], t[3]), t3 = _mm256_unpackhi_ps(t[2], t[3]);
+    __m256 a[4];
+    a[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    a[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    a[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    a[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    for (int r = 0; r < 4; r++) {
+        _mm_storeu_ps(out + r * n + c0, _mm256_castps256_ps128(a[r]));
+        _mm_storeu_ps(out + (r + 4) * n + c0, _mm256_extractf128_ps(a[r], 1));
+    }
+}
+
 /* The body for a constant n (the dispatcher below makes one per n, fully unrolled). */
 static inline __attribute__((always_inline)) int fl_small_ce8_body(
     const float *x, const ptrdiff_t n, const ptrdiff_t *labels, const double *scale,
     const double *delta, const double *weight_y, double gamma, double beta,
-    const double *class_weight, float *grad, double *loss)
+    const double *class_weight, float *grad, float *hess, double *loss)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
     __m256 col[16], e[16], v[8];
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    /* --- the 8 rows, transposed: col[c] lane r = x[r n + c] */
-    if (n >= 8) {
-        _Pragma("GCC unroll 16")
-        for (int r = 0; r < 8; r++)
-            v[r] = _mm256_loadu_ps(x + r * n);
-        fl_transpose8(v);
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < 8; c++)
-            col[c] = v[c];
-        if (n > 8) {
-            _Pragma("GCC unroll 16")
-            for (int r = 0; r < 8; r++)
-                v[r] = _mm256_loadu_ps(x + r * n + (n - 8));
-            fl_transpose8(v);
-            _Pragma("GCC unroll 16")
-            for (ptrdiff_t c = 8; c < n; c++)
-                col[c] = v[c - (n - 8)];
+    /* --- the 8 rows, transposed: col[c] lane r = x[r n + c], 4 columns at a time
+     * (the last 4 overlapping the others when 4 does not divide n; masked
+     * loads below 4 columns) */
+    if (n >= 4) {
+        _Pragma("GCC unroll 4")
+        for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+            ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+            __m256 t[4];
+            fl_small_load4(x, n, at, t);
+            _Pragma("GCC unroll 4")
+            for (ptrdiff_t j = c0 - at; j < 4; j++)
+                col[at + j] = t[j];
         }
     } else {
         __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
@@ -197,7 +224,7 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
     __m256i l1 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(labels + 4)),
                                              pick);
     __m256i lab = _mm256_permute2x128_si256(l0, l1, 0x20);
-    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps();
+    __m256 xy = _mm256_setzero_ps(), is_y[16];
     __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
     __m256i one_i = _mm256_set1_epi32(1), column = _mm256_setzero_si256();
     _Pragma("GCC unroll 16")
@@ -210,10 +237,9 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
             __m256 at_max = _mm256_cmp_ps(col[c], hi, _CMP_EQ_OQ);
             ties = _mm256_sub_epi32(ties, _mm256_castps_si256(at_max));
             t4[c - c0] = _mm256_andnot_ps(at_max, e[c]);
-            __m256 is_y = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lab, column));
+            is_y[c] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lab, column));
             column = _mm256_add_epi32(column, one_i);
-            xy = _mm256_or_ps(xy, _mm256_and_ps(is_y, col[c]));
-            ey = _mm256_or_ps(ey, _mm256_and_ps(is_y, e[c]));
+            xy = _mm256_or_ps(xy, _mm256_and_ps(is_y[c], col[c]));
         }
         __m256 s = t4[0];          /* (t0 + t1) + (t2 + t3): at most 2 roundings per term */
         if (width == 4)
@@ -225,6 +251,8 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
         sum_lo = _mm256_add_pd(sum_lo, fl_small_lo_pd(s));
         sum_hi = _mm256_add_pd(sum_hi, fl_small_hi_pd(s));
     }
+    /* e'_y, as e'_c above (the same operations on the same value) */
+    __m256 ey = fl_exp_around_v8(xy, shifter);
     /* weighted shifted sum of label smoothing: sum_c w_c (x_c - m), exact terms in double */
     __m256d wz_lo = _mm256_setzero_pd(), wz_hi = _mm256_setzero_pd();
     if (beta != 0.0) {
@@ -237,7 +265,7 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
         }
     }
     /* --- per row, 4 double lanes at a time */
-    __m256d coef_h[2], gy_h[2], bsc_h[2], ok_h[2];
+    __m256d coef_h[2], gy_h[2], bsc_h[2], ok_h[2], hscale_h[2], pf_h[2], hmax_h[2];
     _Pragma("GCC unroll 16")
     for (int h = 0; h < 2; h++) {
         __m256d m = h ? fl_small_hi_pd(hi) : fl_small_lo_pd(hi);
@@ -270,6 +298,10 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
         coef_h[h] = _mm256_mul_pd(_mm256_mul_pd(sc, _mm256_add_pd(dl, g)),
                                   _mm256_mul_pd(factor, inv));
         bsc_h[h] = _mm256_mul_pd(sc, b);
+        /* the Hessian's diagonal: scale (delta + gamma) p_c (1 - p_c), S / T^2 at m */
+        hscale_h[h] = _mm256_mul_pd(sc, _mm256_add_pd(dl, g));
+        pf_h[h] = _mm256_mul_pd(factor, inv);
+        hmax_h[h] = _mm256_mul_pd(hscale_h[h], _mm256_mul_pd(_mm256_mul_pd(others, inv), inv));
         /* scale (-delta q_y + gamma p_y - beta w_y) */
         __m256d gy = _mm256_fmsub_pd(g, p_y, _mm256_mul_pd(dl, q_y));
         if (beta != 0.0)
@@ -281,10 +313,38 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
         return 0;
     if (grad == NULL)
         return 1;
+    if (hess != NULL) {
+        __m256 hmax = fl_small_join_ps(hmax_h[0], hmax_h[1]);
+        __m256 hc[16];
+        _Pragma("GCC unroll 16")
+        for (ptrdiff_t c = 0; c < n; c++) {
+            __m256d hh[2];
+            for (int h = 0; h < 2; h++) {
+                __m256d p = _mm256_mul_pd(pf_h[h], h ? fl_small_hi_pd(e[c]) : fl_small_lo_pd(e[c]));
+                hh[h] = _mm256_mul_pd(hscale_h[h],
+                                      _mm256_mul_pd(p, _mm256_sub_pd(_mm256_set1_pd(1.0), p)));
+            }
+            hc[c] = _mm256_blendv_ps(fl_small_join_ps(hh[0], hh[1]), hmax,
+                                     _mm256_cmp_ps(col[c], hi, _CMP_EQ_OQ));
+        }
+        if (n >= 4) {
+            _Pragma("GCC unroll 4")
+            for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+                ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+                fl_small_store4(hc + at, hess, n, at);
+            }
+        } else {
+            __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+            for (int c = 0; c < 8; c++)
+                v[c] = c < n ? hc[c] : _mm256_setzero_ps();
+            fl_transpose8(v);
+            for (int r = 0; r < 8; r++)
+                _mm256_maskstore_ps(hess + r * n, mask, v[r]);
+        }
+    }
     __m256 coef = fl_small_join_ps(coef_h[0], coef_h[1]);
     __m256 gy = fl_small_join_ps(gy_h[0], gy_h[1]);
     __m256 bsc = fl_small_join_ps(bsc_h[0], bsc_h[1]);
-    column = _mm256_setzero_si256();
     _Pragma("GCC unroll 16")
     for (ptrdiff_t c = 0; c < n; c++) {
         __m256 gc;
@@ -297,27 +357,14 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
             gc = _mm256_fmsub_ps(coef, e[c], fl_small_join_ps(_mm256_mul_pd(bsc_h[0], w),
                                                               _mm256_mul_pd(bsc_h[1], w)));
         }
-        __m256 is_y = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lab, column));
-        column = _mm256_add_epi32(column, one_i);
-        e[c] = _mm256_blendv_ps(gc, gy, is_y);
+        e[c] = _mm256_blendv_ps(gc, gy, is_y[c]);
     }
-    /* --- written back transposed (for n < 16 the two blocks overlap: same values) */
-    if (n >= 8) {
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < 8; c++)
-            v[c] = e[c];
-        fl_transpose8(v);
-        _Pragma("GCC unroll 16")
-        for (int r = 0; r < 8; r++)
-            _mm256_storeu_ps(grad + r * n, v[r]);
-        if (n > 8) {
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < 8; c++)
-                v[c] = e[c + (n - 8)];
-            fl_transpose8(v);
-            _Pragma("GCC unroll 16")
-            for (int r = 0; r < 8; r++)
-                _mm256_storeu_ps(grad + r * n + (n - 8), v[r]);
+    /* --- written back transposed (overlapping tiles write the same values twice) */
+    if (n >= 4) {
+        _Pragma("GCC unroll 4")
+        for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+            ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+            fl_small_store4(e + at, grad, n, at);
         }
     } else {
         __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
@@ -342,7 +389,10 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
  *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c
  *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + gamma p_c - beta w_c)
  *
- * (grad may be x or NULL; class_weight NULL for w = 1).  A row with scale 0
+ * and, unless hess is NULL (it needs grad), the Hessian's diagonal
+ * scale[r] (delta + gamma) p_c (1 - p_c) (S / T^2 where x_c = m, free of the
+ * cancellation of 1 - p_c) (grad may be x or NULL; class_weight NULL for
+ * w = 1).  A row with scale 0
  * and delta 0 (an ignored one) gets a zero gradient.  Returns 0, having
  * written nothing to grad, unless all 8 rows are ordinary and every gradient
  * coefficient is within float's range (the caller then takes the rows one by
@@ -350,11 +400,13 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
 static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_t *labels,
                                      const double *scale, const double *delta,
                                      const double *weight_y, double gamma, double beta,
-                                     const double *class_weight, float *grad, double *loss)
+                                     const double *class_weight, float *grad, float *hess,
+                                     double *loss)
 {
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_SMALL_CASE(N) case N: return fl_small_ce8_body(x, N, labels, scale, delta, weight_y, \
-                                                           gamma, beta, class_weight, grad, loss);
+                                                           gamma, beta, class_weight, grad, hess, \
+                                                           loss);
     switch (n) {
     FL_SMALL_CASE(1) FL_SMALL_CASE(2) FL_SMALL_CASE(3) FL_SMALL_CASE(4)
     FL_SMALL_CASE(5) FL_SMALL_CASE(6) FL_SMALL_CASE(7) FL_SMALL_CASE(8)
@@ -365,7 +417,7 @@ static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_
 #undef FL_SMALL_CASE
 #else
     (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
-    (void)beta; (void)class_weight; (void)grad; (void)loss;
+    (void)beta; (void)class_weight; (void)grad; (void)hess; (void)loss;
     return 0;
 #endif
 }
