@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastloss._targets import as_labels, check_probabilities
+from fastloss._targets import as_labels, check_label_range, check_probabilities
 
 REDUCTIONS = ("mean", "sum", "none")
 _MAX_THREADS = 2**31 - 1
@@ -84,6 +84,8 @@ def check_n_threads(n_threads: Any) -> int:
     """The kernels' thread count: 0 (the OpenMP default) for None, else an int >= 1."""
     if n_threads is None:
         return 0
+    if type(n_threads) is int and n_threads >= 1:     # the common case, without isinstance
+        return min(n_threads, _MAX_THREADS)
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be None or an int >= 1, got {n_threads!r}")
     if n_threads < 1:
@@ -613,7 +615,8 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
                        class_weight: Any = None, ignore_index: Any = None,
                        label_smoothing: Any = 0.0, pred_name: str = "logits",
                        hess: Any = False,
-                       defer_weight_check: bool = False) -> PreparedMulticlass:
+                       defer_weight_check: bool = False,
+                       defer_label_check: bool = False) -> PreparedMulticlass:
     """Arguments of a multiclass loss.
 
     ``target_kind`` is "labels" (an (N,) integer array), "probabilities" (an
@@ -624,7 +627,12 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
     with ignore_index: an ignored row's weight never reaches the kernel's
     total); it also leaves the check of probability targets (>= 0, not NaN
     or infinite) to the kernel, which reports them in its own pass, except
-    when the gradient overwrites the logits.
+    when the gradient overwrites the logits.  ``defer_label_check`` does the
+    same for the labels' range (a kernel that checks every label before it
+    reads with it: softmax_cross_entropy), except in place, with class
+    weights (the "mean" divisor reads w_{y_i}) or without classes; the
+    caller then calls ``_targets.check_label_range`` when the kernel reports
+    a bad label.
     """
     grad, hess, threads = check_call_options(grad, hess, out, reduction, n_threads)
     if ignore_index is not None:
@@ -642,7 +650,8 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
         if target_ndim == 2 and target.shape == pred_arr.shape:
             raise ValueError(f"target must be ({n_rows},) integer class labels for this loss, "
                              f"got shape {target.shape}")
-        target_arr = as_labels(target, n_rows, n_classes, ignore_index)
+        target_arr = as_labels(target, n_rows, n_classes, ignore_index,
+                               check_range=not defer_label_check)
     else:
         target_arr = as_float_array(target, "target", pred_arr.dtype)
         check_same_shape(pred_arr, pred_name, target_arr, "target")
@@ -659,6 +668,9 @@ def prepare_multiclass(logits: Any, target: Any, sample_weight: Any, reduction: 
                          ("class_weight", class_weight)])
         in_place = np.shares_memory(out, pred_arr)
     has_labels = target_kind == "labels"
+    if has_labels and defer_label_check and (in_place or class_weight is not None
+                                             or n_classes == 0):
+        check_label_range(target_arr, n_classes, ignore_index)
     if not has_labels and (not defer_weight_check or in_place):
         # (else the kernel checks the probabilities in its own pass)
         check_probabilities(target_arr, "target")

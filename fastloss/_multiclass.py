@@ -20,6 +20,7 @@ from fastloss import _dispatch
 from fastloss._checks import PreparedMulticlass, prepare_rows
 from fastloss._fastpath import bind_multiclass, run_multiclass
 from fastloss._reduction import empty_mean, settle_weights
+from fastloss._targets import check_label_range
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
 
@@ -61,9 +62,13 @@ def run(spec: Loss, prep: PreparedMulticlass, denominator: float,
     total, bad_targets = _call_kernel(spec.kernel, prep.pred, prep, options, loss_out,
                                       grad_out, hess_out, grad_scale, prep.n_threads)
     if bad_targets:
-        spec.target.check(prep.target, "target")       # raises the error naming the value
-        raise AssertionError("probability targets accepted by the check were rejected "
-                             "by the kernel")
+        # raise the error naming the value: a label out of range (the kernel checks
+        # them when prepare_multiclass deferred it), or a bad probability
+        if prep.has_labels:
+            check_label_range(prep.target, shape[1], prep.ignore_index)
+        else:
+            spec.target.check(prep.target, "target")
+        raise AssertionError("targets accepted by the check were rejected by the kernel")
     settle_weights(prep, total)
     if reduction == "none":
         loss: Any = loss_out

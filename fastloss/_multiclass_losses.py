@@ -186,7 +186,7 @@ def softmax_cross_entropy(logits: ArrayLike, target: ArrayLike, *,
     prep = prepare_multiclass(logits, target, sample_weight, reduction, grad, out, n_threads,
                               class_weight=class_weight, ignore_index=ignore_index,
                               label_smoothing=label_smoothing, hess=hess,
-                              defer_weight_check=True)
+                              defer_weight_check=True, defer_label_check=True)
     return run(SOFTMAX_CROSS_ENTROPY, prep, _label_denominator(prep), options)
 
 

@@ -89,11 +89,13 @@ def check_variances(var: np.ndarray, name: str) -> np.ndarray:
 
 
 def as_labels(target: Any, n_rows: int, n_classes: int, ignore_index: int | None = None,
-              name: str = "target") -> np.ndarray:
+              name: str = "target", check_range: bool = True) -> np.ndarray:
     """Integer class labels (N,) of any integer dtype -> np.intp.
 
     Every label must lie in [0, n_classes) or equal ``ignore_index``; the
-    first one that does not is named in the ValueError.
+    first one that does not is named in the ValueError (by
+    :func:`check_label_range`, which ``check_range=False`` leaves to the caller:
+    a kernel that checks the labels in its own pass calls it only when one is bad).
     """
     arr = np.asarray(target)
     if arr.dtype.kind in "fc" or arr.dtype.kind == "b":
@@ -107,6 +109,14 @@ def as_labels(target: Any, n_rows: int, n_classes: int, ignore_index: int | None
         raise ValueError(f"{name} must have shape ({n_rows},), one label per row of the "
                          f"logits, or ({n_rows}, {n_classes}) probabilities; "
                          f"got {name}.shape={arr.shape}")
+    if check_range:
+        check_label_range(arr, n_classes, ignore_index, name)
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_label_range(arr: np.ndarray, n_classes: int, ignore_index: int | None = None,
+                      name: str = "target") -> None:
+    """A ValueError naming the first label outside [0, n_classes) and not ``ignore_index``."""
     if arr.size and not (arr.min() >= 0 and arr.max() < n_classes):
         bad = (arr < 0) | (arr >= n_classes)
         if ignore_index is not None:
@@ -118,7 +128,6 @@ def as_labels(target: Any, n_rows: int, n_classes: int, ignore_index: int | None
                 allowed += f" or ignore_index={ignore_index}"
             raise ValueError(f"{name} must hold class labels in {allowed}; "
                              f"{name}[{i}] = {arr[i]}")
-    return np.ascontiguousarray(arr, dtype=np.intp)
 
 
 def _any_real(target: np.ndarray, name: str) -> np.ndarray:

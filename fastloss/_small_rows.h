@@ -1,0 +1,439 @@
+/* Softmax cross-entropy of short float32 rows (labels, n <= 16 classes), 8 rows
+ * at a time, one row per SIMD lane, everything in registers.
+ *
+ * A row of 10 classes is too short for a SIMD pass of its own: taken alone,
+ * its scalar work (maximum, first position, sums, log1p, coefficients)
+ * costs several times its exps.  Here 8 rows are read transposed (8 x 8
+ * blocks through registers: the columns 0-7, then the columns n-8 to n-1,
+ * overlapping for n < 16; masked loads for n < 8), and every step runs across
+ * the 8 rows at once:
+ *
+ *   - maximum m, minimum and NaN scan: the rows are "ordinary" (no NaN,
+ *     |m| < 2^20, every logit within 85 of m) or the group is declined;
+ *   - e'_c = exp(x_c - K ln2), K = rint(m log2 e), by the Cody-Waite
+ *     reduction of _vecmath.h (fl_exp_around_v8: no TwoSum, the exponent
+ *     scaling one integer add); the terms at m are left out of the sums and
+ *     counted instead, so that S = sum_{c != k} e_c keeps its digits when it
+ *     is tiny;
+ *   - the sums: groups of 4 columns in float (at most 2 float roundings
+ *     per term, as the long rows), then double lanes;
+ *   - per row, in 4-lane double vectors: the row factor exp(K ln2 - m)
+ *     (Taylor, degree 9, |K ln2 - m| < 0.42: remainder < 5e-11), S, 1 / T,
+ *     log1p(S) (fdlibm's log reduction, Goldberg's correction through 1 / T),
+ *     the loss, the gradient coefficients and the label's gradient element
+ *     (from q_y = 1 - p_y, or S / T when x_y = m: no cancellation);
+ *   - the gradient scaled in float, the label element merged by a lane mask,
+ *     written back transposed (every x read before the first write, so grad
+ *     may be x).
+ *
+ * The labels are compared lane by lane (never used as addresses), so a bad
+ * label reads nothing outside the rows; the caller checks them.
+ *
+ * Only in the x86-64-v3 build (AVX2, FMA); elsewhere it declines every group.
+ */
+#ifndef FASTLOSS_SMALL_ROWS_H
+#define FASTLOSS_SMALL_ROWS_H
+
+#include "_vecmath.h"
+
+#ifdef FL_HAVE_FAST_ROWS
+
+#ifndef FL_SMALL_PREFETCH
+#define FL_SMALL_PREFETCH 8     /* groups of 8 rows ahead (measured: 4-16 alike, none slower) */
+#endif
+
+/* log1p(s) for 0 <= s < 2^10, given u = fl(1 + s) and inv_u = 1 / u:
+ * fl_log_core's reduction and polynomial (u = 2^k m, m in [sqrt(1/2),
+ * sqrt(2))), with Goldberg's correction (s - (u - 1)) / u through inv_u. */
+static inline __m256d fl_small_log1p_v4d(__m256d s, __m256d u, __m256d inv_u)
+{
+    const __m256d LN2_HI = _mm256_set1_pd(6.93147180369123816490e-01);
+    const __m256d LN2_LO = _mm256_set1_pd(1.90821492927058770002e-10);
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d shifter = _mm256_set1_pd(4503599627370496.0);          /* 2^52 */
+    __m256i bits = _mm256_castpd_si256(u);
+    __m256d biased = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(bits, 52),
+                                            _mm256_castpd_si256(shifter))), shifter);
+    __m256d m = _mm256_castsi256_pd(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+        _mm256_castpd_si256(one)));
+    __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
+    __m256d k = _mm256_add_pd(_mm256_sub_pd(biased, _mm256_set1_pd(1023.0)),
+                              _mm256_and_pd(big, one));
+    __m256d f = _mm256_sub_pd(m, one);
+    __m256d sr = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
+    __m256d z = _mm256_mul_pd(sr, sr);
+    __m256d w = _mm256_mul_pd(z, z);
+    __m256d t1 = _mm256_fmadd_pd(w, _mm256_set1_pd(1.531383769920937332e-01),
+                                 _mm256_set1_pd(2.222219843214978396e-01));
+    t1 = _mm256_fmadd_pd(w, t1, _mm256_set1_pd(3.999999999940941908e-01));
+    t1 = _mm256_mul_pd(w, t1);
+    __m256d t2 = _mm256_fmadd_pd(w, _mm256_set1_pd(1.479819860511658591e-01),
+                                 _mm256_set1_pd(1.818357216161805012e-01));
+    t2 = _mm256_fmadd_pd(w, t2, _mm256_set1_pd(2.857142874366239149e-01));
+    t2 = _mm256_fmadd_pd(w, t2, _mm256_set1_pd(6.666666666666735130e-01));
+    t2 = _mm256_mul_pd(z, t2);
+    __m256d R = _mm256_add_pd(t2, t1);
+    __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), f), f);
+    __m256d c = _mm256_mul_pd(_mm256_sub_pd(s, _mm256_sub_pd(u, one)), inv_u);
+    /* k LN2_HI - ((hfsq - (sr (hfsq + R) + (k LN2_LO + c))) - f) */
+    __m256d inner = _mm256_fmadd_pd(sr, _mm256_add_pd(hfsq, R), _mm256_fmadd_pd(k, LN2_LO, c));
+    return _mm256_fmsub_pd(k, LN2_HI, _mm256_sub_pd(_mm256_sub_pd(hfsq, inner), f));
+}
+
+/* exp(d) for |d| < 0.42: Taylor, degree 9 (remainder < 5e-11 relative, below
+ * 1/1000 of a float ulp). */
+static inline __m256d fl_small_exp_v4d(__m256d d)
+{
+    __m256d p = _mm256_set1_pd(1.0 / 362880.0);
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 40320.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(0.5));
+    p = _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0));
+    return _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0));
+}
+
+static inline __m256d fl_small_lo_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d fl_small_hi_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+static inline __m256 fl_small_join_ps(__m256d lo, __m256d hi)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+/* |a| == 0 or 1e-30 <= |a| <= 1e30, lane by lane (false for NaN) */
+static inline __m256d fl_small_in_range(__m256d a)
+{
+    a = _mm256_andnot_pd(_mm256_set1_pd(-0.0), a);
+    return _mm256_or_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_EQ_OQ),
+                        _mm256_and_pd(_mm256_cmp_pd(a, _mm256_set1_pd(1e-30), _CMP_GE_OQ),
+                                      _mm256_cmp_pd(a, _mm256_set1_pd(1e30), _CMP_LE_OQ)));
+}
+
+/* t[j] lane r = x[r n + c0 + j] (j < 4, r < 8): 4 columns of 8 rows, as two 4 x 4
+ * transposes within the 128-bit halves (rows 0-3 low, 4-7 high; no lane crossing). */
+static inline void fl_small_load4(const float *x, ptrdiff_t n, ptrdiff_t c0, __m256 t[4])
+{
+    __m256 a[4];
+    for (int r = 0; r < 4; r++)
+        a[r] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + r * n + c0)),
+                                    _mm_loadu_ps(x + (r + 4) * n + c0), 1);
+    __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    t[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    t[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    t[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    t[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* The inverse: out[r n + c0 + j] = t[j] lane r. */
+static inline void fl_small_store4(const __m256 t[4], float *out, ptrdiff_t n, ptrdiff_t c0)
+{
+    __m256 t0 = _mm256_unpacklo_ps(t[0], t[1]), t1 = _mm256_unpackhi_ps(t[0], t[1]);
+    __m256 t2 = _mm256_unpacklo_ps(t[2], t[3]), t3 = _mm256_unpackhi_ps(t[2], t[3]);
+    __m256 a[4];
+    a[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    a[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    a[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    a[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    for (int r = 0; r < 4; r++) {
+        _mm_storeu_ps(out + r * n + c0, _mm256_castps256_ps128(a[r]));
+        _mm_storeu_ps(out + (r + 4) * n + c0, _mm256_extractf128_ps(a[r], 1));
+    }
+}
+
+/* The body for a constant n (the dispatcher below makes one per n, fully unrolled). */
+static inline __attribute__((always_inline)) int fl_small_ce8_body(
+    const float *x, const ptrdiff_t n, const ptrdiff_t *labels, const double *scale,
+    const double *delta, const double *weight_y, double gamma, double beta,
+    const double *class_weight, float *grad, float *hess, double *loss)
+{
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    __m256 col[16], e[16], v[8];
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#ifdef FL_SMALL_PREFETCH
+    /* the rows FL_SMALL_PREFETCH groups ahead (read) and their gradient (write):
+     * the hardware prefetcher stops at page boundaries (a prefetch past the
+     * arrays' end reads nothing and cannot fault) */
+    for (ptrdiff_t b = 0; b < 8 * n * 4; b += 64) {
+        _mm_prefetch((const char *)(x + FL_SMALL_PREFETCH * 8 * n) + b, _MM_HINT_T0);
+        if (grad != NULL)
+            __builtin_prefetch((const char *)(grad + FL_SMALL_PREFETCH * 8 * n) + b, 1, 3);
+    }
+#endif
+    /* --- the 8 rows, transposed: col[c] lane r = x[r n + c], 4 columns at a time
+     * (the last 4 overlapping the others when 4 does not divide n; masked
+     * loads below 4 columns) */
+    if (n >= 4) {
+        _Pragma("GCC unroll 4")
+        for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+            ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+            __m256 t[4];
+            fl_small_load4(x, n, at, t);
+            _Pragma("GCC unroll 4")
+            for (ptrdiff_t j = c0 - at; j < 4; j++)
+                col[at + j] = t[j];
+        }
+    } else {
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+        _Pragma("GCC unroll 16")
+        for (int r = 0; r < 8; r++)
+            v[r] = _mm256_maskload_ps(x + r * n, mask);
+        fl_transpose8(v);
+        _Pragma("GCC unroll 16")
+        for (ptrdiff_t c = 0; c < n; c++)
+            col[c] = v[c];
+    }
+    /* --- maximum, minimum, NaN (pairwise trees: short dependency chains): ordinary
+     * rows or nothing */
+    __m256 hv[8], lv[8], nv[8];
+    ptrdiff_t half = (n + 1) / 2;
+    _Pragma("GCC unroll 16")
+    for (ptrdiff_t c = 0; c < half; c++) {
+        __m256 a = col[c], b = col[c + half < n ? c + half : c];
+        hv[c] = _mm256_max_ps(a, b);
+        lv[c] = _mm256_min_ps(a, b);
+        nv[c] = _mm256_cmp_ps(a, b, _CMP_UNORD_Q);
+    }
+    _Pragma("GCC unroll 16")
+    for (ptrdiff_t width = half; width > 1; width = (width + 1) / 2) {
+        ptrdiff_t h2 = (width + 1) / 2;
+        _Pragma("GCC unroll 16")
+        for (ptrdiff_t c = 0; c + h2 < width; c++) {
+            hv[c] = _mm256_max_ps(hv[c], hv[c + h2]);
+            lv[c] = _mm256_min_ps(lv[c], lv[c + h2]);
+            nv[c] = _mm256_or_ps(nv[c], nv[c + h2]);
+        }
+    }
+    __m256 hi = hv[0], lo = lv[0], nan = nv[0];
+    __m256 ok = _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), hi), _mm256_set1_ps(1048576.0f),
+                      _CMP_LT_OQ),
+        _mm256_cmp_ps(lo, _mm256_sub_ps(hi, _mm256_set1_ps(FL_ROW_SPREAD)), _CMP_GE_OQ));
+    if (_mm256_movemask_ps(_mm256_andnot_ps(nan, ok)) != 0xff)
+        return 0;
+    /* --- the exps around K ln2 and their sums without the terms at m (4 columns in
+     * float, then double lanes), the label's lane values (labels as 8 int32
+     * lanes: the caller has checked that they fit) */
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(hi, _mm256_set1_ps(FL_LOG2E_F)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 shifter = _mm256_sub_ps(_mm256_set1_ps(12582912.0f), k);
+    __m256i ties = _mm256_setzero_si256();
+    __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m256i l0 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)labels), pick);
+    __m256i l1 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(labels + 4)),
+                                             pick);
+    __m256i lab = _mm256_permute2x128_si256(l0, l1, 0x20);
+    __m256 xy = _mm256_setzero_ps(), is_y[16];
+    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+    __m256i one_i = _mm256_set1_epi32(1), column = _mm256_setzero_si256();
+    _Pragma("GCC unroll 16")
+    for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+        __m256 t4[4];
+        const ptrdiff_t width = n - c0 < 4 ? n - c0 : 4;
+        _Pragma("GCC unroll 4")
+        for (ptrdiff_t c = c0; c < c0 + width; c++) {
+            e[c] = fl_exp_around_v8(col[c], shifter);
+            __m256 at_max = _mm256_cmp_ps(col[c], hi, _CMP_EQ_OQ);
+            ties = _mm256_sub_epi32(ties, _mm256_castps_si256(at_max));
+            t4[c - c0] = _mm256_andnot_ps(at_max, e[c]);
+            is_y[c] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lab, column));
+            column = _mm256_add_epi32(column, one_i);
+            xy = _mm256_or_ps(xy, _mm256_and_ps(is_y[c], col[c]));
+        }
+        __m256 s = t4[0];          /* (t0 + t1) + (t2 + t3): at most 2 roundings per term */
+        if (width == 4)
+            s = _mm256_add_ps(_mm256_add_ps(t4[0], t4[1]), _mm256_add_ps(t4[2], t4[3]));
+        else if (width == 3)
+            s = _mm256_add_ps(_mm256_add_ps(t4[0], t4[1]), t4[2]);
+        else if (width == 2)
+            s = _mm256_add_ps(t4[0], t4[1]);
+        sum_lo = _mm256_add_pd(sum_lo, fl_small_lo_pd(s));
+        sum_hi = _mm256_add_pd(sum_hi, fl_small_hi_pd(s));
+    }
+    /* e'_y, as e'_c above (the same operations on the same value) */
+    __m256 ey = fl_exp_around_v8(xy, shifter);
+    /* weighted shifted sum of label smoothing: sum_c w_c (x_c - m), exact terms in double */
+    __m256d wz_lo = _mm256_setzero_pd(), wz_hi = _mm256_setzero_pd();
+    if (beta != 0.0) {
+        __m256d m_lo = fl_small_lo_pd(hi), m_hi = fl_small_hi_pd(hi);
+        _Pragma("GCC unroll 16")
+        for (ptrdiff_t c = 0; c < n; c++) {
+            __m256d w = _mm256_set1_pd(class_weight == NULL ? 1.0 : class_weight[c]);
+            wz_lo = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_small_lo_pd(col[c]), m_lo), wz_lo);
+            wz_hi = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_small_hi_pd(col[c]), m_hi), wz_hi);
+        }
+    }
+    /* --- per row, 4 double lanes at a time */
+    __m256d coef_h[2], gy_h[2], bsc_h[2], ok_h[2], hscale_h[2], pf_h[2], hmax_h[2];
+    _Pragma("GCC unroll 16")
+    for (int h = 0; h < 2; h++) {
+        __m256d m = h ? fl_small_hi_pd(hi) : fl_small_lo_pd(hi);
+        __m256d kd = h ? fl_small_hi_pd(k) : fl_small_lo_pd(k);
+        __m256d raw = h ? sum_hi : sum_lo;
+        __m128i ties4 = h ? _mm256_extracti128_si256(ties, 1) : _mm256_castsi256_si128(ties);
+        __m256d tie_count = _mm256_cvtepi32_pd(ties4);
+        __m256d d = _mm256_fmadd_pd(kd, _mm256_set1_pd(LN2_LO),
+                                    _mm256_fmsub_pd(kd, _mm256_set1_pd(LN2_HI), m));
+        __m256d factor = fl_small_exp_v4d(d);
+        __m256d others = _mm256_fmadd_pd(factor, raw,
+                                         _mm256_sub_pd(tie_count, _mm256_set1_pd(1.0)));
+        __m256d u = _mm256_add_pd(_mm256_set1_pd(1.0), others);
+        __m256d inv = _mm256_div_pd(_mm256_set1_pd(1.0), u);
+        __m256d L = fl_small_log1p_v4d(others, u, inv);
+        __m256d xyd = h ? fl_small_hi_pd(xy) : fl_small_lo_pd(xy);
+        __m256d eyd = h ? fl_small_hi_pd(ey) : fl_small_lo_pd(ey);
+        __m256d z_y = _mm256_sub_pd(xyd, m);                     /* exact */
+        __m256d at_y = _mm256_cmp_pd(xyd, m, _CMP_EQ_OQ);
+        __m256d p_y = _mm256_blendv_pd(_mm256_mul_pd(_mm256_mul_pd(factor, eyd), inv), inv, at_y);
+        __m256d q_y = _mm256_blendv_pd(_mm256_sub_pd(_mm256_set1_pd(1.0), p_y),
+                                       _mm256_mul_pd(others, inv), at_y);
+        __m256d dl = _mm256_loadu_pd(delta + 4 * h);
+        __m256d sc = _mm256_loadu_pd(scale + 4 * h);
+        __m256d g = _mm256_set1_pd(gamma), b = _mm256_set1_pd(beta);
+        __m256d lv = _mm256_mul_pd(dl, _mm256_sub_pd(L, z_y));
+        if (beta != 0.0)
+            lv = _mm256_add_pd(lv, _mm256_fmsub_pd(g, L, _mm256_mul_pd(b, h ? wz_hi : wz_lo)));
+        _mm256_storeu_pd(loss + 4 * h, lv);
+        coef_h[h] = _mm256_mul_pd(_mm256_mul_pd(sc, _mm256_add_pd(dl, g)),
+                                  _mm256_mul_pd(factor, inv));
+        bsc_h[h] = _mm256_mul_pd(sc, b);
+        /* the Hessian's diagonal: scale (delta + gamma) p_c (1 - p_c), S / T^2 at m */
+        hscale_h[h] = _mm256_mul_pd(sc, _mm256_add_pd(dl, g));
+        pf_h[h] = _mm256_mul_pd(factor, inv);
+        hmax_h[h] = _mm256_mul_pd(hscale_h[h], _mm256_mul_pd(_mm256_mul_pd(others, inv), inv));
+        /* scale (-delta q_y + gamma p_y - beta w_y) */
+        __m256d gy = _mm256_fmsub_pd(g, p_y, _mm256_mul_pd(dl, q_y));
+        if (beta != 0.0)
+            gy = _mm256_fnmadd_pd(b, _mm256_loadu_pd(weight_y + 4 * h), gy);
+        gy_h[h] = _mm256_mul_pd(sc, gy);
+        ok_h[h] = _mm256_and_pd(fl_small_in_range(coef_h[h]), fl_small_in_range(bsc_h[h]));
+    }
+    if (_mm256_movemask_pd(_mm256_and_pd(ok_h[0], ok_h[1])) != 0xf)
+        return 0;
+    if (grad == NULL)
+        return 1;
+    if (hess != NULL) {
+        __m256 hmax = fl_small_join_ps(hmax_h[0], hmax_h[1]);
+        __m256 hc[16];
+        _Pragma("GCC unroll 16")
+        for (ptrdiff_t c = 0; c < n; c++) {
+            __m256d hh[2];
+            for (int h = 0; h < 2; h++) {
+                __m256d p = _mm256_mul_pd(pf_h[h], h ? fl_small_hi_pd(e[c]) : fl_small_lo_pd(e[c]));
+                hh[h] = _mm256_mul_pd(hscale_h[h],
+                                      _mm256_mul_pd(p, _mm256_sub_pd(_mm256_set1_pd(1.0), p)));
+            }
+            hc[c] = _mm256_blendv_ps(fl_small_join_ps(hh[0], hh[1]), hmax,
+                                     _mm256_cmp_ps(col[c], hi, _CMP_EQ_OQ));
+        }
+        if (n >= 4) {
+            _Pragma("GCC unroll 4")
+            for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+                ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+                fl_small_store4(hc + at, hess, n, at);
+            }
+        } else {
+            __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+            for (int c = 0; c < 8; c++)
+                v[c] = c < n ? hc[c] : _mm256_setzero_ps();
+            fl_transpose8(v);
+            for (int r = 0; r < 8; r++)
+                _mm256_maskstore_ps(hess + r * n, mask, v[r]);
+        }
+    }
+    __m256 coef = fl_small_join_ps(coef_h[0], coef_h[1]);
+    __m256 gy = fl_small_join_ps(gy_h[0], gy_h[1]);
+    __m256 bsc = fl_small_join_ps(bsc_h[0], bsc_h[1]);
+    _Pragma("GCC unroll 16")
+    for (ptrdiff_t c = 0; c < n; c++) {
+        __m256 gc;
+        if (beta == 0.0)
+            gc = _mm256_mul_ps(coef, e[c]);
+        else if (class_weight == NULL)
+            gc = _mm256_fmsub_ps(coef, e[c], bsc);
+        else {
+            __m256d w = _mm256_set1_pd(class_weight[c]);
+            gc = _mm256_fmsub_ps(coef, e[c], fl_small_join_ps(_mm256_mul_pd(bsc_h[0], w),
+                                                              _mm256_mul_pd(bsc_h[1], w)));
+        }
+        e[c] = _mm256_blendv_ps(gc, gy, is_y[c]);
+    }
+    /* --- written back transposed (overlapping tiles write the same values twice) */
+    if (n >= 4) {
+        _Pragma("GCC unroll 4")
+        for (ptrdiff_t c0 = 0; c0 < n; c0 += 4) {
+            ptrdiff_t at = c0 + 4 <= n ? c0 : n - 4;
+            fl_small_store4(e + at, grad, n, at);
+        }
+    } else {
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < 8; c++)
+            v[c] = c < n ? e[c] : _mm256_setzero_ps();
+        fl_transpose8(v);
+        _Pragma("GCC unroll 16")
+        for (int r = 0; r < 8; r++)
+            _mm256_maskstore_ps(grad + r * n, mask, v[r]);
+    }
+    return 1;
+}
+
+#endif
+
+/* Softmax cross-entropy of 8 float32 rows of n <= 16 classes at x (row stride
+ * n) with labels: per row r, with its label coefficient delta[r] = (1 - eps)
+ * w_{y_r}, weight_y[r] = w_{y_r}, gamma = (eps / C) W and beta = eps / C
+ * (the notation of the kernels' label engine; 0 without smoothing),
+ *
+ *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c
+ *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + gamma p_c - beta w_c)
+ *
+ * and, unless hess is NULL (it needs grad), the Hessian's diagonal
+ * scale[r] (delta + gamma) p_c (1 - p_c) (S / T^2 where x_c = m, free of the
+ * cancellation of 1 - p_c) (grad may be x or NULL; class_weight NULL for
+ * w = 1).  A row with scale 0
+ * and delta 0 (an ignored one) gets a zero gradient.  Returns 0, having
+ * written nothing to grad, unless all 8 rows are ordinary and every gradient
+ * coefficient is within float's range (the caller then takes the rows one by
+ * one), or n is outside [1, 16] or this is not the x86-64-v3 build. */
+static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_t *labels,
+                                     const double *scale, const double *delta,
+                                     const double *weight_y, double gamma, double beta,
+                                     const double *class_weight, float *grad, float *hess,
+                                     double *loss)
+{
+#ifdef FL_HAVE_FAST_ROWS
+#define FL_SMALL_CASE(N) case N: return fl_small_ce8_body(x, N, labels, scale, delta, weight_y, \
+                                                           gamma, beta, class_weight, grad, hess, \
+                                                           loss);
+    switch (n) {
+    FL_SMALL_CASE(1) FL_SMALL_CASE(2) FL_SMALL_CASE(3) FL_SMALL_CASE(4)
+    FL_SMALL_CASE(5) FL_SMALL_CASE(6) FL_SMALL_CASE(7) FL_SMALL_CASE(8)
+    FL_SMALL_CASE(9) FL_SMALL_CASE(10) FL_SMALL_CASE(11) FL_SMALL_CASE(12)
+    FL_SMALL_CASE(13) FL_SMALL_CASE(14) FL_SMALL_CASE(15) FL_SMALL_CASE(16)
+    default: return 0;
+    }
+#undef FL_SMALL_CASE
+#else
+    (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
+    (void)beta; (void)class_weight; (void)grad; (void)hess; (void)loss;
+    return 0;
+#endif
+}
+
+#endif
