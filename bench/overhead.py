@@ -11,10 +11,13 @@ ratio is that median over the median of ``np.subtract(a, b, out=c)`` on the
 same 10 elements (the issue's targets: at most 2x for the elementwise
 losses, 3x for softmax_cross_entropy).
 
-Two columns: the compiled call path (``fastloss._fastpath``: what a user
-calls) and the Python path it shortcuts (``fastloss._elementwise.run_python``
-and softmax_cross_entropy's own checks: the call path before it), measured in
-the same run.  Two rows below the losses show what the kernel call costs by
+Three columns, measured in the same run: the compiled call path
+(``fastloss._fastpath``: what a user calls), which calls the kernels'
+pointer-level entries (``fastloss/_entries.pxd``); the same path with the
+entries unbound, so that it calls the kernels' def specialisations with
+memoryviews and (n, 1) views (the compiled path before the entries); and the
+Python path it shortcuts (``fastloss._elementwise.run_python`` and
+softmax_cross_entropy's own checks: the call path before the compiled one).  Two rows below the losses show what the kernel call costs by
 itself: the kernel's def specialisation called with its arguments ready
 (the 2-D views made beforehand).
 """
@@ -28,7 +31,7 @@ import timeit
 import numpy as np
 
 import fastloss
-from fastloss import _dispatch, _elementwise, _elementwise_losses, _multiclass, \
+from fastloss import _dispatch, _elementwise, _elementwise_losses, _fastpath, _multiclass, \
     _multiclass_losses
 
 
@@ -86,16 +89,33 @@ class PythonPath:
         _multiclass_losses.fast_call = _multiclass.fast_call
 
 
+class DefKernels:
+    """Within the block, the compiled path calls the kernels' def specialisations (its
+    pointer-level entries unbound): the compiled path before the entries."""
+
+    def __enter__(self) -> None:
+        _fastpath.bind_elementwise_entries({})
+        _fastpath.bind_multiclass_entries({})
+
+    def __exit__(self, *exc: object) -> None:
+        _fastpath.bind_elementwise_entries(_dispatch.elementwise_kernels.ENTRIES)
+        _fastpath.bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
+
+
 def measure(calls: int, repeats: int) -> dict[str, dict[str, float]]:
-    """name -> {"compiled": ns, "python": ns} (medians of the loops' per-call times)."""
+    """name -> {"compiled": ns, "def": ns, "python": ns} (medians of the loops' per-call
+    times)."""
     samples: dict[tuple[str, str], list[float]] = {}
     table = cases()
     for _ in range(repeats):
         for name, (kind, call) in table.items():
-            paths = ("compiled", "python") if kind == "loss" else ("compiled",)
+            paths = ("compiled", "def", "python") if kind == "loss" else ("compiled",)
             for path in paths:
                 if path == "python":
                     with PythonPath():
+                        seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
+                elif path == "def":
+                    with DefKernels():
                         seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
                 else:
                     seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
@@ -122,13 +142,16 @@ def report(result: dict[str, dict[str, float]], calls: int, repeats: int) -> str
     lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy), "
              f"median of {repeats} loops of {calls} calls; {machine()}.",
              "",
-             "| call | compiled path (ns) | x np.subtract | Python path (ns) | x np.subtract |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "| call | compiled path (ns) | x np.subtract | def kernels (ns) | x np.subtract "
+             "| Python path (ns) | x np.subtract |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, times in result.items():
         compiled = times["compiled"]
-        python = times.get("python")
-        tail = f"{python:.0f} | {python / floor:.1f}" if python is not None else "|"
-        lines.append(f"| {name} | {compiled:.0f} | {compiled / floor:.1f} | {tail} |")
+        cells = [f"{compiled:.0f} | {compiled / floor:.2f}"]
+        for path in ("def", "python"):
+            value = times.get(path)
+            cells.append(f"{value:.0f} | {value / floor:.2f}" if value is not None else " |")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

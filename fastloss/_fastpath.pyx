@@ -163,7 +163,8 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     plan.ndim2 = 2 in spec.ndims
     plan.params = [_param_rule(param) for param in spec.params]
     entries = _elementwise_entries.get(spec.kernel)
-    if entries is not None and not plan.per_column and len(plan.params) <= ENTRY_MAX_VALUES:
+    # (a per-column parameter: the fast path takes only its scalar, as the entries do)
+    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
         plan.entry_float = <ElementwiseEntryFloat>PyCapsule_GetPointer(
             entries[0], FL_ELEMENTWISE_ENTRY_FLOAT)
         plan.entry_double = <ElementwiseEntryDouble>PyCapsule_GetPointer(
