@@ -1,6 +1,6 @@
 """Per-call overhead of the NumPy API on tiny inputs, against np.subtract (issue #14).
 
-    python -m bench.overhead [--calls 20000] [--repeats 31]
+    python -m bench.overhead [--calls 20000 | --loop-ms 1] [--repeats 31]
 
 Every row is a loss called on 10 float32 elements (softmax_cross_entropy:
 (2, 5) float32 logits and int labels), default options unless the row says
@@ -10,6 +10,14 @@ every row alike, and each row's figure is the median of its loops.  The
 ratio is that median over the median of ``np.subtract(a, b, out=c)`` on the
 same 10 elements (the issue's targets: at most 2x for the elementwise
 losses, 3x for softmax_cross_entropy).
+
+On a loaded machine a loop that outlasts the scheduler's time slice is
+often descheduled part way, and its wall time counts the wait: a row of
+slow calls in loops of a fixed count then suffers more than a row of fast
+ones.  ``--loop-ms`` instead gives each row the number of calls that takes
+it about that long (calibrated once, before the loops), so that every row's
+loops are alike in length; loops of about 1 ms mostly run undisturbed, and
+the median picks those.
 
 Three columns, measured in the same run: the compiled call path
 (``fastloss._fastpath``: what a user calls), which calls the kernels'
@@ -24,6 +32,7 @@ itself: the kernel's def specialisation called with its arguments ready
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import timeit
@@ -102,24 +111,34 @@ class DefKernels:
         _fastpath.bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
 
 
-def measure(calls: int, repeats: int) -> dict[str, dict[str, float]]:
+def calibrated(call: object, loop_ms: float) -> int:
+    """The number of calls of ``call`` that take about ``loop_ms`` (the fastest of a few
+    tries, so that a descheduled try does not shorten the loops)."""
+    number = 200
+    best = min(timeit.timeit(call, number=number) for _ in range(5))  # type: ignore[arg-type]
+    return max(1, int(loop_ms * 1e-3 / (best / number)))
+
+
+def measure(calls: int, repeats: int,
+            loop_ms: float | None = None) -> dict[str, dict[str, float]]:
     """name -> {"compiled": ns, "def": ns, "python": ns} (medians of the loops' per-call
     times)."""
     samples: dict[tuple[str, str], list[float]] = {}
     table = cases()
+    contexts = {"compiled": contextlib.nullcontext, "def": DefKernels, "python": PythonPath}
+    numbers: dict[tuple[str, str], int] = {}
+    for name, (kind, call) in table.items():
+        for path in (("compiled", "def", "python") if kind == "loss" else ("compiled",)):
+            with contexts[path]():
+                numbers[name, path] = calls if loop_ms is None else calibrated(call, loop_ms)
     for _ in range(repeats):
         for name, (kind, call) in table.items():
             paths = ("compiled", "def", "python") if kind == "loss" else ("compiled",)
             for path in paths:
-                if path == "python":
-                    with PythonPath():
-                        seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
-                elif path == "def":
-                    with DefKernels():
-                        seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
-                else:
-                    seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
-                samples.setdefault((name, path), []).append(seconds / calls * 1e9)
+                number = numbers[name, path]
+                with contexts[path]():
+                    seconds = timeit.timeit(call, number=number)  # type: ignore[arg-type]
+                samples.setdefault((name, path), []).append(seconds / number * 1e9)
     result: dict[str, dict[str, float]] = {}
     for (name, path), values in samples.items():
         result.setdefault(name, {})[path] = statistics.median(values)
@@ -137,10 +156,12 @@ def machine() -> str:
            f"NumPy {np.__version__}"
 
 
-def report(result: dict[str, dict[str, float]], calls: int, repeats: int) -> str:
+def report(result: dict[str, dict[str, float]], calls: int, repeats: int,
+           loop_ms: float | None = None) -> str:
     floor = result["np.subtract(a, b, out=c)"]["compiled"]
+    loops = f"{calls} calls" if loop_ms is None else f"about {loop_ms:g} ms each"
     lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy), "
-             f"median of {repeats} loops of {calls} calls; {machine()}.",
+             f"median of {repeats} loops of {loops}; {machine()}.",
              "",
              "| call | compiled path (ns) | x np.subtract | def kernels (ns) | x np.subtract "
              "| Python path (ns) | x np.subtract |",
@@ -159,8 +180,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--loop-ms", type=float, default=None,
+                        help="calls per loop chosen per row to last about this long")
     args = parser.parse_args()
-    print(report(measure(args.calls, args.repeats), args.calls, args.repeats))
+    print(report(measure(args.calls, args.repeats, args.loop_ms), args.calls, args.repeats,
+                 args.loop_ms))
 
 
 if __name__ == "__main__":

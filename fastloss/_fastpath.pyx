@@ -8,8 +8,11 @@ are already native, aligned, C-contiguous float32/float64 of one dtype and
 shape (class labels: C-contiguous ``np.intp``), no weights or float64
 C-contiguous (N,) weights, ``out`` None or a valid separate array, loss
 parameters that pass their declared rules as they stand -- and checks it
-with a few C comparisons, calls the kernel's specialisation once and builds
-the result.  Every other call, and every call whose arguments it doubts, goes
+with a few C comparisons, calls the kernel once and builds the result.  A call
+within one chunk of the kernel goes to the kernel's pointer-level entry
+(``_entries.pxd``: the def kernel's one-chunk loop on the data pointers, read
+from the chosen build's ``ENTRIES`` capsules), any other to the def
+specialisation.  Every other call, and every call whose arguments it doubts, goes
 to the Python path (``fastloss._elementwise.run_python``, the multiclass
 public functions' own checks), which stays the reference of the rules: the
 fast path raises no error of its own, so every message is that path's.
