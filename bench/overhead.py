@@ -25,7 +25,8 @@ pointer-level entries (``fastloss/_entries.pxd``); the same path with the
 entries unbound, so that it calls the kernels' def specialisations with
 memoryviews and (n, 1) views (the compiled path before the entries); and the
 Python path it shortcuts (``fastloss._elementwise.run_python`` and
-softmax_cross_entropy's own checks: the call path before the compiled one).  Two rows below the losses show what the kernel call costs by
+softmax_cross_entropy's own checks: the call path before the compiled one).
+Two rows below the losses show what the kernel call costs by
 itself: the kernel's def specialisation called with its arguments ready
 (the 2-D views made beforehand).
 """
