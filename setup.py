@@ -60,8 +60,8 @@ KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_torch_kernels
 # Built twice on x86-64 (below): the kernels, and the tests' entry points to
 # their maths, which must be measured in both builds.
 TWINNED_MODULES = KERNEL_MODULES + ["_test_hooks"]
-# The compiled call path calls the kernels through the faces' Python bindings (it
-# cimports no kernel): built once.  It reads arrays through NumPy's C API.
+# The compiled call path calls the kernels through the function pointers the
+# chosen build exports (fastloss/_entries.pxd; it cimports no kernel): built once.  It reads arrays through NumPy's C API.
 NUMPY_MODULES = ["_fastpath"]
 MODULES = TWINNED_MODULES + ["_config", "_torch_checks"] + NUMPY_MODULES
 V3_SUFFIX = "_v3"

@@ -1,6 +1,6 @@
 """Per-call overhead of the NumPy API on tiny inputs, against np.subtract (issue #14).
 
-    python -m bench.overhead [--calls 20000] [--repeats 31]
+    python -m bench.overhead [--calls 20000 | --loop-ms 1] [--repeats 31]
 
 Every row is a loss called on 10 float32 elements (softmax_cross_entropy:
 (2, 5) float32 logits and int labels), default options unless the row says
@@ -11,16 +11,29 @@ ratio is that median over the median of ``np.subtract(a, b, out=c)`` on the
 same 10 elements (the issue's targets: at most 2x for the elementwise
 losses, 3x for softmax_cross_entropy).
 
-Two columns: the compiled call path (``fastloss._fastpath``: what a user
-calls) and the Python path it shortcuts (``fastloss._elementwise.run_python``
-and softmax_cross_entropy's own checks: the call path before it), measured in
-the same run.  Two rows below the losses show what the kernel call costs by
+On a loaded machine a loop that outlasts the scheduler's time slice is
+often descheduled part way, and its wall time counts the wait: a row of
+slow calls in loops of a fixed count then suffers more than a row of fast
+ones.  ``--loop-ms`` instead gives each row the number of calls that takes
+it about that long (calibrated once, before the loops), so that every row's
+loops are alike in length; loops of about 1 ms mostly run undisturbed, and
+the median picks those.
+
+Three columns, measured in the same run: the compiled call path
+(``fastloss._fastpath``: what a user calls), which calls the kernels'
+pointer-level entries (``fastloss/_entries.pxd``); the same path with the
+entries unbound, so that it calls the kernels' def specialisations with
+memoryviews and (n, 1) views (the compiled path before the entries); and the
+Python path it shortcuts (``fastloss._elementwise.run_python`` and
+softmax_cross_entropy's own checks: the call path before the compiled one).
+Two rows below the losses show what the kernel call costs by
 itself: the kernel's def specialisation called with its arguments ready
 (the 2-D views made beforehand).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import timeit
@@ -28,7 +41,7 @@ import timeit
 import numpy as np
 
 import fastloss
-from fastloss import _dispatch, _elementwise, _elementwise_losses, _multiclass, \
+from fastloss import _dispatch, _elementwise, _elementwise_losses, _fastpath, _multiclass, \
     _multiclass_losses
 
 
@@ -86,20 +99,47 @@ class PythonPath:
         _multiclass_losses.fast_call = _multiclass.fast_call
 
 
-def measure(calls: int, repeats: int) -> dict[str, dict[str, float]]:
-    """name -> {"compiled": ns, "python": ns} (medians of the loops' per-call times)."""
+class DefKernels:
+    """Within the block, the compiled path calls the kernels' def specialisations (its
+    pointer-level entries unbound): the compiled path before the entries."""
+
+    def __enter__(self) -> None:
+        _fastpath.bind_elementwise_entries({})
+        _fastpath.bind_multiclass_entries({})
+
+    def __exit__(self, *exc: object) -> None:
+        _fastpath.bind_elementwise_entries(_dispatch.elementwise_kernels.ENTRIES)
+        _fastpath.bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
+
+
+def calibrated(call: object, loop_ms: float) -> int:
+    """The number of calls of ``call`` that take about ``loop_ms`` (the fastest of a few
+    tries, so that a descheduled try does not shorten the loops)."""
+    number = 200
+    best = min(timeit.timeit(call, number=number) for _ in range(5))  # type: ignore[arg-type]
+    return max(1, int(loop_ms * 1e-3 / (best / number)))
+
+
+def measure(calls: int, repeats: int,
+            loop_ms: float | None = None) -> dict[str, dict[str, float]]:
+    """name -> {"compiled": ns, "def": ns, "python": ns} (medians of the loops' per-call
+    times)."""
     samples: dict[tuple[str, str], list[float]] = {}
     table = cases()
+    contexts = {"compiled": contextlib.nullcontext, "def": DefKernels, "python": PythonPath}
+    numbers: dict[tuple[str, str], int] = {}
+    for name, (kind, call) in table.items():
+        for path in (("compiled", "def", "python") if kind == "loss" else ("compiled",)):
+            with contexts[path]():
+                numbers[name, path] = calls if loop_ms is None else calibrated(call, loop_ms)
     for _ in range(repeats):
         for name, (kind, call) in table.items():
-            paths = ("compiled", "python") if kind == "loss" else ("compiled",)
+            paths = ("compiled", "def", "python") if kind == "loss" else ("compiled",)
             for path in paths:
-                if path == "python":
-                    with PythonPath():
-                        seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
-                else:
-                    seconds = timeit.timeit(call, number=calls)  # type: ignore[arg-type]
-                samples.setdefault((name, path), []).append(seconds / calls * 1e9)
+                number = numbers[name, path]
+                with contexts[path]():
+                    seconds = timeit.timeit(call, number=number)  # type: ignore[arg-type]
+                samples.setdefault((name, path), []).append(seconds / number * 1e9)
     result: dict[str, dict[str, float]] = {}
     for (name, path), values in samples.items():
         result.setdefault(name, {})[path] = statistics.median(values)
@@ -117,18 +157,23 @@ def machine() -> str:
            f"NumPy {np.__version__}"
 
 
-def report(result: dict[str, dict[str, float]], calls: int, repeats: int) -> str:
+def report(result: dict[str, dict[str, float]], calls: int, repeats: int,
+           loop_ms: float | None = None) -> str:
     floor = result["np.subtract(a, b, out=c)"]["compiled"]
+    loops = f"{calls} calls" if loop_ms is None else f"about {loop_ms:g} ms each"
     lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy), "
-             f"median of {repeats} loops of {calls} calls; {machine()}.",
+             f"median of {repeats} loops of {loops}; {machine()}.",
              "",
-             "| call | compiled path (ns) | x np.subtract | Python path (ns) | x np.subtract |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "| call | compiled path (ns) | x np.subtract | def kernels (ns) | x np.subtract "
+             "| Python path (ns) | x np.subtract |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, times in result.items():
         compiled = times["compiled"]
-        python = times.get("python")
-        tail = f"{python:.0f} | {python / floor:.1f}" if python is not None else "|"
-        lines.append(f"| {name} | {compiled:.0f} | {compiled / floor:.1f} | {tail} |")
+        cells = [f"{compiled:.0f} | {compiled / floor:.2f}"]
+        for path in ("def", "python"):
+            value = times.get(path)
+            cells.append(f"{value:.0f} | {value / floor:.2f}" if value is not None else " |")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -136,8 +181,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--loop-ms", type=float, default=None,
+                        help="calls per loop chosen per row to last about this long")
     args = parser.parse_args()
-    print(report(measure(args.calls, args.repeats), args.calls, args.repeats))
+    print(report(measure(args.calls, args.repeats, args.loop_ms), args.calls, args.repeats,
+                 args.loop_ms))
 
 
 if __name__ == "__main__":

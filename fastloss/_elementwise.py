@@ -35,7 +35,7 @@ import numpy as np
 from fastloss import _dispatch
 from fastloss._checks import (Prepared, check_finite, prepare_elementwise,
                               prepare_further_inputs, refuse_hess, writes_over_input)
-from fastloss._fastpath import bind_elementwise, run_elementwise
+from fastloss._fastpath import bind_elementwise, bind_elementwise_entries, run_elementwise
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -291,6 +291,7 @@ def _raise_if_bad(spec: Loss, values: np.ndarray, seen: int) -> None:
 
 
 bind_elementwise(run_python, _raise_if_bad, _KERNELS, _PARAMETERS, _NO_WEIGHT, _NO_ROWS)
+bind_elementwise_entries(_elementwise_kernels.ENTRIES)
 run: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
               LossGrad | LossGradHess] = run_elementwise
 """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order):

@@ -8,8 +8,11 @@ are already native, aligned, C-contiguous float32/float64 of one dtype and
 shape (class labels: C-contiguous ``np.intp``), no weights or float64
 C-contiguous (N,) weights, ``out`` None or a valid separate array, loss
 parameters that pass their declared rules as they stand -- and checks it
-with a few C comparisons, calls the kernel's specialisation once and builds
-the result.  Every other call, and every call whose arguments it doubts, goes
+with a few C comparisons, calls the kernel once and builds the result.  A call
+within one chunk of the kernel goes to the kernel's pointer-level entry
+(``_entries.pxd``: the def kernel's one-chunk loop on the data pointers, read
+from the chosen build's ``ENTRIES`` capsules), any other to the def
+specialisation.  Every other call, and every call whose arguments it doubts, goes
 to the Python path (``fastloss._elementwise.run_python``, the multiclass
 public functions' own checks), which stays the reference of the rules: the
 fast path raises no error of its own, so every message is that path's.
@@ -32,7 +35,14 @@ that fails or needs converting by its rule.
 from libc.math cimport isfinite
 cimport numpy as cnp
 from cpython.object cimport PyObject, PyTypeObject
-from fastloss._parallel cimport CompensatedSum, compensated_add, compensated_result
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from fastloss._parallel cimport (CompensatedSum, compensated_add, compensated_result,
+                                 plan_chunks)
+from fastloss._entries cimport (ENTRY_MAX_VALUES, ElementwiseEntryFloat,
+                                ElementwiseEntryDouble, CrossEntropyEntryFloat,
+                                CrossEntropyEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
+                                FL_ELEMENTWISE_ENTRY_DOUBLE, FL_CROSS_ENTROPY_ENTRY_FLOAT,
+                                FL_CROSS_ENTROPY_ENTRY_DOUBLE)
 
 import numpy as np
 
@@ -42,6 +52,9 @@ from fastloss._results import LossGrad as _loss_grad
 cnp.import_array()
 
 cdef int MAX_THREADS = 2**31 - 1
+# A call of at least this many elements releases the GIL around the kernel's entry
+# (as the def kernels do for every call); a smaller one takes less time than that.
+cdef Py_ssize_t NOGIL_ELEMENTS = 4096
 
 # What the faces bind at import (see bind_elementwise, bind_multiclass).
 cdef object _elementwise_fallback = None
@@ -49,6 +62,8 @@ cdef object _raise_if_bad = None
 cdef dict _elementwise_kernels = None
 cdef dict _elementwise_parameters = None
 cdef dict _multiclass_kernels = None
+cdef dict _elementwise_entries = {}      # the chosen build's ENTRIES (bind_*_entries)
+cdef dict _multiclass_entries = {}
 cdef object _no_weight = None
 cdef object _no_rows_float = None, _no_rows_double = None
 cdef dict _elementwise_plans = {}
@@ -74,6 +89,8 @@ cdef class _ElementwisePlan:
     cdef bint per_column        # the kernel takes a (K,) array after its parameters
     cdef bint ndim1, ndim2      # the accepted numbers of dimensions
     cdef list params            # one _Param per declared parameter
+    cdef ElementwiseEntryFloat entry_float      # the pointer-level entries, or NULL
+    cdef ElementwiseEntryDouble entry_double
 
 
 cdef class _MulticlassPlan:
@@ -81,6 +98,8 @@ cdef class _MulticlassPlan:
     cdef object spec
     cdef object kernel_float, kernel_double
     cdef tuple defaults         # the declared parameters' defaults, in order
+    cdef CrossEntropyEntryFloat entry_float     # the pointer-level entries, or NULL
+    cdef CrossEntropyEntryDouble entry_double
 
 
 cdef _Param _param_rule(object param):
@@ -113,6 +132,21 @@ def bind_elementwise(fallback, raise_if_bad, kernels, parameters, no_weight, no_
     _no_rows_double = no_rows[np.dtype(np.float64)]
 
 
+def bind_elementwise_entries(entries):
+    """Called once by fastloss._elementwise: the chosen build's pointer-level entries
+    (its kernel module's ENTRIES, see _entries.pxd), read at each loss's first call."""
+    global _elementwise_entries
+    _elementwise_entries = dict(entries)
+    _elementwise_plans.clear()
+
+
+def bind_multiclass_entries(entries):
+    """Called once by fastloss._multiclass: as bind_elementwise_entries."""
+    global _multiclass_entries
+    _multiclass_entries = dict(entries)
+    _multiclass_plans.clear()
+
+
 def bind_multiclass(kernels):
     """Called once by fastloss._multiclass: the multiclass kernels' specialisations."""
     global _multiclass_kernels
@@ -131,6 +165,13 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     plan.ndim1 = 1 in spec.ndims
     plan.ndim2 = 2 in spec.ndims
     plan.params = [_param_rule(param) for param in spec.params]
+    entries = _elementwise_entries.get(spec.kernel)
+    # (a per-column parameter: the fast path takes only its scalar, as the entries do)
+    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
+        plan.entry_float = <ElementwiseEntryFloat>PyCapsule_GetPointer(
+            entries[0], FL_ELEMENTWISE_ENTRY_FLOAT)
+        plan.entry_double = <ElementwiseEntryDouble>PyCapsule_GetPointer(
+            entries[1], FL_ELEMENTWISE_ENTRY_DOUBLE)
     _elementwise_plans[spec] = plan
     return plan
 
@@ -240,10 +281,27 @@ cdef inline object _view(cnp.ndarray arr, Py_ssize_t rows, Py_ssize_t columns):
     return cnp.PyArray_Newshape(arr, &shape, cnp.NPY_CORDER)
 
 
+cdef extern from *:
+    """
+    /* type(a, b) for a tuple subclass: its own allocation filled in place, as
+       tuple.__new__(type, (a, b)) fills it.  A new reference, or NULL. */
+    static PyObject* fl_pair_of(PyObject* type, PyObject* a, PyObject* b) {
+        PyTypeObject* kind = (PyTypeObject*)type;
+        PyObject* pair = kind->tp_alloc(kind, 2);
+        if (pair == NULL) return NULL;
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(pair, 0, a);
+        Py_INCREF(b);
+        PyTuple_SET_ITEM(pair, 1, b);
+        return pair;
+    }
+    """
+    object fl_pair_of(object kind, object a, object b)
+
+
 cdef inline object _result(object loss, object grad):
-    """LossGrad(loss, grad), made as namedtuple's own _make makes it (tuple.__new__)."""
-    cdef tuple arguments = ((loss, grad),)    # tuple.__new__(LossGrad, (loss, grad))
-    return (<PyTypeObject*>tuple).tp_new(_loss_grad, <PyObject*>arguments, NULL)
+    """LossGrad(loss, grad), without the two argument tuples tuple.__new__ would take."""
+    return fl_pair_of(_loss_grad, loss, grad)
 
 
 cdef double _weight_sum(cnp.ndarray weight):
@@ -290,7 +348,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
         return _elementwise_fallback(spec, pred, target, params, sample_weight, reduction,
                                      grad, hess, out, n_threads)
 
-    cdef double denominator = 1.0, scale = 1.0
+    cdef double denominator = 1.0, scale = 1.0, total
     if how == 0:
         if sample_weight is None:
             denominator = <double>(n_rows * row_size)
@@ -307,12 +365,55 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     if sample_weight is None:
         view_rows, view_columns = n_rows * row_size, 1
     cdef int type_num = cnp.PyArray_TYPE(p)
-    none = _no_rows_float if type_num == cnp.NPY_FLOAT else _no_rows_double
     loss_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0) if how == 2 else None
     grad_out = None
     if grad is True:
         grad_out = out if out is not None else cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p),
                                                                  type_num, 0)
+    cdef double values[ENTRY_MAX_VALUES]
+    cdef int seen_bits = 0
+    cdef const double* weight_ptr = NULL
+    cdef void* loss_ptr = NULL
+    cdef void* grad_ptr = NULL
+    cdef const void* p_ptr = cnp.PyArray_DATA(p)
+    cdef const void* t_ptr = cnp.PyArray_DATA(t)
+    if (view_columns == 1 and plan.entry_float != NULL
+            and plan_chunks(view_rows, 1).n_chunks == 1):
+        # the kernel's one chunk, called on the data pointers (_entries.pxd)
+        for k in range(n_params):
+            value = params[k]
+            values[k] = 1.0 if value is None else <double>value
+        if sample_weight is not None:
+            weight_ptr = <const double*>cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
+        if loss_out is not None:
+            loss_ptr = cnp.PyArray_DATA(<cnp.ndarray>loss_out)
+        if grad_out is not None:
+            grad_ptr = cnp.PyArray_DATA(<cnp.ndarray>grad_out)
+        if view_rows < NOGIL_ELEMENTS:
+            if type_num == cnp.NPY_FLOAT:
+                total = plan.entry_float(<const float*>p_ptr, <const float*>t_ptr, weight_ptr,
+                                         view_rows, <float*>loss_ptr, <float*>grad_ptr, scale,
+                                         values, &seen_bits)
+            else:
+                total = plan.entry_double(<const double*>p_ptr, <const double*>t_ptr,
+                                          weight_ptr, view_rows, <double*>loss_ptr,
+                                          <double*>grad_ptr, scale, values, &seen_bits)
+        else:
+            with nogil:
+                if type_num == cnp.NPY_FLOAT:
+                    total = plan.entry_float(<const float*>p_ptr, <const float*>t_ptr,
+                                             weight_ptr, view_rows, <float*>loss_ptr,
+                                             <float*>grad_ptr, scale, values, &seen_bits)
+                else:
+                    total = plan.entry_double(<const double*>p_ptr, <const double*>t_ptr,
+                                              weight_ptr, view_rows, <double*>loss_ptr,
+                                              <double*>grad_ptr, scale, values, &seen_bits)
+        if plan.checked and seen_bits:
+            _raise_if_bad(spec, target, seen_bits)
+        if sample_weight is not None and not isfinite(total):
+            _check_finite(sample_weight, "sample_weight")
+        return _result(loss_out if how == 2 else total / denominator, grad_out)
+    none = _no_rows_float if type_num == cnp.NPY_FLOAT else _no_rows_double
     # the kernel's arguments (see _elementwise._call_kernel)
     cdef tuple arguments = (
         _view(p, view_rows, view_columns), _view(t, view_rows, view_columns),
@@ -325,7 +426,6 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     if plan.per_column:
         arguments += (_no_weight,)
     kernel = plan.kernel_float if type_num == cnp.NPY_FLOAT else plan.kernel_double
-    cdef double total
     if plan.checked:
         total, seen = kernel(*arguments)
         if seen:
@@ -349,6 +449,12 @@ cdef _MulticlassPlan _multiclass_plan(object spec):
         kernels = _multiclass_kernels[spec.kernel]
         plan.kernel_float = kernels[np.dtype(np.float32)]
         plan.kernel_double = kernels[np.dtype(np.float64)]
+        entries = _multiclass_entries.get(spec.kernel)
+        if entries is not None:
+            plan.entry_float = <CrossEntropyEntryFloat>PyCapsule_GetPointer(
+                entries[0], FL_CROSS_ENTROPY_ENTRY_FLOAT)
+            plan.entry_double = <CrossEntropyEntryDouble>PyCapsule_GetPointer(
+                entries[1], FL_CROSS_ENTROPY_ENTRY_DOUBLE)
     _multiclass_plans[spec] = plan
     return plan
 
@@ -425,11 +531,47 @@ def run_multiclass(spec, logits, target, tuple params, sample_weight, reduction,
     if grad is True:
         grad_out = out if out is not None else cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x),
                                                                  type_num, 0)
-    kernel = plan.kernel_float if type_num == cnp.NPY_FLOAT else plan.kernel_double
-    # fastloss._multiclass._call_kernel's call with labels and the default options
     cdef double total
-    total, _ = kernel(x, None, target, sample_weight, None, 0.0, None, 0.0, 0.0, loss_out,
-                      grad_out, None, scale, threads)
+    cdef int status = 0
+    cdef const void* x_ptr = cnp.PyArray_DATA(x)
+    cdef const Py_ssize_t* labels_ptr = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>target)
+    cdef const double* weight_ptr = NULL
+    cdef void* loss_ptr = NULL
+    cdef void* grad_ptr = NULL
+    if plan.entry_float != NULL and plan_chunks(n_rows, n_classes).n_chunks == 1:
+        # the kernel's one chunk, called on the data pointers (_entries.pxd)
+        if sample_weight is not None:
+            weight_ptr = <const double*>cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
+        if loss_out is not None:
+            loss_ptr = cnp.PyArray_DATA(<cnp.ndarray>loss_out)
+        if grad_out is not None:
+            grad_ptr = cnp.PyArray_DATA(<cnp.ndarray>grad_out)
+        if n_rows * n_classes < NOGIL_ELEMENTS:
+            if type_num == cnp.NPY_FLOAT:
+                total = plan.entry_float(<const float*>x_ptr, n_rows, n_classes, labels_ptr,
+                                         weight_ptr, <float*>loss_ptr, <float*>grad_ptr, scale,
+                                         &status)
+            else:
+                total = plan.entry_double(<const double*>x_ptr, n_rows, n_classes, labels_ptr,
+                                          weight_ptr, <double*>loss_ptr, <double*>grad_ptr,
+                                          scale, &status)
+        else:
+            with nogil:
+                if type_num == cnp.NPY_FLOAT:
+                    total = plan.entry_float(<const float*>x_ptr, n_rows, n_classes,
+                                             labels_ptr, weight_ptr, <float*>loss_ptr,
+                                             <float*>grad_ptr, scale, &status)
+                else:
+                    total = plan.entry_double(<const double*>x_ptr, n_rows, n_classes,
+                                              labels_ptr, weight_ptr, <double*>loss_ptr,
+                                              <double*>grad_ptr, scale, &status)
+        if status & 2:      # the kernel's OUT_OF_MEMORY, and its message
+            raise MemoryError("softmax_cross_entropy: no memory for a row's scratch")
+    else:
+        kernel = plan.kernel_float if type_num == cnp.NPY_FLOAT else plan.kernel_double
+        # fastloss._multiclass._call_kernel's call with labels and the default options
+        total, _ = kernel(x, None, target, sample_weight, None, 0.0, None, 0.0, 0.0, loss_out,
+                          grad_out, None, scale, threads)
     if sample_weight is not None and not isfinite(total):
         _check_finite(sample_weight, "sample_weight")
     if how == 2:

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastloss import _dispatch
 from fastloss._checks import PreparedMulticlass, prepare_rows
-from fastloss._fastpath import bind_multiclass, run_multiclass
+from fastloss._fastpath import bind_multiclass, bind_multiclass_entries, run_multiclass
 from fastloss._reduction import empty_mean, settle_weights
 from fastloss._targets import check_label_range
 from fastloss._registry import Loss
@@ -26,6 +26,7 @@ from fastloss._results import LossGrad, LossGradHess
 
 _KERNELS = _dispatch.specialisations(_dispatch.multiclass_kernels)
 bind_multiclass(_KERNELS)
+bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
 
 fast_call: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
                     LossGrad | None] = run_multiclass

@@ -436,3 +436,75 @@ def test_read_only_inputs_take_the_fast_path(fallbacks, monkeypatch):
     assert fast is not None
     assert_identical(fast, python_cross_entropy(monkeypatch, logits, labels,
                                                 sample_weight=weight))
+
+
+# --- the kernels' pointer-level entries ---------------------------------------------
+
+@pytest.fixture
+def without_entries():
+    """Within the test, the fast path calls the def kernels (its entries unbound)."""
+    from fastloss import _dispatch
+
+    def bind(elementwise, multiclass):
+        _fastpath.bind_elementwise_entries(elementwise)
+        _fastpath.bind_multiclass_entries(multiclass)
+    bind({}, {})
+    try:
+        yield
+    finally:
+        bind(_dispatch.elementwise_kernels.ENTRIES, _dispatch.multiclass_kernels.ENTRIES)
+
+
+def test_every_build_exports_its_entries():
+    """Both builds export an entry per two-input elementwise kernel and for
+    softmax_cross_entropy, and the fast path is bound to the chosen build's."""
+    import importlib
+
+    from fastloss import _dispatch
+    kernels = {REGISTRY[name].kernel for name in ELEMENTWISE}
+    for suffix in ("", "_v3"):
+        try:
+            elementwise = importlib.import_module("fastloss._elementwise_kernels" + suffix)
+            multiclass = importlib.import_module("fastloss._multiclass_kernels" + suffix)
+        except ImportError:
+            assert suffix == "_v3"
+            continue
+        assert kernels <= set(elementwise.ENTRIES)
+        assert "softmax_cross_entropy" in multiclass.ENTRIES
+    assert _elementwise._elementwise_kernels is _dispatch.elementwise_kernels
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("shape", [(10,), (5000,), (40000,), (3, 4)])
+def test_entries_agree_with_the_def_kernels(name, shape, fallbacks):
+    """The entry path (a call within one chunk; with the GIL released from 4096
+    elements; beyond one chunk the def kernel) and the def kernels' path, bit for bit."""
+    spec = REGISTRY[name]
+    if len(shape) not in spec.ndims:
+        pytest.skip("not a shape of this loss")
+    function = getattr(fastloss, name)
+    rng = np.random.default_rng(len(shape) * 7 + shape[0])
+    for dtype, reduction, weighted in itertools.product(
+            (np.float32, np.float64), ("mean", "sum", "none"), (False, True)):
+        pred = predictions_for(spec, shape, dtype, rng)
+        target = targets_for(spec, shape, dtype, rng)
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        fast = function(pred, target, sample_weight=weight, reduction=reduction)
+        assert_identical(fast, python_path(spec, pred, target, sample_weight=weight,
+                                           reduction=reduction))
+    assert not fallbacks
+
+
+def test_entries_and_def_kernels_give_the_same_bits(without_entries, fallbacks):
+    rng = np.random.default_rng(11)
+    for name in ELEMENTWISE:
+        spec = REGISTRY[name]
+        pred = predictions_for(spec, (33,), np.float32, rng)
+        target = targets_for(spec, (33,), np.float32, rng)
+        without = getattr(fastloss, name)(pred, target)
+        _fastpath.bind_elementwise_entries(_elementwise._elementwise_kernels.ENTRIES)
+        try:
+            assert_identical(getattr(fastloss, name)(pred, target), without)
+        finally:
+            _fastpath.bind_elementwise_entries({})
+    assert not fallbacks
