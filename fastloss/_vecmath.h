@@ -1952,7 +1952,7 @@ static inline __m256 fl_focal_pack(__m256d lo, __m256d hi)
 }
 
 /* The double half of the focal loss for four elements (x, t in double, a =
- * |x|): e = exp(-min(a, 104)) to 2^-32 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
+ * |x|): e = exp(-min(a, 104)) to 2^-27.6 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
  * x >= 0 else t (also the NaN rule of sigmoid_focal_loss_element_float),
  * n = linear + (1 - linear) e, inv = 1 / (1 + e) from the float inv_f and a
  * Newton step, q = n inv, power = q^gamma (variant 0, 1, 2). */
@@ -1965,7 +1965,7 @@ static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d t,
     /* min(104, a): NaN passes (minpd returns its second operand then), and comes
      * out of fl_exp_neg_v4d as NaN: a NaN widened from float has its low 29
      * mantissa bits 0, so its 2^n bits (the low 12, shifted by 52) add 0 */
-    *e = fl_exp_neg_v4d(_mm256_min_pd(_mm256_set1_pd(104.0), *a), 0);
+    *e = fl_exp_neg_v4d(_mm256_min_pd(_mm256_set1_pd(104.0), *a), 1);
     __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
     *linear = _mm256_blendv_pd(t, _mm256_sub_pd(one, t), ge);
     (void)variant;
@@ -1974,7 +1974,7 @@ static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d t,
 
 /* Eight elements of sigmoid_focal_loss (gamma variant 0, 1 or 2): the maths of
  * sigmoid_focal_loss_element_float, the loss a_t ce q^gamma in double (e to
- * 2^-32, q from a Newton-refined inverse), log1p(e) and the gradient in float
+ * 2^-27.6, q from a Newton-refined inverse), log1p(e) and the gradient in float
  * lanes (fl_bce_log1p_unit_v8, below 0.1 ulp). */
 __attribute__((always_inline))
 static inline void fl_focal_block_v8(const int variant, const float *x_in, const float *t_in,
@@ -2017,8 +2017,9 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
     __m256d ce_hi = _mm256_add_pd(la_hi, fl_focal_hi_pd(log1p_e));
     __m256d at_lo = one_d, at_hi = one_d;
     if (has_alpha) {
-        at_lo = _mm256_fmadd_pd(alpha_d, t_lo, _mm256_mul_pd(alpha_c_d, _mm256_sub_pd(one_d, t_lo)));
-        at_hi = _mm256_fmadd_pd(alpha_d, t_hi, _mm256_mul_pd(alpha_c_d, _mm256_sub_pd(one_d, t_hi)));
+        /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t */
+        at_lo = _mm256_fmadd_pd(alpha_d, t_lo, alpha_c_d);
+        at_hi = _mm256_fmadd_pd(alpha_d, t_hi, alpha_c_d);
     }
     __m256d loss_lo = _mm256_mul_pd(_mm256_mul_pd(at_lo, ce_lo), p_lo);
     __m256d loss_hi = _mm256_mul_pd(_mm256_mul_pd(at_hi, ce_hi), p_hi);
@@ -2037,18 +2038,18 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
         __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
         __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
+        __m256 q = fl_focal_pack(q_lo, q_hi);
         __m256 below = zero;
         if (variant == 1)
             below = sigma_product;
         else if (variant == 2)
-            below = _mm256_mul_ps(fl_focal_pack(q_lo, q_hi), sigma_product);
+            below = _mm256_mul_ps(q, sigma_product);
         __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
         __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
         __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
                                       _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
         __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_focal_pack(ce_lo, ce_hi), below));
-        __m256 power = variant == 0 ? one : (variant == 1 ? fl_focal_pack(q_lo, q_hi)
-                                                          : fl_focal_pack(p_lo, p_hi));
+        __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
         __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
         if (has_alpha)
             grad = _mm256_mul_ps(fl_focal_pack(at_lo, at_hi), grad);
@@ -2063,7 +2064,8 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
                                       int *invalid)
 {
     int has_alpha = alpha >= 0.0, unit_w = w == 1.0;
-    __m256d alpha_d = _mm256_set1_pd(alpha), alpha_c_d = _mm256_set1_pd(1.0 - alpha);
+    /* (the slope and intercept of a_t in t) */
+    __m256d alpha_d = _mm256_set1_pd(2.0 * alpha - 1.0), alpha_c_d = _mm256_set1_pd(1.0 - alpha);
     __m256 gamma_f = _mm256_set1_ps((float)gamma);
     __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
     __m256d w_d = _mm256_set1_pd(w);
