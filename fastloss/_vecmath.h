@@ -1922,4 +1922,384 @@ static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrd
         e[c] = (a * e[c] - b) * slope[c];
 }
 
+
+/* ------------------------------------------------------------------ sigmoid focal loss, log_cosh */
+
+/* Whole float32 spans of sigmoid_focal_loss and log_cosh in AVX2 lanes
+ * (x86-64-v3 build only: elsewhere fl_focal_span_built() and
+ * fl_log_cosh_span_built() are 0 and the kernels keep their element loops).
+ * Both sum the weighted losses per lane in double in the same pass, lane k
+ * taking the elements j with j % 8 == k, combined in sum_span's order; both
+ * take one weight w for the span and write grad_out[j] = fl(w grad_scale)
+ * grad and loss_out[j] = fl(w loss) where not NULL; every output element is
+ * written after its inputs are read (an output may be an input). */
+#if defined(FL_HAVE_FAST_ROWS) && defined(FL_HAVE_BCE_V8)
+#define FL_HAVE_FOCAL_V8 1
+
+static inline __m256d fl_focal_lo_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d fl_focal_hi_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+static inline __m256 fl_focal_pack(__m256d lo, __m256d hi)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+/* The double half of the focal loss for four elements (x, t in double, a =
+ * |x|): e = exp(-min(a, 104)) to 2^-27.6 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
+ * x >= 0 else t (also the NaN rule of sigmoid_focal_loss_element_float),
+ * n = linear + (1 - linear) e, inv = 1 / (1 + e) from the float inv_f and a
+ * Newton step, q = n inv, power = q^gamma (variant 0, 1, 2). */
+__attribute__((always_inline))
+static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d t, __m256d *e,
+                                        __m256d *linear, __m256d *a)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    *a = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x);
+    /* min(104, a): NaN passes (minpd returns its second operand then), and comes
+     * out of fl_exp_neg_v4d as NaN: a NaN widened from float has its low 29
+     * mantissa bits 0, so its 2^n bits (the low 12, shifted by 52) add 0 */
+    *e = fl_exp_neg_v4d(_mm256_min_pd(_mm256_set1_pd(104.0), *a), 1);
+    __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
+    *linear = _mm256_blendv_pd(t, _mm256_sub_pd(one, t), ge);
+    (void)variant;
+    return _mm256_fmadd_pd(_mm256_sub_pd(one, *linear), *e, *linear);  /* n */
+}
+
+/* Eight elements of sigmoid_focal_loss (gamma variant 0, 1 or 2): the maths of
+ * sigmoid_focal_loss_element_float, the loss a_t ce q^gamma in double (e to
+ * 2^-27.6, q from a Newton-refined inverse), log1p(e) and the gradient in float
+ * lanes (fl_bce_log1p_unit_v8, below 0.1 ulp). */
+__attribute__((always_inline))
+static inline void fl_focal_block_v8(const int variant, const float *x_in, const float *t_in,
+                                     int has_alpha, __m256d alpha_d, __m256d alpha_c_d,
+                                     __m256 gamma_f, __m256 scale, __m256d w_d, int unit_w,
+                                     float *loss_out, float *grad_out,
+                                     __m256d *acc_lo, __m256d *acc_hi, __m256i *bits)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256d one_d = _mm256_set1_pd(1.0), two_d = _mm256_set1_pd(2.0);
+    __m256 x = _mm256_loadu_ps(x_in);
+    __m256 t = _mm256_loadu_ps(t_in);
+    *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
+    __m256d x_lo = fl_focal_lo_pd(x), x_hi = fl_focal_hi_pd(x);
+    __m256d t_lo = fl_focal_lo_pd(t), t_hi = fl_focal_hi_pd(t);
+    __m256d e_lo, e_hi, lin_lo, lin_hi, a_lo, a_hi;
+    __m256d n_lo = fl_focal_half_v4d(variant, x_lo, t_lo, &e_lo, &lin_lo, &a_lo);
+    __m256d n_hi = fl_focal_half_v4d(variant, x_hi, t_hi, &e_hi, &lin_hi, &a_hi);
+    __m256 e = fl_focal_pack(e_lo, e_hi);
+    __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    __m256 log1p_e = fl_bce_log1p_unit_v8(e);
+    __m256d inv_lo = fl_focal_lo_pd(inv_f), inv_hi = fl_focal_hi_pd(inv_f);
+    inv_lo = _mm256_mul_pd(inv_lo, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_lo), inv_lo, two_d));
+    inv_hi = _mm256_mul_pd(inv_hi, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_hi), inv_hi, two_d));
+    __m256d q_lo = _mm256_mul_pd(n_lo, inv_lo), q_hi = _mm256_mul_pd(n_hi, inv_hi);
+    __m256d p_lo = one_d, p_hi = one_d;
+    if (variant == 1) {
+        p_lo = q_lo;
+        p_hi = q_hi;
+    } else if (variant == 2) {
+        p_lo = _mm256_mul_pd(q_lo, q_lo);
+        p_hi = _mm256_mul_pd(q_hi, q_hi);
+    }
+    /* ce = (0 if linear == 0 else linear |x|) + log1p(e) */
+    __m256d la_lo = _mm256_andnot_pd(_mm256_cmp_pd(lin_lo, _mm256_setzero_pd(), _CMP_EQ_OQ),
+                                     _mm256_mul_pd(lin_lo, a_lo));
+    __m256d la_hi = _mm256_andnot_pd(_mm256_cmp_pd(lin_hi, _mm256_setzero_pd(), _CMP_EQ_OQ),
+                                     _mm256_mul_pd(lin_hi, a_hi));
+    __m256d ce_lo = _mm256_add_pd(la_lo, fl_focal_lo_pd(log1p_e));
+    __m256d ce_hi = _mm256_add_pd(la_hi, fl_focal_hi_pd(log1p_e));
+    __m256d at_lo = one_d, at_hi = one_d;
+    if (has_alpha) {
+        /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t */
+        at_lo = _mm256_fmadd_pd(alpha_d, t_lo, alpha_c_d);
+        at_hi = _mm256_fmadd_pd(alpha_d, t_hi, alpha_c_d);
+    }
+    __m256d loss_lo = _mm256_mul_pd(_mm256_mul_pd(at_lo, ce_lo), p_lo);
+    __m256d loss_hi = _mm256_mul_pd(_mm256_mul_pd(at_hi, ce_hi), p_hi);
+    if (!unit_w) {
+        loss_lo = _mm256_mul_pd(w_d, loss_lo);
+        loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    }
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+    if (grad_out) {
+        /* a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x)) */
+        __m256 e_inv = _mm256_mul_ps(e, inv_f);
+        __m256 ge = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
+        __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
+        __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
+        __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
+        __m256 q = fl_focal_pack(q_lo, q_hi);
+        __m256 below = zero;
+        if (variant == 1)
+            below = sigma_product;
+        else if (variant == 2)
+            below = _mm256_mul_ps(q, sigma_product);
+        __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
+        __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
+        __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
+                                      _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
+        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_focal_pack(ce_lo, ce_hi), below));
+        __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
+        __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
+        if (has_alpha)
+            grad = _mm256_mul_ps(fl_focal_pack(at_lo, at_hi), grad);
+        _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
+    }
+}
+
+__attribute__((always_inline))
+static inline double fl_focal_span_v8(const int variant, const float *x, const float *t,
+                                      ptrdiff_t n, double alpha, double gamma, double w,
+                                      double grad_scale, float *loss_out, float *grad_out,
+                                      int *invalid)
+{
+    int has_alpha = alpha >= 0.0, unit_w = w == 1.0;
+    /* (the slope and intercept of a_t in t) */
+    __m256d alpha_d = _mm256_set1_pd(2.0 * alpha - 1.0), alpha_c_d = _mm256_set1_pd(1.0 - alpha);
+    __m256 gamma_f = _mm256_set1_ps((float)gamma);
+    __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d w_d = _mm256_set1_pd(w);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256i bits = _mm256_setzero_si256();
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_focal_block_v8(variant, x + j, t + j, has_alpha, alpha_d, alpha_c_d, gamma_f, scale,
+                          w_d, unit_w, loss_out ? loss_out + j : NULL,
+                          grad_out ? grad_out + j : NULL, &acc_lo, &acc_hi, &bits);
+    if (j < n) {
+        /* the last n - j < 8 elements through zero-padded copies */
+        float xb[8] = {0}, tb[8] = {0}, lb[8], gb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            xb[k] = x[j + k];
+            tb[k] = t[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_focal_block_v8(variant, xb, tb, has_alpha, alpha_d, alpha_c_d, gamma_f, scale, w_d,
+                          unit_w, lb, grad_out ? gb : NULL, &tail_lo, &tail_hi, &bits);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) grad_out[j + k] = gb[k];
+        }
+    }
+    __m256i over = _mm256_cmpgt_epi32(_mm256_xor_si256(bits, _mm256_set1_epi32(INT32_MIN)),
+                                      _mm256_set1_epi32((int32_t)(0x3f800000u ^ 0x80000000u)));
+    *invalid = !_mm256_testz_si256(over, over);
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+static inline int fl_focal_span_built(void)
+{
+#ifdef FL_HAVE_FOCAL_V8
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* sigmoid_focal_loss of n float32 elements (logits x, targets t) for gamma
+ * variant 0, 1 or 2 (gamma = 0, 1, 2) and one weight w: returns the sum of
+ * w loss_j in double; *invalid = 1 when a target is outside [0, 1] or NaN.
+ * Only when fl_focal_span_built() (else returns 0 and does nothing). */
+static inline double fl_focal_span_float(int variant, const float *x, const float *t,
+                                         ptrdiff_t n, double alpha, double gamma, double w,
+                                         double grad_scale, float *loss_out, float *grad_out,
+                                         int *invalid)
+{
+#ifdef FL_HAVE_FOCAL_V8
+    /* one loop per case, so that each is compiled without the others' tests */
+    if (variant == 2) {
+        if (!loss_out)
+            return fl_focal_span_v8(2, x, t, n, alpha, gamma, w, grad_scale, NULL, grad_out,
+                                    invalid);
+        return fl_focal_span_v8(2, x, t, n, alpha, gamma, w, grad_scale, loss_out, grad_out,
+                                invalid);
+    }
+    if (variant == 1)
+        return fl_focal_span_v8(1, x, t, n, alpha, gamma, w, grad_scale, loss_out, grad_out,
+                                invalid);
+    return fl_focal_span_v8(0, x, t, n, alpha, gamma, w, grad_scale, loss_out, grad_out,
+                            invalid);
+#else
+    (void)variant; (void)x; (void)t; (void)n; (void)alpha; (void)gamma; (void)w;
+    (void)grad_scale; (void)loss_out; (void)grad_out;
+    *invalid = 0;
+    return 0.0;
+#endif
+}
+
+
+/* log_cosh of n float32 elements (predictions p, targets t, |p|, |t| <= 2^126:
+ * log_cosh_span_ok) in float lanes, the maths of log_cosh_element_float
+ * (the same polynomials; exp(-2a) by fl_bce_exp_neg_v8): near (a < 1)
+ * loss = z LOG_COSH_NEAR(z) with r's rounding restored to first order,
+ * tanh = a TANH_NEAR(z), hess = 1 - tanh^2; far e = exp(-2a), loss =
+ * (a - log 2) + e LOG1P_FAR(e) in double, tanh = (1 - e) / (1 + e), hess =
+ * 4 e / (1 + e)^2.  Returns the sum of w loss_j in double; hess_out[j] =
+ * fl(w grad_scale hess).  Only when fl_log_cosh_span_built(). */
+static const float FL_LOG_COSH_NEAR[8] = {
+    -2.561730310e-05f, 1.761986267e-04f, -6.794099122e-04f, 2.161291898e-03f,
+    -6.739799482e-03f, 2.222146449e-02f, -8.333329776e-02f, 4.999999997e-01f};
+static const float FL_LOG_COSH_TANH_NEAR[8] = {
+    -3.523280944e-04f, 2.278647665e-03f, -7.912485059e-03f, 2.146141016e-02f,
+    -5.386970672e-02f, 1.333213931e-01f, -3.333327738e-01f, 9.999999956e-01f};
+static const float FL_LOG_COSH_LOG1P_FAR[6] = {
+    -1.195333809e-01f, 1.933154839e-01f, -2.495463321e-01f, 3.333191922e-01f,
+    -4.999998373e-01f, 9.999999997e-01f};
+
+static inline int fl_log_cosh_span_built(void)
+{
+#ifdef FL_HAVE_FOCAL_V8
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FL_HAVE_FOCAL_V8
+__attribute__((always_inline))
+static inline __m256 fl_log_cosh_horner_v8(const float *c, const int n, __m256 x)
+{
+    __m256 p = _mm256_set1_ps(c[0]);
+    for (int k = 1; k < n; k++)
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(c[k]));
+    return p;
+}
+
+__attribute__((always_inline))
+static inline void fl_log_cosh_block_v8(const float *p_in, const float *t_in, __m256 scale,
+                                        __m256d w_d, __m256d hess_scale, int unit_w,
+                                        float *loss_out, float *grad_out, float *hess_out,
+                                        __m256d *acc_lo, __m256d *acc_hi)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 p = _mm256_loadu_ps(p_in);
+    __m256 t = _mm256_loadu_ps(t_in);
+    __m256 r = _mm256_sub_ps(p, t);
+    __m256 t_part = _mm256_sub_ps(r, p);           /* Knuth's TwoSum: p - t = r + r_error */
+    __m256 r_error = _mm256_add_ps(_mm256_sub_ps(p, _mm256_sub_ps(r, t_part)),
+                                   _mm256_sub_ps(_mm256_xor_ps(t, sign), t_part));
+    __m256 a = _mm256_andnot_ps(sign, r);
+    __m256 z = _mm256_mul_ps(a, a);
+    __m256 near_poly = fl_log_cosh_horner_v8(FL_LOG_COSH_NEAR, 8, z);
+    __m256 correction = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), r),
+                                                    r_error), near_poly);
+    __m256 near_loss = _mm256_fmadd_ps(z, near_poly, correction);
+    __m256 near_tanh = _mm256_mul_ps(a, fl_log_cosh_horner_v8(FL_LOG_COSH_TANH_NEAR, 8, z));
+    __m256 e = fl_bce_exp_neg_v8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
+    __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    __m256 far_log1p = _mm256_mul_ps(e, fl_log_cosh_horner_v8(FL_LOG_COSH_LOG1P_FAR, 6, e));
+    __m256 near = _mm256_cmp_ps(a, one, _CMP_LT_OQ);
+    __m256 tanh_a = _mm256_blendv_ps(_mm256_mul_ps(_mm256_sub_ps(one, e), inv), near_tanh, near);
+    if (grad_out) {
+        __m256 ge = _mm256_cmp_ps(r, zero, _CMP_GE_OQ);
+        __m256 grad = _mm256_blendv_ps(_mm256_xor_ps(tanh_a, sign), tanh_a, ge);  /* NaN: NaN */
+        _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
+    }
+    if (hess_out) {
+        __m256 h = _mm256_blendv_ps(
+            _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), inv), inv),
+            _mm256_fnmadd_ps(near_tanh, near_tanh, one), near);
+        _mm256_storeu_ps(hess_out, fl_focal_pack(_mm256_mul_pd(hess_scale, fl_focal_lo_pd(h)),
+                                                 _mm256_mul_pd(hess_scale, fl_focal_hi_pd(h))));
+    }
+    const __m256d ln2 = _mm256_set1_pd(0.6931471805599453), one_d = _mm256_set1_pd(1.0);
+    __m256d a_lo = fl_focal_lo_pd(a), a_hi = fl_focal_hi_pd(a);
+    __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_focal_lo_pd(far_log1p));
+    __m256d far_hi = _mm256_add_pd(_mm256_sub_pd(a_hi, ln2), fl_focal_hi_pd(far_log1p));
+    __m256d loss_lo = _mm256_blendv_pd(far_lo, fl_focal_lo_pd(near_loss),
+                                       _mm256_cmp_pd(a_lo, one_d, _CMP_LT_OQ));
+    __m256d loss_hi = _mm256_blendv_pd(far_hi, fl_focal_hi_pd(near_loss),
+                                       _mm256_cmp_pd(a_hi, one_d, _CMP_LT_OQ));
+    if (!unit_w) {
+        loss_lo = _mm256_mul_pd(w_d, loss_lo);
+        loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    }
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_log_cosh_span_v8(const float *p, const float *t, ptrdiff_t n, double w,
+                                         double grad_scale, float *loss_out, float *grad_out,
+                                         float *hess_out)
+{
+    int unit_w = w == 1.0;
+    __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d w_d = _mm256_set1_pd(w), hess_scale = _mm256_set1_pd(w * grad_scale);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_log_cosh_block_v8(p + j, t + j, scale, w_d, hess_scale, unit_w,
+                             loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
+                             hess_out ? hess_out + j : NULL, &acc_lo, &acc_hi);
+    if (j < n) {
+        float pb[8] = {0}, tb[8] = {0}, lb[8], gb[8], hb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            pb[k] = p[j + k];
+            tb[k] = t[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_log_cosh_block_v8(pb, tb, scale, w_d, hess_scale, unit_w, lb, grad_out ? gb : NULL,
+                             hess_out ? hb : NULL, &tail_lo, &tail_hi);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) grad_out[j + k] = gb[k];
+            if (hess_out) hess_out[j + k] = hb[k];
+        }
+    }
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+static inline double fl_log_cosh_span_float(const float *p, const float *t, ptrdiff_t n,
+                                            double w, double grad_scale, float *loss_out,
+                                            float *grad_out, float *hess_out)
+{
+#ifdef FL_HAVE_FOCAL_V8
+    if (!loss_out && !hess_out)
+        return fl_log_cosh_span_v8(p, t, n, w, grad_scale, NULL, grad_out, NULL);
+    return fl_log_cosh_span_v8(p, t, n, w, grad_scale, loss_out, grad_out, hess_out);
+#else
+    (void)p; (void)t; (void)n; (void)w; (void)grad_scale; (void)loss_out; (void)grad_out;
+    (void)hess_out;
+    return 0.0;
+#endif
+}
+
 #endif
