@@ -1278,7 +1278,7 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
  * are counted, not summed. */
 #ifdef FL_HAVE_FAST_ROWS
 /* The soft-capped exp of 8 lanes (see below): e = exp(x' - K ln2), the slope 1 - (x'/cap)^2. */
-static inline __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
+FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
 {
     __m256 u = _mm256_mul_ps(xv, inv);
     __m256 v = _mm256_mul_ps(u, u);
@@ -1418,7 +1418,7 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
  * fl_softcap_exp_near_v8 instead.  Returns S and the row factor as
  * fl_row_softcap_exp_sum_small_float does. */
 #ifdef FL_HAVE_FAST_ROWS
-static inline __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi, __m256 k_lo,
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi, __m256 k_lo,
                                            __m256 cap_f, __m256 shifter, __m256 *slope)
 {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
@@ -1482,7 +1482,7 @@ static inline __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo,
  * same x' and exp, and the slope 1 - v S(v), S(v) = tanh^2(u) / u^2 by a
  * degree-7 fit on [0, 0.81] (relative error 2^-26.9; 1 - v S >= 0.49, so its
  * roundings are not magnified), instead of q = exp(-2 |x| / cap). */
-static inline __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
+FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
                                             __m256 shifter, __m256 *slope)
 {
     __m256 u = _mm256_mul_ps(xv, inv);
