@@ -1278,7 +1278,7 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
  * are counted, not summed. */
 #ifdef FL_HAVE_FAST_ROWS
 /* The soft-capped exp of 8 lanes (see below): e = exp(x' - K ln2), the slope 1 - (x'/cap)^2. */
-static inline __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
+FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
 {
     __m256 u = _mm256_mul_ps(xv, inv);
     __m256 v = _mm256_mul_ps(u, u);
@@ -1364,6 +1364,219 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
         for (int l = 0; l < 8; l++)
             xb[l] = l < width ? x[c + l] : x[c];
         __m256 s0, e0 = fl_softcap_exp_around_v8(_mm256_loadu_ps(xb), inv, sh, &s0);
+        _mm256_storeu_ps(eb, e0);
+        _mm256_storeu_ps(sb, s0);
+        for (int l = 0; l < width; l++) {
+            if (xb[l] == m)
+                n_ties++;
+            else
+                tail += eb[l];
+            if (exp_out != NULL) {
+                exp_out[c + l] = eb[l];
+                slope_out[c + l] = sb[l];
+            }
+        }
+    }
+    double lanes[4];
+    int32_t tie_lanes[8];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    for (int l = 0; l < 8; l++)
+        n_ties += tie_lanes[l];
+    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
+    *exp_scale = scale;
+    return scale * others + (double)(n_ties - 1);
+#else
+    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
+    (void)next_x; (void)next_out;
+    *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+
+/* The exp pass of a soft-capped float32 row in float lanes whatever the size
+ * of its logits against the cap (x86-64-v3 build; elsewhere it answers 0 and
+ * the caller takes fl_row_softcap_exp_sum_float).  For a float cap (the
+ * caller checks (float)cap == cap, cap <= 6, no NaN and |x| <= 40 cap, so
+ * that q below is a normal float).  Per logit, with a = 2 |x| / cap (its
+ * rounding folded into the exp's reduced argument) and q = exp(-a):
+ *
+ *   |x| <= 0.9 cap:  x' = x - corr,        corr = x v R(v), v = (x / cap)^2,
+ *                    R(v) = (u - tanh u) / u^3 by a degree-7 fit on [0, 1]
+ *                    (relative error 2^-27.4);
+ *   |x| > 0.9 cap:   x' = sign(x) cap - corr,  corr = sign(x) 2 cap q / (1 + q);
+ *
+ * corr is at most 0.29 cap either way, and as in fl_softcap_exp_around_v8 the
+ * exp's reduced argument is (base - n LN2_HI) - corr - n LN2_LO with an exact
+ * first difference, so exp(x' - m') errs by the few roundings of corr
+ * (about 2^-21.5 relative at cap 5, measured) and never holds x' rounded.
+ * The slope is 4 q / (1 + q)^2 (no cancellation), from rcpps, one Newton step
+ * and a correction by the step's residual on 1 + q held exactly (about
+ * 2^-22.3 relative); blocks of 16 logits all within 0.9 cap take
+ * fl_softcap_exp_near_v8 instead.  Returns S and the row factor as
+ * fl_row_softcap_exp_sum_small_float does. */
+#ifdef FL_HAVE_FAST_ROWS
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi, __m256 k_lo,
+                                           __m256 cap_f, __m256 shifter, __m256 *slope)
+{
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 qsh = _mm256_set1_ps(12582912.0f);
+    __m256 ax = _mm256_andnot_ps(sign_bit, xv);
+    __m256 sx = _mm256_and_ps(xv, sign_bit);
+    /* q = exp(-a), a = |x| (2 / cap) with its rounding folded in */
+    __m256 a = _mm256_mul_ps(ax, k_hi);
+    __m256 a_lo = _mm256_fmadd_ps(ax, k_lo, _mm256_fmsub_ps(ax, k_hi, a));
+    __m256 tq = _mm256_fnmadd_ps(a, _mm256_set1_ps(FL_LOG2E_F), qsh);
+    __m256 nq = _mm256_sub_ps(tq, qsh);
+    __m256 rq = _mm256_fnmsub_ps(nq, _mm256_set1_ps(FL_LN2_HI_F), a);   /* -a - n LN2_HI */
+    rq = _mm256_sub_ps(rq, a_lo);
+    rq = _mm256_fnmadd_ps(nq, _mm256_set1_ps(FL_LN2_LO_F), rq);
+    __m256 pq;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, pq, rq)
+    __m256 q = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(pq),
+                                                    _mm256_slli_epi32(_mm256_castps_si256(tq), 23)));
+    /* d = 1 / (1 + q) by rcpps and one Newton step on 1 + q held exactly (y + y_lo);
+     * e = 1 - (1 + q) d, its relative error, then corrects q d and the slope 4 q d^2 */
+    __m256 y = _mm256_add_ps(one, q);
+    __m256 y_lo = _mm256_add_ps(_mm256_sub_ps(one, y), q);
+    __m256 d = _mm256_rcp_ps(y);
+    d = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(y, d, one), d);
+    __m256 e = _mm256_fnmadd_ps(y_lo, d, _mm256_fnmadd_ps(y, d, one));
+    __m256 qd = _mm256_mul_ps(q, d);
+    *slope = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), qd),
+                           _mm256_fmadd_ps(_mm256_add_ps(e, e), d, d));
+    qd = _mm256_fmadd_ps(qd, e, qd);
+    /* v = (x / cap)^2 from u = x / cap and its low part */
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
+    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
+    v = _mm256_min_ps(v, one);
+    /* |x| <= 0.9 cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q)) */
+    __m256 r7 = _mm256_set1_ps(-0.00014179554313922124f);
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.0009199668303679643f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.0032018741002158213f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.00869442804903428f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.021828326140481254f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.05396320536730414f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333309299374307f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333314218494f));
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    __m256 tail = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
+    __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(0.9f)), _CMP_GT_OQ);
+    __m256 base = _mm256_blendv_ps(xv, _mm256_or_ps(cap_f, sx), far);
+    corr = _mm256_blendv_ps(corr, tail, far);
+    __m256 capped = _mm256_sub_ps(base, corr);
+    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 nn = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), base);       /* exact */
+    r = _mm256_sub_ps(r, corr);
+    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
+    __m256 p;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+/* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= 0.9 cap): the
+ * same x' and exp, and the slope 1 - v S(v), S(v) = tanh^2(u) / u^2 by a
+ * degree-7 fit on [0, 0.81] (relative error 2^-26.9; 1 - v S >= 0.49, so its
+ * roundings are not magnified), instead of q = exp(-2 |x| / cap). */
+FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
+                                            __m256 shifter, __m256 *slope)
+{
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
+    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
+    __m256 r7 = _mm256_set1_ps(-0.00014179554313922124f);
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.0009199668303679643f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.0032018741002158213f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.00869442804903428f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.021828326140481254f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.05396320536730414f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333309299374307f));
+    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333314218494f));
+    __m256 s7 = _mm256_set1_ps(-0.0026776473969221115f);
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.014474555850028992f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.04226507246494293f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.09591922909021378f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.19650998711585999f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.377746045589447f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.6666654348373413f));
+    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(1.0f));
+    *slope = _mm256_fnmadd_ps(v, s7, _mm256_set1_ps(1.0f));
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    __m256 capped = _mm256_sub_ps(xv, corr);
+    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 nn = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), xv);       /* exact */
+    r = _mm256_sub_ps(r, corr);
+    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
+    __m256 p;
+    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+#endif
+
+static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t n, float m,
+                                                      double cap, double capped_max,
+                                                      float *exp_out, float *slope_out,
+                                                      const float *next_x, float *next_out,
+                                                      double *exp_scale)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LOG2E = 1.4426950408889634;
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    double k = nearbyint(capped_max * LOG2E);
+    float shifter = 12582912.0f - (float)k;
+    float inv_f = (float)(1.0 / cap), k_f = (float)(2.0 / cap);
+    const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
+    const __m256 inv = _mm256_set1_ps(inv_f), inv_lo = _mm256_set1_ps((float)(1.0 / cap - inv_f));
+    const __m256 k_hi = _mm256_set1_ps(k_f), k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
+    const __m256 cap_f = _mm256_set1_ps((float)cap), sign_bit = _mm256_set1_ps(-0.0f);
+    const __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(0.9f));  /* as fl_softcap_exp_mid_v8 */
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    ptrdiff_t n_ties = 0, c = 0;
+    double tail = 0.0;
+    for (; c + 16 <= n; c += 16) {
+        if (next_x != NULL)
+            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0);
+        if (next_out != NULL)
+            __builtin_prefetch(next_out + c, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 s0, s1, e0, e1;
+        __m256 big = _mm256_max_ps(_mm256_andnot_ps(sign_bit, x0), _mm256_andnot_ps(sign_bit, x1));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(big, near, _CMP_GT_OQ)) == 0) {
+            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
+            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
+        } else {
+            e0 = fl_softcap_exp_mid_v8(x0, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s0);
+            e1 = fl_softcap_exp_mid_v8(x1, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s1);
+        }
+        if (exp_out != NULL) {
+            _mm256_storeu_ps(exp_out + c, e0);
+            _mm256_storeu_ps(exp_out + c + 8, e1);
+            _mm256_storeu_ps(slope_out + c, s0);
+            _mm256_storeu_ps(slope_out + c + 8, s1);
+        }
+        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+        __m256 sum = _mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1));
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
+        ties = _mm256_sub_epi32(ties, _mm256_add_epi32(_mm256_castps_si256(q0),
+                                                       _mm256_castps_si256(q1)));
+    }
+    for (; c < n; c += 8) {
+        /* the last blocks, padded: lanes past n are not stored nor counted */
+        float xb[8], eb[8], sb[8];
+        int width = n - c < 8 ? (int)(n - c) : 8;
+        for (int l = 0; l < 8; l++)
+            xb[l] = l < width ? x[c + l] : x[c];
+        __m256 s0, e0 = fl_softcap_exp_mid_v8(_mm256_loadu_ps(xb), inv, inv_lo, k_hi, k_lo,
+                                              cap_f, sh, &s0);
         _mm256_storeu_ps(eb, e0);
         _mm256_storeu_ps(sb, s0);
         for (int l = 0; l < width; l++) {

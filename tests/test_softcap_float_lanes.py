@@ -1,0 +1,53 @@
+"""The float lanes of soft-capped float32 rows against the exact oracle.
+
+Rows of logits that cross the cap's thresholds of _vecmath.h (0.5 c, 0.9 c,
+c, 40 c), blocks that mix near and far logits, and caps about the float-lane
+limit (c <= 6, a float), each within the accuracy budgets of
+tests/test_multiclass_more.py (float32: 4 ulp per sample, 8 gradient).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss
+import oracle
+import oracle_more_multiclass as more
+
+BUDGET = {"per_sample": 4.0, "grad": 8.0}
+
+
+def _rows(cap, n_classes, rng):
+    edges = np.array([0.5, 0.9, 1.0, 40.0]) * cap
+    f32 = np.float32
+    rows = [
+        rng.normal(0.0, 2.0, n_classes),                     # the benchmark's logits
+        rng.normal(0.0, 0.3 * cap, n_classes),              # near blocks only
+        rng.normal(0.0, 3.0 * cap, n_classes),              # near and far blocks
+        rng.uniform(-40.0 * cap, 40.0 * cap, n_classes),    # far, to the limit
+    ]
+    edge = np.concatenate([[np.nextafter(f32(e), f32(0)), f32(e), np.nextafter(f32(e), f32(np.inf))]
+                           for e in edges])
+    edge = np.concatenate([edge, -edge])
+    rows.append(np.resize(edge, n_classes))
+    return np.array(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("cap", [0.75, 2.5, 3.0, 5.0, 6.0, 6.5, 5.1])
+@pytest.mark.parametrize("n_classes", [7, 40, 1000])
+def test_float_lanes_within_budget(cap, n_classes):
+    rng = np.random.default_rng(int(cap * 100) + n_classes)
+    logits = _rows(cap, n_classes, rng)
+    labels = rng.integers(0, n_classes, logits.shape[0])
+    labels[-1] = 0
+    result = fastloss.softmax_cross_entropy(logits, labels, softcap=cap, reduction="none")
+    exact = more.softmax_cross_entropy(logits, labels, softcap=cap, backend=oracle.F64)
+    loss_error = oracle.ulp_error(result.loss, exact.loss, np.float32, exact.loss_scale)
+    grad_error = oracle.ulp_error(result.grad, exact.grad, np.float32, exact.grad_scale)
+    assert np.max(loss_error) <= BUDGET["per_sample"], np.max(loss_error)
+    assert np.max(grad_error) <= BUDGET["grad"], np.max(grad_error)
+    in_place = logits.copy()
+    again = fastloss.softmax_cross_entropy(in_place, labels, softcap=cap, reduction="none",
+                                           out=in_place)
+    np.testing.assert_array_equal(again.loss, result.loss)
+    np.testing.assert_array_equal(in_place, result.grad)
