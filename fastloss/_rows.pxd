@@ -137,9 +137,6 @@ cdef extern from "_vecmath.h" nogil:
     double fl_row_exp_sum_float(const float* x, Py_ssize_t n, float row_max, float* exp_out,
                                 const float* next_x, float* next_out, double* exp_scale)
     void fl_row_affine_float(float* e, Py_ssize_t n, float a, float b)
-    bint fl_cross_entropy_rows8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
-                                      const double* scale, float* grad, float* hess,
-                                      double* loss)
     # cap tanh(x / cap) and its slope sech^2(x / cap), and the soft-capped rows (any build)
     void fl_softcap(double x, double cap, double* capped, double* slope)
     bint fl_row_max_min_float(const float* x, Py_ssize_t n, float* row_max, float* row_min)
