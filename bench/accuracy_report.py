@@ -22,6 +22,7 @@ benchmark-style report, not a test::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ KINDS = ("reduced", "per_sample", "grad")
 def _denominator(function, target, params, sample_weight, n_rows, row_size):
     """The API's "mean" divisor (see API.md), for the peers' own reductions."""
     sw = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, float)
-    if function == "softmax_cross_entropy" and np.ndim(target) == 1:
+    if function in ("softmax_cross_entropy", "softmax_focal_loss") and np.ndim(target) == 1:
         labels = np.asarray(target)
         keep = np.ones(n_rows, bool)
         if params.get("ignore_index") is not None:
@@ -88,6 +89,8 @@ def _np_per_sample(function, args, params):
         loss = (one - t) * x + log_weight * (np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0))
         sigma = one / (one + np.exp(-x))
         return loss, (one - t) * sigma - pw * t * (one - sigma)
+    if function in _NP_MORE:
+        return _NP_MORE[function](*args, **params)
     if function in ("hinge", "squared_hinge"):
         s, t = args
         if np.all((t == 0) | (t == 1)) and not np.all(t == 1):
@@ -124,6 +127,23 @@ def _np_per_sample(function, args, params):
         t[np.nonzero(keep)[0], target[keep]] = 1
     else:
         t, keep = target.astype(dt), np.ones(n_rows, bool)
+    if function == "softmax_focal_loss":
+        gamma = dt.type(params.get("gamma", 2.0))
+        rows = np.arange(n_rows)
+        y = np.where(keep, target, 0)
+        p_y, log_p_y = p[rows, y], log_p[rows, y]
+        w = params.get("class_weight")
+        w_y = np.ones(n_rows, dt) if w is None else np.asarray(w, dt)[y]
+        w_y = np.where(keep, w_y, 0).astype(dt)
+        one_minus = 1 - p_y
+        # d/dx_c of -(1 - p_y)^g log p_y = (g (1 - p_y)^(g-1) p_y log p_y - (1 - p_y)^g)
+        #                                  (onehot_c - p_c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(gamma > 0, gamma * one_minus ** (gamma - 1) * p_y * log_p_y, 0)
+        factor = (w_y * (slope - one_minus ** gamma)).astype(dt)[:, None]
+        return -w_y * one_minus ** gamma * log_p_y, factor * (t - p)
+    if function == "softmax_cross_entropy" and (params.get("z_loss") or params.get("softcap")):
+        return _np_cross_entropy_extras(x, t, keep, params)
     if function == "softmax_cross_entropy":
         eps = dt.type(params.get("label_smoothing", 0.0))
         q = (1 - eps) * t + eps / n_classes
@@ -145,6 +165,120 @@ def _np_per_sample(function, args, params):
     raise KeyError(function)
 
 
+def _np_softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _np_l1(p, t):
+    r = p - t
+    return np.abs(r), np.sign(r)
+
+
+def _np_smooth_l1(p, t, beta=1.0):
+    if beta == 0:
+        return _np_l1(p, t)
+    r = p - t
+    b = p.dtype.type(beta)
+    small = np.abs(r) < b
+    return (np.where(small, 0.5 * r * r / b, np.abs(r) - 0.5 * b),
+            np.where(small, r / b, np.sign(r)))
+
+
+def _np_log_cosh(p, t):
+    # Keras's form: r + softplus(-2 r) - log 2
+    r = p - t
+    return r + _np_softplus(-2 * r) - p.dtype.type(np.log(2)), np.tanh(r)
+
+
+def _np_pinball(p, t, quantile=0.5):
+    r = t - p
+    q = p.dtype.type(quantile)
+    return np.maximum(q * r, (q - 1) * r), np.where(r >= 0, -q, 1 - q).astype(p.dtype)
+
+
+def _np_poisson_nll(x, t, log_input=True, full=False, eps=1e-8):
+    # torch's formula
+    if log_input:
+        rate = np.exp(x)
+        loss, grad = rate - t * x, rate - t
+    else:
+        loss, grad = x - t * np.log(x + x.dtype.type(eps)), 1 - t / (x + x.dtype.type(eps))
+    if full:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stirling = t * np.log(t) - t + 0.5 * np.log(2 * np.pi * t)
+        loss = loss + np.where(t > 1, stirling, 0).astype(x.dtype)
+    return loss, grad
+
+
+def _np_sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0):
+    # torchvision's formula, differentiated by hand
+    s = _np_sigmoid(x)
+    ce = (1 - t) * x + _np_softplus(-x)
+    p_t = s * t + (1 - s) * (1 - t)
+    g = x.dtype.type(gamma)
+    a_t = 1 if alpha < 0 else alpha * t + (1 - alpha) * (1 - t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(g > 0, g * (1 - p_t) ** (g - 1) * ce * s * (1 - s) * (2 * t - 1), 0)
+    return a_t * ce * (1 - p_t) ** g, (a_t * ((s - t) * (1 - p_t) ** g - slope)).astype(x.dtype)
+
+
+def _np_gaussian_nll(mean, t, var, full=False, eps=1e-6):
+    # torch's formula: the clamp passes the gradient for var straight through
+    var = np.asarray(var, mean.dtype)
+    if var.ndim == mean.ndim - 1:                       # broadcast over the last dimension
+        var = var[..., None]
+    v = np.broadcast_to(np.maximum(var, mean.dtype.type(eps)), mean.shape)
+    r = mean - t
+    loss = 0.5 * (np.log(v) + r * r / v)
+    if full:
+        loss = loss + mean.dtype.type(0.5 * np.log(2 * np.pi))
+    return loss, (r / v, 0.5 * (1 / v - r * r / (v * v)))
+
+
+_NP_MORE = {"l1": _np_l1, "smooth_l1": _np_smooth_l1, "log_cosh": _np_log_cosh,
+            "pinball": _np_pinball, "poisson_nll": _np_poisson_nll,
+            "sigmoid_focal_loss": _np_sigmoid_focal_loss, "gaussian_nll": _np_gaussian_nll}
+
+
+def _np_cross_entropy_extras(x, t, keep, params):
+    """Cross-entropy with softcap and z-loss, the textbook way (chain rule by hand)."""
+    dt = x.dtype
+    cap = params.get("softcap")
+    if cap is not None:
+        tanh = np.tanh(x / dt.type(cap))
+        x = dt.type(cap) * tanh
+    shifted, p, log_p, log_total = _np_softmax_parts(x)
+    lse = x.max(axis=1, keepdims=True) + log_total
+    eps = dt.type(params.get("label_smoothing", 0.0))
+    q = (1 - eps) * t + eps / x.shape[1]
+    w = params.get("class_weight")
+    wq = q if w is None else q * np.asarray(w, dt)
+    wq[~keep] = 0
+    z = dt.type(params.get("z_loss", 0.0)) * keep[:, None]
+    loss = -(wq * log_p).sum(axis=1) + (z * lse * lse)[:, 0]
+    grad = (wq.sum(axis=1, keepdims=True) + 2 * z * lse) * p - wq
+    if cap is not None:
+        grad = grad * (1 - tanh * tanh)
+    return loss, grad.astype(dt)
+
+
+def _np_grad_scaled(grad, w):
+    """A gradient (or the tuple of a loss with several) times per-sample weights."""
+    if isinstance(grad, tuple):
+        return tuple(_np_grad_scaled(g, w) for g in grad)
+    return grad * (w if grad.ndim == 1 else w[:, None])
+
+
+def _np_grad_divided(grad, d):
+    if isinstance(grad, tuple):
+        return tuple(_np_grad_divided(g, d) for g in grad)
+    return (grad / d).astype(grad.dtype)
+
+
 def numpy_implementation(function):
     """The textbook NumPy implementation with the API's calling convention."""
     if function in oracle.UTILITIES:
@@ -160,7 +294,7 @@ def numpy_implementation(function):
         if sample_weight is not None:
             w = np.asarray(sample_weight, dt)
             loss = loss * (w if loss.ndim == 1 else w[:, None])
-            grad = grad * (w if grad.ndim == 1 else w[:, None])
+            grad = _np_grad_scaled(grad, w)
         if reduction == "none":
             return fastloss.LossGrad(loss, grad)
         total = loss.sum(dtype=dt)                      # a sum in the dtype, as NumPy does
@@ -168,7 +302,7 @@ def numpy_implementation(function):
             return fastloss.LossGrad(float(total), grad)
         row_size = 1 if args[0].ndim == 1 else args[0].shape[1]
         d = _denominator(function, args[1], params, sample_weight, args[0].shape[0], row_size)
-        return fastloss.LossGrad(float(total / dt.type(d)), (grad / dt.type(d)).astype(dt))
+        return fastloss.LossGrad(float(total / dt.type(d)), _np_grad_divided(grad, dt.type(d)))
     return implementation
 
 
@@ -212,6 +346,8 @@ def torch_implementation(function):
                 t = 2 * t - 1
             z = torch.clamp(params.get("margin", 1.0) - t * a, min=0)
             return a, z if function == "hinge" else z * z
+        if function in _TORCH_MORE:
+            return a, _TORCH_MORE[function](a, *args[1:], **params)
         n_classes = a.shape[1]
         if function == "multiclass_hinge":
             y = torch.from_numpy(np.asarray(target, np.int64))
@@ -224,6 +360,19 @@ def torch_implementation(function):
             # torch's multi_margin_loss is Weston-Watkins divided by C
             return a, F.multi_margin_loss(a, y, p=q, margin=params.get("margin", 1.0),
                                           reduction="none") * n_classes
+        if function == "softmax_focal_loss":
+            y = torch.from_numpy(np.asarray(target, np.int64))
+            ignore = params.get("ignore_index")
+            keep = torch.ones_like(y, dtype=torch.bool) if ignore is None else y != ignore
+            y = torch.where(keep, y, 0)
+            log_p_y = F.log_softmax(a, 1).gather(1, y[:, None])[:, 0]
+            w = params.get("class_weight")
+            w_y = torch.ones((), dtype=dt) if w is None else torch.as_tensor(w, dtype=dt)[y]
+            loss = -w_y * (1 - log_p_y.exp()) ** params.get("gamma", 2.0) * log_p_y
+            return a, torch.where(keep, loss, 0)
+        if function == "softmax_cross_entropy" and (params.get("z_loss")
+                                                    or params.get("softcap")):
+            return a, _torch_cross_entropy_extras(a, target, params)
         if function == "softmax_cross_entropy":
             w = params.get("class_weight")
             w = None if w is None else torch.as_tensor(w, dtype=dt)
@@ -247,6 +396,26 @@ def torch_implementation(function):
             return a, -(t * log_p + (1 - t) * torch.log1p(-torch.exp(log_p))).sum(1)
         raise KeyError(function)
 
+    def _torch_cross_entropy_extras(a, target, params):
+        """Cross-entropy with softcap and z-loss, the formula written in torch."""
+        cap = params.get("softcap")
+        x = a if cap is None else cap * torch.tanh(a / cap)
+        w = params.get("class_weight")
+        w = None if w is None else torch.as_tensor(w, dtype=a.dtype)
+        smoothing = params.get("label_smoothing", 0.0)
+        if np.ndim(target) == 1:
+            y = torch.from_numpy(np.asarray(target, np.int64))
+            ignore = params.get("ignore_index")
+            ignore = -100 if ignore is None else ignore
+            rows = F.cross_entropy(x, y, weight=w, reduction="none", ignore_index=ignore,
+                                   label_smoothing=smoothing)
+            kept = (y != ignore).to(a.dtype)
+        else:
+            rows = F.cross_entropy(x, torch.from_numpy(np.ascontiguousarray(target)),
+                                   weight=w, reduction="none", label_smoothing=smoothing)
+            kept = torch.ones_like(rows)
+        return rows + params.get("z_loss", 0.0) * kept * torch.logsumexp(x, 1) ** 2
+
     def implementation(*args, sample_weight=None, reduction="mean", **params):
         a, loss = per_sample(args, params)
         if sample_weight is not None:
@@ -263,6 +432,51 @@ def torch_implementation(function):
         total.backward()
         return fastloss.LossGrad(float(total.detach()), a.grad.numpy())
     return implementation
+
+
+def _torch_more():
+    """torch's own function where it has one, else the textbook formula in torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return {}
+
+    def tensor(v, like):
+        return torch.as_tensor(np.ascontiguousarray(v), dtype=like.dtype)
+
+    def pinball(a, t, quantile=0.5):
+        r = tensor(t, a) - a
+        # (where, not maximum: the API's gradient -q at r = 0, not torch's tie split)
+        return torch.where(r >= 0, quantile * r, (quantile - 1) * r)
+
+    def log_cosh(a, t):
+        r = a - tensor(t, a)
+        return r + F.softplus(-2 * r) - math.log(2)
+
+    def focal(a, t, alpha=0.25, gamma=2.0):
+        # torchvision.ops.sigmoid_focal_loss's formula
+        t = tensor(t, a)
+        p = torch.sigmoid(a)
+        ce = F.binary_cross_entropy_with_logits(a, t, reduction="none")
+        loss = ce * (1 - (p * t + (1 - p) * (1 - t))) ** gamma
+        return loss if alpha < 0 else (alpha * t + (1 - alpha) * (1 - t)) * loss
+
+    def gaussian(a, t, var, full=False, eps=1e-6):
+        return F.gaussian_nll_loss(a, tensor(t, a), tensor(var, a), full=full, eps=eps,
+                                   reduction="none")
+
+    return {
+        "l1": lambda a, t: F.l1_loss(a, tensor(t, a), reduction="none"),
+        "smooth_l1": lambda a, t, beta=1.0: F.smooth_l1_loss(a, tensor(t, a), beta=beta,
+                                                             reduction="none"),
+        "log_cosh": log_cosh, "pinball": pinball,
+        "poisson_nll": lambda a, t, log_input=True, full=False, eps=1e-8: F.poisson_nll_loss(
+            a, tensor(t, a), log_input=log_input, full=full, eps=eps, reduction="none"),
+        "sigmoid_focal_loss": focal, "gaussian_nll": gaussian}
+
+
+_TORCH_MORE = _torch_more()
 
 
 # --- the report ---------------------------------------------------------------------
