@@ -15,64 +15,14 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import fastloss.torch as flt  # noqa: E402
+from torch_helpers import (DTYPES, REDUCTIONS, compare, fused, generator, labels,  # noqa: E402
+                           rand, randn)
 
 FUNCTIONS = ["cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "huber_loss",
              "multi_margin_loss"]
 MODULES = {"CrossEntropyLoss": "cross_entropy", "BCEWithLogitsLoss":
            "binary_cross_entropy_with_logits", "MSELoss": "mse_loss",
            "HuberLoss": "huber_loss", "MultiMarginLoss": "multi_margin_loss"}
-REDUCTIONS = ["mean", "sum", "none"]
-DTYPES = [torch.float32, torch.float64]
-# torch computes float32 losses with float32 sums; fastloss sums in float64.
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
-
-
-def fused(result):
-    return result.grad_fn is not None and type(result.grad_fn).__name__ == "_FusedLossBackward"
-
-
-def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, grad_output=None):
-    """Loss and input gradient of fast_fn and torch_fn on clones of inputs agree.
-
-    inputs[0] is the differentiated input.  grad_output defaults to random
-    values for an unreduced loss and to 1.0 (the plain loss.backward()) else.
-    """
-    x_fast = inputs[0].detach().clone().requires_grad_(True)
-    x_torch = inputs[0].detach().clone().requires_grad_(True)
-    rest = inputs[1:]
-    before = [t.clone() for t in inputs if isinstance(t, torch.Tensor)]
-    out_fast = fast_fn(x_fast, *rest)
-    out_torch = torch_fn(x_torch, *rest)
-    assert fused(out_fast) == expect_fused, type(out_fast.grad_fn).__name__
-    assert out_fast.dtype == out_torch.dtype and out_fast.shape == out_torch.shape
-    torch.testing.assert_close(out_fast, out_torch, **TOL[dtype], equal_nan=True)
-    if grad_output is None:
-        grad_output = torch.rand_like(out_torch) + 0.5 if out_torch.dim() else \
-            torch.tensor(1.0, dtype=out_torch.dtype)
-    out_fast.backward(grad_output)
-    out_torch.backward(grad_output)
-    torch.testing.assert_close(x_fast.grad, x_torch.grad, **TOL[dtype], equal_nan=True)
-    after = [t for t in inputs if isinstance(t, torch.Tensor)]
-    for b, a in zip(before, after):
-        assert torch.equal(a.detach(), b) or (a.isnan() == b.isnan()).all()
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def randn(*shape, dtype=torch.float64, seed=0, scale=1.0):
-    return (torch.randn(shape, generator=generator(seed)) * scale).to(dtype)
-
-
-def rand(*shape, dtype=torch.float64, seed=0):
-    return torch.rand(shape, generator=generator(seed)).to(dtype)
-
-
-def labels(n_rows, n_classes, seed=0):
-    return torch.randint(0, n_classes, (n_rows,), generator=generator(seed))
-
-
 # --- API ----------------------------------------------------------------------
 
 def test_import_fastloss_does_not_import_torch():

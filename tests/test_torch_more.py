@@ -8,6 +8,7 @@ should take the fused path asserts that it did (its grad_fn), so that a
 silent fallback to torch cannot make a parity test pass.
 """
 import concurrent.futures
+import functools
 import inspect
 import itertools
 import pickle
@@ -21,32 +22,13 @@ import torch.nn.functional as F  # noqa: E402
 from torch.autograd import forward_ad  # noqa: E402
 
 import fastloss.torch as flt  # noqa: E402
+import torch_helpers  # noqa: E402
+from torch_helpers import DTYPES, REDUCTIONS, fused, generator, labels, rand, randn  # noqa: E402
 
-REDUCTIONS = ["mean", "sum", "none"]
+# (the gradients here must also have torch's layout)
+compare = functools.partial(torch_helpers.compare, same_strides=True)
+
 KL_REDUCTIONS = ["batchmean", "mean", "sum", "none"]
-DTYPES = [torch.float32, torch.float64]
-# torch computes float32 losses with float32 sums; fastloss sums in float64.
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
-
-
-def fused(result):
-    return result.grad_fn is not None and type(result.grad_fn).__name__ == "_FusedLossBackward"
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def randn(*shape, dtype=torch.float64, seed=0, scale=1.0):
-    return (torch.randn(shape, generator=generator(seed)) * scale).to(dtype)
-
-
-def rand(*shape, dtype=torch.float64, seed=0):
-    return torch.rand(shape, generator=generator(seed)).to(dtype)
-
-
-def labels(shape, n_classes, seed=0):
-    return torch.randint(0, n_classes, shape, generator=generator(seed))
 
 
 def log_probabilities(*shape, dtype=torch.float64, seed=0, dim=1):
@@ -68,35 +50,6 @@ def fused_at_every_size(monkeypatch):
     nll_loss and (N, C, d1, ...) cross_entropy leave calls on fewer than
     _TORCH_BELOW_ELEMENTS elements to torch (test_small_calls_are_torchs)."""
     monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)
-
-
-def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, grad_output=None):
-    """Loss and input gradient of fast_fn and torch_fn on clones of inputs agree.
-
-    inputs[0] is the differentiated input.  grad_output defaults to random
-    values for an unreduced loss and to 1.0 (the plain loss.backward()) else.
-    The inputs are left as they were, and the gradient has the input's layout.
-    """
-    x_fast = inputs[0].detach().clone().requires_grad_(True)
-    x_torch = inputs[0].detach().clone().requires_grad_(True)
-    rest = inputs[1:]
-    before = [t.clone() for t in inputs if isinstance(t, torch.Tensor)]
-    out_fast = fast_fn(x_fast, *rest)
-    out_torch = torch_fn(x_torch, *rest)
-    assert fused(out_fast) == expect_fused, type(out_fast.grad_fn).__name__
-    assert out_fast.dtype == out_torch.dtype and out_fast.shape == out_torch.shape
-    torch.testing.assert_close(out_fast, out_torch, **TOL[dtype], equal_nan=True)
-    if grad_output is None:
-        grad_output = torch.rand_like(out_torch) + 0.5 if out_torch.dim() else \
-            torch.tensor(1.0, dtype=out_torch.dtype)
-    out_fast.backward(grad_output)
-    out_torch.backward(grad_output)
-    torch.testing.assert_close(x_fast.grad, x_torch.grad, **TOL[dtype], equal_nan=True)
-    assert x_fast.grad.stride() == x_torch.grad.stride()
-    after = [t for t in inputs if isinstance(t, torch.Tensor)]
-    for b, a in zip(before, after):
-        assert torch.equal(a.detach(), b) or (a.isnan() == b.isnan()).all()
-    return out_fast
 
 
 # --- API ----------------------------------------------------------------------

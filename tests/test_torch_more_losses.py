@@ -19,29 +19,8 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import fastloss.torch as flt  # noqa: E402
-
-REDUCTIONS = ["mean", "sum", "none"]
-DTYPES = [torch.float32, torch.float64]
-# torch computes float32 losses with float32 sums and several roundings per
-# element; fastloss sums in float64 and rounds less.
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
-FUSED = ("_FusedLossBackward", "_FusedGaussianBackward")
-
-
-def fused(result):
-    return result.grad_fn is not None and type(result.grad_fn).__name__ in FUSED
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def randn(*shape, dtype=torch.float64, seed=0, scale=1.0):
-    return (torch.randn(shape, generator=generator(seed)) * scale).to(dtype)
-
-
-def rand(*shape, dtype=torch.float64, seed=0):
-    return torch.rand(shape, generator=generator(seed)).to(dtype)
+from torch_helpers import (DTYPES, REDUCTIONS, TOL, compare, fused, generator,  # noqa: E402
+                           rand, randn)
 
 
 def counts(*shape, dtype=torch.float64, seed=0):
@@ -70,38 +49,6 @@ def torchvision_focal(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
         raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported "
                          f"reduction modes: 'none', 'mean', 'sum'")
     return loss
-
-
-def compare(fast_fn, torch_fn, inputs, dtype, expect_fused=True, differentiated=(0,),
-            tol=None):
-    """Loss and gradients of fast_fn and torch_fn on clones of inputs agree.
-
-    ``differentiated`` are the positions of the inputs that require a
-    gradient; grad_output is random for an unreduced loss, 1 (the plain
-    loss.backward()) else.  The inputs are left as they were.
-    """
-    tol = tol or TOL[dtype]
-    copies = []
-    for side in range(2):
-        copies.append([t.detach().clone().requires_grad_(True) if k in differentiated
-                       else t for k, t in enumerate(inputs)])
-    before = [t.clone() for t in inputs if isinstance(t, torch.Tensor)]
-    out_fast = fast_fn(*copies[0])
-    out_torch = torch_fn(*copies[1])
-    assert fused(out_fast) == expect_fused, type(out_fast.grad_fn).__name__
-    assert out_fast.dtype == out_torch.dtype and out_fast.shape == out_torch.shape
-    torch.testing.assert_close(out_fast, out_torch, **tol, equal_nan=True)
-    grad_output = torch.rand_like(out_torch) + 0.5 if out_torch.dim() else \
-        torch.tensor(1.0, dtype=out_torch.dtype)
-    out_fast.backward(grad_output)
-    out_torch.backward(grad_output)
-    for k in differentiated:
-        got, expected = copies[0][k].grad, copies[1][k].grad
-        assert got.shape == expected.shape
-        torch.testing.assert_close(got, expected, **tol, equal_nan=True)
-    for b, a in zip(before, [t for t in inputs if isinstance(t, torch.Tensor)]):
-        assert torch.equal(a.detach(), b) or (a.isnan() == b.isnan()).all()
-    return out_fast
 
 
 @pytest.fixture(autouse=True)
