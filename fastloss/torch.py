@@ -118,7 +118,7 @@ from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
-from fastloss import _dispatch
+from fastloss import _dispatch, _torch_calls
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
@@ -255,6 +255,15 @@ def _function_apply():
 
 
 _apply_fused = _function_apply()
+
+# The compiled call path of the common small call (fastloss._torch_calls): each
+# loss tries it first, outside torch.compile, and takes the Python path below
+# when it returns None.
+_compiled_call = _torch_calls.elementwise
+_compiled_cross_entropy = _torch_calls.cross_entropy
+_MSE, _HUBER, _BINARY_CROSS_ENTROPY, _L1, _POISSON_NLL, _SIGMOID_FOCAL_LOSS = (
+    _torch_calls.ELEMENTWISE.index(name) for name in (
+        "mse", "huber", "binary_cross_entropy", "l1", "poisson_nll", "sigmoid_focal_loss"))
 
 
 def _never():
@@ -813,6 +822,10 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         options = {} if weight is None else {"weight": weight}
         return F.mse_loss(x, target, reduction=reduction, **options)
 
+    if weight is None and not _compiling():
+        loss = _compiled_call(_MSE, input, target, reduction, 0.0, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _elementwise_covered(input, target, reduction, weight) \
             and _same_shape_weight(weight, input):
@@ -838,6 +851,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
         options = {} if weight is None else {"weight": weight}
         return F.huber_loss(x, target, reduction=reduction, delta=delta, **options)
 
+    if weight is None and type(delta) is float and delta > 0 and not _compiling():
+        loss = _compiled_call(_HUBER, input, target, reduction, delta, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _elementwise_covered(input, target, reduction, weight) \
             and _same_shape_weight(weight, input) and delta > 0:
@@ -870,6 +887,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         return F.binary_cross_entropy_with_logits(x, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
 
+    if weight is None and pos_weight is None and not _compiling():
+        loss = _compiled_call(_BINARY_CROSS_ENTROPY, input, target, reduction, 1.0, 0.0, 0.0,
+                              torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight, pos_weight)
     if path and _bce_covered(input, target, weight, pos_weight, reduction):
         return _fused(path, _bce_fast, _bce_op, input, (target, weight, pos_weight, reduction),
@@ -945,6 +967,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _torch_cross_entropy(x, target, weight, ignore_index, reduction,
                                     label_smoothing, z_loss, softcap)
 
+    if weight is None and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None \
+            and not _compiling():
+        loss = _compiled_cross_entropy(input, target, ignore_index, reduction, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _cross_entropy_covered(input, target, weight, ignore_index, reduction,
                                        label_smoothing) \
@@ -1273,6 +1300,11 @@ _BAD_VALUE = fastloss._dispatch.elementwise_kernels.TARGET_INVALID
 _EXP_LIMIT = {torch.float32: 88.0, torch.float64: 709.0}
 # eps at least this is a positive rate in the dtype (torch rounds x + eps to it).
 _TINY = {dt: torch.finfo(dt).tiny for dt in _FAST_DTYPES}
+# The compiled call path (fastloss._torch_calls) binds the chosen build's entries,
+# the Function and these limits once.
+_torch_calls.bind(_dispatch.elementwise_kernels.ENTRIES, _dispatch.multiclass_kernels.ENTRIES,
+                  torch, _functorch_active, _functorch_wrapped, forward_ad, _apply_fused,
+                  _BAD_VALUE, _EXP_LIMIT, _TINY)
 
 
 def _checked_elementwise(name, input, target, params, reduction, need_grad):
@@ -1395,6 +1427,10 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     def torch_loss(x):
         return F.l1_loss(x, target, reduction=reduction, **options)
 
+    if weight is None and not _compiling():
+        loss = _compiled_call(_L1, input, target, reduction, 0.0, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _more_covered(input, target, reduction) \
             and (weight is None or weight.dtype == input.dtype
@@ -1463,8 +1499,14 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
         return F.poisson_nll_loss(x, target, log_input=log_input, full=full, eps=eps,
                                   reduction=reduction)
 
+    covered = _is_real(eps) and eps >= 0
+    if covered and not _compiling():
+        loss = _compiled_call(_POISSON_NLL, input, target, reduction, 1.0 if log_input else 0.0,
+                              1.0 if full else 0.0, float(eps), torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target)
-    if path and _more_covered(input, target, reduction) and _is_real(eps) and eps >= 0:
+    if path and covered and _more_covered(input, target, reduction):
         return _fused(path, _poisson_fast, _poisson_op, input,
                       (target, bool(log_input), bool(full), float(eps), reduction), torch_loss)
     return torch_loss(input)
@@ -1516,9 +1558,15 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     def torch_loss(x):
         return _torch_sigmoid_focal_loss(x, targets, alpha, gamma, reduction)
 
+    covered = _is_real(alpha) and (0 <= alpha <= 1 or alpha == -1) and _is_real(gamma) \
+        and gamma >= 0
+    if covered and not _compiling():
+        loss = _compiled_call(_SIGMOID_FOCAL_LOSS, inputs, targets, reduction, float(alpha),
+                              float(gamma), 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(inputs, targets)
-    if path and _more_covered(inputs, targets, reduction) and _is_real(alpha) \
-            and (0 <= alpha <= 1 or alpha == -1) and _is_real(gamma) and gamma >= 0:
+    if path and covered and _more_covered(inputs, targets, reduction):
         return _fused(path, _focal_fast, _focal_op, inputs,
                       (targets, float(alpha), float(gamma), reduction), torch_loss)
     return torch_loss(inputs)

@@ -614,6 +614,15 @@ def test_errors_inside_the_fused_path_are_not_hidden(monkeypatch, error):
     # itself reaches the caller instead of a silent torch answer.
     def broken_kernel(*args):
         raise error("a fastloss bug")
+    # the compiled call path first (it catches nothing), then the Python path's kernels
+    for name in ("_compiled_call", "_compiled_cross_entropy"):
+        monkeypatch.setattr(flt, name, broken_kernel)
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.cross_entropy(randn(4, 3), labels(4, 3))
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.mse_loss(randn(4, 3), randn(4, 3, seed=1))
+    for name in ("_compiled_call", "_compiled_cross_entropy"):
+        monkeypatch.setattr(flt, name, lambda *args: None)
     for dtype in DTYPES:
         monkeypatch.setitem(flt._KERNELS["softmax_cross_entropy"], dtype, broken_kernel)
         monkeypatch.setitem(flt._KERNELS["mse"], dtype, broken_kernel)
