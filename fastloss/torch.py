@@ -192,30 +192,31 @@ class _FusedLoss(torch.autograd.Function):
         # A tuple, so that autograd does not take loss and grad for inputs.
         loss, grad = loss_and_grad
         # Saved, not kept as an attribute: autograd releases it after backward,
-        # so that the gradient it hands on is moved into input.grad, not copied.
+        # so that the gradient it hands on is moved into input.grad, not copied,
+        # and keeps it for a second backward through a retained graph.
         ctx.save_for_backward(grad)
-        ctx.loss_dim = loss.dim()
-        # Kept for double backward only; the version tells whether it changed.
-        ctx.input = input
-        ctx.input_version = input._version
-        ctx.torch_loss = torch_loss
+        # The loss's dimensions; for double backward, the input and its version
+        # (which tells whether it changed) and torch's loss, in one attribute.
+        ctx.state = (loss.dim(), input, input._version, torch_loss)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        if _grad_enabled():
-            return _differentiable_backward(ctx, grad_output), None, None
-        return _scaled(ctx.saved_tensors[0], grad_output, ctx.loss_dim), None, None
+        return _fused_backward(ctx, grad_output)
 
 
-def _scaled(grad, grad_output, loss_dim):
-    """grad times grad_output, broadcast over the dimensions the loss lacks."""
+def _fused_backward(ctx, grad_output):
+    """_FusedLoss's backward (also the apply of its backward node: see below)."""
+    if _grad_enabled():
+        return _differentiable_backward(ctx, grad_output), None, None
+    (grad,) = ctx.saved_tensors
+    loss_dim = ctx.state[0]
     if loss_dim == 0:
         # A CPU scalar: reading it is a load, not a device synchronisation.
         if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
-            return grad
-        return grad * grad_output
-    return grad * _per_row(grad_output, grad.dim() - loss_dim)
+            return grad, None, None
+        return grad * grad_output, None, None
+    return grad * _per_row(grad_output, grad.dim() - loss_dim), None, None
 
 
 def _per_row(grad_output, extra):
@@ -230,14 +231,29 @@ def _per_row(grad_output, extra):
 
 def _differentiable_backward(ctx, grad_output):
     """create_graph=True: the gradient as a differentiable function of the input."""
-    input = ctx.input
-    if input._version != ctx.input_version:
+    _, input, version, torch_loss = ctx.state
+    if input._version != version:
         raise RuntimeError("fastloss.torch: the input of a loss was modified in place "
                            "before a double backward through it")
     with torch.enable_grad():
-        loss = ctx.torch_loss(input)
+        loss = torch_loss(input)
         (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
     return grad
+
+
+def _bind_backward_node():
+    """The apply of _FusedLoss's backward node: _fused_backward itself, without the
+    generic apply's Python frames (which look up the user's backward on every
+    call; about a microsecond).  Left as torch made it where torch's backward node
+    class has no such method."""
+    node = _FusedLoss._backward_cls
+    generic = getattr(torch.autograd.function.BackwardCFunction, "apply", None)
+    if generic is not None and getattr(node, "apply", None) is generic \
+            and not getattr(_FusedLoss, "boxed_grads_call", False):
+        node.apply = _fused_backward
+
+
+_bind_backward_node()
 
 
 def _function_apply():
