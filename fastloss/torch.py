@@ -72,7 +72,8 @@ the same result torch gives (errors included).  These are the only cases:
 * small calls of ``nll_loss``, of ``smooth_l1_loss`` and of cross-entropy
   over (N, C, d1, ...) inputs: fewer than 65,536 elements, where torch's
   native loss costs little more than the autograd floor, less than a Python
-  ``autograd.Function``;
+  ``autograd.Function``; and eager calls of ``multi_margin_loss`` on fewer
+  than 8,192 elements, for the same reason;
 * ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
   function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
@@ -160,6 +161,10 @@ _INT64_LIMIT = 2 ** 63
 # are torch's own: its native loss costs little more than the autograd floor
 # there, less than any Python autograd.Function (measured: docs/torch.md).
 _TORCH_BELOW_ELEMENTS = 1 << 16
+# Eager multi_margin_loss on fewer elements than this is torch's own: its native
+# loss costs about the autograd floor there (measured: 0.6x-0.9x up to 64 x 64,
+# 1.1x at 128 x 50, 1.8x at 256 x 100; bench.torch_matrix).
+_MULTI_MARGIN_TORCH_BELOW = 1 << 13
 
 # fastloss.torch's own kernels (nll_loss, kl_div, cross-entropy over
 # (N, C, d1, ...) scores in their layout), in the build _dispatch chose.
@@ -1009,8 +1014,14 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
 
     (the Weston-Watkins hinge divided by C).  "mean" divides by N.  Computed by
     the fused kernel of ``fastloss.multiclass_hinge(kind="weston_watkins",
-    squared=(p == 2))`` with w_y / C as sample weights.
+    squared=(p == 2))`` with w_y / C as sample weights.  Eager calls on fewer
+    than 8,192 elements are torch's own (faster there).
     """
+    if isinstance(input, _Tensor) and input.numel() < _MULTI_MARGIN_TORCH_BELOW \
+            and not _compiling():
+        # decided first: a small call pays nothing for the checks
+        return F.multi_margin_loss(input, target, p, margin, weight, size_average, reduce,
+                                   reduction)
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
 

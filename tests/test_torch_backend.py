@@ -27,6 +27,27 @@ DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
+@pytest.fixture(autouse=True)
+def fused_at_every_size(monkeypatch):
+    """The fused path for the small tensors of these tests too: by default eager
+    multi_margin_loss leaves calls on fewer than _MULTI_MARGIN_TORCH_BELOW
+    elements to torch (test_small_multi_margin_calls_are_torchs)."""
+    monkeypatch.setattr(flt, "_MULTI_MARGIN_TORCH_BELOW", 1)
+
+
+def test_small_multi_margin_calls_are_torchs(monkeypatch):
+    monkeypatch.undo()
+    assert flt._MULTI_MARGIN_TORCH_BELOW == 1 << 13
+    for shape, fused_path in (((32, 10), False), ((64, 127), False), ((64, 128), True),
+                              ((256, 100), True)):
+        x = randn(*shape).requires_grad_(True)
+        y = labels(shape[0], shape[1], seed=1)
+        assert fused(flt.multi_margin_loss(x, y)) == fused_path
+        compare(lambda x, y: flt.multi_margin_loss(x, y, p=2, margin=0.5),
+                lambda x, y: F.multi_margin_loss(x, y, p=2, margin=0.5), [x, y],
+                torch.float32, expect_fused=fused_path)
+
+
 def fused(result):
     return result.grad_fn is not None and type(result.grad_fn).__name__ == "_FusedLossBackward"
 
