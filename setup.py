@@ -60,9 +60,10 @@ KERNEL_MODULES = ["_elementwise_kernels", "_multiclass_kernels", "_torch_kernels
 # Built twice on x86-64 (below): the kernels, and the tests' entry points to
 # their maths, which must be measured in both builds.
 TWINNED_MODULES = KERNEL_MODULES + ["_test_hooks"]
-# The compiled call path calls the kernels through the function pointers the
-# chosen build exports (fastloss/_entries.pxd; it cimports no kernel): built once.  It reads arrays through NumPy's C API.
-NUMPY_MODULES = ["_fastpath"]
+# The compiled call paths (of the NumPy API, and of fastloss.torch) call the
+# kernels through the function pointers the chosen build exports
+# (fastloss/_entries.pxd; they cimport no kernel): built once.  They use NumPy's C API.
+NUMPY_MODULES = ["_fastpath", "_torch_calls"]
 MODULES = TWINNED_MODULES + ["_config", "_torch_checks"] + NUMPY_MODULES
 V3_SUFFIX = "_v3"
 V3_FLAGS = ["-march=x86-64-v3"]     # never -march=native: wheels run anywhere

@@ -22,8 +22,8 @@ alike; each round times a loop of calls and the table gives the medians, and
 the ratio torch / fastloss (above 1: fastloss is faster).
 
 The closing note takes apart one fastloss call of cross_entropy at 32 x 10:
-the checks of the arguments, the conversions (NumPy views, output arrays,
-result tensors), the kernel, and the autograd Function (apply and backward).
+the compiled call (checks of the tensors, kernel, loss tensor), the kernel
+alone, and the autograd Function (result tensors, apply and backward).
 
 The table and the note are printed, and saved with a bar chart of the ratios
 to ``--out`` (default bench/results/latest, not tracked by git;
@@ -192,9 +192,13 @@ def interleaved_medians(calls, rounds, min_time):
 
 
 def fused_expected(loss, shape):
-    """Whether fastloss computes this case (small nll_loss, smooth_l1_loss and
-    (N, C, d1, ...) cross_entropy calls are torch's own: fastloss.torch's docstring)."""
-    small = int(np.prod(shape)) < flt._TORCH_BELOW_ELEMENTS
+    """Whether fastloss computes this case (small nll_loss, smooth_l1_loss,
+    multi_margin_loss and (N, C, d1, ...) cross_entropy calls are torch's own:
+    fastloss.torch's docstring)."""
+    n = int(np.prod(shape))
+    if loss == "multi_margin_loss":
+        return n >= flt._MULTI_MARGIN_TORCH_BELOW
+    small = n < flt._TORCH_BELOW_ELEMENTS
     return not (small and (loss in ("nll_loss", "smooth_l1_loss") or len(shape) > 2))
 
 
@@ -263,10 +267,12 @@ def markdown(rows, machine_line, note, summary):
 def breakdown(rounds, min_time):
     """Where one fastloss cross_entropy call at 32 x 10 spends its time (seconds).
 
-    Each part is timed alone on the same tensors: the checks (_path and the
-    covered test), the conversions (NumPy views of input and labels, the
-    output arrays), the kernel call (with the label scan), and the autograd
-    Function (the result tensors wrapped, applied, then backward).
+    Each part is timed alone on the same tensors: the compiled call without a
+    gradient (fastloss._torch_calls: the checks of the tensors' metadata, the
+    kernel's loss-only pass, the 0-d loss tensor), the kernel call alone (loss
+    and gradient, through its def specialisation, with the label scan of the
+    Python path), and the autograd Function (the result tensors made,
+    applied, then backward).
     """
     torch.set_num_threads(1)
     x, target = make_inputs("cross_entropy", (32, 10))
@@ -278,15 +284,8 @@ def breakdown(rounds, min_time):
     kernel = flt._KERNELS["softmax_cross_entropy"][torch.float32]
     no_weight = flt._NO_WEIGHT
 
-    def checks():
-        flt._path(x, target, None)
-        flt._cross_entropy_covered(x, target, None, -100, "mean", 0.0)
-
-    def conversions():
-        detached.numpy(force=True)
-        target.numpy(force=True)
-        np.empty((32, 10), np.float32)
-        np.array(1.0, np.float32)
+    def compiled_call():
+        flt._compiled_cross_entropy(detached, target, -100, "mean", None)
 
     def kernel_call():
         flt.scan_labels(labels, 10, True, -100, no_weight)
@@ -299,24 +298,24 @@ def breakdown(rounds, min_time):
         flt._apply_fused(x, (loss, grad), None).backward()
 
     calls = steps("cross_entropy", x, target)
-    calls.update(checks=checks, conversions=conversions, kernel=kernel_call, function=function)
+    calls.update(compiled=compiled_call, kernel=kernel_call, function=function)
     return interleaved_medians(calls, rounds, min_time)
 
 
 def breakdown_note(parts):
     us = {name: value * 1e6 for name, value in parts.items()}
-    named = us["checks"] + us["conversions"] + us["kernel"] + us["function"]
+    named = us["compiled"] + us["function"]
     lines = [
         "Where fastloss.torch.cross_entropy's time goes at 32 x 10 (one thread, "
         "forward + backward, us per call):",
         f"  torch's cross_entropy {us['torch']:.1f}; fastloss {us['fastloss']:.1f}; "
         f"the autograd floor x.sum().backward() {us['floor']:.1f}",
         f"  the autograd Function (result tensors, apply, backward) {us['function']:.1f}",
-        f"  the kernel call (label scan + fused kernel) {us['kernel']:.1f}",
-        f"  the conversions (NumPy views, output arrays) "
-        f"{us['conversions']:.1f}",
-        f"  the checks (metadata of the tensors and arguments) {us['checks']:.1f}",
-        f"  the Python glue between them {us['fastloss'] - named:.1f}",
+        f"  the compiled call without a gradient (checks, kernel, loss tensor) "
+        f"{us['compiled']:.1f}",
+        f"  (the kernel alone, loss and gradient, label scan included: {us['kernel']:.1f})",
+        f"  the rest (the Python wrapper, the gradient's allocation) "
+        f"{us['fastloss'] - named:.1f}",
     ]
     return "\n".join(lines)
 

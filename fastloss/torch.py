@@ -72,7 +72,8 @@ the same result torch gives (errors included).  These are the only cases:
 * small calls of ``nll_loss``, of ``smooth_l1_loss`` and of cross-entropy
   over (N, C, d1, ...) inputs: fewer than 65,536 elements, where torch's
   native loss costs little more than the autograd floor, less than a Python
-  ``autograd.Function``;
+  ``autograd.Function``; and eager calls of ``multi_margin_loss`` on fewer
+  than 8,192 elements, for the same reason;
 * ``kl_div`` with ``reduction="mean"`` inside ``torch.compile`` (torch's
   function gives its warning while traced; fastloss's would break the graph);
 * tensor subclasses with ``__torch_function__`` and functorch transforms
@@ -118,7 +119,7 @@ from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
-from fastloss import _dispatch
+from fastloss import _dispatch, _torch_calls
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
@@ -160,6 +161,10 @@ _INT64_LIMIT = 2 ** 63
 # are torch's own: its native loss costs little more than the autograd floor
 # there, less than any Python autograd.Function (measured: docs/torch.md).
 _TORCH_BELOW_ELEMENTS = 1 << 16
+# Eager multi_margin_loss on fewer elements than this is torch's own: its native
+# loss costs about the autograd floor there (measured: 0.6x-0.9x up to 64 x 64,
+# 1.1x at 128 x 50, 1.8x at 256 x 100; bench.torch_matrix).
+_MULTI_MARGIN_TORCH_BELOW = 1 << 13
 
 # fastloss.torch's own kernels (nll_loss, kl_div, cross-entropy over
 # (N, C, d1, ...) scores in their layout), in the build _dispatch chose.
@@ -192,30 +197,31 @@ class _FusedLoss(torch.autograd.Function):
         # A tuple, so that autograd does not take loss and grad for inputs.
         loss, grad = loss_and_grad
         # Saved, not kept as an attribute: autograd releases it after backward,
-        # so that the gradient it hands on is moved into input.grad, not copied.
+        # so that the gradient it hands on is moved into input.grad, not copied,
+        # and keeps it for a second backward through a retained graph.
         ctx.save_for_backward(grad)
-        ctx.loss_dim = loss.dim()
-        # Kept for double backward only; the version tells whether it changed.
-        ctx.input = input
-        ctx.input_version = input._version
-        ctx.torch_loss = torch_loss
+        # The loss's dimensions; for double backward, the input and its version
+        # (which tells whether it changed) and torch's loss, in one attribute.
+        ctx.state = (loss.dim(), input, input._version, torch_loss)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        if _grad_enabled():
-            return _differentiable_backward(ctx, grad_output), None, None
-        return _scaled(ctx.saved_tensors[0], grad_output, ctx.loss_dim), None, None
+        return _fused_backward(ctx, grad_output)
 
 
-def _scaled(grad, grad_output, loss_dim):
-    """grad times grad_output, broadcast over the dimensions the loss lacks."""
+def _fused_backward(ctx, grad_output):
+    """_FusedLoss's backward (also the apply of its backward node: see below)."""
+    if _grad_enabled():
+        return _differentiable_backward(ctx, grad_output), None, None
+    (grad,) = ctx.saved_tensors
+    loss_dim = ctx.state[0]
     if loss_dim == 0:
         # A CPU scalar: reading it is a load, not a device synchronisation.
         if grad_output.item() == 1.0:   # loss.backward(): the gradient as it is
-            return grad
-        return grad * grad_output
-    return grad * _per_row(grad_output, grad.dim() - loss_dim)
+            return grad, None, None
+        return grad * grad_output, None, None
+    return grad * _per_row(grad_output, grad.dim() - loss_dim), None, None
 
 
 def _per_row(grad_output, extra):
@@ -230,14 +236,29 @@ def _per_row(grad_output, extra):
 
 def _differentiable_backward(ctx, grad_output):
     """create_graph=True: the gradient as a differentiable function of the input."""
-    input = ctx.input
-    if input._version != ctx.input_version:
+    _, input, version, torch_loss = ctx.state
+    if input._version != version:
         raise RuntimeError("fastloss.torch: the input of a loss was modified in place "
                            "before a double backward through it")
     with torch.enable_grad():
-        loss = ctx.torch_loss(input)
+        loss = torch_loss(input)
         (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
     return grad
+
+
+def _bind_backward_node():
+    """The apply of _FusedLoss's backward node: _fused_backward itself, without the
+    generic apply's Python frames (which look up the user's backward on every
+    call; about a microsecond).  Left as torch made it where torch's backward node
+    class has no such method."""
+    node = _FusedLoss._backward_cls
+    generic = getattr(torch.autograd.function.BackwardCFunction, "apply", None)
+    if generic is not None and getattr(node, "apply", None) is generic \
+            and not getattr(_FusedLoss, "boxed_grads_call", False):
+        node.apply = _fused_backward
+
+
+_bind_backward_node()
 
 
 def _function_apply():
@@ -255,6 +276,15 @@ def _function_apply():
 
 
 _apply_fused = _function_apply()
+
+# The compiled call path of the common small call (fastloss._torch_calls): each
+# loss tries it first, outside torch.compile, and takes the Python path below
+# when it returns None.
+_compiled_call = _torch_calls.elementwise
+_compiled_cross_entropy = _torch_calls.cross_entropy
+_MSE, _HUBER, _BINARY_CROSS_ENTROPY, _L1, _POISSON_NLL, _SIGMOID_FOCAL_LOSS = (
+    _torch_calls.ELEMENTWISE.index(name) for name in (
+        "mse", "huber", "binary_cross_entropy", "l1", "poisson_nll", "sigmoid_focal_loss"))
 
 
 def _never():
@@ -813,6 +843,10 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         options = {} if weight is None else {"weight": weight}
         return F.mse_loss(x, target, reduction=reduction, **options)
 
+    if weight is None and not _compiling():
+        loss = _compiled_call(_MSE, input, target, reduction, 0.0, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _elementwise_covered(input, target, reduction, weight) \
             and _same_shape_weight(weight, input):
@@ -838,6 +872,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
         options = {} if weight is None else {"weight": weight}
         return F.huber_loss(x, target, reduction=reduction, delta=delta, **options)
 
+    if weight is None and type(delta) is float and delta > 0 and not _compiling():
+        loss = _compiled_call(_HUBER, input, target, reduction, delta, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _elementwise_covered(input, target, reduction, weight) \
             and _same_shape_weight(weight, input) and delta > 0:
@@ -870,6 +908,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         return F.binary_cross_entropy_with_logits(x, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
 
+    if weight is None and pos_weight is None and not _compiling():
+        loss = _compiled_call(_BINARY_CROSS_ENTROPY, input, target, reduction, 1.0, 0.0, 0.0,
+                              torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight, pos_weight)
     if path and _bce_covered(input, target, weight, pos_weight, reduction):
         return _fused(path, _bce_fast, _bce_op, input, (target, weight, pos_weight, reduction),
@@ -945,6 +988,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _torch_cross_entropy(x, target, weight, ignore_index, reduction,
                                     label_smoothing, z_loss, softcap)
 
+    if weight is None and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None \
+            and not _compiling():
+        loss = _compiled_cross_entropy(input, target, ignore_index, reduction, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _cross_entropy_covered(input, target, weight, ignore_index, reduction,
                                        label_smoothing) \
@@ -966,8 +1014,14 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
 
     (the Weston-Watkins hinge divided by C).  "mean" divides by N.  Computed by
     the fused kernel of ``fastloss.multiclass_hinge(kind="weston_watkins",
-    squared=(p == 2))`` with w_y / C as sample weights.
+    squared=(p == 2))`` with w_y / C as sample weights.  Eager calls on fewer
+    than 8,192 elements are torch's own (faster there).
     """
+    if isinstance(input, _Tensor) and input.numel() < _MULTI_MARGIN_TORCH_BELOW \
+            and not _compiling():
+        # decided first: a small call pays nothing for the checks
+        return F.multi_margin_loss(input, target, p, margin, weight, size_average, reduce,
+                                   reduction)
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
 
@@ -1273,6 +1327,11 @@ _BAD_VALUE = fastloss._dispatch.elementwise_kernels.TARGET_INVALID
 _EXP_LIMIT = {torch.float32: 88.0, torch.float64: 709.0}
 # eps at least this is a positive rate in the dtype (torch rounds x + eps to it).
 _TINY = {dt: torch.finfo(dt).tiny for dt in _FAST_DTYPES}
+# The compiled call path (fastloss._torch_calls) binds the chosen build's entries,
+# the Function and these limits once.
+_torch_calls.bind(_dispatch.elementwise_kernels.ENTRIES, _dispatch.multiclass_kernels.ENTRIES,
+                  torch, _functorch_active, _functorch_wrapped, forward_ad, _apply_fused,
+                  _BAD_VALUE, _EXP_LIMIT, _TINY)
 
 
 def _checked_elementwise(name, input, target, params, reduction, need_grad):
@@ -1395,6 +1454,10 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     def torch_loss(x):
         return F.l1_loss(x, target, reduction=reduction, **options)
 
+    if weight is None and not _compiling():
+        loss = _compiled_call(_L1, input, target, reduction, 0.0, 0.0, 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _more_covered(input, target, reduction) \
             and (weight is None or weight.dtype == input.dtype
@@ -1463,8 +1526,14 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
         return F.poisson_nll_loss(x, target, log_input=log_input, full=full, eps=eps,
                                   reduction=reduction)
 
+    covered = _is_real(eps) and eps >= 0
+    if covered and not _compiling():
+        loss = _compiled_call(_POISSON_NLL, input, target, reduction, 1.0 if log_input else 0.0,
+                              1.0 if full else 0.0, float(eps), torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target)
-    if path and _more_covered(input, target, reduction) and _is_real(eps) and eps >= 0:
+    if path and covered and _more_covered(input, target, reduction):
         return _fused(path, _poisson_fast, _poisson_op, input,
                       (target, bool(log_input), bool(full), float(eps), reduction), torch_loss)
     return torch_loss(input)
@@ -1516,9 +1585,15 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     def torch_loss(x):
         return _torch_sigmoid_focal_loss(x, targets, alpha, gamma, reduction)
 
+    covered = _is_real(alpha) and (0 <= alpha <= 1 or alpha == -1) and _is_real(gamma) \
+        and gamma >= 0
+    if covered and not _compiling():
+        loss = _compiled_call(_SIGMOID_FOCAL_LOSS, inputs, targets, reduction, float(alpha),
+                              float(gamma), 0.0, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(inputs, targets)
-    if path and _more_covered(inputs, targets, reduction) and _is_real(alpha) \
-            and (0 <= alpha <= 1 or alpha == -1) and _is_real(gamma) and gamma >= 0:
+    if path and covered and _more_covered(inputs, targets, reduction):
         return _fused(path, _focal_fast, _focal_op, inputs,
                       (targets, float(alpha), float(gamma), reduction), torch_loss)
     return torch_loss(inputs)

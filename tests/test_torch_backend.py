@@ -23,6 +23,29 @@ FUNCTIONS = ["cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "h
 MODULES = {"CrossEntropyLoss": "cross_entropy", "BCEWithLogitsLoss":
            "binary_cross_entropy_with_logits", "MSELoss": "mse_loss",
            "HuberLoss": "huber_loss", "MultiMarginLoss": "multi_margin_loss"}
+
+
+@pytest.fixture(autouse=True)
+def fused_at_every_size(monkeypatch):
+    """The fused path for the small tensors of these tests too: by default eager
+    multi_margin_loss leaves calls on fewer than _MULTI_MARGIN_TORCH_BELOW
+    elements to torch (test_small_multi_margin_calls_are_torchs)."""
+    monkeypatch.setattr(flt, "_MULTI_MARGIN_TORCH_BELOW", 1)
+
+
+def test_small_multi_margin_calls_are_torchs(monkeypatch):
+    monkeypatch.undo()
+    assert flt._MULTI_MARGIN_TORCH_BELOW == 1 << 13
+    for shape, fused_path in (((32, 10), False), ((64, 127), False), ((64, 128), True),
+                              ((256, 100), True)):
+        x = randn(*shape).requires_grad_(True)
+        y = labels(shape[0], shape[1], seed=1)
+        assert fused(flt.multi_margin_loss(x, y)) == fused_path
+        compare(lambda x, y: flt.multi_margin_loss(x, y, p=2, margin=0.5),
+                lambda x, y: F.multi_margin_loss(x, y, p=2, margin=0.5), [x, y],
+                torch.float32, expect_fused=fused_path)
+
+
 # --- API ----------------------------------------------------------------------
 
 def test_import_fastloss_does_not_import_torch():
@@ -564,6 +587,15 @@ def test_errors_inside_the_fused_path_are_not_hidden(monkeypatch, error):
     # itself reaches the caller instead of a silent torch answer.
     def broken_kernel(*args):
         raise error("a fastloss bug")
+    # the compiled call path first (it catches nothing), then the Python path's kernels
+    for name in ("_compiled_call", "_compiled_cross_entropy"):
+        monkeypatch.setattr(flt, name, broken_kernel)
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.cross_entropy(randn(4, 3), labels(4, 3))
+    with pytest.raises(error, match="a fastloss bug"):
+        flt.mse_loss(randn(4, 3), randn(4, 3, seed=1))
+    for name in ("_compiled_call", "_compiled_cross_entropy"):
+        monkeypatch.setattr(flt, name, lambda *args: None)
     for dtype in DTYPES:
         monkeypatch.setitem(flt._KERNELS["softmax_cross_entropy"], dtype, broken_kernel)
         monkeypatch.setitem(flt._KERNELS["mse"], dtype, broken_kernel)

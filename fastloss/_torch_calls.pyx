@@ -1,0 +1,312 @@
+# cython: language_level=3
+"""fastloss.torch's compiled call path: the common small call, checked and computed in C.
+
+Design: at a small batch a loss call of fastloss.torch is dominated by what
+happens around the kernel (issue #14): the checks of the tensors' metadata,
+NumPy views of the tensors, NumPy outputs, the Python glue.  This module takes
+the common eager call -- plain contiguous CPU tensors of one float dtype, no
+weights, the default options, a training step's autograd state -- reads each
+tensor's metadata once, allocates the gradient (NumPy's memory, handed to
+torch by ``torch.from_numpy``, as the Python path does), and calls the
+kernel's pointer-level entry (``_entries.pxd``: the def kernel's one-chunk
+loop, bit for bit) on the tensors' data pointers.  Its result goes through
+the same autograd Function as the Python path's (``fastloss.torch._FusedLoss``).
+
+Each function returns the loss tensor, or None for a call it does not take:
+then fastloss.torch's Python path decides the call as it always did (torch's
+own function included), so that every rule, error and warning stays that
+path's.  It takes only calls within one chunk of the kernel (larger calls
+spend their time in the kernel, which the Python path calls threaded), and it
+is never reached while torch.compile traces (the Python caller tests that
+first: dynamo cannot trace into compiled code).
+
+Calls it leaves to the Python path: tensor subclasses, other devices, dtypes
+and layouts, non-contiguous tensors or tensors with torch's negation bit,
+targets that require a gradient, forward-mode AD, functorch transforms,
+shapes that differ (broadcasting) or are empty, class weights, label
+smoothing, a label out of [0, C) or equal to ignore_index, and the values
+the kernels refuse or compute differently from torch (the checks of the
+Python path's *_fast functions).
+"""
+from libc.math cimport isfinite, INFINITY
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.stdint cimport int64_t
+from fastloss._parallel cimport plan_chunks
+from fastloss._entries cimport (ENTRY_MAX_VALUES, ElementwiseEntryFloat,
+                                ElementwiseEntryDouble, CrossEntropyEntryFloat,
+                                CrossEntropyEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
+                                FL_ELEMENTWISE_ENTRY_DOUBLE, FL_CROSS_ENTROPY_ENTRY_FLOAT,
+                                FL_CROSS_ENTROPY_ENTRY_DOUBLE)
+cimport numpy as cnp
+
+cnp.import_array()
+
+# The elementwise losses of this path (elementwise()'s first argument): their kernels.
+ELEMENTWISE = ("mse", "huber", "binary_cross_entropy", "l1", "poisson_nll",
+               "sigmoid_focal_loss")
+cdef enum:
+    MSE = 0
+    L1 = 3
+    POISSON_NLL = 4
+    SIGMOID_FOCAL_LOSS = 5
+    N_ELEMENTWISE = 6
+# The kernel's TARGET_INVALID bit (bind()): a target the kernel refuses.
+cdef int _bad_value = 0
+
+cdef ElementwiseEntryFloat _elementwise_float[<int>N_ELEMENTWISE]
+cdef ElementwiseEntryDouble _elementwise_double[<int>N_ELEMENTWISE]
+cdef CrossEntropyEntryFloat _cross_entropy_float = NULL
+cdef CrossEntropyEntryDouble _cross_entropy_double = NULL
+
+# What bind() gives: torch's objects, read once.
+cdef object _Tensor = None, _float32 = None, _float64 = None, _int64 = None
+cdef object _strided = None, _from_numpy = None
+cdef object _grad_enabled = None, _functorch_active = None, _functorch_wrapped = None
+cdef object _forward_ad = None, _apply = None
+cdef bint _bound = False
+# exp(x) of a Poisson log-rate up to this is finite in the dtype; eps at least
+# tiny is a positive rate (fastloss.torch._EXP_LIMIT, _TINY).
+cdef double _exp_limit_float = 0.0, _exp_limit_double = 0.0
+cdef double _tiny_float = 0.0, _tiny_double = 0.0
+
+# reduction: 0 "mean", 1 "sum", 2 "none"
+cdef inline int _reduction(object reduction):
+    if reduction == "mean":
+        return 0
+    if reduction == "sum":
+        return 1
+    if reduction == "none":
+        return 2
+    return -1
+
+
+def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
+         functorch_wrapped, forward_ad, apply, int bad_value, exp_limit, tiny):
+    """Called once by fastloss.torch: the chosen build's entries and torch's objects."""
+    global _Tensor, _float32, _float64, _int64, _strided, _from_numpy
+    global _grad_enabled, _functorch_active, _functorch_wrapped, _forward_ad, _apply
+    global _cross_entropy_float, _cross_entropy_double, _bound, _bad_value
+    global _exp_limit_float, _exp_limit_double, _tiny_float, _tiny_double
+    cdef int k
+    for k, name in enumerate(ELEMENTWISE):
+        pair = elementwise_entries[name]
+        _elementwise_float[k] = <ElementwiseEntryFloat>PyCapsule_GetPointer(
+            pair[0], FL_ELEMENTWISE_ENTRY_FLOAT)
+        _elementwise_double[k] = <ElementwiseEntryDouble>PyCapsule_GetPointer(
+            pair[1], FL_ELEMENTWISE_ENTRY_DOUBLE)
+    pair = multiclass_entries["softmax_cross_entropy"]
+    _cross_entropy_float = <CrossEntropyEntryFloat>PyCapsule_GetPointer(
+        pair[0], FL_CROSS_ENTROPY_ENTRY_FLOAT)
+    _cross_entropy_double = <CrossEntropyEntryDouble>PyCapsule_GetPointer(
+        pair[1], FL_CROSS_ENTROPY_ENTRY_DOUBLE)
+    _Tensor = torch.Tensor
+    _float32, _float64, _int64 = torch.float32, torch.float64, torch.int64
+    _strided = torch.strided
+    _from_numpy = torch.from_numpy
+    _grad_enabled = torch.is_grad_enabled
+    _functorch_active = functorch_active
+    _functorch_wrapped = functorch_wrapped
+    _forward_ad = forward_ad
+    _apply = apply
+    _bad_value = bad_value
+    _exp_limit_float, _exp_limit_double = exp_limit[torch.float32], exp_limit[torch.float64]
+    _tiny_float, _tiny_double = tiny[torch.float32], tiny[torch.float64]
+    _bound = True
+
+
+# --- the checks: True when the path may take the tensor ---------------------------------
+
+cdef inline bint _plain(object t):
+    """A plain contiguous strided CPU tensor without torch's negation bit."""
+    return (type(t) is _Tensor and t.is_cpu and t.layout is _strided and t.is_contiguous()
+            and not t.is_neg())
+
+
+cdef inline bint _eager_state(object input, object target, bint grad_enabled):
+    """No reason in autograd's state for the Python path: the target needs no gradient,
+    no forward-mode AD level, no functorch transform."""
+    if grad_enabled and target.requires_grad:
+        return False
+    if _forward_ad._current_level >= 0:
+        return False
+    return not (_functorch_active() or (_functorch_wrapped is not None
+                                        and _functorch_wrapped(input)))
+
+
+cdef inline Py_ssize_t _data(object t):
+    return <Py_ssize_t>t.data_ptr()
+
+
+cdef enum:
+    # The most dimensions of a tensor this path allocates (NumPy 1's NPY_MAXDIMS).
+    MAX_DIMS = 32
+
+
+cdef inline cnp.ndarray _empty(object shape, bint is_float):
+    """An uninitialised C-contiguous array of a tensor's shape in its dtype (shape: a
+    torch.Size of at most MAX_DIMS dimensions).  Its memory becomes the tensor by
+    torch.from_numpy: measured cheaper than torch.empty_like, whose dispatch costs
+    twice as many instructions."""
+    cdef cnp.npy_intp dims[MAX_DIMS]
+    cdef int k, ndim = len(shape)
+    for k in range(ndim):
+        dims[k] = shape[k]
+    return cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE, 0)
+
+
+cdef object _scalar(double value, bint is_float):
+    """A 0-d tensor of a float64 loss in the input's dtype (rounded once, as NumPy's
+    float32 conversion: beyond float32's range inf)."""
+    cdef cnp.ndarray arr
+    if is_float:
+        arr = cnp.PyArray_SimpleNew(0, NULL, cnp.NPY_FLOAT)
+        (<float*>cnp.PyArray_DATA(arr))[0] = <float>value
+    else:
+        arr = cnp.PyArray_SimpleNew(0, NULL, cnp.NPY_DOUBLE)
+        (<double*>cnp.PyArray_DATA(arr))[0] = value
+    return _from_numpy(arr)
+
+
+cdef inline object _finish(object input, object loss, cnp.ndarray grad, object torch_loss):
+    """The loss, through the autograd Function when a gradient was computed."""
+    if grad is None:
+        return loss
+    return _apply(input, (loss, _from_numpy(grad)), torch_loss)
+
+
+# --- the elementwise losses -------------------------------------------------------------
+
+cdef bint _poisson_inputs_covered(object input, bint is_float, Py_ssize_t n, bint log_input,
+                                  double eps):
+    """fastloss.torch._poisson_fast's read of the input, element by element (NaN fails)."""
+    cdef Py_ssize_t i
+    cdef double v, limit = _exp_limit_float if is_float else _exp_limit_double
+    cdef bint zero_ok = eps >= (_tiny_float if is_float else _tiny_double)
+    cdef const float* xf = <const float*>_data(input)
+    cdef const double* xd = <const double*>xf
+    for i in range(n):
+        v = xf[i] if is_float else xd[i]
+        if log_input:
+            if not (-INFINITY < v <= limit):
+                return False
+        elif not (v < INFINITY and (v > 0 or (v == 0 and zero_ok))):
+            return False
+    return True
+
+
+def elementwise(int loss, input, target, reduction, double value0, double value1,
+                double value2, torch_loss):
+    """A flat elementwise loss without weights, or None for a call the path leaves.
+
+    ``value0``... are the kernel's own parameters in declared order (a flag as
+    0.0 or 1.0; unused ones anything); ``torch_loss(x)`` is torch's loss, for
+    the autograd Function's double backward.
+    """
+    if not _bound or not (_plain(input) and _plain(target)):
+        return None
+    dtype = input.dtype
+    if not ((dtype is _float32 or dtype is _float64) and target.dtype is dtype):
+        return None
+    cdef int how = _reduction(reduction)
+    cdef bint grad_enabled = _grad_enabled()
+    if how < 0 or not _eager_state(input, target, grad_enabled):
+        return None
+    cdef Py_ssize_t n = input.numel()
+    shape = input.shape
+    if n == 0 or plan_chunks(n, 1).n_chunks != 1 or target.shape != shape \
+            or len(shape) > MAX_DIMS:
+        return None
+    cdef bint is_float = dtype is _float32
+    if loss == POISSON_NLL and not _poisson_inputs_covered(input, is_float, n,
+                                                           value0 != 0.0, value2):
+        return None
+    cdef bint need_grad = grad_enabled and input.requires_grad
+    cdef cnp.ndarray grad = _empty(shape, is_float) if need_grad else None
+    cdef cnp.ndarray loss_out = _empty(shape, is_float) if how == 2 else None
+    cdef double values[ENTRY_MAX_VALUES]
+    values[0], values[1], values[2] = value0, value1, value2
+    cdef double scale = 1.0 / n if how == 0 else 1.0
+    cdef Py_ssize_t p = _data(input), t = _data(target)
+    cdef void* loss_ptr = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
+    cdef void* grad_ptr = NULL if grad is None else cnp.PyArray_DATA(grad)
+    cdef int seen = 0
+    cdef double total
+    if is_float:
+        total = _elementwise_float[loss](<const float*>p, <const float*>t, NULL, n,
+                                         <float*>loss_ptr, <float*>grad_ptr, scale, values,
+                                         &seen)
+    else:
+        total = _elementwise_double[loss](<const double*>p, <const double*>t, NULL, n,
+                                          <double*>loss_ptr, <double*>grad_ptr, scale, values,
+                                          &seen)
+    if (loss == POISSON_NLL or loss == SIGMOID_FOCAL_LOSS) and seen & _bad_value:
+        return None                 # a target the kernel refuses: torch's formula
+    if loss == L1 and need_grad and total != total:
+        return None                 # torch's gradient at a NaN residual is 0
+    value = _from_numpy(loss_out) if how == 2 else _scalar(total / n if how == 0 else total,
+                                                            is_float)
+    return _finish(input, value, grad, torch_loss)
+
+
+# --- cross-entropy with class labels -------------------------------------------------------
+
+cdef bint _labels_plain(const int64_t* labels, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                        int64_t ignore_index):
+    """Every label in [0, n_classes) and none equal to ignore_index (no branch per label)."""
+    cdef Py_ssize_t i
+    cdef bint bad = False
+    for i in range(n_rows):
+        bad |= (labels[i] < 0) | (labels[i] >= n_classes) | (labels[i] == ignore_index)
+    return not bad
+
+
+def cross_entropy(input, target, ignore_index, reduction, torch_loss):
+    """cross_entropy of (N, C) logits and int64 labels (N,), no class weights, no
+    smoothing, no z_loss or softcap; or None for a call the path leaves."""
+    if not _bound or not (_plain(input) and _plain(target)):
+        return None
+    dtype = input.dtype
+    if not ((dtype is _float32 or dtype is _float64) and target.dtype is _int64):
+        return None
+    cdef int how = _reduction(reduction)
+    cdef bint grad_enabled = _grad_enabled()
+    if how < 0 or type(ignore_index) is not int or not _eager_state(input, target,
+                                                                     grad_enabled):
+        return None
+    shape = input.shape
+    if len(shape) != 2 or len(target.shape) != 1:
+        return None
+    cdef Py_ssize_t n_rows = shape[0], n_classes = shape[1]
+    if n_rows == 0 or n_classes == 0 or target.shape[0] != n_rows \
+            or plan_chunks(n_rows, n_classes).n_chunks != 1:
+        return None
+    # (the entry reads the int64 labels as Py_ssize_t)
+    if sizeof(Py_ssize_t) != sizeof(int64_t) or not -2**63 <= ignore_index < 2**63:
+        return None
+    cdef int64_t ignored = ignore_index
+    cdef const int64_t* labels = <const int64_t*>_data(target)
+    if not _labels_plain(labels, n_rows, n_classes, ignored):
+        return None                 # torch's error, or rows to ignore: the Python path
+    cdef bint is_float = dtype is _float32
+    cdef bint need_grad = grad_enabled and input.requires_grad
+    cdef cnp.ndarray grad = _empty(shape, is_float) if need_grad else None
+    cdef cnp.ndarray loss_out = _empty(target.shape, is_float) if how == 2 else None
+    cdef double scale = 1.0 / n_rows if how == 0 else 1.0
+    cdef Py_ssize_t x = _data(input)
+    cdef void* loss_ptr = NULL if loss_out is None else cnp.PyArray_DATA(loss_out)
+    cdef void* grad_ptr = NULL if grad is None else cnp.PyArray_DATA(grad)
+    cdef int status = 0
+    cdef double total
+    if is_float:
+        total = _cross_entropy_float(<const float*>x, n_rows, n_classes,
+                                     <const Py_ssize_t*>labels, NULL, <float*>loss_ptr,
+                                     <float*>grad_ptr, scale, &status)
+    else:
+        total = _cross_entropy_double(<const double*>x, n_rows, n_classes,
+                                      <const Py_ssize_t*>labels, NULL, <double*>loss_ptr,
+                                      <double*>grad_ptr, scale, &status)
+    if status & 2:      # the kernel's OUT_OF_MEMORY, and its message
+        raise MemoryError("softmax_cross_entropy: no memory for a row's scratch")
+    loss = _from_numpy(loss_out) if how == 2 else _scalar(
+        total / n_rows if how == 0 else total, is_float)
+    return _finish(input, loss, grad, torch_loss)
