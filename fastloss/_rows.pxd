@@ -165,6 +165,12 @@ cdef extern from "_small_rows.h" nogil:
                             const double* scale, const double* delta, const double* weight_y,
                             double gamma, double beta, const double* class_weight, float* grad,
                             float* hess, double* loss)
+    # The same of 4 float32 rows of at least 8 classes, one after another
+    # (no Hessian; x86-64-v3 build only; elsewhere it declines)
+    bint fl_mid_ce4_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
+                          const double* scale, const double* delta, const double* weight_y,
+                          double gamma, double beta, const double* class_weight, float* grad,
+                          double* loss)
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     """The maximum of x[0:n] (n >= 1) and its first position.
@@ -381,6 +387,7 @@ cdef enum:
     # Rows of at most SMALL_ROW classes are processed BLOCK_ROWS at a time: a
     # row of 10 classes is too short for a SIMD pass of its own.
     SMALL_ROW = 16
+    MID_ROW = 1024      # rows of SMALL_ROW < C <= MID_ROW classes: 4 at a time (fl_mid_ce4_float)
     BLOCK_ROWS = 64
 
 

@@ -123,6 +123,66 @@ static inline __m256d fl_small_in_range(__m256d a)
                                       _mm256_cmp_pd(a, _mm256_set1_pd(1e30), _CMP_LE_OQ)));
 }
 
+/* One row per double lane (4 rows): the row's scalars after its exp pass, as
+ * the callers below define them.  m the row maximum, kd = K, raw the sum of
+ * e'_c = exp(x_c - K ln2) over c with x_c != m, ties the count of x_c == m,
+ * xy = x_y and ey = e'_y, wz = sum_c w_c (x_c - m) (read only when beta != 0):
+ *
+ *   factor = exp(K ln2 - m),  S = factor raw + ties - 1,  T = 1 + S,
+ *   L = log1p(S),  p_y = factor ey / T (1 / T at m),  q_y = 1 - p_y (S / T at m),
+ *   loss = delta (L - z_y) + gamma L - beta wz        (written to loss[0:4])
+ *   coef = scale (delta + gamma) factor / T           (grad_c = coef e'_c - bsc w_c)
+ *   bsc = scale beta,  gy = scale (-delta q_y + gamma p_y - beta w_y)
+ *
+ * and the Hessian's scale (delta + gamma), factor / T and its value S / T^2 at
+ * m; ok: coef and bsc are 0 or within [1e-30, 1e30] (float's range, scaled
+ * in float without underflow or overflow). */
+typedef struct {
+    __m256d coef, gy, bsc, ok, hscale, pf, hmax;
+} fl_ce_coefs4;
+
+static inline __attribute__((always_inline)) void fl_ce_rows4(
+    __m256d m, __m256d kd, __m256d raw, __m256d tie_count, __m256d xyd, __m256d eyd,
+    const double *scale, const double *delta, const double *weight_y, double gamma,
+    double beta, __m256d wz, double *loss, fl_ce_coefs4 *out)
+{
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    __m256d d = _mm256_fmadd_pd(kd, _mm256_set1_pd(LN2_LO),
+                                _mm256_fmsub_pd(kd, _mm256_set1_pd(LN2_HI), m));
+    __m256d factor = fl_small_exp_v4d(d);
+    __m256d others = _mm256_fmadd_pd(factor, raw,
+                                     _mm256_sub_pd(tie_count, _mm256_set1_pd(1.0)));
+    __m256d u = _mm256_add_pd(_mm256_set1_pd(1.0), others);
+    __m256d inv = _mm256_div_pd(_mm256_set1_pd(1.0), u);
+    __m256d L = fl_small_log1p_v4d(others, u, inv);
+    __m256d z_y = _mm256_sub_pd(xyd, m);                         /* exact */
+    __m256d at_y = _mm256_cmp_pd(xyd, m, _CMP_EQ_OQ);
+    __m256d p_y = _mm256_blendv_pd(_mm256_mul_pd(_mm256_mul_pd(factor, eyd), inv), inv, at_y);
+    __m256d q_y = _mm256_blendv_pd(_mm256_sub_pd(_mm256_set1_pd(1.0), p_y),
+                                   _mm256_mul_pd(others, inv), at_y);
+    __m256d dl = _mm256_loadu_pd(delta);
+    __m256d sc = _mm256_loadu_pd(scale);
+    __m256d g = _mm256_set1_pd(gamma), b = _mm256_set1_pd(beta);
+    __m256d lv = _mm256_mul_pd(dl, _mm256_sub_pd(L, z_y));
+    if (beta != 0.0)
+        lv = _mm256_add_pd(lv, _mm256_fmsub_pd(g, L, _mm256_mul_pd(b, wz)));
+    _mm256_storeu_pd(loss, lv);
+    out->coef = _mm256_mul_pd(_mm256_mul_pd(sc, _mm256_add_pd(dl, g)),
+                              _mm256_mul_pd(factor, inv));
+    out->bsc = _mm256_mul_pd(sc, b);
+    /* the Hessian's diagonal: scale (delta + gamma) p_c (1 - p_c), S / T^2 at m */
+    out->hscale = _mm256_mul_pd(sc, _mm256_add_pd(dl, g));
+    out->pf = _mm256_mul_pd(factor, inv);
+    out->hmax = _mm256_mul_pd(out->hscale, _mm256_mul_pd(_mm256_mul_pd(others, inv), inv));
+    /* scale (-delta q_y + gamma p_y - beta w_y) */
+    __m256d gy = _mm256_fmsub_pd(g, p_y, _mm256_mul_pd(dl, q_y));
+    if (beta != 0.0)
+        gy = _mm256_fnmadd_pd(b, _mm256_loadu_pd(weight_y), gy);
+    out->gy = _mm256_mul_pd(sc, gy);
+    out->ok = _mm256_and_pd(fl_small_in_range(out->coef), fl_small_in_range(out->bsc));
+}
+
 /* t[j] lane r = x[r n + c0 + j] (j < 4, r < 8): 4 columns of 8 rows, as two 4 x 4
  * transposes within the 128-bit halves (rows 0-3 low, 4-7 high; no lane crossing). */
 static inline void fl_small_load4(const float *x, ptrdiff_t n, ptrdiff_t c0, __m256 t[4])
@@ -161,8 +221,6 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
     const double *delta, const double *weight_y, double gamma, double beta,
     const double *class_weight, float *grad, float *hess, double *loss)
 {
-    const double LN2_HI = 6.93147180369123816490e-01;
-    const double LN2_LO = 1.90821492927058770002e-10;
     __m256 col[16], e[16], v[8];
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 #ifdef FL_SMALL_PREFETCH
@@ -279,50 +337,20 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
         }
     }
     /* --- per row, 4 double lanes at a time */
-    __m256d coef_h[2], gy_h[2], bsc_h[2], ok_h[2], hscale_h[2], pf_h[2], hmax_h[2];
+    fl_ce_coefs4 co[2];
     _Pragma("GCC unroll 16")
     for (int h = 0; h < 2; h++) {
-        __m256d m = h ? fl_small_hi_pd(hi) : fl_small_lo_pd(hi);
-        __m256d kd = h ? fl_small_hi_pd(k) : fl_small_lo_pd(k);
-        __m256d raw = h ? sum_hi : sum_lo;
         __m128i ties4 = h ? _mm256_extracti128_si256(ties, 1) : _mm256_castsi256_si128(ties);
-        __m256d tie_count = _mm256_cvtepi32_pd(ties4);
-        __m256d d = _mm256_fmadd_pd(kd, _mm256_set1_pd(LN2_LO),
-                                    _mm256_fmsub_pd(kd, _mm256_set1_pd(LN2_HI), m));
-        __m256d factor = fl_small_exp_v4d(d);
-        __m256d others = _mm256_fmadd_pd(factor, raw,
-                                         _mm256_sub_pd(tie_count, _mm256_set1_pd(1.0)));
-        __m256d u = _mm256_add_pd(_mm256_set1_pd(1.0), others);
-        __m256d inv = _mm256_div_pd(_mm256_set1_pd(1.0), u);
-        __m256d L = fl_small_log1p_v4d(others, u, inv);
-        __m256d xyd = h ? fl_small_hi_pd(xy) : fl_small_lo_pd(xy);
-        __m256d eyd = h ? fl_small_hi_pd(ey) : fl_small_lo_pd(ey);
-        __m256d z_y = _mm256_sub_pd(xyd, m);                     /* exact */
-        __m256d at_y = _mm256_cmp_pd(xyd, m, _CMP_EQ_OQ);
-        __m256d p_y = _mm256_blendv_pd(_mm256_mul_pd(_mm256_mul_pd(factor, eyd), inv), inv, at_y);
-        __m256d q_y = _mm256_blendv_pd(_mm256_sub_pd(_mm256_set1_pd(1.0), p_y),
-                                       _mm256_mul_pd(others, inv), at_y);
-        __m256d dl = _mm256_loadu_pd(delta + 4 * h);
-        __m256d sc = _mm256_loadu_pd(scale + 4 * h);
-        __m256d g = _mm256_set1_pd(gamma), b = _mm256_set1_pd(beta);
-        __m256d lv = _mm256_mul_pd(dl, _mm256_sub_pd(L, z_y));
-        if (beta != 0.0)
-            lv = _mm256_add_pd(lv, _mm256_fmsub_pd(g, L, _mm256_mul_pd(b, h ? wz_hi : wz_lo)));
-        _mm256_storeu_pd(loss + 4 * h, lv);
-        coef_h[h] = _mm256_mul_pd(_mm256_mul_pd(sc, _mm256_add_pd(dl, g)),
-                                  _mm256_mul_pd(factor, inv));
-        bsc_h[h] = _mm256_mul_pd(sc, b);
-        /* the Hessian's diagonal: scale (delta + gamma) p_c (1 - p_c), S / T^2 at m */
-        hscale_h[h] = _mm256_mul_pd(sc, _mm256_add_pd(dl, g));
-        pf_h[h] = _mm256_mul_pd(factor, inv);
-        hmax_h[h] = _mm256_mul_pd(hscale_h[h], _mm256_mul_pd(_mm256_mul_pd(others, inv), inv));
-        /* scale (-delta q_y + gamma p_y - beta w_y) */
-        __m256d gy = _mm256_fmsub_pd(g, p_y, _mm256_mul_pd(dl, q_y));
-        if (beta != 0.0)
-            gy = _mm256_fnmadd_pd(b, _mm256_loadu_pd(weight_y + 4 * h), gy);
-        gy_h[h] = _mm256_mul_pd(sc, gy);
-        ok_h[h] = _mm256_and_pd(fl_small_in_range(coef_h[h]), fl_small_in_range(bsc_h[h]));
+        fl_ce_rows4(h ? fl_small_hi_pd(hi) : fl_small_lo_pd(hi),
+                    h ? fl_small_hi_pd(k) : fl_small_lo_pd(k), h ? sum_hi : sum_lo,
+                    _mm256_cvtepi32_pd(ties4), h ? fl_small_hi_pd(xy) : fl_small_lo_pd(xy),
+                    h ? fl_small_hi_pd(ey) : fl_small_lo_pd(ey), scale + 4 * h, delta + 4 * h,
+                    weight_y + 4 * h, gamma, beta, h ? wz_hi : wz_lo, loss + 4 * h, &co[h]);
     }
+    __m256d coef_h[2] = {co[0].coef, co[1].coef}, bsc_h[2] = {co[0].bsc, co[1].bsc};
+    __m256d gy_h[2] = {co[0].gy, co[1].gy}, ok_h[2] = {co[0].ok, co[1].ok};
+    __m256d hscale_h[2] = {co[0].hscale, co[1].hscale}, pf_h[2] = {co[0].pf, co[1].pf};
+    __m256d hmax_h[2] = {co[0].hmax, co[1].hmax};
     if (_mm256_movemask_pd(_mm256_and_pd(ok_h[0], ok_h[1])) != 0xf)
         return 0;
     if (grad == NULL)
@@ -432,6 +460,271 @@ static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_
 #else
     (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
     (void)beta; (void)class_weight; (void)grad; (void)hess; (void)loss;
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ mid-range rows */
+
+/* Softmax cross-entropy of 4 float32 rows of n >= 8 classes (labels), the
+ * same notation and results as fl_small_ce8_float, for rows too long to hold
+ * in registers but short enough that one row's scalar work (its maximum's
+ * reduction, the row factor, log1p, 1 / T, the coefficients) would cost as
+ * much as its exps:
+ *
+ *   - each row scanned once for its maximum m, minimum and NaN, whole vectors
+ *     (the last one overlapping the others: read only); the 4 rows are
+ *     ordinary (as above) or the group is declined before anything is written;
+ *   - the exp pass of each row (fl_exp_around_v8 around K ln2, the terms at m
+ *     counted apart, pairs of float blocks then double lanes as in
+ *     fl_row_exp_sum_float), the last partial vector by masked loads and
+ *     stores (the masked lanes left out of the sums and counts);
+ *   - the 4 rows' scalars together, one row per double lane (fl_ce_rows4);
+ *   - the gradient scaled in float (one FMA per element; in double for a row
+ *     whose coefficients fall outside float's range), the label's element
+ *     last.
+ *
+ * Every x of a row is read before its first write, so grad may be x.  A
+ * label outside [0, n) (an ignored row, scale 0) is never used as an address.
+ */
+#ifdef FL_HAVE_FAST_ROWS
+
+/* the lanes [0, count) of a mask (count <= 8) */
+static inline __m256i fl_mid_mask(ptrdiff_t count)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Is x[0:n] (n >= 8) ordinary?  Writes its maximum. */
+static inline int fl_mid_scan(const float *x, ptrdiff_t n, float *row_max)
+{
+    __m256 hi0 = _mm256_loadu_ps(x + n - 8), hi1 = hi0, lo0 = hi0, lo1 = hi0;
+    __m256 nan = _mm256_cmp_ps(hi0, hi0, _CMP_UNORD_Q);
+    ptrdiff_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
+        hi0 = _mm256_max_ps(hi0, a);
+        hi1 = _mm256_max_ps(hi1, b);
+        lo0 = _mm256_min_ps(lo0, a);
+        lo1 = _mm256_min_ps(lo1, b);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+    }
+    if (c + 8 <= n) {
+        __m256 a = _mm256_loadu_ps(x + c);
+        hi0 = _mm256_max_ps(hi0, a);
+        lo0 = _mm256_min_ps(lo0, a);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    }
+    /* vmaxps/vminps: NaN is tracked apart, so their operand order does not matter */
+    __m256 hi = _mm256_max_ps(hi0, hi1), lo = _mm256_min_ps(lo0, lo1);
+    hi = _mm256_max_ps(hi, _mm256_permute2f128_ps(hi, hi, 1));
+    lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
+    hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, _MM_SHUFFLE(1, 0, 3, 2)));
+    lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
+    hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)));
+    lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+    float m = _mm256_cvtss_f32(hi), low = _mm256_cvtss_f32(lo);
+    *row_max = m;
+    return _mm256_movemask_ps(nan) == 0 && m < 1048576.0f && m > -1048576.0f
+        && low >= m - FL_ROW_SPREAD;
+}
+
+/* One vector X of the exp pass below: its e'_c (e0) stored by STORE, their sum
+ * over the lanes of mask with x_c != m added to sum0 and sum1 (from float, one
+ * conversion), the count of x_c == m there subtracted from ties (a true lane
+ * is -1). */
+#define FL_MID_EXP_VECTOR(X, STORE)                                                 \
+    {                                                                               \
+        __m256 e0 = fl_exp_around_v8(X, sh);                                        \
+        if (out != NULL)                                                            \
+            STORE;                                                                  \
+        __m256 q0 = _mm256_and_ps(_mm256_cmp_ps(X, mv, _CMP_EQ_OQ),                 \
+                                  _mm256_castsi256_ps(mask));                       \
+        __m256 s = _mm256_andnot_ps(q0, _mm256_and_ps(e0, _mm256_castsi256_ps(mask))); \
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));     \
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));   \
+        ties = _mm256_sub_epi32(ties, _mm256_castps_si256(q0));                     \
+    }
+
+/* The exp pass of an ordinary row x[0:n] (n >= 8) around K ln2 (sh = 1.5 2^23 - K
+ * in every lane, mv = m): writes e'_c to out unless NULL (it may be x), returns
+ * the sum of e'_c over x_c != m in 4 double lanes and the count of x_c == m in
+ * *n_ties; the same row of the next group of 4 (x + 4 n, out + 4 n) is
+ * fetched into the cache meanwhile. */
+static inline __m256d fl_mid_exp_pass(const float *x, ptrdiff_t n, __m256 mv, __m256 sh,
+                                      float *out, int *n_ties)
+{
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    __m256i ties = _mm256_setzero_si256();
+    ptrdiff_t c = 0;
+    for (; c + 32 <= n; c += 32) {
+        /* the next group's row (read) and gradient row (write) meanwhile: a
+         * prefetch past the arrays' end reads nothing and cannot fault */
+        _mm_prefetch((const char *)(x + 4 * n + c), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + 4 * n + c + 16), _MM_HINT_T0);
+        if (out != NULL)
+            __builtin_prefetch(out + 4 * n + c, 1, 3), __builtin_prefetch(out + 4 * n + c + 16, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+        __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
+        __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
+        if (out != NULL) {
+            _mm256_storeu_ps(out + c, e0);
+            _mm256_storeu_ps(out + c + 8, e1);
+            _mm256_storeu_ps(out + c + 16, e2);
+            _mm256_storeu_ps(out + c + 24, e3);
+        }
+        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                                 _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+        ties = _mm256_sub_epi32(ties, q);
+    }
+    __m256i mask = _mm256_set1_epi32(-1);
+    for (; c + 8 <= n; c += 8) {
+        _mm_prefetch((const char *)(x + 4 * n + c), _MM_HINT_T0);
+        if (out != NULL)
+            __builtin_prefetch(out + 4 * n + c, 1, 3);
+        __m256 x0 = _mm256_loadu_ps(x + c);
+        FL_MID_EXP_VECTOR(x0, _mm256_storeu_ps(out + c, e0))
+    }
+    if (c < n) {
+        mask = fl_mid_mask(n - c);
+        __m256 x0 = _mm256_maskload_ps(x + c, mask);
+        FL_MID_EXP_VECTOR(x0, _mm256_maskstore_ps(out + c, mask, e0))
+    }
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(ties), _mm256_extracti128_si256(ties, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(2, 3, 0, 1)));
+    *n_ties = _mm_cvtsi128_si32(t);
+    return _mm256_add_pd(sum0, sum1);
+}
+#undef FL_MID_EXP_VECTOR
+
+/* sum_c w_c (x_c - m) (w NULL: 1), every term exact before its rounding. */
+static inline double fl_mid_weighted_shift(const float *x, ptrdiff_t n, float m, const double *w)
+{
+    __m256d acc = _mm256_setzero_pd(), mv = _mm256_set1_pd((double)m);
+    ptrdiff_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        __m256d z = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + c)), mv);
+        acc = w == NULL ? _mm256_add_pd(acc, z) : _mm256_fmadd_pd(_mm256_loadu_pd(w + c), z, acc);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, acc);
+    double total = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+    for (; c < n; c++)
+        total += (w == NULL ? 1.0 : w[c]) * ((double)x[c] - m);
+    return total;
+}
+
+/* g[c] = coef g[c] - bsc w_c (w NULL: 1), in float when both coefficients are
+ * within float's range (in_range), else in double. */
+static inline void fl_mid_grad_row(float *g, ptrdiff_t n, double coef, double bsc,
+                                   const double *w, int in_range)
+{
+    ptrdiff_t c = 0;
+    if (!in_range) {
+        for (; c < n; c++)
+            g[c] = (float)(coef * g[c] - bsc * (w == NULL ? 1.0 : w[c]));
+        return;
+    }
+    __m256 cv = _mm256_set1_ps((float)coef), bv = _mm256_set1_ps((float)bsc);
+    __m256d bd = _mm256_set1_pd(bsc);
+    if (w == NULL) {
+        for (; c + 8 <= n; c += 8)
+            _mm256_storeu_ps(g + c, _mm256_fmsub_ps(cv, _mm256_loadu_ps(g + c), bv));
+        if (c < n) {
+            __m256i mask = fl_mid_mask(n - c);
+            _mm256_maskstore_ps(g + c, mask,
+                                _mm256_fmsub_ps(cv, _mm256_maskload_ps(g + c, mask), bv));
+        }
+        return;
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 b = fl_small_join_ps(_mm256_mul_pd(bd, _mm256_loadu_pd(w + c)),
+                                    _mm256_mul_pd(bd, _mm256_loadu_pd(w + c + 4)));
+        _mm256_storeu_ps(g + c, _mm256_fmsub_ps(cv, _mm256_loadu_ps(g + c), b));
+    }
+    for (; c < n; c++)
+        g[c] = fmaf((float)coef, g[c], -(float)(bsc * w[c]));
+}
+
+#endif
+
+/* Softmax cross-entropy of 4 float32 rows of n >= 8 classes at x (row stride n)
+ * with labels, as fl_small_ce8_float (the same arguments for 4 rows, no
+ * Hessian): per row r,
+ *
+ *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c
+ *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + gamma p_c - beta w_c)
+ *
+ * (grad may be x or NULL; class_weight NULL for w = 1).  Returns 0, having
+ * written nothing, unless all 4 rows are ordinary, or when n < 8 or this is
+ * not the x86-64-v3 build. */
+static inline int fl_mid_ce4_float(const float *x, ptrdiff_t n, const ptrdiff_t *labels,
+                                   const double *scale, const double *delta,
+                                   const double *weight_y, double gamma, double beta,
+                                   const double *class_weight, float *grad, double *loss)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    float m[4], xy[4], sh[4];
+    double wz[4] = {0.0, 0.0, 0.0, 0.0};
+    int ties[4];
+    __m256d raw[4];
+    if (n < 8)
+        return 0;
+    for (int r = 0; r < 4; r++)
+        if (!fl_mid_scan(x + r * n, n, &m[r]))
+            return 0;
+    for (int r = 0; r < 4; r++) {
+        size_t label = (size_t)labels[r];
+        xy[r] = x[r * n + (label < (size_t)n ? (ptrdiff_t)label : 0)];
+        if (beta != 0.0)
+            wz[r] = fl_mid_weighted_shift(x + r * n, n, m[r], class_weight);
+    }
+    __m128 m4 = _mm_loadu_ps(m), xy4 = _mm_loadu_ps(xy);
+    __m128 k4 = _mm_round_ps(_mm_mul_ps(m4, _mm_set1_ps(FL_LOG2E_F)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m128 sh4 = _mm_sub_ps(_mm_set1_ps(12582912.0f), k4);   /* 1.5 * 2^23 - K, exact */
+    _mm_storeu_ps(sh, sh4);
+    for (int r = 0; r < 4; r++)
+        raw[r] = fl_mid_exp_pass(x + r * n, n, _mm256_set1_ps(m[r]), _mm256_set1_ps(sh[r]),
+                                 grad == NULL ? NULL : grad + r * n, &ties[r]);
+    /* row r's 4 lanes summed into lane r: (l0 + l1) + (l2 + l3) */
+    __m256d a = _mm256_hadd_pd(raw[0], raw[1]), b = _mm256_hadd_pd(raw[2], raw[3]);
+    __m256d sums = _mm256_add_pd(_mm256_permute2f128_pd(a, b, 0x20),
+                                 _mm256_permute2f128_pd(a, b, 0x31));
+    /* e'_y, as e'_c (the same operations on the same value) */
+    __m256 ey = fl_exp_around_v8(_mm256_set_m128(xy4, xy4), _mm256_set_m128(sh4, sh4));
+    fl_ce_coefs4 co;
+    fl_ce_rows4(_mm256_cvtps_pd(m4), _mm256_cvtps_pd(k4), sums,
+                _mm256_cvtepi32_pd(_mm_loadu_si128((const __m128i *)ties)), _mm256_cvtps_pd(xy4),
+                _mm256_cvtps_pd(_mm256_castps256_ps128(ey)), scale, delta, weight_y, gamma, beta,
+                _mm256_loadu_pd(wz), loss, &co);
+    if (grad == NULL)
+        return 1;
+    double coef[4], bsc[4], gy[4];
+    _mm256_storeu_pd(coef, co.coef);
+    _mm256_storeu_pd(bsc, co.bsc);
+    _mm256_storeu_pd(gy, co.gy);
+    int ok = _mm256_movemask_pd(co.ok);
+    for (int r = 0; r < 4; r++) {
+        size_t label = (size_t)labels[r];
+        fl_mid_grad_row(grad + r * n, n, coef[r], bsc[r], beta != 0.0 ? class_weight : NULL,
+                        (ok >> r) & 1);
+        if (label < (size_t)n)
+            grad[r * n + (ptrdiff_t)label] = (float)gy[r];
+    }
+    return 1;
+#else
+    (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
+    (void)beta; (void)class_weight; (void)grad; (void)loss;
     return 0;
 #endif
 }

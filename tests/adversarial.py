@@ -267,6 +267,13 @@ def logit_cases(dtype, large_classes=(3000, 100_000)):
     ties = np.stack([_ulps(c, k, dtype) for k in rng.integers(-4, 5, 12 * 64)]).reshape(12, 64)
     ties[:3] = c
     add("near_ties", ties)
+    # maximum 0 (+0 and -0), tied, with 27 classes: a partial last vector of
+    # 8 whose unused lanes would read as 0 = m
+    x = -np.abs(rng.normal(0, 2, (16, 27)))
+    x[np.arange(16), rng.integers(0, 27, 16)] = 0.0
+    x[np.arange(16), rng.integers(24, 27, 16)] = -0.0
+    x[::2, 25] = 0.0
+    add("zero_max_ties", x)
     # one class far above the rest: 1 - p_y = (C - 1) exp(-d) = delta
     rows, labels = [], []
     n_classes = 40
