@@ -1784,15 +1784,20 @@ static inline double fl_bce_span_float(const float *x, const float *t, ptrdiff_t
  *   FL_HINGE, FL_SQUARED_HINGE  hinge_element_float's and
  *                     squared_hinge_element_float's (margin a float), with
  *                     their target checks: *seen gets bit 1 for a target 0,
- *                     2 for -1 and 4 for any other than -1, 0 and 1.
+ *                     2 for -1 and 4 for any other than -1, 0 and 1;
+ *   FL_SMOOTH_L1      smooth_l1_element_float's float maths (beta a float,
+ *                     0 for l1; 1 / beta rounded to float): huber's with the
+ *                     quadratic zone's loss and gradient times 1 / beta, and
+ *                     sign(r) beyond it.
  * grad_out[j] = fl(w grad_scale) grad (mse: fl(w grad_scale 2 r)),
  * loss_out[j] = fl(w loss); out may be an input (read before written). */
-enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3 };
+enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3, FL_SMOOTH_L1 = 4 };
 
 #ifdef FL_HAVE_BCE_V8
 __attribute__((always_inline))
 static inline void fl_simple_block_v8(const int kind, const float *p_in, const float *t_in,
-                                      float param, __m256 scale, __m256d scale_d,
+                                      float param, float inv_param, float sign_scale, __m256 scale,
+                                      __m256d scale_d,
                                       __m256d w_d, float *loss_out, float *grad_out,
                                       __m256d *acc_lo, __m256d *acc_hi, __m256 *zero_seen,
                                       __m256 *minus_seen, __m256 *other_seen)
@@ -1825,6 +1830,24 @@ static inline void fl_simple_block_v8(const int kind, const float *p_in, const f
             loss = _mm256_blendv_ps(linear, quadratic, near);
             /* max and min return their second operand at NaN: r */
             grad = _mm256_min_ps(delta, _mm256_max_ps(_mm256_set1_ps(-param), r));
+        } else if (kind == FL_SMOOTH_L1) {
+            /* near (|r| < beta, never for beta = 0): q = r / beta (times
+             * fl(1 / beta)), loss 0.5 r q; else |r| - beta / 2 and sign(r) =
+             * min(1, max(-1, sign_scale q)): beyond +-1 for a nonzero r (|q|
+             * >= 1 - 2^-24 there, sign_scale 2; for beta = 0 q = r 2^126,
+             * sign_scale 2^126), 0 and NaN pass (max and min return their
+             * second operand at NaN) */
+            __m256 beta = _mm256_set1_ps(param);
+            __m256 r = _mm256_sub_ps(p, t);
+            __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);
+            __m256 near = _mm256_cmp_ps(a, beta, _CMP_LT_OQ);           /* NaN: far */
+            __m256 q = _mm256_mul_ps(r, _mm256_set1_ps(inv_param));
+            __m256 quadratic = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r), q);
+            __m256 linear = _mm256_sub_ps(a, _mm256_set1_ps(0.5f * param));
+            loss = _mm256_blendv_ps(linear, quadratic, near);
+            __m256 sign = _mm256_min_ps(_mm256_set1_ps(1.0f), _mm256_max_ps(
+                _mm256_set1_ps(-1.0f), _mm256_mul_ps(q, _mm256_set1_ps(sign_scale))));
+            grad = _mm256_blendv_ps(sign, q, near);
         } else {
             __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
             __m256 minus_one = _mm256_set1_ps(-1.0f);
@@ -1873,9 +1896,12 @@ static inline double fl_simple_span_v8(const int kind, const float *p, const flo
     __m256d scale_d = _mm256_set1_pd(w * grad_scale), w_d = _mm256_set1_pd(w);
     __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
     __m256 zero_seen = _mm256_setzero_ps(), minus_seen = zero_seen, other_seen = zero_seen;
+    /* smooth_l1's fl(1 / beta) and the scale of its sign (see above) */
+    float inv_param = param > 0.0f ? (float)(1.0 / (double)param) : 0x1p126f;
+    float sign_scale = param > 0.0f ? 2.0f : 0x1p126f;
     ptrdiff_t j = 0;
     for (; j + 8 <= n; j += 8)
-        fl_simple_block_v8(kind, p + j, t + j, param, scale, scale_d, w_d,
+        fl_simple_block_v8(kind, p + j, t + j, param, inv_param, sign_scale, scale, scale_d, w_d,
                            loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
                            &acc_lo, &acc_hi, &zero_seen, &minus_seen, &other_seen);
     if (j < n) {
@@ -1888,7 +1914,7 @@ static inline double fl_simple_span_v8(const int kind, const float *p, const flo
             tb[k] = t[j + k];
         }
         __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
-        fl_simple_block_v8(kind, pb, tb, param, scale, scale_d, w_d, lb,
+        fl_simple_block_v8(kind, pb, tb, param, inv_param, sign_scale, scale, scale_d, w_d, lb,
                            grad_out ? gb : NULL, &tail_lo, &tail_hi, &zero_seen, &minus_seen,
                            &other_seen);
         double lanes[8];
@@ -1941,6 +1967,9 @@ static inline double fl_simple_span_float(int kind, const float *p, const float 
     case FL_HINGE:
         return fl_simple_span_v8(FL_HINGE, p, t, n, param, w, grad_scale, loss_out, grad_out,
                                  seen);
+    case FL_SMOOTH_L1:
+        return fl_simple_span_v8(FL_SMOOTH_L1, p, t, n, param, w, grad_scale, loss_out,
+                                 grad_out, seen);
     default:
         return fl_simple_span_v8(FL_SQUARED_HINGE, p, t, n, param, w, grad_scale, loss_out,
                                  grad_out, seen);

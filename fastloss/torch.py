@@ -1378,24 +1378,9 @@ def _smooth_l1_fast(input, target, reduction, beta, need_grad):
         # torch's l1_loss (its gradient 0 at a NaN residual: see _l1_fast)
         return _elementwise("l1", input, view, target, _NO_WEIGHT, _NO_WEIGHT, 0.0,
                             reduction, n, need_grad, nan_is_torchs=True)
-    # huber(delta=beta) / beta, by the huber kernel (measured 1.3x to 2x faster per
-    # element than the smooth_l1 kernel: docs/torch.md); the 1 / beta rides on the
-    # gradient's scale.
-    dtype, shape = input.dtype, input.shape
-    numpy_dtype = _NUMPY_DTYPES[dtype]
-    none = _NO_ROWS[dtype]
-    loss = np.empty(shape, numpy_dtype) if reduction == "none" else None
-    grad = np.empty(shape, numpy_dtype) if need_grad else None
-    denominator = n * beta if reduction == "mean" else beta
-    total = _KERNELS["huber"][dtype](
-        _array(input).reshape(view), _array(target).reshape(view), _NO_WEIGHT,
-        none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
-        none, 1.0 / denominator, _threads(), beta)
-    if loss is None:
-        loss = _scalar(total / denominator, numpy_dtype)
-    else:
-        np.divide(loss, numpy_dtype(beta), out=loss)
-    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+    # the smooth_l1 kernel (its float32 span as cheap per element as huber's)
+    return _elementwise("smooth_l1", input, view, target, _NO_WEIGHT, _NO_WEIGHT, beta,
+                        reduction, n, need_grad)
 
 
 
@@ -1475,9 +1460,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         d loss / d input = r / beta if |r| < beta else sign(r)
 
     beta = 0 is the L1 loss.  "mean" divides the sum by the number of
-    elements.  Computed as huber(delta=beta) / beta by the fused kernel of
-    ``fastloss.huber`` (faster per element than ``fastloss.smooth_l1``'s,
-    the same function), beta = 0 by ``fastloss.l1``'s.  Calls on fewer
+    elements.  Computed by the fused kernel of ``fastloss.smooth_l1``,
+    beta = 0 by ``fastloss.l1``'s.  Calls on fewer
     than 65,536 elements are torch's own (its native loss is faster there).
     """
     if isinstance(input, _Tensor) and input.numel() < _TORCH_BELOW_ELEMENTS:
