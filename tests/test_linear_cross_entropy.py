@@ -21,6 +21,8 @@ MODULES = pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", 
 REDUCTIONS = ["mean", "sum", "none"]
 N_ROWS, N_FEATURES, N_CLASSES = 37, 5, 11
 CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
+# (z_loss, softcap): neither, each alone, both (the cap of 2.5 bends most logits)
+EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
 
 
 def make_inputs(dtype=np.float64, n_rows=N_ROWS, n_features=N_FEATURES, n_classes=N_CLASSES,
@@ -80,17 +82,20 @@ OPTIONS_GRID = list(itertools.product(
     [None, 3, -100],             # ignore_index
     [0.0, 0.3],                  # label smoothing
     [False, True],               # sample weights
+    EXTRAS,                      # z_loss, softcap
     REDUCTIONS))
 
 
 def options_of(case, labels, n_classes=N_CLASSES, seed=1):
     """The keyword arguments of one grid case; labels get some ignored rows."""
-    with_bias, weighted, ignore_index, smoothing, sample_weighted, reduction = case
+    with_bias, weighted, ignore_index, smoothing, sample_weighted, extras, reduction = case
     rng = np.random.default_rng(seed)
     labels = labels.copy()
     if ignore_index is not None:
         labels[::4] = ignore_index
-    options = dict(ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction)
+    z_loss, softcap = extras
+    options = dict(ignore_index=ignore_index, label_smoothing=smoothing, z_loss=z_loss,
+                   softcap=softcap, reduction=reduction)
     if weighted:
         options["class_weight"] = rng.uniform(0.25, 2.0, n_classes)
     if sample_weighted:
@@ -147,11 +152,13 @@ def test_every_option_matches_the_unfused_path_float32(module, case):
 @MODULES
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gradients_match_finite_differences(module, with_bias, reduction):
+@pytest.mark.parametrize("z_loss,softcap", [(0.0, None), (0.05, 1.5)])
+def test_gradients_match_finite_differences(module, with_bias, reduction, z_loss, softcap):
     hidden, weight, bias, labels = make_inputs(n_rows=6, n_features=3, n_classes=4)
     labels[1] = -1
     bias = bias if with_bias else None
     options = dict(class_weight=[0.5, 1.0, 1.5, 2.0], ignore_index=-1, label_smoothing=0.2,
+                   z_loss=z_loss, softcap=softcap,
                    sample_weight=[1.0, 2.0, 0.5, 0.0, 1.5, 1.0], reduction=reduction,
                    chunk_rows=4)
 
@@ -260,7 +267,8 @@ def test_no_gradient_work_with_grad_false():
 
 @MODULES
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_extreme_logits_match_the_unfused_path(module, dtype):
+@pytest.mark.parametrize("z_loss,softcap", EXTRAS)
+def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap):
     # D = 1 and hidden = 1: the logits are exactly the weight's column.
     big = 3e38 if dtype == np.float32 else 1e300
     weight = np.array([[1e4], [-1e4], [big], [-big], [0.0], [np.inf], [-np.inf]], dtype)
@@ -268,18 +276,21 @@ def test_extreme_logits_match_the_unfused_path(module, dtype):
     labels = np.array([0, 2, 3, 4, 6])
     with np.errstate(all="ignore"):
         for reduction in REDUCTIONS:
-            expected = unfused(module, hidden, weight, labels, reduction=reduction)
+            expected = unfused(module, hidden, weight, labels, reduction=reduction,
+                               z_loss=z_loss, softcap=softcap)
             for chunk_rows in (1, 2, None):
                 result = module.linear_cross_entropy(hidden, weight, labels,
-                                                     reduction=reduction,
-                                                     chunk_rows=chunk_rows)
+                                                     reduction=reduction, z_loss=z_loss,
+                                                     softcap=softcap, chunk_rows=chunk_rows)
                 for actual, wanted in zip(result[:3], expected[:3]):
                     np.testing.assert_array_equal(np.isnan(actual), np.isnan(wanted))
                     np.testing.assert_allclose(actual, wanted, rtol=1e-6)
     # NaN in one row of hidden stays in that row's loss
     result = module.linear_cross_entropy(hidden[2:4], weight[:5], labels[2:4] % 5,
-                                         reduction="none")
-    assert np.isnan(result.loss[1]) and np.isfinite(result.loss[0])
+                                         reduction="none", z_loss=z_loss, softcap=softcap)
+    assert np.isnan(result.loss[1]) and not np.isnan(result.loss[0])
+    # (with a z-loss that row's lse^2, about (3e38)^2 unless capped, is inf)
+    assert np.isfinite(result.loss[0]) or (z_loss > 0 and softcap is None)
 
 
 @MODULES
