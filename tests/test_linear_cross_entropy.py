@@ -220,20 +220,26 @@ def test_zero_total_weight_is_a_zero_mean(module):
 
 
 def test_default_chunk_rule():
-    # a sixteenth of the rows, at least 128 rows, at most 256 MiB, at most N
-    assert default_chunk_rows(4_096, 32_000, 4) == 256
-    assert default_chunk_rows(32_768, 32_000, 4) == 2_048
-    assert default_chunk_rows(65_536, 32_000, 4) == 256 * 2**20 // (32_000 * 4)
-    assert default_chunk_rows(1_000, 32_000, 4) == 128
+    # max(N // 10, 128) rows, at most 256 MiB and N; then shared evenly:
+    # ceil(N / ceil(N / rows)) rows per chunk
+    assert default_chunk_rows(4_096, 32_000, 4) == 373          # 409 -> 11 chunks
+    assert default_chunk_rows(2_048, 128_000, 4) == 187         # 204 -> 11 chunks
+    assert default_chunk_rows(32_768, 32_000, 4) == 2_048       # 2_097 (256 MiB) -> 16
+    assert default_chunk_rows(65_536, 32_000, 4) == 2_048       # 2_097 -> 32 chunks
+    assert default_chunk_rows(1_000, 32_000, 4) == 125          # 128 -> 8 chunks
     assert default_chunk_rows(100, 32_000, 4) == 100
-    assert default_chunk_rows(65_536, 128_000, 8) == 256 * 2**20 // (128_000 * 8)
+    assert default_chunk_rows(65_536, 128_000, 8) == 262        # 262 (256 MiB) -> 251
     assert default_chunk_rows(10, 2**40, 4) == 1
     assert default_chunk_rows(0, 10, 8) == 1
+    for n_rows in range(1, 3_000, 7):
+        rows = default_chunk_rows(n_rows, 1_000, 4)
+        assert rows * 1_000 * 4 <= max(n_rows // 10, 128) * 1_000 * 4
+        assert rows <= n_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction):
+def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
@@ -241,7 +247,7 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
         hidden, weight, labels, bias=bias, reduction=reduction, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + n_classes * n_features * itemsize   # the grad_weight scratch
+              + min(n_classes * n_features * itemsize, 2 * 2**20)  # grad_weight's scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
@@ -253,6 +259,27 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
     assert peak - returned <= budget
     # The (N, V) logits would be 6 to 8 times the budget.
     assert n_rows * n_classes * itemsize > 6 * budget
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_scratch_of_a_large_weight_is_small(dtype):
+    # a weight of 5 or 10 MB: the accumulation of grad_weight goes through
+    # 2 MiB blocks, not a weight-sized array
+    n_rows, n_features, n_classes, chunk_rows = 300, 64, 20_000, 50
+    hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
+    itemsize = np.dtype(dtype).itemsize
+    peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
+        hidden, weight, labels, bias=bias, chunk_rows=chunk_rows))
+    returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
+    budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
+              + 2 * 2**20                           # grad_weight's scratch
+              + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
+              + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
+              + n_rows * 8                          # the per-row weights of "mean"
+              + 64 * 1024                           # Python objects, small arrays
+              + np.getbufsize() * (8 + itemsize))   # NumPy's cast buffer (float32)
+    assert peak - returned <= budget
+    assert budget < chunk_rows * n_classes * itemsize + weight.nbytes
 
 
 def test_no_gradient_work_with_grad_false():
