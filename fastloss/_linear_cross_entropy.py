@@ -10,8 +10,9 @@ taken in chunks; for each chunk
    folded into the per-row weights;
 3. two products take the gradient back: G_c @ weight into grad_hidden's
    rows, G_c.T @ hidden_c into grad_weight (the first chunk directly, the
-   others through one (V, D) scratch array, since NumPy's matmul cannot
-   accumulate into its output); grad_bias sums G_c's rows in float64.
+   others by blocks of classes through one small scratch array, since
+   NumPy's matmul cannot accumulate into its output); grad_bias sums G_c's
+   rows in float64.
 
 The three products are methods of one small object (``NumpyProducts`` here;
 ``fastloss.torch`` passes torch's, which accumulate in place), so that
@@ -34,20 +35,25 @@ from fastloss._multiclass_losses import softmax_cross_entropy
 from fastloss._registry import Loss
 from fastloss._results import Reduction
 
-# The default chunk: a sixteenth of the rows (6.25% of the logits), at least
-# MIN_CHUNK_ROWS rows (each chunk costs one pass over the (V, D) scratch, which
-# took as long as the products of 50 to 100 rows in our measurements), at most
-# what fits in MAX_CHUNK_BYTES.
-CHUNK_FRACTION = 16
+# The default chunk: at most a tenth of the logits (the peak memory is one
+# chunk, the scratch below and small arrays), at least MIN_CHUNK_ROWS rows
+# (each chunk costs one read-modify-write pass over grad_weight), at most
+# what fits in MAX_CHUNK_BYTES; the rows are then shared evenly between the
+# chunks (no small last chunk).
+CHUNK_FRACTION = 10
 MIN_CHUNK_ROWS = 128
 MAX_CHUNK_BYTES = 256 * 2**20
+# The scratch of the weight gradient's accumulation: blocks of classes of at
+# most this many bytes (the add then reads it from cache).
+SCRATCH_BYTES = 2 * 2**20
 
 
 def default_chunk_rows(n_rows, n_classes, itemsize):
     """Rows per chunk when chunk_rows is None (the rule in the docstring)."""
-    rows = max(math.ceil(n_rows / CHUNK_FRACTION), MIN_CHUNK_ROWS)
-    rows = min(rows, MAX_CHUNK_BYTES // max(n_classes * itemsize, 1))
-    return max(1, min(rows, n_rows))
+    rows = max(n_rows // CHUNK_FRACTION, MIN_CHUNK_ROWS)
+    rows = max(1, min(rows, MAX_CHUNK_BYTES // max(n_classes * itemsize, 1), n_rows))
+    n_chunks = -(-n_rows // rows)
+    return max(1, -(-n_rows // max(n_chunks, 1)))
 
 
 def _blas_threads(n_threads):
@@ -99,7 +105,7 @@ class NumpyProducts:
     def __init__(self, weight, n_threads):
         self.weight = weight
         self.n_threads = n_threads
-        self.scratch = None             # (V, D), made at the second chunk
+        self.scratch = None             # (block, D), made at the second chunk
         self.transposed = None          # (D, rows), made at the first chunk
 
     def threads(self):
@@ -123,11 +129,24 @@ class NumpyProducts:
         if first:
             np.matmul(g.T, h_chunk, out=grad_weight)
             return
-        # NumPy's matmul cannot accumulate into its output: one scratch array.
+        # NumPy's matmul cannot accumulate into its output: the product goes by
+        # blocks of classes through one small scratch array that stays in cache.
+        n_classes, n_features = grad_weight.shape
         if self.scratch is None:
-            self.scratch = np.empty(grad_weight.shape, grad_weight.dtype)
-        np.matmul(g.T, h_chunk, out=self.scratch)
-        np.add(grad_weight, self.scratch, out=grad_weight)
+            block = SCRATCH_BYTES // max(n_features * grad_weight.itemsize, 1)
+            self.scratch = np.empty((max(1, min(block, n_classes)), n_features),
+                                    grad_weight.dtype)
+        block = self.scratch.shape[0]
+        for start in range(0, n_classes, block):
+            stop = min(start + block, n_classes)
+            part, rows = self.scratch[:stop - start], grad_weight[start:stop]
+            np.matmul(g[:, start:stop].T, h_chunk, out=part)
+            self.accumulate(rows, part)
+
+    @staticmethod
+    def accumulate(total, part):
+        """total += part (a block of grad_weight's rows and its scratch)."""
+        np.add(total, part, out=total)
 
 
 LINEAR_CROSS_ENTROPY = Loss(
@@ -159,28 +178,35 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     logits are made by one matrix product into one reused (chunk_rows, V)
     buffer, turned into their gradient in place by the fused cross-entropy
     kernel, and multiplied back (G_c @ weight into grad_hidden's rows,
-    G_c.T @ hidden_c added to grad_weight through one (V, D) scratch array).
+    G_c.T @ hidden_c added to grad_weight by blocks of classes through one
+    small scratch array).
     The "mean" divisor is computed for the whole batch first, so each chunk's
     gradient is scaled as in the unfused call.  Peak memory above the inputs
-    and the returned gradients: the chunk buffer plus the (V, D) scratch (the
-    latter only with more than one chunk and grad=True).  The NumPy twin,
+    and the returned gradients: the chunk buffer plus a scratch of 2 MiB (with
+    more than one chunk and grad=True) and small arrays.  The NumPy twin,
     ``fastloss.reference.linear_cross_entropy``, computes the whole logits
     at once.
 
-    Default chunk size: a sixteenth of the rows, ceil(N / 16) (so the buffer
-    holds 6.25% of the logits), but at least 128 rows (fewer chunks: each
-    chunk adds one pass over the (V, D) scratch) and at most as many rows as
-    fit in 256 MiB; never more than N.
+    Default chunk size: a tenth of the rows, N // 10 (so the buffer holds at
+    most 10% of the logits), but at least 128 rows (each chunk adds one
+    read-modify-write pass over grad_weight) and at most as many rows as fit
+    in 256 MiB, never more than N; the rows are then shared evenly between
+    the chunks this makes: ceil(N / ceil(N / rows)) rows each.
 
-    Threads: the matrix products run on NumPy's BLAS and the cross-entropy on
-    fastloss's OpenMP threads, one after the other, never at the same time.
-    With ``n_threads=None`` each uses its own default (all cores; BLAS and
-    OpenMP honour their environment variables and threadpoolctl); with an
-    int, the kernel uses that many threads and, when threadpoolctl is
-    installed, BLAS is limited to as many for the call (without threadpoolctl
-    BLAS keeps its own setting).  The sums of the products go through BLAS,
-    whose order depends on the thread count: unlike the other losses, the
-    results are not bit-identical for every ``n_threads``.
+    Threads: the matrix products run on NumPy's BLAS threads, the
+    cross-entropy of each chunk on one thread (the caller's), one after the
+    other.  Not on fastloss's OpenMP team: after each product BLAS's worker
+    threads spin-wait for the next one, and a second thread pool running the
+    kernel meanwhile oversubscribes the cores (measured on 2 cores: the
+    kernel 1.4 to 2 times slower on 2 OpenMP threads than on 1 between
+    2-thread products, the whole call up to 1.5 times slower), while the
+    kernel is about a tenth of the time.  With ``n_threads=None`` BLAS uses
+    its own default (all cores; its environment variables and threadpoolctl
+    apply); with an int, BLAS is limited to that many threads for the call
+    when threadpoolctl is installed (without it BLAS keeps its own setting).
+    The sums of the products go through BLAS, whose order depends on the
+    thread count: unlike the other losses, the results are not bit-identical
+    for every ``n_threads``.
 
     Accuracy: float64 agrees with the unfused float64 call to about 1e-13
     relative, element by element (the chunked sums differ in order only);
@@ -206,7 +232,8 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
         not ignored), "sum" or "none" (per-row s_i loss_i).
       grad: compute the gradients (False skips all gradient work).
       chunk_rows: rows per chunk (an int >= 1), or None for the rule above.
-      n_threads: None for the default thread counts, or a thread count.
+      n_threads: None for BLAS's default thread count, or a thread count for
+        the products (see Threads above).
 
     Returns:
       LinearCrossEntropyGrad(loss, grad_hidden, grad_weight, grad_bias): the
@@ -256,7 +283,6 @@ def run_chunks(prep, products):
         grad_weight = np.zeros(prep.weight.shape, dtype)    # zeros: the result when N == 0
         if prep.bias is not None:
             grad_bias = np.zeros(n_classes, np.float64)
-    threads = prep.n_threads or None
     with products.threads():
         for start in range(0, n_rows, rows):
             stop = min(start + rows, n_rows)
@@ -270,7 +296,7 @@ def run_chunks(prep, products):
                 z_loss=prep.z_loss, softcap=prep.softcap,
                 sample_weight=None if row_weights is None else row_weights[start:stop],
                 reduction=kernel_reduction, grad=prep.grad,
-                out=logits if prep.grad else None, n_threads=threads)
+                out=logits if prep.grad else None, n_threads=1)     # (see Threads)
             if losses is not None:
                 losses[start:stop] = loss
             else:

@@ -2021,10 +2021,12 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     three (N, V) arrays.
     For "mean" and "sum" the gradients are computed in the forward pass and
     backward only scales them; for "none" backward makes one more chunked
-    pass with grad_output as row weights.  Products and kernel run on
-    ``torch.get_num_threads()`` threads, one after the other.  The products'
-    sums depend on the thread count: results are not bit-identical across
-    thread counts.
+    pass with grad_output as row weights.  The products run on
+    ``torch.get_num_threads()`` threads and each chunk's kernel on one thread,
+    one after the other (a second thread pool beside torch's would
+    oversubscribe the cores; see :func:`fastloss.linear_cross_entropy`).
+    The products' sums depend on the thread count: results are not
+    bit-identical across thread counts.
 
     ``chunk_rows`` overrides the chunk size (see
     :func:`fastloss.linear_cross_entropy`).

@@ -21,6 +21,8 @@ MODULES = pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", 
 REDUCTIONS = ["mean", "sum", "none"]
 N_ROWS, N_FEATURES, N_CLASSES = 37, 5, 11
 CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
+# (z_loss, softcap): neither, each alone, both (the cap of 2.5 bends most logits)
+EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
 
 
 def make_inputs(dtype=np.float64, n_rows=N_ROWS, n_features=N_FEATURES, n_classes=N_CLASSES,
@@ -80,17 +82,20 @@ OPTIONS_GRID = list(itertools.product(
     [None, 3, -100],             # ignore_index
     [0.0, 0.3],                  # label smoothing
     [False, True],               # sample weights
+    EXTRAS,                      # z_loss, softcap
     REDUCTIONS))
 
 
 def options_of(case, labels, n_classes=N_CLASSES, seed=1):
     """The keyword arguments of one grid case; labels get some ignored rows."""
-    with_bias, weighted, ignore_index, smoothing, sample_weighted, reduction = case
+    with_bias, weighted, ignore_index, smoothing, sample_weighted, extras, reduction = case
     rng = np.random.default_rng(seed)
     labels = labels.copy()
     if ignore_index is not None:
         labels[::4] = ignore_index
-    options = dict(ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction)
+    z_loss, softcap = extras
+    options = dict(ignore_index=ignore_index, label_smoothing=smoothing, z_loss=z_loss,
+                   softcap=softcap, reduction=reduction)
     if weighted:
         options["class_weight"] = rng.uniform(0.25, 2.0, n_classes)
     if sample_weighted:
@@ -147,11 +152,13 @@ def test_every_option_matches_the_unfused_path_float32(module, case):
 @MODULES
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gradients_match_finite_differences(module, with_bias, reduction):
+@pytest.mark.parametrize("z_loss,softcap", [(0.0, None), (0.05, 1.5)])
+def test_gradients_match_finite_differences(module, with_bias, reduction, z_loss, softcap):
     hidden, weight, bias, labels = make_inputs(n_rows=6, n_features=3, n_classes=4)
     labels[1] = -1
     bias = bias if with_bias else None
     options = dict(class_weight=[0.5, 1.0, 1.5, 2.0], ignore_index=-1, label_smoothing=0.2,
+                   z_loss=z_loss, softcap=softcap,
                    sample_weight=[1.0, 2.0, 0.5, 0.0, 1.5, 1.0], reduction=reduction,
                    chunk_rows=4)
 
@@ -213,20 +220,26 @@ def test_zero_total_weight_is_a_zero_mean(module):
 
 
 def test_default_chunk_rule():
-    # a sixteenth of the rows, at least 128 rows, at most 256 MiB, at most N
-    assert default_chunk_rows(4_096, 32_000, 4) == 256
-    assert default_chunk_rows(32_768, 32_000, 4) == 2_048
-    assert default_chunk_rows(65_536, 32_000, 4) == 256 * 2**20 // (32_000 * 4)
-    assert default_chunk_rows(1_000, 32_000, 4) == 128
+    # max(N // 10, 128) rows, at most 256 MiB and N; then shared evenly:
+    # ceil(N / ceil(N / rows)) rows per chunk
+    assert default_chunk_rows(4_096, 32_000, 4) == 373          # 409 -> 11 chunks
+    assert default_chunk_rows(2_048, 128_000, 4) == 187         # 204 -> 11 chunks
+    assert default_chunk_rows(32_768, 32_000, 4) == 2_048       # 2_097 (256 MiB) -> 16
+    assert default_chunk_rows(65_536, 32_000, 4) == 2_048       # 2_097 -> 32 chunks
+    assert default_chunk_rows(1_000, 32_000, 4) == 125          # 128 -> 8 chunks
     assert default_chunk_rows(100, 32_000, 4) == 100
-    assert default_chunk_rows(65_536, 128_000, 8) == 256 * 2**20 // (128_000 * 8)
+    assert default_chunk_rows(65_536, 128_000, 8) == 262        # 262 (256 MiB) -> 251
     assert default_chunk_rows(10, 2**40, 4) == 1
     assert default_chunk_rows(0, 10, 8) == 1
+    for n_rows in range(1, 3_000, 7):
+        rows = default_chunk_rows(n_rows, 1_000, 4)
+        assert rows * 1_000 * 4 <= max(n_rows // 10, 128) * 1_000 * 4
+        assert rows <= n_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction):
+def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
@@ -234,7 +247,7 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
         hidden, weight, labels, bias=bias, reduction=reduction, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + n_classes * n_features * itemsize   # the grad_weight scratch
+              + min(n_classes * n_features * itemsize, 2 * 2**20)  # grad_weight's scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
@@ -246,6 +259,27 @@ def test_peak_memory_is_one_chunk_and_one_weight_sized_scratch(dtype, reduction)
     assert peak - returned <= budget
     # The (N, V) logits would be 6 to 8 times the budget.
     assert n_rows * n_classes * itemsize > 6 * budget
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_scratch_of_a_large_weight_is_small(dtype):
+    # a weight of 5 or 10 MB: the accumulation of grad_weight goes through
+    # 2 MiB blocks, not a weight-sized array
+    n_rows, n_features, n_classes, chunk_rows = 300, 64, 20_000, 50
+    hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
+    itemsize = np.dtype(dtype).itemsize
+    peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
+        hidden, weight, labels, bias=bias, chunk_rows=chunk_rows))
+    returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
+    budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
+              + 2 * 2**20                           # grad_weight's scratch
+              + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
+              + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
+              + n_rows * 8                          # the per-row weights of "mean"
+              + 64 * 1024                           # Python objects, small arrays
+              + np.getbufsize() * (8 + itemsize))   # NumPy's cast buffer (float32)
+    assert peak - returned <= budget
+    assert budget < chunk_rows * n_classes * itemsize + weight.nbytes
 
 
 def test_no_gradient_work_with_grad_false():
@@ -260,7 +294,8 @@ def test_no_gradient_work_with_grad_false():
 
 @MODULES
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_extreme_logits_match_the_unfused_path(module, dtype):
+@pytest.mark.parametrize("z_loss,softcap", EXTRAS)
+def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap):
     # D = 1 and hidden = 1: the logits are exactly the weight's column.
     big = 3e38 if dtype == np.float32 else 1e300
     weight = np.array([[1e4], [-1e4], [big], [-big], [0.0], [np.inf], [-np.inf]], dtype)
@@ -268,18 +303,21 @@ def test_extreme_logits_match_the_unfused_path(module, dtype):
     labels = np.array([0, 2, 3, 4, 6])
     with np.errstate(all="ignore"):
         for reduction in REDUCTIONS:
-            expected = unfused(module, hidden, weight, labels, reduction=reduction)
+            expected = unfused(module, hidden, weight, labels, reduction=reduction,
+                               z_loss=z_loss, softcap=softcap)
             for chunk_rows in (1, 2, None):
                 result = module.linear_cross_entropy(hidden, weight, labels,
-                                                     reduction=reduction,
-                                                     chunk_rows=chunk_rows)
+                                                     reduction=reduction, z_loss=z_loss,
+                                                     softcap=softcap, chunk_rows=chunk_rows)
                 for actual, wanted in zip(result[:3], expected[:3]):
                     np.testing.assert_array_equal(np.isnan(actual), np.isnan(wanted))
                     np.testing.assert_allclose(actual, wanted, rtol=1e-6)
     # NaN in one row of hidden stays in that row's loss
     result = module.linear_cross_entropy(hidden[2:4], weight[:5], labels[2:4] % 5,
-                                         reduction="none")
-    assert np.isnan(result.loss[1]) and np.isfinite(result.loss[0])
+                                         reduction="none", z_loss=z_loss, softcap=softcap)
+    assert np.isnan(result.loss[1]) and not np.isnan(result.loss[0])
+    # (with a z-loss that row's lse^2, about (3e38)^2 unless capped, is inf)
+    assert np.isfinite(result.loss[0]) or (z_loss > 0 and softcap is None)
 
 
 @MODULES

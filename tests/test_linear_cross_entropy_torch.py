@@ -48,18 +48,40 @@ def loss_and_grads(function, hidden, weight, bias, target, grad_output=None, fus
 
 
 def torch_linear_cross_entropy(input, weight, target, bias=None, class_weight=None,
+                               z_loss=0.0, softcap=None, ignore_index=-100, reduction="mean",
                                **options):
-    return F.cross_entropy(F.linear(input, weight, bias), target, weight=class_weight,
-                           **options)
+    """F.linear + F.cross_entropy, with the z-loss and the softcap written in torch
+    (API.md: the cap before the softmax; z lse^2 of the capped logits per row counted,
+    ignored rows left out, "mean" by the cross-entropy's denominator)."""
+    logits = F.linear(input, weight, bias)
+    if z_loss == 0.0 and softcap is None:
+        return F.cross_entropy(logits, target, weight=class_weight, ignore_index=ignore_index,
+                               reduction=reduction, **options)
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    rows = F.cross_entropy(logits, target, weight=class_weight, ignore_index=ignore_index,
+                           reduction="none", **options)
+    counted = target != ignore_index
+    rows = rows + z_loss * torch.logsumexp(logits, dim=1) ** 2 * counted
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    labels = torch.where(counted, target, 0)
+    weights = counted.to(rows.dtype) if class_weight is None else class_weight[labels] * counted
+    return rows.sum() / weights.sum()
 
 
+# (z_loss, softcap): neither, each alone, both (the cap of 2.5 bends most logits)
+EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
 GRID = list(itertools.product([torch.float32, torch.float64], [False, True], [False, True],
-                              [0.0, 0.25], ["mean", "sum", "none"], [None, 1, 8]))
+                              [0.0, 0.25], EXTRAS, ["mean", "sum", "none"], [None, 1, 8]))
 
 
-@pytest.mark.parametrize("dtype,with_bias,weighted,label_smoothing,reduction,chunk_rows",
-                         GRID)
-def test_matches_torch(dtype, with_bias, weighted, label_smoothing, reduction, chunk_rows):
+@pytest.mark.parametrize(
+    "dtype,with_bias,weighted,label_smoothing,extras,reduction,chunk_rows", GRID)
+def test_matches_torch(dtype, with_bias, weighted, label_smoothing, extras, reduction,
+                       chunk_rows):
     hidden, weight, bias, target = make_inputs(dtype, with_bias)
     class_weight = torch.linspace(0.5, 2.0, N_CLASSES, dtype=dtype) if weighted else None
     grad_output = None
@@ -67,8 +89,9 @@ def test_matches_torch(dtype, with_bias, weighted, label_smoothing, reduction, c
         grad_output = torch.linspace(-1.0, 2.0, N_ROWS, dtype=dtype)
     elif reduction == "sum":
         grad_output = torch.tensor(0.5, dtype=dtype)
+    z_loss, softcap = extras
     options = dict(class_weight=class_weight, label_smoothing=label_smoothing,
-                   reduction=reduction)
+                   z_loss=z_loss, softcap=softcap, reduction=reduction)
     ours = loss_and_grads(flt.linear_cross_entropy, hidden, weight, bias, target, grad_output,
                           fused=True, chunk_rows=chunk_rows, **options)
     theirs = loss_and_grads(torch_linear_cross_entropy, hidden, weight, bias, target,
@@ -81,7 +104,8 @@ def test_matches_torch(dtype, with_bias, weighted, label_smoothing, reduction, c
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_gradcheck(reduction, with_bias):
+@pytest.mark.parametrize("z_loss,softcap", EXTRAS)
+def test_gradcheck(reduction, with_bias, z_loss, softcap):
     hidden, weight, bias, target = make_inputs(torch.float64, with_bias, n_rows=7)
     class_weight = torch.linspace(0.5, 2.0, N_CLASSES, dtype=torch.float64)
     leaves = [hidden.requires_grad_(), weight.requires_grad_()]
@@ -92,11 +116,12 @@ def test_gradcheck(reduction, with_bias):
         b = tensors[2] if with_bias else None
         return flt.linear_cross_entropy(tensors[0], tensors[1], target, b,
                                         class_weight=class_weight, label_smoothing=0.1,
+                                        z_loss=z_loss, softcap=softcap,
                                         reduction=reduction, chunk_rows=3)
 
     assert type(function(*leaves).grad_fn).__name__ == FUSED
     assert torch.autograd.gradcheck(function, leaves)
-    if reduction == "mean" and with_bias:
+    if reduction == "mean" and with_bias and (z_loss == 0.0) == (softcap is None):
         # double backward goes through torch's own functions (once is enough)
         assert torch.autograd.gradgradcheck(function, leaves)
 
@@ -141,6 +166,11 @@ def test_module_owns_no_parameters():
         [layer.weight, layer.bias])
     torch.testing.assert_close(layer.weight.grad, expected[0])
     torch.testing.assert_close(layer.bias.grad, expected[1])
+    # the z-loss and the softcap reach the function
+    capped = flt.LinearCrossEntropyLoss(z_loss=0.01, softcap=2.5, chunk_rows=4)
+    torch.testing.assert_close(capped(hidden, weight, target, bias),
+                               torch_linear_cross_entropy(hidden, weight, target, bias,
+                                                          z_loss=0.01, softcap=2.5))
 
 
 def test_mean_over_nothing_is_torch_nan():
