@@ -137,6 +137,10 @@ cdef extern from "_vecmath.h" nogil:
     double fl_row_exp_sum_float(const float* x, Py_ssize_t n, float row_max, float* exp_out,
                                 const float* next_x, float* next_out, double* exp_scale)
     void fl_row_affine_float(float* e, Py_ssize_t n, float a, float b)
+    # The same for an ordinary float64 row, in double lanes (x86-64-v3 build only)
+    bint fl_row_ordinary_double(const double* x, Py_ssize_t n, double* row_max)
+    double fl_row_exp_sum_double(const double* x, Py_ssize_t n, double row_max, double* exp_out,
+                                 const double* next_x, double* next_out, double* exp_scale)
     # cap tanh(x / cap) and its slope sech^2(x / cap), and the soft-capped rows (any build)
     void fl_softcap(double x, double cap, double* capped, double* slope)
     bint fl_row_max_min_float(const float* x, Py_ssize_t n, float* row_max, float* row_min)

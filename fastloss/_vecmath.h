@@ -900,6 +900,198 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
 }
 
 
+/* ------------------------------------------------------------------ fast float64 softmax rows */
+
+/* The exp pass of an ordinary float64 row in 4 double lanes: the float32
+ * pass's scheme (above) in double.
+ *
+ * A float64 row is "ordinary" when it holds no NaN, |m| < 2^30 and
+ * min >= m - 700: every exp(x_c - m) is then a normal double in
+ * [e^-700.4, 1], so the clamps and subnormal scalings of fl_exp are decided
+ * once for the row.  Per element, with K = rint(m log2 e),
+ *
+ *   exp(x - K ln2) = 2^(n - K) exp(r),   n = rint(x log2 e),
+ *   r = (x - n LN2_HI) - n LN2_LO,       LN2_HI = fl(ln 2), LN2_LO = fl(ln 2 - LN2_HI).
+ *
+ * x - n LN2_HI is exact as one fused multiply-add: when n != 0 (|x| > 1/4)
+ * both are multiples of 2^-54 and the result is below 1/2 in magnitude.  So
+ * r errs by the rounding of the second step only (2^-54 |r|), and x - m,
+ * whose rounding the careful path must compensate (shift_error), is never
+ * formed.  exp(r), |r| <= ln2 / 2 (1 + 2^-20), is fl_exp's Taylor polynomial
+ * of degree 13 (remainder 4e-18 relative), and 2^(n - K) one integer add to
+ * its exponent field (t = x log2 e + 1.5 2^52 - K holds n - K in its low
+ * bits).  The row factor exp(K ln2 - m) is returned apart.
+ *
+ * The terms go to eight lanes, each summed as in twice the precision
+ * (fl_two_sum_add_v4d), the terms at m left out and counted, and the row
+ * factor is applied in that precision too (fl_exp_split): S errs by about
+ * half an ulp plus the terms' own errors (under an ulp each, not amplified),
+ * which the focal loss's q^gamma (q = S / T) multiplies by gamma.
+ * Needs FMA: in the baseline build fl_row_ordinary_double answers 0. */
+#ifdef FL_HAVE_FAST_ROWS
+#define FL_ROW_SPREAD_D 700.0
+
+/* exp(x - K ln2) in 4 lanes, sh = 1.5 2^52 - K (see above) */
+FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
+{
+    __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), sh);
+    __m256d n = _mm256_sub_pd(t, sh);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);  /* exact */
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.31904681384629955842e-17), r);
+    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), scale));
+}
+
+/* sum += term, its rounding error (Knuth's TwoSum) added to *low: Ogita, Rump
+ * and Oishi's Sum2 ("Accurate sum and dot product", SISC 2005), as if summed
+ * in twice the precision; 4 lanes, all finite here. */
+FL_INLINE void fl_two_sum_add_v4d(__m256d *sum, __m256d *low, __m256d term)
+{
+    __m256d t = _mm256_add_pd(*sum, term);
+    __m256d back = _mm256_sub_pd(t, term);
+    __m256d error = _mm256_add_pd(_mm256_sub_pd(*sum, back),
+                                  _mm256_sub_pd(term, _mm256_sub_pd(t, back)));
+    *low = _mm256_add_pd(*low, error);
+    *sum = t;
+}
+#endif
+
+/* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
+static inline int fl_row_max_min_double(const double *x, ptrdiff_t n, double *row_max,
+                                        double *row_min)
+{
+    ptrdiff_t c = 0;
+    int any_nan = x[0] != x[0];
+    double hi = x[0], lo = x[0];
+#ifdef FL_HAVE_FAST_ROWS
+    __m256d hi0 = _mm256_set1_pd(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
+    __m256d nan = _mm256_setzero_pd();
+    for (; c + 8 <= n; c += 8) {
+        __m256d a = _mm256_loadu_pd(x + c), b = _mm256_loadu_pd(x + c + 4);
+        hi0 = _mm256_max_pd(hi0, a);
+        hi1 = _mm256_max_pd(hi1, b);
+        lo0 = _mm256_min_pd(lo0, a);
+        lo1 = _mm256_min_pd(lo1, b);
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd(a, b, _CMP_UNORD_Q));
+    }
+    double hi_l[4], lo_l[4];
+    _mm256_storeu_pd(hi_l, _mm256_max_pd(hi0, hi1));
+    _mm256_storeu_pd(lo_l, _mm256_min_pd(lo0, lo1));
+    any_nan |= _mm256_movemask_pd(nan) != 0;
+    for (int l = 0; l < 4; l++) {
+        hi = hi_l[l] > hi ? hi_l[l] : hi;
+        lo = lo_l[l] < lo ? lo_l[l] : lo;
+    }
+#endif
+    for (; c < n; c++) {
+        any_nan |= x[c] != x[c];
+        hi = x[c] > hi ? x[c] : hi;
+        lo = x[c] < lo ? x[c] : lo;
+    }
+    *row_max = hi;
+    *row_min = lo;
+    return !any_nan;
+}
+
+/* Is x[0:n] (n >= 1) an ordinary float64 row (see above)?  Writes its maximum. */
+static inline int fl_row_ordinary_double(const double *x, ptrdiff_t n, double *row_max)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    double hi, lo;
+    int no_nan = fl_row_max_min_double(x, n, &hi, &lo);
+    *row_max = hi;
+    return no_nan && hi < 1073741824.0 && hi > -1073741824.0 && lo >= hi - FL_ROW_SPREAD_D;
+#else
+    (void)x; (void)n;
+    *row_max = 0.0;
+    return 0;
+#endif
+}
+
+/* The exp pass of an ordinary float64 row with maximum m: returns
+ * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
+ * e'_c = exp(x_c - K ln2) to exp_out[c] unless exp_out is NULL (it may be x)
+ * and the row factor exp(K ln2 - m) to *exp_scale, as fl_row_exp_sum_float
+ * does.  The factor is applied to the sum to about 2^-60 (fl_exp_split), so
+ * S errs by about 2 ulps.  next_x and next_out (either may be NULL) are the
+ * next row, fetched into the cache meanwhile. */
+static inline double fl_row_exp_sum_double(const double *x, ptrdiff_t n, double m,
+                                           double *exp_out, const double *next_x,
+                                           double *next_out, double *exp_scale)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const double LN2_HI = 6.93147180559945286227e-01, LN2_LO = 2.31904681384629955842e-17;
+    double k = nearbyint(m * 1.4426950408889634);
+    __m256d sh = _mm256_set1_pd(6755399441055744.0 - k), mv = _mm256_set1_pd(m);
+    __m256d sum[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256d low[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256i ties = _mm256_setzero_si256();
+    ptrdiff_t c = 0;
+    for (; c < n; c += 8) {
+        if (next_x != NULL)
+            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0);
+        if (next_out != NULL)
+            __builtin_prefetch(next_out + c, 1, 3);
+        for (int h = 0; h < 2; h++) {
+            /* the last, partial vectors through masks: lanes past n read and write nothing */
+            ptrdiff_t left = n - c - 4 * h;
+            __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(left), _mm256_setr_epi64x(0, 1, 2, 3));
+            __m256d xv = left >= 4 ? _mm256_loadu_pd(x + c + 4 * h)
+                                   : _mm256_maskload_pd(x + c + 4 * h, live);
+            __m256d e = fl_exp_around_v4d(xv, sh);
+            if (exp_out != NULL) {
+                if (left >= 4)
+                    _mm256_storeu_pd(exp_out + c + 4 * h, e);
+                else
+                    _mm256_maskstore_pd(exp_out + c + 4 * h, live, e);
+            }
+            __m256d tie = _mm256_and_pd(_mm256_cmp_pd(xv, mv, _CMP_EQ_OQ), _mm256_castsi256_pd(live));
+            fl_two_sum_add_v4d(&sum[h], &low[h],
+                             _mm256_and_pd(_mm256_andnot_pd(tie, e), _mm256_castsi256_pd(live)));
+            ties = _mm256_sub_epi64(ties, _mm256_castpd_si256(tie));
+        }
+    }
+    double lanes[8], lows[8];
+    int64_t tie_lanes[4];
+    _mm256_storeu_pd(lanes, sum[0]);
+    _mm256_storeu_pd(lanes + 4, sum[1]);
+    _mm256_storeu_pd(lows, _mm256_add_pd(low[0], low[1]));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    /* the lanes by the same rule, in a fixed order: others + others_low */
+    double others = 0.0, others_low = (lows[0] + lows[2]) + (lows[1] + lows[3]);
+    for (int l = 0; l < 8; l++) {
+        double t = others + lanes[l], back = t - lanes[l];
+        others_low += (others - back) + (lanes[l] - (t - back));
+        others = t;
+    }
+    ptrdiff_t n_ties = tie_lanes[0] + tie_lanes[1] + tie_lanes[2] + tie_lanes[3];
+    /* exp(K ln2 - m) = scale (1 + rel): K LN2_HI - m is exact as one FMA */
+    double rel;
+    double scale = fl_exp_split(fma(k, LN2_HI, -m) + k * LN2_LO, &rel);
+    *exp_scale = scale;
+    return fma(scale, others, scale * (others_low + rel * others)) + (double)(n_ties - 1);
+#else
+    (void)x; (void)n; (void)m; (void)exp_out; (void)next_x; (void)next_out;
+    *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+
 /* ------------------------------------------------------------------ soft-capped float32 rows */
 
 /* The exp pass of a soft-capped float32 row without NaN whose capped logits
