@@ -1990,6 +1990,29 @@ static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrd
 }
 
 
+/* ------------------------------------------------------------------ float8 <-> double4 */
+
+/* The low and the high four lanes of eight floats widened to double (exact),
+ * and two double4 narrowed (each lane rounded once) and joined into eight
+ * floats: shared by the float-lane spans below and _small_rows.h. */
+#ifdef FL_HAVE_FAST_ROWS
+static inline __m256d fl_lo_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d fl_hi_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+static inline __m256 fl_join_ps(__m256d lo, __m256d hi)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+#endif
+
+
 /* ------------------------------------------------------------------ sigmoid focal loss, log_cosh */
 
 /* Whole float32 spans of sigmoid_focal_loss and log_cosh in AVX2 lanes
@@ -2002,21 +2025,6 @@ static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrd
  * written after its inputs are read (an output may be an input). */
 #if defined(FL_HAVE_FAST_ROWS) && defined(FL_HAVE_BCE_V8)
 #define FL_HAVE_FOCAL_V8 1
-
-static inline __m256d fl_focal_lo_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-}
-
-static inline __m256d fl_focal_hi_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-static inline __m256 fl_focal_pack(__m256d lo, __m256d hi)
-{
-    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-}
 
 /* The double half of the focal loss for four elements (x, t in double, a =
  * |x|): e = exp(-min(a, 104)) to 2^-27.6 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
@@ -2055,15 +2063,15 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
     __m256 x = _mm256_loadu_ps(x_in);
     __m256 t = _mm256_loadu_ps(t_in);
     *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
-    __m256d x_lo = fl_focal_lo_pd(x), x_hi = fl_focal_hi_pd(x);
-    __m256d t_lo = fl_focal_lo_pd(t), t_hi = fl_focal_hi_pd(t);
+    __m256d x_lo = fl_lo_pd(x), x_hi = fl_hi_pd(x);
+    __m256d t_lo = fl_lo_pd(t), t_hi = fl_hi_pd(t);
     __m256d e_lo, e_hi, lin_lo, lin_hi, a_lo, a_hi;
     __m256d n_lo = fl_focal_half_v4d(variant, x_lo, t_lo, &e_lo, &lin_lo, &a_lo);
     __m256d n_hi = fl_focal_half_v4d(variant, x_hi, t_hi, &e_hi, &lin_hi, &a_hi);
-    __m256 e = fl_focal_pack(e_lo, e_hi);
+    __m256 e = fl_join_ps(e_lo, e_hi);
     __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
     __m256 log1p_e = fl_bce_log1p_unit_v8(e);
-    __m256d inv_lo = fl_focal_lo_pd(inv_f), inv_hi = fl_focal_hi_pd(inv_f);
+    __m256d inv_lo = fl_lo_pd(inv_f), inv_hi = fl_hi_pd(inv_f);
     inv_lo = _mm256_mul_pd(inv_lo, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_lo), inv_lo, two_d));
     inv_hi = _mm256_mul_pd(inv_hi, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_hi), inv_hi, two_d));
     __m256d q_lo = _mm256_mul_pd(n_lo, inv_lo), q_hi = _mm256_mul_pd(n_hi, inv_hi);
@@ -2080,8 +2088,8 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
                                      _mm256_mul_pd(lin_lo, a_lo));
     __m256d la_hi = _mm256_andnot_pd(_mm256_cmp_pd(lin_hi, _mm256_setzero_pd(), _CMP_EQ_OQ),
                                      _mm256_mul_pd(lin_hi, a_hi));
-    __m256d ce_lo = _mm256_add_pd(la_lo, fl_focal_lo_pd(log1p_e));
-    __m256d ce_hi = _mm256_add_pd(la_hi, fl_focal_hi_pd(log1p_e));
+    __m256d ce_lo = _mm256_add_pd(la_lo, fl_lo_pd(log1p_e));
+    __m256d ce_hi = _mm256_add_pd(la_hi, fl_hi_pd(log1p_e));
     __m256d at_lo = one_d, at_hi = one_d;
     if (has_alpha) {
         /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t */
@@ -2095,7 +2103,7 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         loss_hi = _mm256_mul_pd(w_d, loss_hi);
     }
     if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
     if (grad_out) {
@@ -2105,7 +2113,7 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
         __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
         __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
-        __m256 q = fl_focal_pack(q_lo, q_hi);
+        __m256 q = fl_join_ps(q_lo, q_hi);
         __m256 below = zero;
         if (variant == 1)
             below = sigma_product;
@@ -2115,11 +2123,11 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
         __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
                                       _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
-        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_focal_pack(ce_lo, ce_hi), below));
+        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_join_ps(ce_lo, ce_hi), below));
         __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
         __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
         if (has_alpha)
-            grad = _mm256_mul_ps(fl_focal_pack(at_lo, at_hi), grad);
+            grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
         _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
     }
 }
@@ -2289,23 +2297,23 @@ static inline void fl_log_cosh_block_v8(const float *p_in, const float *t_in, __
         __m256 h = _mm256_blendv_ps(
             _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), inv), inv),
             _mm256_fnmadd_ps(near_tanh, near_tanh, one), near);
-        _mm256_storeu_ps(hess_out, fl_focal_pack(_mm256_mul_pd(hess_scale, fl_focal_lo_pd(h)),
-                                                 _mm256_mul_pd(hess_scale, fl_focal_hi_pd(h))));
+        _mm256_storeu_ps(hess_out, fl_join_ps(_mm256_mul_pd(hess_scale, fl_lo_pd(h)),
+                                                 _mm256_mul_pd(hess_scale, fl_hi_pd(h))));
     }
     const __m256d ln2 = _mm256_set1_pd(0.6931471805599453), one_d = _mm256_set1_pd(1.0);
-    __m256d a_lo = fl_focal_lo_pd(a), a_hi = fl_focal_hi_pd(a);
-    __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_focal_lo_pd(far_log1p));
-    __m256d far_hi = _mm256_add_pd(_mm256_sub_pd(a_hi, ln2), fl_focal_hi_pd(far_log1p));
-    __m256d loss_lo = _mm256_blendv_pd(far_lo, fl_focal_lo_pd(near_loss),
+    __m256d a_lo = fl_lo_pd(a), a_hi = fl_hi_pd(a);
+    __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_lo_pd(far_log1p));
+    __m256d far_hi = _mm256_add_pd(_mm256_sub_pd(a_hi, ln2), fl_hi_pd(far_log1p));
+    __m256d loss_lo = _mm256_blendv_pd(far_lo, fl_lo_pd(near_loss),
                                        _mm256_cmp_pd(a_lo, one_d, _CMP_LT_OQ));
-    __m256d loss_hi = _mm256_blendv_pd(far_hi, fl_focal_hi_pd(near_loss),
+    __m256d loss_hi = _mm256_blendv_pd(far_hi, fl_hi_pd(near_loss),
                                        _mm256_cmp_pd(a_hi, one_d, _CMP_LT_OQ));
     if (!unit_w) {
         loss_lo = _mm256_mul_pd(w_d, loss_lo);
         loss_hi = _mm256_mul_pd(w_d, loss_hi);
     }
     if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
 }
