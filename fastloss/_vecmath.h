@@ -2377,4 +2377,182 @@ static inline double fl_log_cosh_span_float(const float *p, const float *t, ptrd
 #endif
 }
 
+
+/* ------------------------------------------------------------------ gaussian_nll */
+
+/* gaussian_nll of n float32 elements (mean, target, var) sharing one weight w,
+ * for spans whose values gaussian_nll_span_ok accepts (v = max(var, eps) in
+ * [2^-40, 2^40], |mean|, |target| <= 2^40), in AVX2 lanes: the maths of
+ * gaussian_nll_element_float (inv = 1 / v one float division, r = fl(mean -
+ * target), r / v = r inv, r^2 / v = r (r / v), log v by fl_logf_core's
+ * reduction and polynomial with FMAs), the loss 0.5 (log v + r^2 / v) +
+ * constant in double, w loss summed per lane in double in the same pass
+ * (lane k takes the elements j with j % 8 == k, combined in sum_span's
+ * order).  Writes, where not NULL, loss_out[j] = fl(w loss), grad_out[j] =
+ * fl(w grad_scale) r / v, grad_var_out[j] = fl(w grad_scale) 0.5 inv (1 - r^2
+ * / v), hess_out[j] = fl(w grad_scale inv); *invalid = 1 when a var is
+ * negative (NaN passes).  Every output element is written after its inputs
+ * are read.  Only when fl_gaussian_span_built() (else returns 0, does nothing). */
+static inline int fl_gaussian_span_built(void)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FL_HAVE_FAST_ROWS
+/* log(v) for eight positive normal floats: fl_logf_core(v, 0)'s maths */
+__attribute__((always_inline))
+static inline __m256 fl_logf_normal_v8(__m256 v)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i bits = _mm256_castps_si256(v);
+    /* the biased exponent as a float: its 8 bits under 2^23's exponent, less 2^23 */
+    __m256 k = _mm256_sub_ps(
+        _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(bits, 23),
+                                            _mm256_set1_epi32(0x4b000000))),
+        _mm256_set1_ps(8388608.0f + 127.0f));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
+    __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    k = _mm256_add_ps(k, _mm256_and_ps(big, one));
+    __m256 f = _mm256_sub_ps(m, one);
+    __m256 z = _mm256_mul_ps(f, f);
+    __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.1514610310e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.1676998740e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.2420140846e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.4249322787e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.6668057665e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.0000714765e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-2.4999993993e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(3.3333331174e-1f));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(f, z), p);
+    y = _mm256_add_ps(y, _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));   /* LN2_LO */
+    y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5f), z, y);
+    return _mm256_fmadd_ps(k, _mm256_set1_ps(0.693359375f), _mm256_add_ps(f, y)); /* LN2_HI */
+}
+
+__attribute__((always_inline))
+static inline void fl_gaussian_block_v8(const float *mean_in, const float *target_in,
+                                        const float *var_in, __m256 eps, __m256d constant,
+                                        __m256 scale, __m256d w_d, __m256d scale_d, int unit_w,
+                                        float *loss_out, float *grad_out, float *grad_var_out,
+                                        float *hess_out, __m256d *acc_lo, __m256d *acc_hi,
+                                        __m256 *negative)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    __m256 var = _mm256_loadu_ps(var_in);
+    *negative = _mm256_or_ps(*negative, _mm256_cmp_ps(var, _mm256_setzero_ps(), _CMP_LT_OQ));
+    __m256 v = _mm256_max_ps(eps, var);           /* var < eps: eps (NaN: var) */
+    __m256 inv = _mm256_div_ps(one, v);
+    __m256 r = _mm256_sub_ps(_mm256_loadu_ps(mean_in), _mm256_loadu_ps(target_in));
+    __m256 r_over_v = _mm256_mul_ps(r, inv);
+    __m256 r2_over_v = _mm256_mul_ps(r, r_over_v);
+    __m256 log_v = fl_logf_normal_v8(v);
+    if (grad_out) {
+        _mm256_storeu_ps(grad_out, _mm256_mul_ps(scale, r_over_v));
+        _mm256_storeu_ps(grad_var_out, _mm256_mul_ps(scale, _mm256_mul_ps(
+            _mm256_mul_ps(half, inv), _mm256_sub_ps(one, r2_over_v))));
+    }
+    if (hess_out)
+        _mm256_storeu_ps(hess_out, fl_join_ps(_mm256_mul_pd(scale_d, fl_lo_pd(inv)),
+                                              _mm256_mul_pd(scale_d, fl_hi_pd(inv))));
+    const __m256d half_d = _mm256_set1_pd(0.5);
+    __m256d loss_lo = _mm256_fmadd_pd(half_d, _mm256_add_pd(fl_lo_pd(log_v), fl_lo_pd(r2_over_v)),
+                                      constant);
+    __m256d loss_hi = _mm256_fmadd_pd(half_d, _mm256_add_pd(fl_hi_pd(log_v), fl_hi_pd(r2_over_v)),
+                                      constant);
+    if (!unit_w) {
+        loss_lo = _mm256_mul_pd(w_d, loss_lo);
+        loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    }
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_gaussian_span_v8(const float *mean, const float *target,
+                                         const float *var, ptrdiff_t n, float eps,
+                                         double constant, double w, double grad_scale,
+                                         float *loss_out, float *grad_out, float *grad_var_out,
+                                         float *hess_out, int *invalid)
+{
+    int unit_w = w == 1.0;
+    __m256 eps_v = _mm256_set1_ps(eps), scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d constant_d = _mm256_set1_pd(constant), w_d = _mm256_set1_pd(w);
+    __m256d scale_d = _mm256_set1_pd(w * grad_scale);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256 negative = _mm256_setzero_ps();
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_gaussian_block_v8(mean + j, target + j, var + j, eps_v, constant_d, scale, w_d,
+                             scale_d, unit_w, loss_out ? loss_out + j : NULL,
+                             grad_out ? grad_out + j : NULL,
+                             grad_out ? grad_var_out + j : NULL,
+                             hess_out ? hess_out + j : NULL, &acc_lo, &acc_hi, &negative);
+    if (j < n) {
+        /* the last n - j < 8 elements through padded copies (var 1) */
+        float mb[8] = {0}, tb[8] = {0}, vb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        float lb[8], gb[8], gvb[8], hb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            mb[k] = mean[j + k];
+            tb[k] = target[j + k];
+            vb[k] = var[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_gaussian_block_v8(mb, tb, vb, eps_v, constant_d, scale, w_d, scale_d, unit_w, lb,
+                             grad_out ? gb : NULL, grad_out ? gvb : NULL,
+                             hess_out ? hb : NULL, &tail_lo, &tail_hi, &negative);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) {
+                grad_out[j + k] = gb[k];
+                grad_var_out[j + k] = gvb[k];
+            }
+            if (hess_out) hess_out[j + k] = hb[k];
+        }
+    }
+    *invalid = _mm256_movemask_ps(negative) != 0;
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+static inline double fl_gaussian_span_float(const float *mean, const float *target,
+                                            const float *var, ptrdiff_t n, float eps,
+                                            double constant, double w, double grad_scale,
+                                            float *loss_out, float *grad_out,
+                                            float *grad_var_out, float *hess_out, int *invalid)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    /* one loop per case, so that each is compiled without the others' tests */
+    if (!loss_out && !hess_out && grad_out)
+        return fl_gaussian_span_v8(mean, target, var, n, eps, constant, w, grad_scale, NULL,
+                                   grad_out, grad_var_out, NULL, invalid);
+    return fl_gaussian_span_v8(mean, target, var, n, eps, constant, w, grad_scale, loss_out,
+                               grad_out, grad_var_out, hess_out, invalid);
+#else
+    (void)mean; (void)target; (void)var; (void)n; (void)eps; (void)constant; (void)w;
+    (void)grad_scale; (void)loss_out; (void)grad_out; (void)grad_var_out; (void)hess_out;
+    *invalid = 0;
+    return 0.0;
+#endif
+}
+
 #endif
