@@ -99,21 +99,6 @@ static inline __m256d fl_small_exp_v4d(__m256d d)
     return _mm256_fmadd_pd(p, d, _mm256_set1_pd(1.0));
 }
 
-static inline __m256d fl_small_lo_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-}
-
-static inline __m256d fl_small_hi_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-static inline __m256 fl_small_join_ps(__m256d lo, __m256d hi)
-{
-    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-}
-
 /* |a| == 0 or 1e-30 <= |a| <= 1e30, lane by lane (false for NaN) */
 static inline __m256d fl_small_in_range(__m256d a)
 {
@@ -320,20 +305,20 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
             s = _mm256_add_ps(_mm256_add_ps(t4[0], t4[1]), t4[2]);
         else if (width == 2)
             s = _mm256_add_ps(t4[0], t4[1]);
-        sum_lo = _mm256_add_pd(sum_lo, fl_small_lo_pd(s));
-        sum_hi = _mm256_add_pd(sum_hi, fl_small_hi_pd(s));
+        sum_lo = _mm256_add_pd(sum_lo, fl_lo_pd(s));
+        sum_hi = _mm256_add_pd(sum_hi, fl_hi_pd(s));
     }
     /* e'_y, as e'_c above (the same operations on the same value) */
     __m256 ey = fl_exp_around_v8(xy, shifter);
     /* weighted shifted sum of label smoothing: sum_c w_c (x_c - m), exact terms in double */
     __m256d wz_lo = _mm256_setzero_pd(), wz_hi = _mm256_setzero_pd();
     if (beta != 0.0) {
-        __m256d m_lo = fl_small_lo_pd(hi), m_hi = fl_small_hi_pd(hi);
+        __m256d m_lo = fl_lo_pd(hi), m_hi = fl_hi_pd(hi);
         _Pragma("GCC unroll 16")
         for (ptrdiff_t c = 0; c < n; c++) {
             __m256d w = _mm256_set1_pd(class_weight == NULL ? 1.0 : class_weight[c]);
-            wz_lo = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_small_lo_pd(col[c]), m_lo), wz_lo);
-            wz_hi = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_small_hi_pd(col[c]), m_hi), wz_hi);
+            wz_lo = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_lo_pd(col[c]), m_lo), wz_lo);
+            wz_hi = _mm256_fmadd_pd(w, _mm256_sub_pd(fl_hi_pd(col[c]), m_hi), wz_hi);
         }
     }
     /* --- per row, 4 double lanes at a time */
@@ -341,10 +326,10 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
     _Pragma("GCC unroll 16")
     for (int h = 0; h < 2; h++) {
         __m128i ties4 = h ? _mm256_extracti128_si256(ties, 1) : _mm256_castsi256_si128(ties);
-        fl_ce_rows4(h ? fl_small_hi_pd(hi) : fl_small_lo_pd(hi),
-                    h ? fl_small_hi_pd(k) : fl_small_lo_pd(k), h ? sum_hi : sum_lo,
-                    _mm256_cvtepi32_pd(ties4), h ? fl_small_hi_pd(xy) : fl_small_lo_pd(xy),
-                    h ? fl_small_hi_pd(ey) : fl_small_lo_pd(ey), scale + 4 * h, delta + 4 * h,
+        fl_ce_rows4(h ? fl_hi_pd(hi) : fl_lo_pd(hi),
+                    h ? fl_hi_pd(k) : fl_lo_pd(k), h ? sum_hi : sum_lo,
+                    _mm256_cvtepi32_pd(ties4), h ? fl_hi_pd(xy) : fl_lo_pd(xy),
+                    h ? fl_hi_pd(ey) : fl_lo_pd(ey), scale + 4 * h, delta + 4 * h,
                     weight_y + 4 * h, gamma, beta, h ? wz_hi : wz_lo, loss + 4 * h, &co[h]);
     }
     __m256d coef_h[2] = {co[0].coef, co[1].coef}, bsc_h[2] = {co[0].bsc, co[1].bsc};
@@ -356,17 +341,17 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
     if (grad == NULL)
         return 1;
     if (hess != NULL) {
-        __m256 hmax = fl_small_join_ps(hmax_h[0], hmax_h[1]);
+        __m256 hmax = fl_join_ps(hmax_h[0], hmax_h[1]);
         __m256 hc[16];
         _Pragma("GCC unroll 16")
         for (ptrdiff_t c = 0; c < n; c++) {
             __m256d hh[2];
             for (int h = 0; h < 2; h++) {
-                __m256d p = _mm256_mul_pd(pf_h[h], h ? fl_small_hi_pd(e[c]) : fl_small_lo_pd(e[c]));
+                __m256d p = _mm256_mul_pd(pf_h[h], h ? fl_hi_pd(e[c]) : fl_lo_pd(e[c]));
                 hh[h] = _mm256_mul_pd(hscale_h[h],
                                       _mm256_mul_pd(p, _mm256_sub_pd(_mm256_set1_pd(1.0), p)));
             }
-            hc[c] = _mm256_blendv_ps(fl_small_join_ps(hh[0], hh[1]), hmax,
+            hc[c] = _mm256_blendv_ps(fl_join_ps(hh[0], hh[1]), hmax,
                                      _mm256_cmp_ps(col[c], hi, _CMP_EQ_OQ));
         }
         if (n >= 4) {
@@ -384,9 +369,9 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
                 _mm256_maskstore_ps(hess + r * n, mask, v[r]);
         }
     }
-    __m256 coef = fl_small_join_ps(coef_h[0], coef_h[1]);
-    __m256 gy = fl_small_join_ps(gy_h[0], gy_h[1]);
-    __m256 bsc = fl_small_join_ps(bsc_h[0], bsc_h[1]);
+    __m256 coef = fl_join_ps(coef_h[0], coef_h[1]);
+    __m256 gy = fl_join_ps(gy_h[0], gy_h[1]);
+    __m256 bsc = fl_join_ps(bsc_h[0], bsc_h[1]);
     _Pragma("GCC unroll 16")
     for (ptrdiff_t c = 0; c < n; c++) {
         __m256 gc;
@@ -396,7 +381,7 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
             gc = _mm256_fmsub_ps(coef, e[c], bsc);
         else {
             __m256d w = _mm256_set1_pd(class_weight[c]);
-            gc = _mm256_fmsub_ps(coef, e[c], fl_small_join_ps(_mm256_mul_pd(bsc_h[0], w),
+            gc = _mm256_fmsub_ps(coef, e[c], fl_join_ps(_mm256_mul_pd(bsc_h[0], w),
                                                               _mm256_mul_pd(bsc_h[1], w)));
         }
         e[c] = _mm256_blendv_ps(gc, gy, is_y[c]);
@@ -647,7 +632,7 @@ static inline void fl_mid_grad_row(float *g, ptrdiff_t n, double coef, double bs
         return;
     }
     for (; c + 8 <= n; c += 8) {
-        __m256 b = fl_small_join_ps(_mm256_mul_pd(bd, _mm256_loadu_pd(w + c)),
+        __m256 b = fl_join_ps(_mm256_mul_pd(bd, _mm256_loadu_pd(w + c)),
                                     _mm256_mul_pd(bd, _mm256_loadu_pd(w + c + 4)));
         _mm256_storeu_ps(g + c, _mm256_fmsub_ps(cv, _mm256_loadu_ps(g + c), b));
     }

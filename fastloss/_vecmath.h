@@ -2190,6 +2190,29 @@ static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrd
 }
 
 
+/* ------------------------------------------------------------------ float8 <-> double4 */
+
+/* The low and the high four lanes of eight floats widened to double (exact),
+ * and two double4 narrowed (each lane rounded once) and joined into eight
+ * floats: shared by the float-lane spans below and _small_rows.h. */
+#ifdef FL_HAVE_FAST_ROWS
+static inline __m256d fl_lo_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d fl_hi_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+static inline __m256 fl_join_ps(__m256d lo, __m256d hi)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+#endif
+
+
 /* ------------------------------------------------------------------ sigmoid focal loss, log_cosh */
 
 /* Whole float32 spans of sigmoid_focal_loss and log_cosh in AVX2 lanes
@@ -2202,21 +2225,6 @@ static inline void fl_row_affine_slope_float1(float *e, const float *slope, ptrd
  * written after its inputs are read (an output may be an input). */
 #if defined(FL_HAVE_FAST_ROWS) && defined(FL_HAVE_BCE_V8)
 #define FL_HAVE_FOCAL_V8 1
-
-static inline __m256d fl_focal_lo_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-}
-
-static inline __m256d fl_focal_hi_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-static inline __m256 fl_focal_pack(__m256d lo, __m256d hi)
-{
-    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-}
 
 /* The double half of the focal loss for four elements (x, t in double, a =
  * |x|): e = exp(-min(a, 104)) to 2^-27.6 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
@@ -2255,15 +2263,15 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
     __m256 x = _mm256_loadu_ps(x_in);
     __m256 t = _mm256_loadu_ps(t_in);
     *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
-    __m256d x_lo = fl_focal_lo_pd(x), x_hi = fl_focal_hi_pd(x);
-    __m256d t_lo = fl_focal_lo_pd(t), t_hi = fl_focal_hi_pd(t);
+    __m256d x_lo = fl_lo_pd(x), x_hi = fl_hi_pd(x);
+    __m256d t_lo = fl_lo_pd(t), t_hi = fl_hi_pd(t);
     __m256d e_lo, e_hi, lin_lo, lin_hi, a_lo, a_hi;
     __m256d n_lo = fl_focal_half_v4d(variant, x_lo, t_lo, &e_lo, &lin_lo, &a_lo);
     __m256d n_hi = fl_focal_half_v4d(variant, x_hi, t_hi, &e_hi, &lin_hi, &a_hi);
-    __m256 e = fl_focal_pack(e_lo, e_hi);
+    __m256 e = fl_join_ps(e_lo, e_hi);
     __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
     __m256 log1p_e = fl_bce_log1p_unit_v8(e);
-    __m256d inv_lo = fl_focal_lo_pd(inv_f), inv_hi = fl_focal_hi_pd(inv_f);
+    __m256d inv_lo = fl_lo_pd(inv_f), inv_hi = fl_hi_pd(inv_f);
     inv_lo = _mm256_mul_pd(inv_lo, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_lo), inv_lo, two_d));
     inv_hi = _mm256_mul_pd(inv_hi, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_hi), inv_hi, two_d));
     __m256d q_lo = _mm256_mul_pd(n_lo, inv_lo), q_hi = _mm256_mul_pd(n_hi, inv_hi);
@@ -2280,8 +2288,8 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
                                      _mm256_mul_pd(lin_lo, a_lo));
     __m256d la_hi = _mm256_andnot_pd(_mm256_cmp_pd(lin_hi, _mm256_setzero_pd(), _CMP_EQ_OQ),
                                      _mm256_mul_pd(lin_hi, a_hi));
-    __m256d ce_lo = _mm256_add_pd(la_lo, fl_focal_lo_pd(log1p_e));
-    __m256d ce_hi = _mm256_add_pd(la_hi, fl_focal_hi_pd(log1p_e));
+    __m256d ce_lo = _mm256_add_pd(la_lo, fl_lo_pd(log1p_e));
+    __m256d ce_hi = _mm256_add_pd(la_hi, fl_hi_pd(log1p_e));
     __m256d at_lo = one_d, at_hi = one_d;
     if (has_alpha) {
         /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t */
@@ -2295,7 +2303,7 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         loss_hi = _mm256_mul_pd(w_d, loss_hi);
     }
     if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
     if (grad_out) {
@@ -2305,7 +2313,7 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
         __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
         __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
-        __m256 q = fl_focal_pack(q_lo, q_hi);
+        __m256 q = fl_join_ps(q_lo, q_hi);
         __m256 below = zero;
         if (variant == 1)
             below = sigma_product;
@@ -2315,11 +2323,11 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
         __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
                                       _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
-        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_focal_pack(ce_lo, ce_hi), below));
+        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_join_ps(ce_lo, ce_hi), below));
         __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
         __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
         if (has_alpha)
-            grad = _mm256_mul_ps(fl_focal_pack(at_lo, at_hi), grad);
+            grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
         _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
     }
 }
@@ -2489,23 +2497,23 @@ static inline void fl_log_cosh_block_v8(const float *p_in, const float *t_in, __
         __m256 h = _mm256_blendv_ps(
             _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), inv), inv),
             _mm256_fnmadd_ps(near_tanh, near_tanh, one), near);
-        _mm256_storeu_ps(hess_out, fl_focal_pack(_mm256_mul_pd(hess_scale, fl_focal_lo_pd(h)),
-                                                 _mm256_mul_pd(hess_scale, fl_focal_hi_pd(h))));
+        _mm256_storeu_ps(hess_out, fl_join_ps(_mm256_mul_pd(hess_scale, fl_lo_pd(h)),
+                                                 _mm256_mul_pd(hess_scale, fl_hi_pd(h))));
     }
     const __m256d ln2 = _mm256_set1_pd(0.6931471805599453), one_d = _mm256_set1_pd(1.0);
-    __m256d a_lo = fl_focal_lo_pd(a), a_hi = fl_focal_hi_pd(a);
-    __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_focal_lo_pd(far_log1p));
-    __m256d far_hi = _mm256_add_pd(_mm256_sub_pd(a_hi, ln2), fl_focal_hi_pd(far_log1p));
-    __m256d loss_lo = _mm256_blendv_pd(far_lo, fl_focal_lo_pd(near_loss),
+    __m256d a_lo = fl_lo_pd(a), a_hi = fl_hi_pd(a);
+    __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_lo_pd(far_log1p));
+    __m256d far_hi = _mm256_add_pd(_mm256_sub_pd(a_hi, ln2), fl_hi_pd(far_log1p));
+    __m256d loss_lo = _mm256_blendv_pd(far_lo, fl_lo_pd(near_loss),
                                        _mm256_cmp_pd(a_lo, one_d, _CMP_LT_OQ));
-    __m256d loss_hi = _mm256_blendv_pd(far_hi, fl_focal_hi_pd(near_loss),
+    __m256d loss_hi = _mm256_blendv_pd(far_hi, fl_hi_pd(near_loss),
                                        _mm256_cmp_pd(a_hi, one_d, _CMP_LT_OQ));
     if (!unit_w) {
         loss_lo = _mm256_mul_pd(w_d, loss_lo);
         loss_hi = _mm256_mul_pd(w_d, loss_hi);
     }
     if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_focal_pack(loss_lo, loss_hi));
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
 }
@@ -2565,6 +2573,184 @@ static inline double fl_log_cosh_span_float(const float *p, const float *t, ptrd
 #else
     (void)p; (void)t; (void)n; (void)w; (void)grad_scale; (void)loss_out; (void)grad_out;
     (void)hess_out;
+    return 0.0;
+#endif
+}
+
+
+/* ------------------------------------------------------------------ gaussian_nll */
+
+/* gaussian_nll of n float32 elements (mean, target, var) sharing one weight w,
+ * for spans whose values gaussian_nll_span_ok accepts (v = max(var, eps) in
+ * [2^-40, 2^40], |mean|, |target| <= 2^40), in AVX2 lanes: the maths of
+ * gaussian_nll_element_float (inv = 1 / v one float division, r = fl(mean -
+ * target), r / v = r inv, r^2 / v = r (r / v), log v by fl_logf_core's
+ * reduction and polynomial with FMAs), the loss 0.5 (log v + r^2 / v) +
+ * constant in double, w loss summed per lane in double in the same pass
+ * (lane k takes the elements j with j % 8 == k, combined in sum_span's
+ * order).  Writes, where not NULL, loss_out[j] = fl(w loss), grad_out[j] =
+ * fl(w grad_scale) r / v, grad_var_out[j] = fl(w grad_scale) 0.5 inv (1 - r^2
+ * / v), hess_out[j] = fl(w grad_scale inv); *invalid = 1 when a var is
+ * negative (NaN passes).  Every output element is written after its inputs
+ * are read.  Only when fl_gaussian_span_built() (else returns 0, does nothing). */
+static inline int fl_gaussian_span_built(void)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FL_HAVE_FAST_ROWS
+/* log(v) for eight positive normal floats: fl_logf_core(v, 0)'s maths */
+__attribute__((always_inline))
+static inline __m256 fl_logf_normal_v8(__m256 v)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i bits = _mm256_castps_si256(v);
+    /* the biased exponent as a float: its 8 bits under 2^23's exponent, less 2^23 */
+    __m256 k = _mm256_sub_ps(
+        _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(bits, 23),
+                                            _mm256_set1_epi32(0x4b000000))),
+        _mm256_set1_ps(8388608.0f + 127.0f));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
+    __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    k = _mm256_add_ps(k, _mm256_and_ps(big, one));
+    __m256 f = _mm256_sub_ps(m, one);
+    __m256 z = _mm256_mul_ps(f, f);
+    __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.1514610310e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.1676998740e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.2420140846e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.4249322787e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.6668057665e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.0000714765e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-2.4999993993e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(3.3333331174e-1f));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(f, z), p);
+    y = _mm256_add_ps(y, _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));   /* LN2_LO */
+    y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5f), z, y);
+    return _mm256_fmadd_ps(k, _mm256_set1_ps(0.693359375f), _mm256_add_ps(f, y)); /* LN2_HI */
+}
+
+__attribute__((always_inline))
+static inline void fl_gaussian_block_v8(const float *mean_in, const float *target_in,
+                                        const float *var_in, __m256 eps, __m256d constant,
+                                        __m256 scale, __m256d w_d, __m256d scale_d, int unit_w,
+                                        float *loss_out, float *grad_out, float *grad_var_out,
+                                        float *hess_out, __m256d *acc_lo, __m256d *acc_hi,
+                                        __m256 *negative)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    __m256 var = _mm256_loadu_ps(var_in);
+    *negative = _mm256_or_ps(*negative, _mm256_cmp_ps(var, _mm256_setzero_ps(), _CMP_LT_OQ));
+    __m256 v = _mm256_max_ps(eps, var);           /* var < eps: eps (NaN: var) */
+    __m256 inv = _mm256_div_ps(one, v);
+    __m256 r = _mm256_sub_ps(_mm256_loadu_ps(mean_in), _mm256_loadu_ps(target_in));
+    __m256 r_over_v = _mm256_mul_ps(r, inv);
+    __m256 r2_over_v = _mm256_mul_ps(r, r_over_v);
+    __m256 log_v = fl_logf_normal_v8(v);
+    if (grad_out) {
+        _mm256_storeu_ps(grad_out, _mm256_mul_ps(scale, r_over_v));
+        _mm256_storeu_ps(grad_var_out, _mm256_mul_ps(scale, _mm256_mul_ps(
+            _mm256_mul_ps(half, inv), _mm256_sub_ps(one, r2_over_v))));
+    }
+    if (hess_out)
+        _mm256_storeu_ps(hess_out, fl_join_ps(_mm256_mul_pd(scale_d, fl_lo_pd(inv)),
+                                              _mm256_mul_pd(scale_d, fl_hi_pd(inv))));
+    const __m256d half_d = _mm256_set1_pd(0.5);
+    __m256d loss_lo = _mm256_fmadd_pd(half_d, _mm256_add_pd(fl_lo_pd(log_v), fl_lo_pd(r2_over_v)),
+                                      constant);
+    __m256d loss_hi = _mm256_fmadd_pd(half_d, _mm256_add_pd(fl_hi_pd(log_v), fl_hi_pd(r2_over_v)),
+                                      constant);
+    if (!unit_w) {
+        loss_lo = _mm256_mul_pd(w_d, loss_lo);
+        loss_hi = _mm256_mul_pd(w_d, loss_hi);
+    }
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
+    *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
+    *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
+}
+
+__attribute__((always_inline))
+static inline double fl_gaussian_span_v8(const float *mean, const float *target,
+                                         const float *var, ptrdiff_t n, float eps,
+                                         double constant, double w, double grad_scale,
+                                         float *loss_out, float *grad_out, float *grad_var_out,
+                                         float *hess_out, int *invalid)
+{
+    int unit_w = w == 1.0;
+    __m256 eps_v = _mm256_set1_ps(eps), scale = _mm256_set1_ps((float)(w * grad_scale));
+    __m256d constant_d = _mm256_set1_pd(constant), w_d = _mm256_set1_pd(w);
+    __m256d scale_d = _mm256_set1_pd(w * grad_scale);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    __m256 negative = _mm256_setzero_ps();
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fl_gaussian_block_v8(mean + j, target + j, var + j, eps_v, constant_d, scale, w_d,
+                             scale_d, unit_w, loss_out ? loss_out + j : NULL,
+                             grad_out ? grad_out + j : NULL,
+                             grad_out ? grad_var_out + j : NULL,
+                             hess_out ? hess_out + j : NULL, &acc_lo, &acc_hi, &negative);
+    if (j < n) {
+        /* the last n - j < 8 elements through padded copies (var 1) */
+        float mb[8] = {0}, tb[8] = {0}, vb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        float lb[8], gb[8], gvb[8], hb[8];
+        ptrdiff_t m = n - j, k;
+        for (k = 0; k < m; k++) {
+            mb[k] = mean[j + k];
+            tb[k] = target[j + k];
+            vb[k] = var[j + k];
+        }
+        __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
+        fl_gaussian_block_v8(mb, tb, vb, eps_v, constant_d, scale, w_d, scale_d, unit_w, lb,
+                             grad_out ? gb : NULL, grad_out ? gvb : NULL,
+                             hess_out ? hb : NULL, &tail_lo, &tail_hi, &negative);
+        double lanes[8];
+        _mm256_storeu_pd(lanes, tail_lo);
+        _mm256_storeu_pd(lanes + 4, tail_hi);
+        for (k = m; k < 8; k++)
+            lanes[k] = 0.0;
+        acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
+        acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
+        for (k = 0; k < m; k++) {
+            if (loss_out) loss_out[j + k] = lb[k];
+            if (grad_out) {
+                grad_out[j + k] = gb[k];
+                grad_var_out[j + k] = gvb[k];
+            }
+            if (hess_out) hess_out[j + k] = hb[k];
+        }
+    }
+    *invalid = _mm256_movemask_ps(negative) != 0;
+    __m256d s = _mm256_add_pd(acc_lo, acc_hi);
+    double lanes[4];
+    _mm256_storeu_pd(lanes, s);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+static inline double fl_gaussian_span_float(const float *mean, const float *target,
+                                            const float *var, ptrdiff_t n, float eps,
+                                            double constant, double w, double grad_scale,
+                                            float *loss_out, float *grad_out,
+                                            float *grad_var_out, float *hess_out, int *invalid)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    /* one loop per case, so that each is compiled without the others' tests */
+    if (!loss_out && !hess_out && grad_out)
+        return fl_gaussian_span_v8(mean, target, var, n, eps, constant, w, grad_scale, NULL,
+                                   grad_out, grad_var_out, NULL, invalid);
+    return fl_gaussian_span_v8(mean, target, var, n, eps, constant, w, grad_scale, loss_out,
+                               grad_out, grad_var_out, hess_out, invalid);
+#else
+    (void)mean; (void)target; (void)var; (void)n; (void)eps; (void)constant; (void)w;
+    (void)grad_scale; (void)loss_out; (void)grad_out; (void)grad_var_out; (void)hess_out;
+    *invalid = 0;
     return 0.0;
 #endif
 }
