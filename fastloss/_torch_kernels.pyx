@@ -29,6 +29,7 @@ cdef extern from "_vecmath.h" nogil:
     float fl_expf(float x)
     float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
     float fl_logf(float x)
+    float fl_log1pf(float x)
 
 # How this module was compiled: the tests prove which build is loaded.
 BUILD = build_facts()
@@ -377,11 +378,12 @@ def kl_div(
 # on the layout of its scores; torch gives NaN for those.
 
 cdef inline double log_of_sum(double e_sum, floating* kind) noexcept nogil:
-    """log of a sum of exponentials (>= 1): in float lanes for float32 scores
-    (``kind`` selects; a float32 rounding of the result, the precision of
-    torch's own float32 log-softmax), else in double."""
+    """log of a sum of exponentials (>= 1, the maximum's own term being 1): in
+    float lanes for float32 scores (``kind`` selects), as log1p of the excess
+    over 1, so that a small loss (p_y near 1) keeps its digits (the log of
+    e_sum rounded to float erred by 41 ulps there); else in double."""
     if floating is float:
-        return fl_logf(<float>e_sum)
+        return fl_log1pf(<float>(e_sum - 1.0))
     else:
         return fl_log(e_sum)
 
@@ -390,6 +392,22 @@ cdef inline floating shifted(floating x, floating m) noexcept nogil:
     """x - m, with 0 at the maximum itself: the row kernel's rule for infinite
     scores (+inf classes share the mass, a row of -inf is uniform)."""
     return 0 if x == m else x - m
+
+
+cdef inline floating exp_difference(floating x, floating m, floating d) noexcept nogil:
+    """exp(x - m) for x <= m, from d = x - m rounded (or shifted(x, m)).
+
+    The rounding error of d is r = (x - m) - d, exactly, by TwoSum (no
+    product, so nothing is contracted into an FMA); exp(x - m) = exp(d)
+    (1 + r) to second order.  Without it exp(d) would err by |x - m| ulps
+    relative (13 float ulps measured at x - m = -10).  r is NaN where x or
+    m is infinite, or d is shifted's 0 at an infinite maximum: then 0.
+    """
+    cdef floating back = d - x
+    cdef floating r = (x - (d - back)) - (m + back)
+    cdef floating e = exp_nonpositive(d)
+    r = r if r == r else 0
+    return e + e * r
 
 
 cdef inline double shifted_exactly(floating x, floating m) noexcept nogil:
@@ -424,6 +442,8 @@ cdef double block_cross_entropy(
     cdef double e_sum[BLOCK]             # sum of e over the classes
     cdef double log_sum[BLOCK]
     cdef floating label_x[BLOCK]         # x_y (labels)
+    cdef int64_t label[BLOCK]            # y, or class 0 where ignored (labels)
+    cdef Py_ssize_t at[BLOCK]            # y S + j: the label's entry (labels)
     cdef double w_y[BLOCK]               # w_y (labels)
     cdef bint counted[BLOCK]             # the label is not ignore_index (labels)
     cdef double wz[BLOCK]                # sum of w z (labels) or of w q z (probabilities)
@@ -440,7 +460,6 @@ cdef double block_cross_entropy(
     cdef double uniform = eps / n_classes
     cdef const floating* row
     cdef floating* out_row
-    cdef int64_t y
     cdef Py_ssize_t c, j, finite
     for j in range(n):
         m[j] = -INFINITY
@@ -469,10 +488,10 @@ cdef double block_cross_entropy(
         # (two loops: each vectorises without the other's conversions)
         if finite:
             for j in range(n):
-                out_row[j] = exp_nonpositive(row[j] - m[j])
+                out_row[j] = exp_difference(row[j], m[j], row[j] - m[j])
         else:
             for j in range(n):
-                out_row[j] = exp_nonpositive(shifted(row[j], m[j]))
+                out_row[j] = exp_difference(row[j], m[j], shifted(row[j], m[j]))
         for j in range(n):
             e_sum[j] += out_row[j]
         if target != NULL:
@@ -492,14 +511,18 @@ cdef double block_cross_entropy(
             loss[j] = log_sum[j] * coefficient[j] - wz[j]
             coefficient[j] = scale * coefficient[j] / e_sum[j]
     else:
+        # (the gathers in loops of their own, without branches)
         for j in range(n):
-            y = labels[j]
-            counted[j] = y != ignore_index
-            y = y if y != ignore_index else 0
-            label_x[j] = x[y * stride + j]
-            w_y[j] = w[y] if w != NULL else 1.0
-            if grad_out != NULL:
-                label_e[j] = grad_out[y * stride + j]
+            counted[j] = labels[j] != ignore_index
+            label[j] = labels[j] if counted[j] else 0
+            at[j] = label[j] * stride + j
+        for j in range(n):
+            label_x[j] = x[at[j]]
+        for j in range(n):
+            w_y[j] = w[label[j]] if w != NULL else 1.0
+        if grad_out != NULL:
+            for j in range(n):
+                label_e[j] = grad_out[at[j]]
         for j in range(n):
             z_y = shifted_exactly(label_x[j], m[j])
             value = (1.0 - eps) * w_y[j] * (log_sum[j] - z_y)
@@ -535,11 +558,12 @@ cdef double block_cross_entropy(
             for j in range(n):
                 out_row[j] = out_row[j] * coefficient_t[j] - wc_t * smoothing_t[j]
     if target == NULL:
-        # the label's entry again, rounded once: p_y - 1 cancels
+        # the label's entry again, rounded once: p_y - 1 cancels.  (An ignored
+        # position rewrites its class 0 entry with the value pass 3 gave it:
+        # e 0 - w 0 - 0, a zero, or NaN for a NaN score.)
         for j in range(n):
-            if counted[j]:
-                grad_out[labels[j] * stride + j] = <floating>(
-                    label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
+            grad_out[at[j]] = <floating>(
+                label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
     return total
 
 

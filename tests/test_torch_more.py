@@ -385,6 +385,48 @@ def test_spatial_cross_entropy_probabilities(dtype, reduction, weighted, label_s
     compare(run(flt.cross_entropy), run(F.cross_entropy), [x, t], dtype)
 
 
+# float32 accuracy of the plane kernel, in ulps against the exact oracle of
+# tests/oracle.py, on the row cases of tests/adversarial.py laid out as
+# (n, C, S) scores (position s of sample n is row n S + s): the budgets of
+# tests/test_accuracy.py (2 ulp reduced, 4 per position, 8 gradient).
+SPATIAL_ULP_CASES = ["normal", "spread_1e4", "offset_1e4", "near_ties", "dominant_class",
+                     "tiny_probabilities", "multi_chunk"]
+
+
+@pytest.mark.parametrize("case", SPATIAL_ULP_CASES)
+@pytest.mark.parametrize("weighted,label_smoothing", [(False, 0.0), (True, 0.1)])
+def test_spatial_cross_entropy_float32_within_ulp_budget(case, weighted, label_smoothing):
+    import adversarial
+    import oracle
+    cases = {c.name: c for c in adversarial.logit_cases(np.dtype(np.float32))}
+    rows = cases[case].logits                                   # (R, C) float32
+    n_rows, n_classes = rows.shape
+    n_batch = 25 if n_rows % 25 == 0 and n_rows > 1_000 else 2  # S > BLOCK for multi_chunk
+    scores = np.ascontiguousarray(
+        rows.reshape(n_batch, n_rows // n_batch, n_classes).transpose(0, 2, 1))
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, n_classes, n_rows)
+    labels[::7] = -100
+    weight = rng.uniform(0.25, 2.0, n_classes).astype(np.float32) if weighted else None
+    exact = oracle.softmax_cross_entropy(
+        rows, labels, class_weight=None if weight is None else weight.astype(np.float64),
+        ignore_index=-100, label_smoothing=label_smoothing, backend=oracle.F64)
+    for reduction in REDUCTIONS:
+        x = torch.from_numpy(scores.copy()).requires_grad_(True)
+        loss = flt.cross_entropy(x, torch.from_numpy(labels.reshape(n_batch, -1)),
+                                 None if weight is None else torch.from_numpy(weight),
+                                 reduction=reduction, label_smoothing=label_smoothing)
+        assert fused(loss)
+        loss.backward(torch.ones_like(loss))
+        grad_rows = x.grad.numpy().transpose(0, 2, 1).reshape(n_rows, n_classes)
+        value = loss.detach().numpy().reshape(-1) if reduction == "none" else float(loss)
+        loss_errors, grad_errors = oracle.measure(value, grad_rows, exact, reduction,
+                                                  np.float32)
+        limit = 4.0 if reduction == "none" else 2.0
+        assert np.max(loss_errors) <= limit, (reduction, np.max(loss_errors))
+        assert np.max(grad_errors) <= 8.0, (reduction, np.max(grad_errors))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("target_layout", LAYOUTS)
