@@ -1110,6 +1110,49 @@ static inline double fl_row_exp_sum_double(const double *x, ptrdiff_t n, double 
 #endif
 }
 
+/* sum_c w_c (x_c - m) of an ordinary float64 row (w_c = weight[c], 1 when
+ * weight is NULL), in 4 double lanes as in twice the precision: each
+ * difference's rounding (TwoSum) and each product's (one FMA) go to the low
+ * part, the products to a TwoSum chain per lane.  The careful path's
+ * weighted_shifted_sum (_multiclass_kernels) to about an ulp, vectorised; the
+ * baseline build never calls it (fl_row_ordinary_double answers 0 there). */
+static inline double fl_row_weighted_shift_double(const double *x, ptrdiff_t n, double m,
+                                                  const double *weight)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const __m256d mv = _mm256_set1_pd(m), minus_m = _mm256_set1_pd(-m);
+    __m256d sum = _mm256_setzero_pd(), low = _mm256_setzero_pd();
+    ptrdiff_t c = 0;
+    for (; c < n; c += 4) {
+        __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - c), _mm256_setr_epi64x(0, 1, 2, 3));
+        __m256d xv = _mm256_maskload_pd(x + c, live);
+        __m256d w = weight ? _mm256_maskload_pd(weight + c, live) : _mm256_set1_pd(1.0);
+        __m256d z = _mm256_sub_pd(xv, mv), back = _mm256_sub_pd(z, xv);
+        __m256d dz = _mm256_add_pd(_mm256_sub_pd(xv, _mm256_sub_pd(z, back)),
+                                   _mm256_sub_pd(minus_m, back));          /* x - m = z + dz */
+        __m256d p = _mm256_mul_pd(w, z);
+        __m256d p_low = _mm256_fmadd_pd(w, dz, _mm256_fmsub_pd(w, z, p));
+        p = _mm256_and_pd(p, _mm256_castsi256_pd(live));
+        p_low = _mm256_and_pd(p_low, _mm256_castsi256_pd(live));
+        low = _mm256_add_pd(low, p_low);
+        fl_two_sum_add_v4d(&sum, &low, p);
+    }
+    double lanes[4], lows[4];
+    _mm256_storeu_pd(lanes, sum);
+    _mm256_storeu_pd(lows, low);
+    double total = 0.0, total_low = (lows[0] + lows[2]) + (lows[1] + lows[3]);
+    for (int l = 0; l < 4; l++) {
+        double t = total + lanes[l], back = t - lanes[l];
+        total_low += (total - back) + (lanes[l] - (t - back));
+        total = t;
+    }
+    return total + total_low;
+#else
+    (void)x; (void)n; (void)m; (void)weight;
+    return 0.0;
+#endif
+}
+
 
 /* ------------------------------------------------------------------ soft-capped float32 rows */
 
