@@ -141,6 +141,8 @@ cdef extern from "_vecmath.h" nogil:
     bint fl_row_ordinary_double(const double* x, Py_ssize_t n, double* row_max)
     double fl_row_exp_sum_double(const double* x, Py_ssize_t n, double row_max, double* exp_out,
                                  const double* next_x, double* next_out, double* exp_scale)
+    double fl_row_weighted_shift_double(const double* x, Py_ssize_t n, double row_max,
+                                        const double* weight)
     # cap tanh(x / cap) and its slope sech^2(x / cap), and the soft-capped rows (any build)
     void fl_softcap(double x, double cap, double* capped, double* slope)
     bint fl_row_max_min_float(const float* x, Py_ssize_t n, float* row_max, float* row_min)

@@ -976,6 +976,31 @@ FL_INLINE void fl_two_sum_add_v4d(__m256d *sum, __m256d *low, __m256d term)
     *low = _mm256_add_pd(*low, error);
     *sum = t;
 }
+
+/* Four terms of fl_row_exp_sum_double at x: e' to exp_out unless NULL, the
+ * terms other than m into (sum, low), the ties counted (a true lane is -1);
+ * only the lanes of live when full is 0 (the row's last, partial vector). */
+FL_INLINE void fl_exp_sum_v4d(const double *x, double *exp_out, __m256d sh, __m256d mv,
+                              const int full, __m256i live, __m256d *sum, __m256d *low,
+                              __m256i *ties)
+{
+    __m256d xv = full ? _mm256_loadu_pd(x) : _mm256_maskload_pd(x, live);
+    __m256d e = fl_exp_around_v4d(xv, sh);
+    if (exp_out != NULL) {
+        if (full)
+            _mm256_storeu_pd(exp_out, e);
+        else
+            _mm256_maskstore_pd(exp_out, live, e);
+    }
+    __m256d tie = _mm256_cmp_pd(xv, mv, _CMP_EQ_OQ);
+    __m256d term = _mm256_andnot_pd(tie, e);
+    if (!full) {
+        tie = _mm256_and_pd(tie, _mm256_castsi256_pd(live));
+        term = _mm256_and_pd(term, _mm256_castsi256_pd(live));
+    }
+    fl_two_sum_add_v4d(sum, low, term);
+    *ties = _mm256_sub_epi64(*ties, _mm256_castpd_si256(tie));
+}
 #endif
 
 /* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
@@ -1048,30 +1073,24 @@ static inline double fl_row_exp_sum_double(const double *x, ptrdiff_t n, double 
     __m256d sum[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
     __m256d low[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
     __m256i ties = _mm256_setzero_si256();
+    const __m256i all = _mm256_set1_epi64x(-1);
     ptrdiff_t c = 0;
-    for (; c < n; c += 8) {
+    for (; c + 8 <= n; c += 8) {
         if (next_x != NULL)
             _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0);
         if (next_out != NULL)
             __builtin_prefetch(next_out + c, 1, 3);
-        for (int h = 0; h < 2; h++) {
-            /* the last, partial vectors through masks: lanes past n read and write nothing */
-            ptrdiff_t left = n - c - 4 * h;
-            __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(left), _mm256_setr_epi64x(0, 1, 2, 3));
-            __m256d xv = left >= 4 ? _mm256_loadu_pd(x + c + 4 * h)
-                                   : _mm256_maskload_pd(x + c + 4 * h, live);
-            __m256d e = fl_exp_around_v4d(xv, sh);
-            if (exp_out != NULL) {
-                if (left >= 4)
-                    _mm256_storeu_pd(exp_out + c + 4 * h, e);
-                else
-                    _mm256_maskstore_pd(exp_out + c + 4 * h, live, e);
-            }
-            __m256d tie = _mm256_and_pd(_mm256_cmp_pd(xv, mv, _CMP_EQ_OQ), _mm256_castsi256_pd(live));
-            fl_two_sum_add_v4d(&sum[h], &low[h],
-                             _mm256_and_pd(_mm256_andnot_pd(tie, e), _mm256_castsi256_pd(live)));
-            ties = _mm256_sub_epi64(ties, _mm256_castpd_si256(tie));
-        }
+        fl_exp_sum_v4d(x + c, exp_out ? exp_out + c : NULL, sh, mv, 1, all, &sum[0], &low[0],
+                       &ties);
+        fl_exp_sum_v4d(x + c + 4, exp_out ? exp_out + c + 4 : NULL, sh, mv, 1, all, &sum[1],
+                       &low[1], &ties);
+    }
+    /* the last n - c < 8 through masks: lanes past n read and write nothing */
+    for (int h = 0; c + 4 * h < n; h++) {
+        __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - c - 4 * h),
+                                          _mm256_setr_epi64x(0, 1, 2, 3));
+        fl_exp_sum_v4d(x + c + 4 * h, exp_out ? exp_out + c + 4 * h : NULL, sh, mv, 0, live,
+                       &sum[h], &low[h], &ties);
     }
     double lanes[8], lows[8];
     int64_t tie_lanes[4];
@@ -1095,6 +1114,49 @@ static inline double fl_row_exp_sum_double(const double *x, ptrdiff_t n, double 
 #else
     (void)x; (void)n; (void)m; (void)exp_out; (void)next_x; (void)next_out;
     *exp_scale = 1.0;
+    return 0.0;
+#endif
+}
+
+/* sum_c w_c (x_c - m) of an ordinary float64 row (w_c = weight[c], 1 when
+ * weight is NULL), in 4 double lanes as in twice the precision: each
+ * difference's rounding (TwoSum) and each product's (one FMA) go to the low
+ * part, the products to a TwoSum chain per lane.  The careful path's
+ * weighted_shifted_sum (_multiclass_kernels) to about an ulp, vectorised; the
+ * baseline build never calls it (fl_row_ordinary_double answers 0 there). */
+static inline double fl_row_weighted_shift_double(const double *x, ptrdiff_t n, double m,
+                                                  const double *weight)
+{
+#ifdef FL_HAVE_FAST_ROWS
+    const __m256d mv = _mm256_set1_pd(m), minus_m = _mm256_set1_pd(-m);
+    __m256d sum = _mm256_setzero_pd(), low = _mm256_setzero_pd();
+    ptrdiff_t c = 0;
+    for (; c < n; c += 4) {
+        __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - c), _mm256_setr_epi64x(0, 1, 2, 3));
+        __m256d xv = _mm256_maskload_pd(x + c, live);
+        __m256d w = weight ? _mm256_maskload_pd(weight + c, live) : _mm256_set1_pd(1.0);
+        __m256d z = _mm256_sub_pd(xv, mv), back = _mm256_sub_pd(z, xv);
+        __m256d dz = _mm256_add_pd(_mm256_sub_pd(xv, _mm256_sub_pd(z, back)),
+                                   _mm256_sub_pd(minus_m, back));          /* x - m = z + dz */
+        __m256d p = _mm256_mul_pd(w, z);
+        __m256d p_low = _mm256_fmadd_pd(w, dz, _mm256_fmsub_pd(w, z, p));
+        p = _mm256_and_pd(p, _mm256_castsi256_pd(live));
+        p_low = _mm256_and_pd(p_low, _mm256_castsi256_pd(live));
+        low = _mm256_add_pd(low, p_low);
+        fl_two_sum_add_v4d(&sum, &low, p);
+    }
+    double lanes[4], lows[4];
+    _mm256_storeu_pd(lanes, sum);
+    _mm256_storeu_pd(lows, low);
+    double total = 0.0, total_low = (lows[0] + lows[2]) + (lows[1] + lows[3]);
+    for (int l = 0; l < 4; l++) {
+        double t = total + lanes[l], back = t - lanes[l];
+        total_low += (total - back) + (lanes[l] - (t - back));
+        total = t;
+    }
+    return total + total_low;
+#else
+    (void)x; (void)n; (void)m; (void)weight;
     return 0.0;
 #endif
 }
@@ -1968,6 +2030,169 @@ static inline double fl_bce_span_float(const float *x, const float *t, ptrdiff_t
     }
     *invalid = bad;
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+#endif
+}
+
+/* Binary cross-entropy of n float64 elements in 4 double lanes (x86-64-v3
+ * build): binary_cross_entropy_element's double maths, its special cases
+ * decided by selects:
+ *   e = exp(-|x|) (fl_exp's reduction and polynomial; 2^n, n in [-1077, 0],
+ *       applied as 2^(n + 600) 2^-600, so that a subnormal result rounds once),
+ *   inv = 1 / (1 + e), sigma(x) = inv if x >= 0 else e inv (sigma(-x) the other),
+ *   log1p(e) for e in [0, 1] (fl_log1p's reduction with u = fl(1 + e) in
+ *       [1, 2], its correction (e - (u - 1)) inv),
+ *   loss = xmul(pw t, max(-x, 0) + log1p(e)) + xmul(1 - t, max(x, 0) + log1p(e)),
+ *   grad = (1 - t) sigma(x) - pw t sigma(-x),  hess = (pw t + 1 - t) e inv^2;
+ * the weighted losses summed in eight lanes in sum_span's order.  Returns 0
+ * in the baseline build (the generic loops then run); else 1, with *total,
+ * the outputs and *invalid as fl_bce_span_float's (columns[j], when not NULL,
+ * the positive weight of element j; outputs may be inputs). */
+#ifdef FL_HAVE_BCE_V8
+/* exp(a) for a <= 0 or NaN, 4 lanes */
+FL_INLINE __m256d fl_exp_nonpositive_v4d(__m256d a)
+{
+    const __m256d SH = _mm256_set1_pd(6755399441055744.0);        /* 1.5 * 2^52 */
+    __m256d ac = _mm256_max_pd(_mm256_set1_pd(-746.0), a);        /* NaN: a */
+    __m256d t = _mm256_fmadd_pd(ac, _mm256_set1_pd(1.4426950408889634), SH);
+    __m256d n = _mm256_sub_pd(t, SH);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), ac);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    /* the low bits of t hold n: 2^(n + 600) from bits */
+    __m256i bits = _mm256_add_epi64(_mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(SH)),
+                                    _mm256_set1_epi64x(1023 + 600));
+    __m256d scale = _mm256_castsi256_pd(_mm256_slli_epi64(bits, 52));
+    return _mm256_mul_pd(_mm256_mul_pd(p, scale), _mm256_set1_pd(0x1p-600));
+}
+
+/* log1p(e) for e in [0, 1] or NaN, given inv_u = 1 / fl(1 + e), 4 lanes */
+FL_INLINE __m256d fl_log1p_unit_v4d(__m256d e, __m256d inv_u)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    __m256d u = _mm256_add_pd(one, e);
+    __m256d c = _mm256_mul_pd(_mm256_sub_pd(e, _mm256_sub_pd(u, one)), inv_u);
+    __m256d big = _mm256_cmp_pd(u, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    __m256d k = _mm256_and_pd(big, one);
+    __m256d f = _mm256_sub_pd(_mm256_blendv_pd(u, _mm256_mul_pd(u, _mm256_set1_pd(0.5)), big), one);
+    __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
+    __m256d z = _mm256_mul_pd(s, s), w = _mm256_mul_pd(z, z);
+    __m256d t1 = _mm256_fmadd_pd(w, _mm256_set1_pd(1.531383769920937332e-01),
+                                 _mm256_set1_pd(2.222219843214978396e-01));
+    t1 = _mm256_mul_pd(w, _mm256_fmadd_pd(w, t1, _mm256_set1_pd(3.999999999940941908e-01)));
+    __m256d t2 = _mm256_fmadd_pd(w, _mm256_set1_pd(1.479819860511658591e-01),
+                                 _mm256_set1_pd(1.818357216161805012e-01));
+    t2 = _mm256_fmadd_pd(w, t2, _mm256_set1_pd(2.857142874366239149e-01));
+    t2 = _mm256_mul_pd(z, _mm256_fmadd_pd(w, t2, _mm256_set1_pd(6.666666666666735130e-01)));
+    __m256d R = _mm256_add_pd(t2, t1);
+    __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), f), f);
+    __m256d low = _mm256_fmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), c);
+    __m256d x = _mm256_sub_pd(_mm256_sub_pd(hfsq, _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, R), low)), f);
+    return _mm256_fmsub_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), x);
+}
+
+/* a b, 0 where a = 0 and b = +inf (a term with a zero weight vanishes; b >= 0 or NaN) */
+FL_INLINE __m256d fl_xmul_v4d(__m256d a, __m256d b)
+{
+    __m256d vanish = _mm256_and_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_EQ_OQ),
+                                   _mm256_cmp_pd(b, _mm256_set1_pd(1.0 / 0.0), _CMP_EQ_OQ));
+    return _mm256_andnot_pd(vanish, _mm256_mul_pd(a, b));
+}
+
+/* Four elements at j (only the lanes of live unless full) */
+FL_INLINE void fl_bce_v4d(const double *x_in, const double *t_in, const double *columns,
+                          const double *weight, __m256d pw_all, __m256d w_all,
+                          __m256d grad_scale, const int full, __m256i live, double *loss_out,
+                          double *grad_out, double *hess_out, __m256d *acc, __m256d *bad)
+{
+    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+#define FL_LOAD(p) (full ? _mm256_loadu_pd(p) : _mm256_maskload_pd(p, live))
+#define FL_STORE(p, v) (full ? _mm256_storeu_pd(p, v) : _mm256_maskstore_pd(p, live, v))
+    __m256d x = FL_LOAD(x_in), t = FL_LOAD(t_in);
+    __m256d pw = columns ? FL_LOAD(columns) : pw_all;
+    __m256d w = weight ? FL_LOAD(weight) : w_all;
+    *bad = _mm256_or_pd(*bad, _mm256_andnot_pd(
+        _mm256_and_pd(_mm256_cmp_pd(t, zero, _CMP_GE_OQ), _mm256_cmp_pd(t, one, _CMP_LE_OQ)),
+        _mm256_castsi256_pd(live)));
+    __m256d e = fl_exp_nonpositive_v4d(_mm256_or_pd(x, _mm256_set1_pd(-0.0)));   /* exp(-|x|) */
+    __m256d inv = _mm256_div_pd(one, _mm256_add_pd(one, e));
+    __m256d pwt = _mm256_mul_pd(pw, t), nt = _mm256_sub_pd(one, t);
+    __m256d log1p_e = fl_log1p_unit_v4d(e, inv);
+    __m256d pos = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
+    __m256d x_pos = _mm256_andnot_pd(_mm256_cmp_pd(x, zero, _CMP_LE_OQ), x);   /* max(x, 0), NaN kept */
+    __m256d minus_x = _mm256_sub_pd(zero, x);
+    __m256d x_neg = _mm256_andnot_pd(_mm256_cmp_pd(minus_x, zero, _CMP_LE_OQ), minus_x);
+    __m256d loss = _mm256_add_pd(fl_xmul_v4d(pwt, _mm256_add_pd(x_neg, log1p_e)),
+                                 fl_xmul_v4d(nt, _mm256_add_pd(x_pos, log1p_e)));
+    __m256d weighted = _mm256_mul_pd(w, loss);
+    if (!full)
+        weighted = _mm256_and_pd(weighted, _mm256_castsi256_pd(live));
+    *acc = _mm256_add_pd(*acc, weighted);
+    __m256d scale = _mm256_mul_pd(w, grad_scale);
+    if (hess_out) {
+        __m256d h = _mm256_mul_pd(_mm256_add_pd(pwt, nt), _mm256_mul_pd(_mm256_mul_pd(e, inv), inv));
+        FL_STORE(hess_out, _mm256_mul_pd(scale, h));
+    }
+    if (grad_out) {
+        __m256d er = _mm256_mul_pd(e, inv);
+        __m256d sigma_pos = _mm256_blendv_pd(er, inv, pos), sigma_neg = _mm256_blendv_pd(inv, er, pos);
+        __m256d g = _mm256_fmsub_pd(nt, sigma_pos, _mm256_mul_pd(pwt, sigma_neg));
+        FL_STORE(grad_out, _mm256_mul_pd(scale, g));
+    }
+    if (loss_out)
+        FL_STORE(loss_out, weighted);
+#undef FL_LOAD
+#undef FL_STORE
+}
+#endif
+
+static inline int fl_bce_span_double(const double *x, const double *t, ptrdiff_t n,
+                                     double pos_weight, const double *columns,
+                                     const double *weight, double w, double grad_scale,
+                                     double *loss_out, double *grad_out, double *hess_out,
+                                     double *total, int *invalid)
+{
+#ifdef FL_HAVE_BCE_V8
+    const __m256d pw = _mm256_set1_pd(pos_weight), wv = _mm256_set1_pd(w);
+    const __m256d gs = _mm256_set1_pd(grad_scale);
+    const __m256i all = _mm256_set1_epi64x(-1);
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()}, bad = _mm256_setzero_pd();
+    ptrdiff_t j = 0;
+#define FL_AT(p, k) ((p) ? (p) + (k) : NULL)
+    for (; j + 8 <= n; j += 8)
+        for (int h = 0; h < 2; h++)
+            fl_bce_v4d(x + j + 4 * h, t + j + 4 * h, FL_AT(columns, j + 4 * h),
+                       FL_AT(weight, j + 4 * h), pw, wv, gs, 1, all, FL_AT(loss_out, j + 4 * h),
+                       FL_AT(grad_out, j + 4 * h), FL_AT(hess_out, j + 4 * h), &acc[h], &bad);
+    /* the last n - j < 8 through masks (sum_span adds them to lanes 0, 1, ...) */
+    for (int h = 0; j + 4 * h < n; h++) {
+        ptrdiff_t k = j + 4 * h;
+        __m256i live = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - k), _mm256_setr_epi64x(0, 1, 2, 3));
+        fl_bce_v4d(x + k, t + k, FL_AT(columns, k), FL_AT(weight, k), pw, wv, gs, 0, live,
+                   FL_AT(loss_out, k), FL_AT(grad_out, k), FL_AT(hess_out, k), &acc[h], &bad);
+    }
+#undef FL_AT
+    *invalid = _mm256_movemask_pd(bad) != 0;
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(acc[0], acc[1]));      /* lanes k + (k + 4) */
+    *total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return 1;
+#else
+    (void)x; (void)t; (void)n; (void)pos_weight; (void)columns; (void)weight; (void)w;
+    (void)grad_scale; (void)loss_out; (void)grad_out; (void)hess_out; (void)total; (void)invalid;
+    return 0;
 #endif
 }
 
