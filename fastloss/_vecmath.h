@@ -1393,6 +1393,54 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter,
 }
 #endif
 
+#ifdef FL_HAVE_FAST_ROWS
+/* The last blocks of a soft-capped float32 row (c counts up to n by 8), padded
+ * with x[c]: LANE(xv, ..., &slope) gives 8 exps and slopes; lanes past n are
+ * neither stored nor counted, and the terms at the row's maximum m are counted
+ * in n_ties instead of summed into tail.  Shared by the row functions below. */
+#define FL_SOFTCAP_ROW_TAIL(LANE, ...)                                          \
+    for (; c < n; c += 8) {                                                     \
+        float xb[8], eb[8], sb[8];                                              \
+        int width = n - c < 8 ? (int)(n - c) : 8;                               \
+        for (int l = 0; l < 8; l++)                                             \
+            xb[l] = l < width ? x[c + l] : x[c];                                \
+        __m256 s0, e0 = LANE(_mm256_loadu_ps(xb), __VA_ARGS__, &s0);            \
+        _mm256_storeu_ps(eb, e0);                                               \
+        _mm256_storeu_ps(sb, s0);                                               \
+        for (int l = 0; l < width; l++) {                                       \
+            if (xb[l] == m)                                                     \
+                n_ties++;                                                       \
+            else                                                                \
+                tail += eb[l];                                                  \
+            if (exp_out != NULL) {                                              \
+                exp_out[c + l] = eb[l];                                         \
+                slope_out[c + l] = sb[l];                                       \
+            }                                                                   \
+        }                                                                       \
+    }
+
+/* A soft-capped row's S = exp(K ln2 - m') (sum + tail) + (ties - 1), from the
+ * double partial sums, the tie counts of the vector lanes and of the tail, and
+ * K; the row factor exp(K ln2 - m') goes to exp_scale. */
+static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, __m256i ties,
+                                          ptrdiff_t n_ties, double tail, double k,
+                                          double capped_max, double *exp_scale)
+{
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    double lanes[4];
+    int32_t tie_lanes[8];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
+    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
+    for (int l = 0; l < 8; l++)
+        n_ties += tie_lanes[l];
+    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
+    *exp_scale = scale;
+    return scale * others + (double)(n_ties - 1);
+}
+#endif
+
 static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n, float m,
                                                         double cap, double capped_max,
                                                         float *exp_out, float *slope_out,
@@ -1401,8 +1449,6 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
 {
 #ifdef FL_HAVE_FAST_ROWS
     const double LOG2E = 1.4426950408889634;
-    const double LN2_HI = 6.93147180369123816490e-01;
-    const double LN2_LO = 1.90821492927058770002e-10;
     double k = nearbyint(capped_max * LOG2E);
     float shifter = 12582912.0f - (float)k;
     const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
@@ -1444,36 +1490,8 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
                                      _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
         ties = _mm256_sub_epi32(ties, q);
     }
-    for (; c < n; c += 8) {
-        /* the last blocks, padded: lanes past n are not stored nor counted */
-        float xb[8], eb[8], sb[8];
-        int width = n - c < 8 ? (int)(n - c) : 8;
-        for (int l = 0; l < 8; l++)
-            xb[l] = l < width ? x[c + l] : x[c];
-        __m256 s0, e0 = fl_softcap_exp_around_v8(_mm256_loadu_ps(xb), inv, sh, &s0);
-        _mm256_storeu_ps(eb, e0);
-        _mm256_storeu_ps(sb, s0);
-        for (int l = 0; l < width; l++) {
-            if (xb[l] == m)
-                n_ties++;
-            else
-                tail += eb[l];
-            if (exp_out != NULL) {
-                exp_out[c + l] = eb[l];
-                slope_out[c + l] = sb[l];
-            }
-        }
-    }
-    double lanes[4];
-    int32_t tie_lanes[8];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
-    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
-    for (int l = 0; l < 8; l++)
-        n_ties += tie_lanes[l];
-    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
-    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
-    *exp_scale = scale;
-    return scale * others + (double)(n_ties - 1);
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_around_v8, inv, sh)
+    return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
 #else
     (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
     (void)next_x; (void)next_out;
@@ -1614,8 +1632,6 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
 {
 #ifdef FL_HAVE_FAST_ROWS
     const double LOG2E = 1.4426950408889634;
-    const double LN2_HI = 6.93147180369123816490e-01;
-    const double LN2_LO = 1.90821492927058770002e-10;
     double k = nearbyint(capped_max * LOG2E);
     float shifter = 12582912.0f - (float)k;
     float inv_f = (float)(1.0 / cap), k_f = (float)(2.0 / cap);
@@ -1656,37 +1672,8 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
         ties = _mm256_sub_epi32(ties, _mm256_add_epi32(_mm256_castps_si256(q0),
                                                        _mm256_castps_si256(q1)));
     }
-    for (; c < n; c += 8) {
-        /* the last blocks, padded: lanes past n are not stored nor counted */
-        float xb[8], eb[8], sb[8];
-        int width = n - c < 8 ? (int)(n - c) : 8;
-        for (int l = 0; l < 8; l++)
-            xb[l] = l < width ? x[c + l] : x[c];
-        __m256 s0, e0 = fl_softcap_exp_mid_v8(_mm256_loadu_ps(xb), inv, inv_lo, k_hi, k_lo,
-                                              cap_f, sh, &s0);
-        _mm256_storeu_ps(eb, e0);
-        _mm256_storeu_ps(sb, s0);
-        for (int l = 0; l < width; l++) {
-            if (xb[l] == m)
-                n_ties++;
-            else
-                tail += eb[l];
-            if (exp_out != NULL) {
-                exp_out[c + l] = eb[l];
-                slope_out[c + l] = sb[l];
-            }
-        }
-    }
-    double lanes[4];
-    int32_t tie_lanes[8];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
-    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
-    for (int l = 0; l < 8; l++)
-        n_ties += tie_lanes[l];
-    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
-    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
-    *exp_scale = scale;
-    return scale * others + (double)(n_ties - 1);
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, inv, inv_lo, k_hi, k_lo, cap_f, sh)
+    return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
 #else
     (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
     (void)next_x; (void)next_out;
