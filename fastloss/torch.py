@@ -119,7 +119,8 @@ from torch.autograd import forward_ad
 from torch.nn import _reduction
 
 import fastloss
-from fastloss import _dispatch, _torch_calls
+import fastloss._torch_calls as _torch_calls
+from fastloss import _dispatch
 from fastloss._elementwise import _KERNELS as _ELEMENTWISE_KERNELS
 from fastloss._multiclass import _KERNELS as _MULTICLASS_KERNELS
 from fastloss._torch_checks import scan_labels
