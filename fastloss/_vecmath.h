@@ -726,61 +726,81 @@ static inline int fl_fast_rows_built(void)
 #endif
 }
 
-/* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
-static inline int fl_row_max_min_float(const float *x, ptrdiff_t n, float *row_max,
-                                       float *row_min)
-{
-    ptrdiff_t c = 0;
-    int any_nan = x[0] != x[0];
-    float hi = x[0], lo = x[0];
 #ifdef FL_HAVE_FAST_ROWS
-    /* vmaxps/vminps return their second operand when either is NaN; NaN is
-     * tracked apart (unordered self-comparison), so the order does not matter. */
-    __m256 hi0 = _mm256_set1_ps(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
-    __m256 nan = _mm256_setzero_ps();
-    for (; c + 16 <= n; c += 16) {
-        __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
-        hi0 = _mm256_max_ps(hi0, a);
-        hi1 = _mm256_max_ps(hi1, b);
-        lo0 = _mm256_min_ps(lo0, a);
-        lo1 = _mm256_min_ps(lo1, b);
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+/* The vector part of fl_row_max_min_T: advances c over pairs of VT vectors
+ * (SFX: the intrinsics' suffix, ps or pd; LANES lanes each), two max and two
+ * min accumulators, and folds them into hi and lo.  vmaxp?/vminp? return
+ * their second operand when either is NaN; NaN is tracked apart (unordered
+ * self-comparison), so the order does not matter. */
+#define FL_ROW_MAX_MIN_VECTORS(T, VT, SFX, LANES)                           \
+    VT hi0 = _mm256_set1_##SFX(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;      \
+    VT nan = _mm256_setzero_##SFX();                                        \
+    for (; c + 2 * (LANES) <= n; c += 2 * (LANES)) {                        \
+        VT a = _mm256_loadu_##SFX(x + c), b = _mm256_loadu_##SFX(x + c + (LANES)); \
+        hi0 = _mm256_max_##SFX(hi0, a);                                     \
+        hi1 = _mm256_max_##SFX(hi1, b);                                     \
+        lo0 = _mm256_min_##SFX(lo0, a);                                     \
+        lo1 = _mm256_min_##SFX(lo1, b);                                     \
+        nan = _mm256_or_##SFX(nan, _mm256_cmp_##SFX(a, b, _CMP_UNORD_Q));   \
+    }                                                                       \
+    T hi_l[LANES], lo_l[LANES];                                             \
+    _mm256_storeu_##SFX(hi_l, _mm256_max_##SFX(hi0, hi1));                  \
+    _mm256_storeu_##SFX(lo_l, _mm256_min_##SFX(lo0, lo1));                  \
+    any_nan |= _mm256_movemask_##SFX(nan) != 0;                             \
+    for (int l = 0; l < (LANES); l++) {                                     \
+        hi = hi_l[l] > hi ? hi_l[l] : hi;                                   \
+        lo = lo_l[l] < lo ? lo_l[l] : lo;                                   \
     }
-    float hi_l[8], lo_l[8];
-    _mm256_storeu_ps(hi_l, _mm256_max_ps(hi0, hi1));
-    _mm256_storeu_ps(lo_l, _mm256_min_ps(lo0, lo1));
-    any_nan |= _mm256_movemask_ps(nan) != 0;
-    for (int l = 0; l < 8; l++) {
-        hi = hi_l[l] > hi ? hi_l[l] : hi;
-        lo = lo_l[l] < lo ? lo_l[l] : lo;
-    }
-#endif
-    for (; c < n; c++) {
-        any_nan |= x[c] != x[c];
-        hi = x[c] > hi ? x[c] : hi;
-        lo = x[c] < lo ? x[c] : lo;
-    }
-    *row_max = hi;
-    *row_min = lo;
-    return !any_nan;
-}
-
-/* Is x[0:n] (n >= 1) an ordinary row (see above)?  Writes its maximum. */
-static inline int fl_row_ordinary_float(const float *x, ptrdiff_t n, float *row_max)
-{
-#ifdef FL_HAVE_FAST_ROWS
-    float hi, lo;
-    int no_nan = fl_row_max_min_float(x, n, &hi, &lo);
-    *row_max = hi;
-    /* the comparisons are false for NaN: a NaN max or min is not ordinary */
-    return no_nan && hi < 1048576.0f && hi > -1048576.0f
-        && (double)lo >= (double)hi - FL_ROW_SPREAD;
 #else
-    (void)x; (void)n;
-    *row_max = 0.0f;
+#define FL_ROW_MAX_MIN_VECTORS(T, VT, SFX, LANES)
+#endif
+
+/* fl_row_max_min_T(x, n, row_max, row_min): the maximum and minimum of
+ * x[0:n] (n >= 1); returns 0 when x holds a NaN.
+ * fl_row_ordinary_T(x, n, row_max): is x[0:n] (n >= 1) an ordinary row
+ * (|max| < LIMIT, min >= max - SPREAD, no NaN; see above and, for float64,
+ * below)?  Writes its maximum; the baseline build answers 0. */
+#ifdef FL_HAVE_FAST_ROWS
+#define FL_ROW_ORDINARY_TEST(T, LIMIT, SPREAD)                              \
+    T hi, lo;                                                               \
+    int no_nan = fl_row_max_min_##T(x, n, &hi, &lo);                        \
+    *row_max = hi;                                                          \
+    /* the comparisons are false for NaN: a NaN max or min is not ordinary */ \
+    return no_nan && hi < (LIMIT) && hi > -(LIMIT)                          \
+        && (double)lo >= (double)hi - (SPREAD);
+#else
+#define FL_ROW_ORDINARY_TEST(T, LIMIT, SPREAD)                              \
+    (void)x; (void)n;                                                       \
+    *row_max = 0;                                                           \
     return 0;
 #endif
+
+#define FL_DEFINE_ROW_MAX_MIN(T, VT, SFX, LANES)                            \
+static inline int fl_row_max_min_##T(const T *x, ptrdiff_t n, T *row_max,   \
+                                     T *row_min)                            \
+{                                                                           \
+    ptrdiff_t c = 0;                                                        \
+    int any_nan = x[0] != x[0];                                             \
+    T hi = x[0], lo = x[0];                                                 \
+    FL_ROW_MAX_MIN_VECTORS(T, VT, SFX, LANES)                               \
+    for (; c < n; c++) {                                                    \
+        any_nan |= x[c] != x[c];                                            \
+        hi = x[c] > hi ? x[c] : hi;                                         \
+        lo = x[c] < lo ? x[c] : lo;                                         \
+    }                                                                       \
+    *row_max = hi;                                                          \
+    *row_min = lo;                                                          \
+    return !any_nan;                                                        \
 }
+
+#define FL_DEFINE_ROW_ORDINARY(T, LIMIT, SPREAD)                            \
+static inline int fl_row_ordinary_##T(const T *x, ptrdiff_t n, T *row_max)  \
+{                                                                           \
+    FL_ROW_ORDINARY_TEST(T, LIMIT, SPREAD)                                  \
+}
+
+FL_DEFINE_ROW_MAX_MIN(float, __m256, ps, 8)
+FL_DEFINE_ROW_ORDINARY(float, 1048576.0f, FL_ROW_SPREAD)
 
 /* The exp pass of an ordinary row with maximum m: returns
  * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
@@ -1003,57 +1023,8 @@ FL_INLINE void fl_exp_sum_v4d(const double *x, double *exp_out, __m256d sh, __m2
 }
 #endif
 
-/* The maximum and minimum of x[0:n] (n >= 1); returns 0 when x holds a NaN. */
-static inline int fl_row_max_min_double(const double *x, ptrdiff_t n, double *row_max,
-                                        double *row_min)
-{
-    ptrdiff_t c = 0;
-    int any_nan = x[0] != x[0];
-    double hi = x[0], lo = x[0];
-#ifdef FL_HAVE_FAST_ROWS
-    __m256d hi0 = _mm256_set1_pd(x[0]), hi1 = hi0, lo0 = hi0, lo1 = hi0;
-    __m256d nan = _mm256_setzero_pd();
-    for (; c + 8 <= n; c += 8) {
-        __m256d a = _mm256_loadu_pd(x + c), b = _mm256_loadu_pd(x + c + 4);
-        hi0 = _mm256_max_pd(hi0, a);
-        hi1 = _mm256_max_pd(hi1, b);
-        lo0 = _mm256_min_pd(lo0, a);
-        lo1 = _mm256_min_pd(lo1, b);
-        nan = _mm256_or_pd(nan, _mm256_cmp_pd(a, b, _CMP_UNORD_Q));
-    }
-    double hi_l[4], lo_l[4];
-    _mm256_storeu_pd(hi_l, _mm256_max_pd(hi0, hi1));
-    _mm256_storeu_pd(lo_l, _mm256_min_pd(lo0, lo1));
-    any_nan |= _mm256_movemask_pd(nan) != 0;
-    for (int l = 0; l < 4; l++) {
-        hi = hi_l[l] > hi ? hi_l[l] : hi;
-        lo = lo_l[l] < lo ? lo_l[l] : lo;
-    }
-#endif
-    for (; c < n; c++) {
-        any_nan |= x[c] != x[c];
-        hi = x[c] > hi ? x[c] : hi;
-        lo = x[c] < lo ? x[c] : lo;
-    }
-    *row_max = hi;
-    *row_min = lo;
-    return !any_nan;
-}
-
-/* Is x[0:n] (n >= 1) an ordinary float64 row (see above)?  Writes its maximum. */
-static inline int fl_row_ordinary_double(const double *x, ptrdiff_t n, double *row_max)
-{
-#ifdef FL_HAVE_FAST_ROWS
-    double hi, lo;
-    int no_nan = fl_row_max_min_double(x, n, &hi, &lo);
-    *row_max = hi;
-    return no_nan && hi < 1073741824.0 && hi > -1073741824.0 && lo >= hi - FL_ROW_SPREAD_D;
-#else
-    (void)x; (void)n;
-    *row_max = 0.0;
-    return 0;
-#endif
-}
+FL_DEFINE_ROW_MAX_MIN(double, __m256d, pd, 4)
+FL_DEFINE_ROW_ORDINARY(double, 1073741824.0, FL_ROW_SPREAD_D)
 
 /* The exp pass of an ordinary float64 row with maximum m: returns
  * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
