@@ -759,7 +759,10 @@ static inline int fl_fast_rows_built(void)
  * x[0:n] (n >= 1); returns 0 when x holds a NaN.
  * fl_row_ordinary_T(x, n, row_max): is x[0:n] (n >= 1) an ordinary row
  * (|max| < LIMIT, min >= max - SPREAD, no NaN; see above and, for float64,
- * below)?  Writes its maximum; the baseline build answers 0. */
+ * below)?  Writes its maximum; the baseline build answers 0.
+ * FL_ROW_MAX_MIN_VECTORS's statements are spliced into the body, not wrapped
+ * in a block: with a block gcc contracted the inlined float64 callers'
+ * multiply-adds differently (1-2 ulp changes in float64 gradients). */
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_ROW_ORDINARY_TEST(T, LIMIT, SPREAD)                              \
     T hi, lo;                                                               \
