@@ -36,18 +36,22 @@ from libc.math cimport isfinite
 cimport numpy as cnp
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.pyport cimport PY_SSIZE_T_MAX, PY_SSIZE_T_MIN
 from fastloss._parallel cimport (CompensatedSum, compensated_add, compensated_result,
                                  plan_chunks)
-from fastloss._entries cimport (ENTRY_MAX_VALUES, ElementwiseEntryFloat,
-                                ElementwiseEntryDouble, CrossEntropyEntryFloat,
-                                CrossEntropyEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
-                                FL_ELEMENTWISE_ENTRY_DOUBLE, FL_CROSS_ENTROPY_ENTRY_FLOAT,
-                                FL_CROSS_ENTROPY_ENTRY_DOUBLE)
+from fastloss._calls cimport reduction_code, label_weight_total
+from fastloss._entries cimport (ENTRY_MAX_VALUES, ENTRY_OUT_OF_MEMORY, ENTRY_BAD_LABELS,
+                                ElementwiseEntryFloat, ElementwiseEntryDouble,
+                                CrossEntropyOptions, CrossEntropyOptionsEntryFloat,
+                                CrossEntropyOptionsEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
+                                FL_ELEMENTWISE_ENTRY_DOUBLE,
+                                FL_CROSS_ENTROPY_OPTIONS_ENTRY_FLOAT,
+                                FL_CROSS_ENTROPY_OPTIONS_ENTRY_DOUBLE)
 
 import numpy as np
 
 from fastloss._checks import check_finite as _check_finite
-from fastloss._results import LossGrad as _loss_grad
+from fastloss._results import LossGrad as _loss_grad, LossGradHess as _loss_grad_hess
 
 cnp.import_array()
 
@@ -62,6 +66,7 @@ cdef object _raise_if_bad = None
 cdef dict _elementwise_kernels = None
 cdef dict _elementwise_parameters = None
 cdef dict _multiclass_kernels = None
+cdef object _raise_bad_labels = None
 cdef dict _elementwise_entries = {}      # the chosen build's ENTRIES (bind_*_entries)
 cdef dict _multiclass_entries = {}
 cdef object _no_weight = None
@@ -94,25 +99,33 @@ cdef class _ElementwisePlan:
 
 
 cdef class _MulticlassPlan:
-    """A multiclass loss whose default call the fast path takes (labels, no options)."""
+    """A multiclass loss whose calls with labels the fast path takes (softmax_cross_entropy)."""
     cdef object spec
-    cdef object kernel_float, kernel_double
-    cdef tuple defaults         # the declared parameters' defaults, in order
-    cdef CrossEntropyEntryFloat entry_float     # the pointer-level entries, or NULL
-    cdef CrossEntropyEntryDouble entry_double
+    cdef object kernel_float, kernel_double     # None: a loss the fast path leaves
+    cdef _Param label_smoothing, z_loss, softcap    # their rules (softcap: or None)
+    cdef CrossEntropyOptionsEntryFloat entry_float  # the pointer-level entries, or NULL
+    cdef CrossEntropyOptionsEntryDouble entry_double
+
+
+cdef _Param _real_rule(object param):
+    """A Real's bounds (an OptionalReal's too: None is the caller's to take)."""
+    cdef _Param rule = _Param()
+    rule.kind = REAL
+    rule.has_low = param.low is not None
+    rule.has_high = param.high is not None
+    rule.low = param.low if rule.has_low else 0.0
+    rule.high = param.high if rule.has_high else 0.0
+    rule.low_open = param.low_open
+    rule.high_open = param.high_open
+    return rule
 
 
 cdef _Param _param_rule(object param):
-    cdef _Param rule = _Param()
+    cdef _Param rule
     if param.kind == "real":
-        rule.kind = REAL
-        rule.has_low = param.low is not None
-        rule.has_high = param.high is not None
-        rule.low = param.low if rule.has_low else 0.0
-        rule.high = param.high if rule.has_high else 0.0
-        rule.low_open = param.low_open
-        rule.high_open = param.high_open
-    elif param.kind == "flag" and param.strict:
+        return _real_rule(param)
+    rule = _Param()
+    if param.kind == "flag" and param.strict:
         rule.kind = FLAG
     else:
         rule.kind = ONLY_NONE
@@ -147,10 +160,12 @@ def bind_multiclass_entries(entries):
     _multiclass_plans.clear()
 
 
-def bind_multiclass(kernels):
-    """Called once by fastloss._multiclass: the multiclass kernels' specialisations."""
-    global _multiclass_kernels
+def bind_multiclass(kernels, raise_bad_labels):
+    """Called once by fastloss._multiclass: the multiclass kernels' specialisations, and
+    the Python path's error for the labels its kernel rejected."""
+    global _multiclass_kernels, _raise_bad_labels
     _multiclass_kernels = kernels
+    _raise_bad_labels = raise_bad_labels
 
 
 cdef _ElementwisePlan _elementwise_plan(object spec):
@@ -236,19 +251,6 @@ cdef inline int _threads(object n_threads):
     return MAX_THREADS if n_threads > MAX_THREADS else <int>n_threads
 
 
-cdef inline int _reduction(object reduction):
-    """0 "mean", 1 "sum", 2 "none", -1 anything else (the Python path's error)."""
-    if type(reduction) is not str:
-        return -1
-    if reduction == "mean":
-        return 0
-    if reduction == "sum":
-        return 1
-    if reduction == "none":
-        return 2
-    return -1
-
-
 cdef inline bint _param_ok(_Param rule, object value):
     cdef double v
     if rule.kind == REAL:
@@ -283,25 +285,29 @@ cdef inline object _view(cnp.ndarray arr, Py_ssize_t rows, Py_ssize_t columns):
 
 cdef extern from *:
     """
-    /* type(a, b) for a tuple subclass: its own allocation filled in place, as
-       tuple.__new__(type, (a, b)) fills it.  A new reference, or NULL. */
-    static PyObject* fl_pair_of(PyObject* type, PyObject* a, PyObject* b) {
+    /* type(a, b) or type(a, b, c) (n items) for a tuple subclass: its own allocation
+       filled in place, as tuple.__new__(type, (a, b, c)) fills it.  A new reference,
+       or NULL. */
+    static PyObject* fl_tuple_of(PyObject* type, Py_ssize_t n, PyObject* a, PyObject* b,
+                                 PyObject* c) {
         PyTypeObject* kind = (PyTypeObject*)type;
-        PyObject* pair = kind->tp_alloc(kind, 2);
-        if (pair == NULL) return NULL;
-        Py_INCREF(a);
-        PyTuple_SET_ITEM(pair, 0, a);
-        Py_INCREF(b);
-        PyTuple_SET_ITEM(pair, 1, b);
-        return pair;
+        PyObject* items[3] = {a, b, c};
+        PyObject* tuple = kind->tp_alloc(kind, n);
+        Py_ssize_t k;
+        if (tuple == NULL) return NULL;
+        for (k = 0; k < n; k++) {
+            Py_INCREF(items[k]);
+            PyTuple_SET_ITEM(tuple, k, items[k]);
+        }
+        return tuple;
     }
     """
-    object fl_pair_of(object kind, object a, object b)
+    object fl_tuple_of(object kind, Py_ssize_t n, object a, object b, object c)
 
 
 cdef inline object _result(object loss, object grad):
     """LossGrad(loss, grad), without the two argument tuples tuple.__new__ would take."""
-    return fl_pair_of(_loss_grad, loss, grad)
+    return fl_tuple_of(_loss_grad, 2, loss, grad, None)
 
 
 cdef double _weight_sum(cnp.ndarray weight):
@@ -322,7 +328,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
     if plan is None:
         plan = _elementwise_plan(spec)
-    cdef int how = _reduction(reduction)
+    cdef int how = reduction_code(reduction)
     cdef int threads = _threads(n_threads)
     cdef Py_ssize_t k, n_params = len(params)
     if (how < 0 or threads < 0 or hess is not False or not (grad is True or grad is False)
@@ -440,140 +446,223 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
 
 # --- the multiclass losses --------------------------------------------------------------
 
+# softmax_cross_entropy's declared parameters, in the order the fast path reads them
+CROSS_ENTROPY_PARAMS = ("class_weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+
+
 cdef _MulticlassPlan _multiclass_plan(object spec):
     cdef _MulticlassPlan plan = _MulticlassPlan()
     plan.spec = spec
-    plan.defaults = tuple(param.default for param in spec.params)
-    # the kernels whose default call with labels is written out below
-    if spec.kernel == "softmax_cross_entropy":
+    # the kernels whose call with labels is written out below
+    if (spec.kernel == "softmax_cross_entropy"
+            and tuple(param.name for param in spec.params) == CROSS_ENTROPY_PARAMS):
         kernels = _multiclass_kernels[spec.kernel]
         plan.kernel_float = kernels[np.dtype(np.float32)]
         plan.kernel_double = kernels[np.dtype(np.float64)]
-        entries = _multiclass_entries.get(spec.kernel)
+        plan.label_smoothing = _real_rule(spec.params[2])
+        plan.z_loss = _real_rule(spec.params[3])
+        plan.softcap = _real_rule(spec.params[4])
+        entries = _multiclass_entries.get("softmax_cross_entropy_options")
         if entries is not None:
-            plan.entry_float = <CrossEntropyEntryFloat>PyCapsule_GetPointer(
-                entries[0], FL_CROSS_ENTROPY_ENTRY_FLOAT)
-            plan.entry_double = <CrossEntropyEntryDouble>PyCapsule_GetPointer(
-                entries[1], FL_CROSS_ENTROPY_ENTRY_DOUBLE)
+            plan.entry_float = <CrossEntropyOptionsEntryFloat>PyCapsule_GetPointer(
+                entries[0], FL_CROSS_ENTROPY_OPTIONS_ENTRY_FLOAT)
+            plan.entry_double = <CrossEntropyOptionsEntryDouble>PyCapsule_GetPointer(
+                entries[1], FL_CROSS_ENTROPY_OPTIONS_ENTRY_DOUBLE)
     _multiclass_plans[spec] = plan
     return plan
 
 
-cdef inline bint _is_default(object value, object default):
-    """value is the parameter's declared default (a float default: any float equal to it)."""
-    return value is default or (type(default) is float and type(value) is float
-                                and <double>value == <double>default)
-
-
-cdef inline bint _labels_ok(object target, Py_ssize_t n_rows, Py_ssize_t n_classes):
-    """target: native C-contiguous np.intp (n_rows,) labels, each in [0, n_classes)."""
+cdef inline bint _is_labels(object target, Py_ssize_t n_rows):
+    """target: native, aligned, C-contiguous np.intp (n_rows,) labels (their range is
+    the kernel's to check)."""
     if type(target) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>target
-    if not (cnp.PyArray_TYPE(arr) == cnp.NPY_INTP and cnp.PyArray_NDIM(arr) == 1
-            and cnp.PyArray_DIM(arr, 0) == n_rows and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
-            and cnp.PyArray_ISNOTSWAPPED(arr)):
-        return False
-    cdef const Py_ssize_t* labels = <const Py_ssize_t*>cnp.PyArray_DATA(arr)
+    return (cnp.PyArray_TYPE(arr) == cnp.NPY_INTP and cnp.PyArray_NDIM(arr) == 1
+            and cnp.PyArray_DIM(arr, 0) == n_rows and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef inline bint _labels_in_range(const Py_ssize_t* labels, Py_ssize_t n_rows,
+                                  Py_ssize_t n_classes, const CrossEntropyOptions* options):
+    """Each label lies in [0, n_classes) or is the ignored one (an AND-reduction)."""
     cdef Py_ssize_t i
-    cdef bint bad = False
-    for i in range(n_rows):     # (an OR-reduction: no branch per label)
-        bad |= (labels[i] < 0) | (labels[i] >= n_classes)
-    return not bad
+    cdef bint ok = True
+    for i in range(n_rows):
+        ok &= ((<size_t>labels[i] < <size_t>n_classes)
+               | (options.has_ignore & (labels[i] == options.ignore_index)))
+    return ok
+
+
+cdef inline bint _all_finite(const double* values, Py_ssize_t n):
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    for i in range(n):
+        ok &= isfinite(values[i]) != 0
+    return ok
+
+
+cdef bint _cross_entropy_options(_MulticlassPlan plan, tuple params, Py_ssize_t n_classes,
+                                 bint hess, CrossEntropyOptions* options):
+    """The options of a call as the kernel takes them, when each is one the Python path
+    takes as it stands (else False): class_weight None or finite float64 (C,) weights,
+    ignore_index None or an int, the reals floats within their bounds; no z_loss or
+    softcap with hess=True (that path's ValueError)."""
+    class_weight, ignore_index, label_smoothing, z_loss, softcap = params
+    options.class_weight = NULL
+    if class_weight is not None:
+        if not _is_weight(class_weight, n_classes):
+            return False
+        options.class_weight = <const double*>cnp.PyArray_DATA(<cnp.ndarray>class_weight)
+        if not _all_finite(options.class_weight, n_classes):
+            return False
+    options.has_ignore = ignore_index is not None
+    options.ignore_index = 0
+    if options.has_ignore:
+        if type(ignore_index) is not int or not (PY_SSIZE_T_MIN <= ignore_index
+                                                 <= PY_SSIZE_T_MAX):
+            return False
+        options.ignore_index = <Py_ssize_t>ignore_index
+    if not (_param_ok(plan.label_smoothing, label_smoothing) and _param_ok(plan.z_loss, z_loss)
+            and (softcap is None or _param_ok(plan.softcap, softcap))):
+        return False
+    options.label_smoothing = <double>label_smoothing
+    options.z_loss = <double>z_loss
+    options.softcap = 0.0 if softcap is None else <double>softcap
+    if softcap is None and options.z_loss == 0.0:
+        options.z_loss = 0.0        # the Python path passes its default, not -0.0
+    return not (hess and (options.z_loss != 0.0 or softcap is not None))
+
+
+cdef inline double _cross_entropy_entry(
+        CrossEntropyOptionsEntryFloat entry_float, CrossEntropyOptionsEntryDouble entry_double,
+        bint is_float, const void* x, Py_ssize_t n_rows, Py_ssize_t n_classes,
+        const Py_ssize_t* labels, const double* weight, const CrossEntropyOptions* options,
+        void* loss_out, void* grad_out, void* hess_out, double scale,
+        int* status) noexcept nogil:
+    """The chosen build's entry of x's dtype."""
+    if is_float:
+        return entry_float(<const float*>x, n_rows, n_classes, labels, weight, options,
+                           <float*>loss_out, <float*>grad_out, <float*>hess_out, scale, status)
+    return entry_double(<const double*>x, n_rows, n_classes, labels, weight, options,
+                        <double*>loss_out, <double*>grad_out, <double*>hess_out, scale, status)
+
+
+cdef inline void* _data_or_null(object arr):
+    return NULL if arr is None else cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
 def run_multiclass(spec, logits, target, tuple params, sample_weight, reduction, grad, hess,
                    out, n_threads):
-    """The default call of a multiclass loss with class labels (every declared parameter
-    at its default): its result, or None for a call the public function's own path takes
-    (every other call, a label out of range included: that path names it)."""
+    """A call of softmax_cross_entropy with class labels (any options): its result, or
+    None for a call the public function's own path takes (see the module docstring).
+
+    A label outside [0, C) and not ignore_index is found by the kernel's pass and
+    named by the Python path's function (an ``out`` then holds a partial gradient);
+    in place, and for a "mean" with class weights, the labels are checked before
+    any write, as that path does.
+    """
     cdef _MulticlassPlan plan = _multiclass_plans.get(spec)
     if plan is None:
         plan = _multiclass_plan(spec)
-    cdef int how = _reduction(reduction)
+    cdef int how = reduction_code(reduction)
     cdef int threads = _threads(n_threads)
-    cdef Py_ssize_t k
-    if (plan.kernel_float is None or how < 0 or threads < 0 or hess is not False
-            or not (grad is True or grad is False) or (out is not None and grad is False)
-            or len(params) != len(plan.defaults) or not _is_float_array(logits)):
+    if (plan.kernel_float is None or how < 0 or threads < 0
+            or not (grad is True or grad is False) or not (hess is True or hess is False)
+            or (grad is False and (out is not None or hess is True))
+            or len(params) != 5 or not _is_float_array(logits)):
         return None
-    for k in range(len(params)):
-        if not _is_default(params[k], plan.defaults[k]):
-            return None
     cdef cnp.ndarray x = <cnp.ndarray>logits
     if cnp.PyArray_NDIM(x) != 2:
         return None
     cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
-    if n_rows == 0 or n_classes == 0 or not _labels_ok(target, n_rows, n_classes):
+    cdef CrossEntropyOptions options
+    if (n_rows == 0 or n_classes == 0 or not _is_labels(target, n_rows)
+            or not _cross_entropy_options(plan, params, n_classes, hess is True, &options)):
         return None
+    class_weight = params[0]
     if sample_weight is not None and not _is_weight(sample_weight, n_rows):
         return None
-    if out is not None and not (
-            _is_out(out, x) and not _overlap(<cnp.ndarray>out, x)
-            and not _overlap(<cnp.ndarray>out, <cnp.ndarray>target)
-            and (sample_weight is None or not _overlap(<cnp.ndarray>out, sample_weight))):
+    cdef const Py_ssize_t* labels = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>target)
+    cdef const double* weight_ptr = <const double*>_data_or_null(sample_weight)
+    cdef bint in_place = False
+    if out is not None:
+        if not _is_out(out, x):
+            return None
+        in_place = cnp.PyArray_DATA(<cnp.ndarray>out) == cnp.PyArray_DATA(x)
+        if ((not in_place and _overlap(<cnp.ndarray>out, x))
+                or _overlap(<cnp.ndarray>out, <cnp.ndarray>target)
+                or (sample_weight is not None and _overlap(<cnp.ndarray>out, sample_weight))
+                or (class_weight is not None and _overlap(<cnp.ndarray>out, class_weight))):
+            return None
+    # what the Python path checks before any write: in place, the labels and weights;
+    # with ignore_index, the weights (an ignored row's weight never reaches the total)
+    if in_place and not _labels_in_range(labels, n_rows, n_classes, &options):
+        return None
+    if (weight_ptr != NULL and (in_place or options.has_ignore)
+            and not _all_finite(weight_ptr, n_rows)):
         return None
 
     cdef double denominator = 1.0, scale = 1.0
+    cdef bint bad = False
     if how == 0:
-        if sample_weight is None:
-            denominator = <double>n_rows
-        else:
+        if options.class_weight != NULL or options.has_ignore:
+            # sum_i s_i w_{y_i} over the rows not ignored (_reduction.mean_denominator)
+            denominator = label_weight_total(labels, n_rows, n_classes, options.class_weight,
+                                             weight_ptr, options.has_ignore,
+                                             options.ignore_index, &bad)
+            if bad:                 # with class weights the Python path names it first
+                return None
+        elif weight_ptr != NULL:
             denominator = _weight_sum(<cnp.ndarray>sample_weight)
-            if not isfinite(denominator):
-                _check_finite(sample_weight, "sample_weight")
+        else:
+            denominator = <double>n_rows
+        if weight_ptr != NULL and not isfinite(denominator):
+            _check_finite(sample_weight, "sample_weight")
         if denominator == 0:        # a mean over nothing: the public path's empty_mean
             return None
         scale = 1.0 / denominator
     cdef int type_num = cnp.PyArray_TYPE(x)
     loss_out = cnp.PyArray_ZEROS(1, cnp.PyArray_DIMS(x), type_num, 0) if how == 2 else None
-    grad_out = None
+    grad_out = hess_out = None
     if grad is True:
         grad_out = out if out is not None else cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x),
                                                                  type_num, 0)
+    if hess is True:
+        hess_out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), type_num, 0)
     cdef double total
     cdef int status = 0
+    cdef bint is_float = type_num == cnp.NPY_FLOAT
     cdef const void* x_ptr = cnp.PyArray_DATA(x)
-    cdef const Py_ssize_t* labels_ptr = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>target)
-    cdef const double* weight_ptr = NULL
-    cdef void* loss_ptr = NULL
-    cdef void* grad_ptr = NULL
+    cdef void* loss_ptr = _data_or_null(loss_out)
+    cdef void* grad_ptr = _data_or_null(grad_out)
+    cdef void* hess_ptr = _data_or_null(hess_out)
     if plan.entry_float != NULL and plan_chunks(n_rows, n_classes).n_chunks == 1:
         # the kernel's one chunk, called on the data pointers (_entries.pxd)
-        if sample_weight is not None:
-            weight_ptr = <const double*>cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
-        if loss_out is not None:
-            loss_ptr = cnp.PyArray_DATA(<cnp.ndarray>loss_out)
-        if grad_out is not None:
-            grad_ptr = cnp.PyArray_DATA(<cnp.ndarray>grad_out)
         if n_rows * n_classes < NOGIL_ELEMENTS:
-            if type_num == cnp.NPY_FLOAT:
-                total = plan.entry_float(<const float*>x_ptr, n_rows, n_classes, labels_ptr,
-                                         weight_ptr, <float*>loss_ptr, <float*>grad_ptr, scale,
-                                         &status)
-            else:
-                total = plan.entry_double(<const double*>x_ptr, n_rows, n_classes, labels_ptr,
-                                          weight_ptr, <double*>loss_ptr, <double*>grad_ptr,
-                                          scale, &status)
+            total = _cross_entropy_entry(plan.entry_float, plan.entry_double, is_float, x_ptr,
+                                         n_rows, n_classes, labels, weight_ptr, &options,
+                                         loss_ptr, grad_ptr, hess_ptr, scale, &status)
         else:
             with nogil:
-                if type_num == cnp.NPY_FLOAT:
-                    total = plan.entry_float(<const float*>x_ptr, n_rows, n_classes,
-                                             labels_ptr, weight_ptr, <float*>loss_ptr,
-                                             <float*>grad_ptr, scale, &status)
-                else:
-                    total = plan.entry_double(<const double*>x_ptr, n_rows, n_classes,
-                                              labels_ptr, weight_ptr, <double*>loss_ptr,
-                                              <double*>grad_ptr, scale, &status)
-        if status & 2:      # the kernel's OUT_OF_MEMORY, and its message
+                total = _cross_entropy_entry(plan.entry_float, plan.entry_double, is_float,
+                                             x_ptr, n_rows, n_classes, labels, weight_ptr,
+                                             &options, loss_ptr, grad_ptr, hess_ptr, scale,
+                                             &status)
+        if status & ENTRY_OUT_OF_MEMORY:    # the def kernel's MemoryError, and its message
             raise MemoryError("softmax_cross_entropy: no memory for a row's scratch")
+        bad = (status & ENTRY_BAD_LABELS) != 0
     else:
-        kernel = plan.kernel_float if type_num == cnp.NPY_FLOAT else plan.kernel_double
-        # fastloss._multiclass._call_kernel's call with labels and the default options
-        total, _ = kernel(x, None, target, sample_weight, None, 0.0, None, 0.0, 0.0, loss_out,
-                          grad_out, None, scale, threads)
-    if sample_weight is not None and not isfinite(total):
+        kernel = plan.kernel_float if is_float else plan.kernel_double
+        # fastloss._multiclass._call_kernel's call with labels
+        total, bad = kernel(x, None, target, sample_weight, class_weight,
+                            options.label_smoothing, params[1], options.z_loss,
+                            options.softcap, loss_out, grad_out, hess_out, scale, threads)
+    if bad:
+        _raise_bad_labels(target, n_classes, params[1])
+    if weight_ptr != NULL and not isfinite(total):
         _check_finite(sample_weight, "sample_weight")
-    if how == 2:
-        return _result(loss_out, grad_out)
-    return _result(total / denominator if how == 0 else total, grad_out)
+    loss = loss_out if how == 2 else (total / denominator if how == 0 else total)
+    if hess is True:
+        return fl_tuple_of(_loss_grad_hess, 3, loss, grad_out, hess_out)
+    return _result(loss, grad_out)

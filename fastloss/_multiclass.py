@@ -12,7 +12,7 @@ logsumexp, softmax and log_softmax.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -25,12 +25,21 @@ from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
 
 _KERNELS = _dispatch.specialisations(_dispatch.multiclass_kernels)
-bind_multiclass(_KERNELS)
+
+
+def raise_bad_labels(labels: np.ndarray, n_classes: int, ignore_index: int | None) -> NoReturn:
+    """The error of the labels a kernel rejected in its pass: the ValueError naming the
+    first one outside [0, n_classes) and not ``ignore_index``."""
+    check_label_range(labels, n_classes, ignore_index)
+    raise AssertionError("targets accepted by the check were rejected by the kernel")
+
+
+bind_multiclass(_KERNELS, raise_bad_labels)
 bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
 
 fast_call: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
                     LossGrad | None] = run_multiclass
-"""The compiled path of a multiclass loss's default call with class labels (see
+"""The compiled path of a multiclass loss's call with class labels (see
 :mod:`fastloss._fastpath`): ``fast_call(spec, logits, target, params, sample_weight,
 reduction, grad, hess, out, n_threads)`` returns the result, or None for every call
 it leaves to the public function's own checks and :func:`run`."""
@@ -66,9 +75,8 @@ def run(spec: Loss, prep: PreparedMulticlass, denominator: float,
         # raise the error naming the value: a label out of range (the kernel checks
         # them when prepare_multiclass deferred it), or a bad probability
         if prep.has_labels:
-            check_label_range(prep.target, shape[1], prep.ignore_index)
-        else:
-            spec.target.check(prep.target, "target")
+            raise_bad_labels(prep.target, shape[1], prep.ignore_index)
+        spec.target.check(prep.target, "target")
         raise AssertionError("targets accepted by the check were rejected by the kernel")
     settle_weights(prep, total)
     if reduction == "none":

@@ -70,14 +70,7 @@ cdef double _exp_limit_float = 0.0, _exp_limit_double = 0.0
 cdef double _tiny_float = 0.0, _tiny_double = 0.0
 
 # reduction: 0 "mean", 1 "sum", 2 "none"
-cdef inline int _reduction(object reduction):
-    if reduction == "mean":
-        return 0
-    if reduction == "sum":
-        return 1
-    if reduction == "none":
-        return 2
-    return -1
+from fastloss._calls cimport reduction_code as _reduction
 
 
 def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
