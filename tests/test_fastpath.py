@@ -14,6 +14,7 @@ import pytest
 import fastloss
 from fastloss import _elementwise, _fastpath, _multiclass, _multiclass_losses
 from fastloss._registry import REGISTRY
+from fastloss._results import LossGradHess
 
 # The elementwise losses whose function calls _elementwise.run (one prediction, one target).
 ELEMENTWISE = sorted(name for name, spec in REGISTRY.items()
@@ -339,9 +340,8 @@ def _cross_entropy_fallbacks():
     logits = rng.normal(size=(4, 3))
     labels = np.array([0, 2, 1, 2])
     probabilities = np.full((4, 3), 1 / 3)
+    big = rng.normal(size=(5, 3))
     return {
-        "label too large": ((logits, np.array([0, 3, 1, 2])), {}),
-        "negative label": ((logits, np.array([0, -1, 1, 2])), {}),
         "int32 labels": ((logits, labels.astype(np.int32)), {}),
         "list labels": ((logits, labels.tolist()), {}),
         "float labels": ((logits, labels.astype(float)), {}),
@@ -354,17 +354,62 @@ def _cross_entropy_fallbacks():
         "1-D logits": ((logits[0], labels[:1]), {}),
         "non-contiguous logits": ((logits[:, ::2], np.array([0, 1, 1, 0])), {}),
         "list logits": ((logits.tolist(), labels), {}),
-        "class_weight": ((logits, labels), {"class_weight": np.ones(3)}),
-        "ignore_index": ((logits, labels), {"ignore_index": 2}),
-        "label_smoothing": ((logits, labels), {"label_smoothing": 0.1}),
         "label_smoothing=0": ((logits, labels), {"label_smoothing": 0}),
-        "z_loss": ((logits, labels), {"z_loss": 1e-3}),
-        "softcap": ((logits, labels), {"softcap": 5.0}),
-        "hess=True": ((logits, labels), {"hess": True}),
+        "label_smoothing above 1": ((logits, labels), {"label_smoothing": 1.5}),
+        "numpy float label_smoothing": ((logits, labels), {"label_smoothing": np.float64(0.1)}),
+        "negative z_loss": ((logits, labels), {"z_loss": -1e-3}),
+        "infinite z_loss": ((logits, labels), {"z_loss": float("inf")}),
+        "int z_loss": ((logits, labels), {"z_loss": 1}),
+        "zero softcap": ((logits, labels), {"softcap": 0.0}),
+        "int softcap": ((logits, labels), {"softcap": 5}),
+        "NaN softcap": ((logits, labels), {"softcap": float("nan")}),
+        "hess with z_loss": ((logits, labels), {"hess": True, "z_loss": 1e-3}),
+        "hess with softcap": ((logits, labels), {"hess": True, "softcap": 5.0}),
+        "hess with grad=False": ((logits, labels), {"hess": True, "grad": False}),
+        "hess numpy bool": ((logits, labels), {"hess": np.True_}),
+        "hess=1": ((logits, labels), {"hess": 1}),
+        "numpy int ignore_index": ((logits, labels), {"ignore_index": np.int64(2)}),
+        "bool ignore_index": ((logits, labels), {"ignore_index": True}),
+        "float ignore_index": ((logits, labels), {"ignore_index": 2.0}),
+        "huge ignore_index": ((logits, labels), {"ignore_index": 2**70}),
+        "ignore_index with probabilities": ((logits, probabilities), {"ignore_index": 1}),
+        "list class_weight": ((logits, labels), {"class_weight": [1.0, 2.0, 3.0]}),
+        "float32 class_weight": ((logits, labels),
+                                 {"class_weight": np.ones(3, np.float32)}),
+        "int class_weight": ((logits, labels), {"class_weight": np.ones(3, int)}),
+        "class_weight of another length": ((logits, labels), {"class_weight": np.ones(4)}),
+        "2-D class_weight": ((logits, labels), {"class_weight": np.ones((1, 3))}),
+        "non-contiguous class_weight": ((logits, labels),
+                                        {"class_weight": np.ones(6)[::2]}),
+        "NaN class_weight": ((logits, labels), {"class_weight": np.array([1.0, np.nan, 1.0])}),
+        "infinite class_weight": ((logits, labels),
+                                  {"class_weight": np.array([1.0, 1.0, -np.inf])}),
+        "class_weight, label too large, mean": ((logits, np.array([0, 3, 1, 2])),
+                                                {"class_weight": np.ones(3)}),
+        "class_weight, negative label, mean": ((logits, np.array([0, 1, -1, 2])),
+                                               {"class_weight": np.ones(3),
+                                                "sample_weight": np.ones(4)}),
+        "class_weight, NaN weight and a bad label, mean": (
+            (logits, np.array([0, 1, 5, 2])),
+            {"class_weight": np.ones(3), "sample_weight": np.array([1.0, np.nan, 1, 1])}),
+        "ignore_index, NaN weight of an ignored row": (
+            (logits, labels), {"ignore_index": 2, "sample_weight": np.array([1.0, 1, 1, np.nan]),
+                               "reduction": "sum"}),
+        "ignore_index, infinite weight": (
+            (logits, labels), {"ignore_index": 0, "sample_weight": np.array([1.0, np.inf, 1, 1])}),
+        "every row ignored, mean": ((logits, np.array([1, 1, 1, 1])), {"ignore_index": 1}),
+        "zero class weights, mean": ((logits, labels), {"class_weight": np.zeros(3)}),
         "bad reduction": ((logits, labels), {"reduction": "avg"}),
         "zero weights": ((logits, labels), {"sample_weight": np.zeros(4)}),
         "read-only out": ((logits, labels), {"out": "read-only"}),
-        "out is the logits": ((logits.copy(), labels), {"out": "logits"}),
+        "in place, bad label": ((logits.copy(), np.array([0, 3, 1, 2])), {"out": "logits"}),
+        "in place, bad label, ignore_index": ((logits.copy(), np.array([0, 7, -1, 2])),
+                                              {"out": "logits", "ignore_index": -1}),
+        "in place, NaN weight": ((logits.copy(), labels),
+                                 {"out": "logits", "sample_weight": np.array([1, np.nan, 1, 1]),
+                                  "reduction": "sum"}),
+        "out overlaps the logits": ((big[:4], labels), {"out": big[1:]}),
+        "out is the class weights": ((logits, labels), {"out": "class_weight"}),
         "out with grad=False": ((logits, labels), {"out": np.empty((4, 3)), "grad": False}),
         "n_threads=0": ((logits, labels), {"n_threads": 0}),
         "empty": ((logits[:0], labels[:0]), {}),
@@ -388,9 +433,12 @@ def test_cross_entropy_fallbacks(case, monkeypatch):
         if marker == "logits":
             x = logits.copy()
             options["out"] = x
+        if marker == "class_weight":
+            options["out"] = np.ones((4, 3))
+            options["class_weight"] = options["out"][1]
         try:
             return function(x, labels, options)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             return type(error), str(error)
 
     def fast(x, labels, options):
@@ -408,6 +456,172 @@ def test_cross_entropy_fallbacks(case, monkeypatch):
         assert public == slow
     else:
         assert_identical(public, slow)
+
+
+NAMES = ("class_weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+DEFAULTS = dict(zip(NAMES, (None, None, 0.0, 0.0, None)))
+
+
+def option_sets(n_classes, rng):
+    """softmax_cross_entropy's options, alone and together (class weights of both signs)."""
+    class_weight = rng.uniform(-0.5, 2, n_classes)
+    return [
+        {},
+        {"class_weight": class_weight},
+        {"ignore_index": 1 % n_classes},
+        {"ignore_index": -100},
+        {"label_smoothing": 0.1},
+        {"label_smoothing": 1.0},
+        {"z_loss": 1e-3},
+        {"softcap": 5.0},
+        {"class_weight": class_weight, "ignore_index": 0, "label_smoothing": 0.2},
+        {"class_weight": class_weight, "label_smoothing": 0.05, "z_loss": 1e-2,
+         "softcap": 3.0, "ignore_index": n_classes - 1},
+        {"hess": True},
+        {"hess": True, "class_weight": class_weight, "ignore_index": 0,
+         "label_smoothing": 0.1},
+    ]
+
+
+def fast_options_call(logits, labels, options, **kwargs):
+    """fast_call with the options given by name (the others at their defaults)."""
+    options = dict(options)
+    hess = options.pop("hess", False)
+    params = tuple(options.get(name, DEFAULTS[name]) for name in NAMES)
+    return fast_cross_entropy(logits, labels, options=params, hess=hess, **kwargs)
+
+
+def assert_same_result(fast, slow):
+    assert_identical(fast, slow)
+    if isinstance(slow, LossGradHess):
+        assert fast.hess.dtype == slow.hess.dtype
+        np.testing.assert_array_equal(fast.hess, slow.hess)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 5), (1, 1), (9, 3), (256, 10), (300, 40), (700, 70)])
+def test_cross_entropy_options_are_bit_identical(dtype, shape, monkeypatch):
+    """Every option, alone and together, each reduction, sample weights, out (separate
+    or in place), grad=False and hess=True: the fast path's result is the Python path's
+    (the last shape is beyond one chunk: the def kernel)."""
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    logits = (3 * rng.normal(size=shape)).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    for options in option_sets(shape[1], rng):
+        hess = options.get("hess", False)
+        for reduction, weighted, out_kind, grad in itertools.product(
+                ("mean", "sum", "none"), (False, True), ("none", "separate", "in place"),
+                (True, False)):
+            if (out_kind != "none" or hess) and not grad:
+                continue
+            weight = rng.uniform(-0.5, 2, shape[0]) if weighted else None
+            kwargs = dict(sample_weight=weight, reduction=reduction, grad=grad)
+            x_fast, x_slow = logits.copy(), logits.copy()
+            out_fast = out_slow = None
+            if out_kind == "separate":
+                out_fast, out_slow = np.full(shape, np.nan, dtype), np.full(shape, np.nan, dtype)
+            elif out_kind == "in place":
+                out_fast, out_slow = x_fast, x_slow
+            case = (options, reduction, weighted, out_kind, grad)
+            fast = fast_options_call(x_fast, labels, options, out=out_fast, **kwargs)
+            slow = python_cross_entropy(monkeypatch, x_slow, labels, out=out_slow, **options,
+                                        **kwargs)
+            if reduction == "mean" and np.all(labels == options.get("ignore_index")):
+                assert fast is None     # a mean over nothing: the Python path's
+                continue
+            assert fast is not None, case
+            assert_same_result(fast, slow)
+            if out_kind != "none":
+                assert fast.grad is out_fast
+            if out_kind != "in place":
+                np.testing.assert_array_equal(x_fast, logits)
+            public = fastloss.softmax_cross_entropy(logits, labels, **options, **kwargs)
+            assert_same_result(public, python_cross_entropy(monkeypatch, logits, labels,
+                                                            **options, **kwargs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_options_at_extreme_values(dtype, monkeypatch):
+    """Logits of +-1e4, +-3e38, infinities and NaN, with every option: the same bits."""
+    rng = np.random.default_rng(12)
+    values = np.array([1e4, -1e4, 3e38, -3e38, np.inf, -np.inf, np.nan, 0.0, 1.0, -2.0])
+    logits = rng.choice(values, (40, 6)).astype(dtype)
+    logits[:6] = np.diag(np.full(6, 3e38)).astype(dtype)   # rows of one huge logit
+    labels = rng.integers(0, 6, 40)
+    for options in option_sets(6, rng):
+        for reduction in ("mean", "sum", "none"):
+            weight = rng.uniform(0.5, 2, 40)
+            kwargs = dict(sample_weight=weight, reduction=reduction)
+            with np.errstate(all="ignore"):
+                fast = fast_options_call(logits, labels, options, **kwargs)
+                assert fast is not None
+                assert_same_result(fast, python_cross_entropy(monkeypatch, logits, labels,
+                                                              **options, **kwargs))
+
+
+BAD_LABELS = [np.array([0, 3, 1, 2, 0, 1]), np.array([0, 1, -1, 2, 0, 1]),
+              np.array([0, 1, 2, 2, 0, -7])]
+
+
+@pytest.mark.parametrize("labels", BAD_LABELS, ids=["too large", "negative", "last"])
+@pytest.mark.parametrize("options", [{}, {"ignore_index": 1}, {"ignore_index": -1},
+                                     {"label_smoothing": 0.1, "z_loss": 1e-3},
+                                     {"softcap": 2.0}, {"class_weight": np.ones(3)},
+                                     {"hess": True}],
+                         ids=lambda options: ",".join(options) or "default")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("out_kind", ["none", "separate", "in place"])
+def test_cross_entropy_bad_labels_raise_the_python_paths_error(labels, options, reduction,
+                                                               out_kind, monkeypatch):
+    """A label outside [0, C) and not ignore_index: the Python path's ValueError, found by
+    the kernel's pass (or, in place and for a "mean" with class weights, before any
+    write: the call goes to the Python path); every input untouched."""
+    if np.all((labels >= 0) & (labels < 3) | (labels == options.get("ignore_index"))):
+        pytest.skip("every label is in range or ignored")
+    rng = np.random.default_rng(13)
+    logits = rng.normal(size=(6, 3))
+    weight = rng.uniform(0.5, 2, 6)
+    inputs = [logits, labels, weight] + [value for value in options.values()
+                                         if isinstance(value, np.ndarray)]
+    copies = [x.copy() for x in inputs]
+    x = logits.copy() if out_kind == "in place" else logits
+    out = {"none": None, "separate": np.empty((6, 3)), "in place": x}[out_kind]
+    kwargs = dict(sample_weight=weight, reduction=reduction)
+    if out_kind != "in place" and not ("class_weight" in options and reduction == "mean"):
+        with pytest.raises(ValueError) as fast:
+            fast_options_call(x, labels, options, out=out, **kwargs)
+    else:
+        assert fast_options_call(x, labels, options, out=out, **kwargs) is None
+    with pytest.raises(ValueError) as public:
+        fastloss.softmax_cross_entropy(x, labels, out=out, **options, **kwargs)
+    with pytest.raises(ValueError) as slow:
+        python_cross_entropy(monkeypatch, logits.copy(), labels,
+                             out=None if out is None else np.empty((6, 3)), **options, **kwargs)
+    assert str(public.value) == str(slow.value)
+    assert "class labels" in str(slow.value)
+    if out_kind != "in place" and not ("class_weight" in options and reduction == "mean"):
+        assert str(fast.value) == str(slow.value)
+    np.testing.assert_array_equal(x, logits)
+    for value, copy in zip(inputs, copies):
+        np.testing.assert_array_equal(value, copy)
+
+
+@pytest.mark.parametrize("options", [{"class_weight": np.array([1.0, 0.5])},
+                                     {"ignore_index": 0}, {"ignore_index": 5},
+                                     {"label_smoothing": 0.3, "z_loss": 0.1, "softcap": 1.0}],
+                         ids=lambda options: ",".join(options))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_options_bad_weight_raises_the_python_paths_error(options, reduction,
+                                                                        monkeypatch):
+    logits, labels = np.zeros((3, 2)), np.array([0, 1, 1])
+    for weight in ([1.0, float("nan"), 1.0], [float("inf"), 1.0, 1.0]):
+        with pytest.raises(ValueError) as public:
+            fastloss.softmax_cross_entropy(logits, labels, sample_weight=np.array(weight),
+                                           reduction=reduction, **options)
+        with pytest.raises(ValueError) as slow:
+            python_cross_entropy(monkeypatch, logits, labels, sample_weight=np.array(weight),
+                                 reduction=reduction, **options)
+        assert str(public.value) == str(slow.value)
 
 
 def test_cross_entropy_bad_weight_raises_the_python_paths_error(monkeypatch):
@@ -470,7 +684,8 @@ def test_every_build_exports_its_entries():
             assert suffix == "_v3"
             continue
         assert kernels <= set(elementwise.ENTRIES)
-        assert "softmax_cross_entropy" in multiclass.ENTRIES
+        assert {"softmax_cross_entropy", "softmax_cross_entropy_options"} <= set(
+            multiclass.ENTRIES)
     assert _elementwise._elementwise_kernels is _dispatch.elementwise_kernels
 
 
@@ -508,3 +723,22 @@ def test_entries_and_def_kernels_give_the_same_bits(without_entries, fallbacks):
         finally:
             _fastpath.bind_elementwise_entries({})
     assert not fallbacks
+
+
+def test_cross_entropy_entries_and_def_kernels_give_the_same_bits(without_entries,
+                                                                 monkeypatch):
+    """The options entry and the def kernel (its entries unbound), bit for bit."""
+    from fastloss import _dispatch
+    rng = np.random.default_rng(14)
+    for dtype in (np.float32, np.float64):
+        logits = (3 * rng.normal(size=(37, 7))).astype(dtype)
+        labels = rng.integers(0, 7, 37)
+        for options in option_sets(7, rng):
+            kwargs = dict(sample_weight=rng.uniform(0.5, 2, 37), reduction="sum")
+            without = fast_options_call(logits, labels, options, **kwargs)
+            _fastpath.bind_multiclass_entries(_dispatch.multiclass_kernels.ENTRIES)
+            try:
+                assert_same_result(fast_options_call(logits, labels, options, **kwargs),
+                                   without)
+            finally:
+                _fastpath.bind_multiclass_entries({})
