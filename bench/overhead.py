@@ -62,7 +62,10 @@ def cases() -> dict[str, tuple[str, object]]:
     a2, b2, c2 = a.reshape(10, 1), b.reshape(10, 1), c.reshape(10, 1)
     none, no_weight = _dispatch.NO_ROWS[a.dtype], _dispatch.NO_WEIGHT
     ce_kernel = _multiclass._KERNELS["softmax_cross_entropy"][a.dtype]
-    return {
+    rows = rng.normal(size=(256, 10)).astype(np.float32)
+    row_labels = rng.integers(0, 10, 256)
+    row_grad = np.empty((256, 10), np.float32)
+    table = {
         "np.subtract(a, b, out=c)": ("floor", lambda: np.subtract(a, b, out=c)),
         "mse": ("loss", lambda: fastloss.mse(a, b)),
         "huber": ("loss", lambda: fastloss.huber(a, b)),
@@ -79,12 +82,48 @@ def cases() -> dict[str, tuple[str, object]]:
         "softmax_cross_entropy (2, 5), sample_weight": (
             "loss", lambda: fastloss.softmax_cross_entropy(logits, labels,
                                                            sample_weight=row_weight)),
+        **cross_entropy_options("(2, 5)", logits, labels, grad_ce, rng),
+        **cross_entropy_options("(256, 10)", rows, row_labels, row_grad, rng),
         "mse kernel call alone": (
             "kernel", lambda: kernel(a2, b2, no_weight, none, c2, none, 0.1, 0)),
         "softmax_cross_entropy kernel call alone": (
             "kernel", lambda: ce_kernel(logits, None, labels, None, None, 0.0, None, 0.0, 0.0,
                                         None, grad_ce, None, 0.5, 0)),
     }
+    return table
+
+
+def cross_entropy_options(shape: str, logits: np.ndarray, labels: np.ndarray,
+                          grad: np.ndarray, rng: np.random.Generator
+                          ) -> dict[str, tuple[str, object]]:
+    """softmax_cross_entropy's rows with options on ``logits`` (the first row: the plain
+    call, each other's "x plain call" figure is against it)."""
+    n_rows, n_classes = logits.shape
+    options: dict[str, dict[str, object]] = {
+        "": {},
+        "class_weight": {"class_weight": rng.uniform(0.5, 2, n_classes)},
+        "ignore_index": {"ignore_index": int(labels[0])},
+        "label_smoothing": {"label_smoothing": 0.1},
+        "z_loss": {"z_loss": 1e-4},
+        "softcap": {"softcap": 30.0},
+        "hess=True": {"hess": True},
+        "sample_weight": {"sample_weight": rng.uniform(0.5, 2, n_rows)},
+        "reduction='sum'": {"reduction": "sum"},
+        "reduction='none'": {"reduction": "none"},
+        "out=": {"out": grad},
+        "class_weight, ignore_index, label_smoothing, sample_weight": {
+            "class_weight": rng.uniform(0.5, 2, n_classes), "ignore_index": int(labels[0]),
+            "label_smoothing": 0.1, "sample_weight": rng.uniform(0.5, 2, n_rows)},
+    }
+    if shape == "(2, 5)":       # (the plain call, out= and sample_weight are rows above)
+        options = {name: kwargs for name, kwargs in options.items()
+                   if name not in ("", "out=", "sample_weight")}
+    table = {}
+    for name, kwargs in options.items():
+        def call(kwargs: dict[str, object] = kwargs) -> object:
+            return fastloss.softmax_cross_entropy(logits, labels, **kwargs)  # type: ignore
+        table[f"softmax_cross_entropy {shape}" + (f", {name}" if name else "")] = ("loss", call)
+    return table
 
 
 class PythonPath:
@@ -161,15 +200,21 @@ def report(result: dict[str, dict[str, float]], calls: int, repeats: int,
            loop_ms: float | None = None) -> str:
     floor = result["np.subtract(a, b, out=c)"]["compiled"]
     loops = f"{calls} calls" if loop_ms is None else f"about {loop_ms:g} ms each"
-    lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy), "
-             f"median of {repeats} loops of {loops}; {machine()}.",
+    lines = [f"Per-call time on 10 float32 elements ((2, 5) logits for softmax_cross_entropy, "
+             f"or the shape named), median of {repeats} loops of {loops}; {machine()}.  "
+             f"x plain call: the compiled path's time over that of softmax_cross_entropy's "
+             f"plain call of the same shape.",
              "",
-             "| call | compiled path (ns) | x np.subtract | def kernels (ns) | x np.subtract "
-             "| Python path (ns) | x np.subtract |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| call | compiled path (ns) | x np.subtract | x plain call | def kernels (ns) "
+             "| x np.subtract | Python path (ns) | x np.subtract |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, times in result.items():
         compiled = times["compiled"]
-        cells = [f"{compiled:.0f} | {compiled / floor:.2f}"]
+        plain = next((result[shape]["compiled"] for shape in (
+            "softmax_cross_entropy (2, 5)", "softmax_cross_entropy (256, 10)")
+            if name.startswith(shape)), None)
+        cells = [f"{compiled:.0f} | {compiled / floor:.2f} | "
+                 + (f"{compiled / plain:.2f}" if plain is not None else "")]
         for path in ("def", "python"):
             value = times.get(path)
             cells.append(f"{value:.0f} | {value / floor:.2f}" if value is not None else " |")
