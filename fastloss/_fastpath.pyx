@@ -3,34 +3,43 @@
 
 Design: a loss call on small arrays is dominated by what happens around the
 kernel (issue #14): in Python, the checks of every argument, the views, the
-result.  This module takes the common call of a loss -- ndarray inputs that
+result.  This module takes the common calls of a loss -- ndarray inputs that
 are already native, aligned, C-contiguous float32/float64 of one dtype and
 shape (class labels: C-contiguous ``np.intp``), no weights or float64
-C-contiguous (N,) weights, ``out`` None or a valid separate array, loss
-parameters that pass their declared rules as they stand -- and checks it
-with a few C comparisons, calls the kernel once and builds the result.  A call
-within one chunk of the kernel goes to the kernel's pointer-level entry
-(``_entries.pxd``: the def kernel's one-chunk loop on the data pointers, read
-from the chosen build's ``ENTRIES`` capsules), any other to the def
-specialisation.  Every other call, and every call whose arguments it doubts, goes
-to the Python path (``fastloss._elementwise.run_python``, the multiclass
-public functions' own checks), which stays the reference of the rules: the
-fast path raises no error of its own, so every message is that path's.
-The errors that only the kernel's pass can see (a bad target, a non-finite
-sample weight) are raised by the same functions the Python path calls.
+C-contiguous (N,) weights, ``out`` None or a valid separate array (for
+softmax_cross_entropy also the logits themselves), loss parameters that pass
+their declared rules as they stand, hess=True where the loss has a Hessian
+-- and checks them with a few C comparisons, calls the kernel once and
+builds the result.  A call within one chunk of the kernel goes to the
+kernel's pointer-level entry (``_entries.pxd``: the def kernel's one-chunk
+loop on the data pointers, read from the chosen build's ``ENTRIES``
+capsules), any other (and an elementwise call with hess=True) to the def
+specialisation.  Every other call, and every call whose arguments it doubts,
+goes to the Python path (``fastloss._elementwise.run_python``, the
+multiclass public functions' own checks), which stays the reference of the
+rules: the fast path raises no error of its own, so every message is that
+path's.  The errors that only the kernel's pass can see (a bad target or
+class label, a non-finite sample weight) are raised by the same functions
+the Python path calls: a label is checked by the kernel before it is read
+with, in the same pass, never in a scan of its own (except in place, where
+the logits must stay untouched, and for a "mean" with class weights, whose
+divisor reads w_{y_i}: there in the divisor's pass).
 
 What it needs to know of a loss it reads from the loss's declaration
 (:class:`fastloss._registry.Loss`) once, at the first call, into a plan:
 the kernel's specialisations, whether the kernel checks the targets, the
-number of dimensions, and each parameter's rule (a ``Real``'s bounds, a
-strict ``Flag``; any other rule takes only the value None).
+number of dimensions, whether it has a Hessian, and each parameter's rule
+(a ``Real``'s bounds, a strict ``Flag``; any other rule takes only the
+value None; softmax_cross_entropy's class weights (finite float64 (C,)
+C-contiguous) and ignore_index (an int) are checked as such).
 
-Calls it leaves to the Python path: hess=True; an in-place ``out`` (the
+Calls it leaves to the Python path: an elementwise in-place ``out`` (the
 targets are then scanned before the kernel writes over the predictions);
 ``out`` overlapping another input; a "mean" over nothing; empty arrays; any
 conversion (lists, other dtypes, non-contiguous or byte-swapped arrays,
-subclasses); a label out of range (the Python path names it); any value
-that fails or needs converting by its rule.
+subclasses, numpy scalars as parameters); probability targets; a bad label
+found before any write (in place; a "mean" with class weights: the Python
+path names it); any value that fails or needs converting by its rule.
 """
 from libc.math cimport isfinite
 cimport numpy as cnp
@@ -91,6 +100,7 @@ cdef class _ElementwisePlan:
     cdef object spec
     cdef object kernel_float, kernel_double
     cdef bint checked           # the kernel returns (total, seen)
+    cdef bint has_hess          # the loss has a Hessian (hess=True)
     cdef bint per_column        # the kernel takes a (K,) array after its parameters
     cdef bint ndim1, ndim2      # the accepted numbers of dimensions
     cdef list params            # one _Param per declared parameter
@@ -175,6 +185,7 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     plan.kernel_float = kernels[np.dtype(np.float32)]
     plan.kernel_double = kernels[np.dtype(np.float64)]
     plan.checked = spec.checked is not None
+    plan.has_hess = spec.hess
     names = _elementwise_parameters.get(spec.kernel, ())
     plan.per_column = len(names) > len(spec.params)
     plan.ndim1 = 1 in spec.ndims
@@ -331,7 +342,8 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     cdef int how = reduction_code(reduction)
     cdef int threads = _threads(n_threads)
     cdef Py_ssize_t k, n_params = len(params)
-    if (how < 0 or threads < 0 or hess is not False or not (grad is True or grad is False)
+    if (how < 0 or threads < 0 or not (grad is True or grad is False)
+            or not (hess is False or (hess is True and grad is True and plan.has_hess))
             or (out is not None and grad is False) or n_params != len(plan.params)
             or not _is_float_array(pred) or not _is_float_array(target)):
         return _elementwise_fallback(spec, pred, target, params, sample_weight, reduction,
@@ -376,6 +388,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     if grad is True:
         grad_out = out if out is not None else cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p),
                                                                  type_num, 0)
+    hess_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0) if hess else None
     cdef double values[ENTRY_MAX_VALUES]
     cdef int seen_bits = 0
     cdef const double* weight_ptr = NULL
@@ -383,7 +396,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     cdef void* grad_ptr = NULL
     cdef const void* p_ptr = cnp.PyArray_DATA(p)
     cdef const void* t_ptr = cnp.PyArray_DATA(t)
-    if (view_columns == 1 and plan.entry_float != NULL
+    if (view_columns == 1 and plan.entry_float != NULL and hess_out is None
             and plan_chunks(view_rows, 1).n_chunks == 1):
         # the kernel's one chunk, called on the data pointers (_entries.pxd)
         for k in range(n_params):
@@ -426,7 +439,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
         _no_weight if sample_weight is None else sample_weight,
         none if loss_out is None else _view(loss_out, view_rows, view_columns),
         none if grad_out is None else _view(grad_out, view_rows, view_columns),
-        none, scale, threads)
+        none if hess_out is None else _view(hess_out, view_rows, view_columns), scale, threads)
     if n_params:
         arguments += tuple([1.0 if value is None else value for value in params])
     if plan.per_column:
@@ -441,6 +454,9 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
     if sample_weight is not None and not isfinite(total):
         _check_finite(sample_weight, "sample_weight")
     # (a reduced loss: one rounding, where total * scale would be two)
+    if hess_out is not None:
+        return fl_tuple_of(_loss_grad_hess, 3, loss_out if how == 2 else total / denominator,
+                           grad_out, hess_out)
     return _result(loss_out if how == 2 else total / denominator, grad_out)
 
 

@@ -145,6 +145,38 @@ def test_threads_and_in_between_values(fallbacks):
     assert not fallbacks
 
 
+HESSIAN_LOSSES = [name for name in ELEMENTWISE if REGISTRY[name].hess]
+
+
+@pytest.mark.parametrize("name", HESSIAN_LOSSES)
+def test_elementwise_hessians_are_bit_identical(name, fallbacks):
+    """hess=True (through the def kernels), for every loss with a Hessian."""
+    spec = REGISTRY[name]
+    function = getattr(fastloss, name)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32 + 1)
+    taken = 0
+    for dtype, shape, reduction, weighted, with_out in itertools.product(
+            (np.float32, np.float64), ((7,), (3, 4), (40000,)), ("mean", "sum", "none"),
+            (False, True), (False, True)):
+        if len(shape) not in spec.ndims:
+            continue
+        pred = predictions_for(spec, shape, dtype, rng)
+        target = targets_for(spec, shape, dtype, rng)
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        out = np.full(shape, np.nan, dtype) if with_out else None
+        kwargs = dict(sample_weight=weight, reduction=reduction, hess=True)
+        fast = function(pred, target, out=out, **kwargs)
+        assert not fallbacks, (dtype, shape, reduction, weighted, with_out)
+        taken += 1
+        slow = python_path(spec, pred, target, out=None if out is None else out.copy(),
+                           **kwargs)
+        assert_identical(fast, slow)
+        assert type(fast) is LossGradHess
+        np.testing.assert_array_equal(fast.hess, slow.hess)
+        assert fast.hess.dtype == slow.hess.dtype
+    assert taken > 0
+
+
 # --- elementwise: the calls it leaves to the Python path ------------------------------
 
 def _fallback_cases():
@@ -189,8 +221,10 @@ def _fallback_cases():
         "pos_weight": ("binary_cross_entropy", (p64, rng.uniform(0, 1, (6, 4))),
                        {"pos_weight": 2.0}),
         "numpy bool flag": ("poisson_nll", (p64, np.abs(t64)), {"full": np.True_}),
-        "hess=True": ("mse", (p64, t64), {"hess": True}),
         "hess=True refused": ("l1", (p64, t64), {"hess": True}),
+        "hess with grad=False": ("mse", (p64, t64), {"hess": True, "grad": False}),
+        "hess numpy bool": ("mse", (p64, t64), {"hess": np.True_}),
+        "hess=1": ("mse", (p64, t64), {"hess": 1}),
         "grad numpy bool": ("mse", (p64, t64), {"grad": np.True_}),
         "grad=1": ("mse", (p64, t64), {"grad": 1}),
         "bad reduction": ("mse", (p64, t64), {"reduction": "avg"}),
