@@ -45,7 +45,6 @@ from libc.math cimport isfinite
 cimport numpy as cnp
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from cpython.pyport cimport PY_SSIZE_T_MAX, PY_SSIZE_T_MIN
 from fastloss._parallel cimport (CompensatedSum, compensated_add, compensated_result,
                                  plan_chunks)
 from fastloss._calls cimport reduction_code, label_weight_total
@@ -535,10 +534,12 @@ cdef bint _cross_entropy_options(_MulticlassPlan plan, tuple params, Py_ssize_t 
     options.has_ignore = ignore_index is not None
     options.ignore_index = 0
     if options.has_ignore:
-        if type(ignore_index) is not int or not (PY_SSIZE_T_MIN <= ignore_index
-                                                 <= PY_SSIZE_T_MAX):
+        if type(ignore_index) is not int:
             return False
-        options.ignore_index = <Py_ssize_t>ignore_index
+        try:
+            options.ignore_index = ignore_index
+        except OverflowError:   # beyond Py_ssize_t: the Python path's OverflowError
+            return False
     if not (_param_ok(plan.label_smoothing, label_smoothing) and _param_ok(plan.z_loss, z_loss)
             and (softcap is None or _param_ok(plan.softcap, softcap))):
         return False
