@@ -776,3 +776,23 @@ def test_cross_entropy_entries_and_def_kernels_give_the_same_bits(without_entrie
                                    without)
             finally:
                 _fastpath.bind_multiclass_entries({})
+
+
+def test_label_weight_sum_never_reads_outside_the_class_weights():
+    """The "mean" divisor sum_i s_i w_{y_i} (_calls.label_weight_total, shared by the
+    Python path's label_weight_sum and the fast path): a label outside the class
+    weights is a ValueError, not a read; an ignored one is skipped; without class
+    weights the labels are only compared with ignore_index."""
+    from fastloss import _dispatch
+    label_weight_sum = _dispatch.multiclass_kernels.label_weight_sum
+    none = _dispatch.NO_WEIGHT
+    class_weight, sample_weight = np.array([0.5, 2.0, 4.0]), np.array([1.0, 3.0, 5.0, 7.0])
+    labels = np.array([2, 0, 1, 2])
+    assert label_weight_sum(labels, class_weight, sample_weight, False, 0) == \
+        4.0 * 1 + 0.5 * 3 + 2.0 * 5 + 4.0 * 7
+    assert label_weight_sum(labels, class_weight, none, True, 2) == 0.5 + 2.0
+    for bad in (np.array([2, 0, 3, 1]), np.array([-1, 0, 1, 2])):
+        with pytest.raises(ValueError):
+            label_weight_sum(bad, class_weight, sample_weight, False, 0)
+        assert label_weight_sum(bad, none, sample_weight, True, 7) == sample_weight.sum()
+    assert label_weight_sum(np.array([2, 0, 3, 1]), class_weight, none, True, 3) == 6.5
