@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #include <stddef.h>
 
 /* The elementary functions are always inlined: a loop calling them vectorises
@@ -2430,9 +2431,10 @@ static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d a,
 {
     const __m256d one = _mm256_set1_pd(1.0);
     __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
-    __m256d complement = _mm256_sub_pd(one, t);
-    __m256d linear = _mm256_blendv_pd(t, complement, ge);
-    __m256d other = _mm256_blendv_pd(complement, t, ge);              /* 1 - linear */
+    /* t + (1 - 2t) where x >= 0, and 1 - linear: exact sums, no blends */
+    __m256d flip = _mm256_fnmadd_pd(_mm256_set1_pd(2.0), t, one);
+    __m256d linear = _mm256_add_pd(t, _mm256_and_pd(ge, flip));
+    __m256d other = _mm256_sub_pd(one, linear);
     __m256d power = one;
     if (variant > 0) {
         *q = _mm256_div_pd(_mm256_fmadd_pd(other, e, linear), _mm256_add_pd(one, e));
@@ -2460,8 +2462,6 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
     __m256 x = _mm256_loadu_ps(x_in);
     __m256 t = _mm256_loadu_ps(t_in);
     *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
-    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    __m256 ge = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
     /* (the high halves widened from memory: no lane extraction) */
     __m256d x_lo = fl_lo_pd(x), x_hi = _mm256_cvtps_pd(_mm_loadu_ps(x_in + 4));
     __m256d t_lo = fl_lo_pd(t), t_hi = _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4));
@@ -2489,8 +2489,9 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
         /* a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x)) */
         __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
         __m256 e_inv = _mm256_mul_ps(e, inv_f);
-        __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
-        __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
+        /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */
+        __m256 sigma_pos = _mm256_blendv_ps(inv_f, e_inv, x);
+        __m256 sigma_neg = _mm256_blendv_ps(e_inv, inv_f, x);
         __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
         __m256 q = variant > 0 ? fl_join_ps(q_lo, q_hi) : one;
         __m256 below = zero;
@@ -2500,8 +2501,11 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
             below = _mm256_mul_ps(q, sigma_product);
         __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
         __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
-        __m256 finite = _mm256_cmp_ps(a, _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
-        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_join_ps(ce_lo, ce_hi), below));
+        /* ce times it -> 0 as |x| -> inf: ce capped at FLT_MAX (below is 0 there;
+         * a NaN passes, minps returning its second operand) gives the limit,
+         * not inf * 0 */
+        __m256 ce = _mm256_min_ps(_mm256_set1_ps(FLT_MAX), fl_join_ps(ce_lo, ce_hi));
+        __m256 focus = _mm256_mul_ps(ce, below);
         __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
         __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
         grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
