@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #include <stddef.h>
 
 /* The elementary functions are always inlined: a loop calling them vectorises
@@ -2404,102 +2405,95 @@ static inline __m256 fl_join_ps(__m256d lo, __m256d hi)
 /* Whole float32 spans of sigmoid_focal_loss and log_cosh in AVX2 lanes
  * (x86-64-v3 build only: elsewhere fl_focal_span_built() and
  * fl_log_cosh_span_built() are 0 and the kernels keep their element loops).
- * Both sum the weighted losses per lane in double in the same pass, lane k
- * taking the elements j with j % 8 == k, combined in sum_span's order; both
+ * Both sum the losses per lane in double in the same pass, lane k taking the
+ * elements j with j % 8 == k, combined in sum_span's order (log_cosh sums w
+ * loss_j, the focal loss sums loss_j and multiplies the total by w); both
  * take one weight w for the span and write grad_out[j] = fl(w grad_scale)
  * grad and loss_out[j] = fl(w loss) where not NULL; every output element is
  * written after its inputs are read (an output may be an input). */
 #if defined(FL_HAVE_FAST_ROWS) && defined(FL_HAVE_BCE_V8)
 #define FL_HAVE_FOCAL_V8 1
 
-/* The double half of the focal loss for four elements (x, t in double, a =
- * |x|): e = exp(-min(a, 104)) to 2^-27.6 (NaN for NaN x) (fl_exp_neg_v4d), linear = 1 - t if
- * x >= 0 else t (also the NaN rule of sigmoid_focal_loss_element_float),
- * n = linear + (1 - linear) e, inv = 1 / (1 + e) from the float inv_f and a
- * Newton step, q = n inv, power = q^gamma (variant 0, 1, 2). */
+/* The double half of the focal loss for four elements, what the loss needs
+ * beyond float (x, a = |x|, t, e = exp(-min(a, 104)) to 2^-27.6 and log1p(e)
+ * from the float lanes, in double): linear = 1 - t if x >= 0 else t (also the
+ * NaN rule of sigmoid_focal_loss_element_float), n = linear + (1 - linear) e,
+ * q = n / (1 + e) (one division, where the baseline's loop refines a float
+ * inverse by a Newton step: both to about 2^-46, far below float's needs),
+ * ce = (0 if linear == 0 else linear a) + log1p(e) (the product exact, one
+ * rounding), a_t = slope t + intercept; returns a_t ce q^gamma (variant 0, 1,
+ * 2), with q, ce and a_t in *q, *ce, *a_t. */
 __attribute__((always_inline))
-static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d t, __m256d *e,
-                                        __m256d *linear, __m256d *a)
+static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d a, __m256d t,
+                                        __m256d e, __m256d log1p_e, __m256d alpha_slope,
+                                        __m256d alpha_intercept, __m256d *q, __m256d *ce,
+                                        __m256d *a_t)
 {
     const __m256d one = _mm256_set1_pd(1.0);
-    *a = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x);
-    /* min(104, a): NaN passes (minpd returns its second operand then), and comes
-     * out of fl_exp_neg_v4d as NaN: a NaN widened from float has its low 29
-     * mantissa bits 0, so its 2^n bits (the low 12, shifted by 52) add 0 */
-    *e = fl_exp_neg_v4d(_mm256_min_pd(_mm256_set1_pd(104.0), *a), 1);
     __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
-    *linear = _mm256_blendv_pd(t, _mm256_sub_pd(one, t), ge);
-    (void)variant;
-    return _mm256_fmadd_pd(_mm256_sub_pd(one, *linear), *e, *linear);  /* n */
+    /* t + (1 - 2t) where x >= 0, and 1 - linear: exact sums, no blends */
+    __m256d flip = _mm256_fnmadd_pd(_mm256_set1_pd(2.0), t, one);
+    __m256d linear = _mm256_add_pd(t, _mm256_and_pd(ge, flip));
+    __m256d other = _mm256_sub_pd(one, linear);
+    __m256d power = one;
+    if (variant > 0) {
+        *q = _mm256_div_pd(_mm256_fmadd_pd(other, e, linear), _mm256_add_pd(one, e));
+        power = variant == 1 ? *q : _mm256_mul_pd(*q, *q);
+    }
+    __m256d some = _mm256_cmp_pd(linear, _mm256_setzero_pd(), _CMP_NEQ_UQ);
+    *ce = _mm256_fmadd_pd(linear, _mm256_and_pd(some, a), log1p_e);
+    *a_t = _mm256_fmadd_pd(alpha_slope, t, alpha_intercept);
+    return _mm256_mul_pd(_mm256_mul_pd(*a_t, *ce), power);
 }
 
 /* Eight elements of sigmoid_focal_loss (gamma variant 0, 1 or 2): the maths of
- * sigmoid_focal_loss_element_float, the loss a_t ce q^gamma in double (e to
- * 2^-27.6, q from a Newton-refined inverse), log1p(e) and the gradient in float
- * lanes (fl_bce_log1p_unit_v8, below 0.1 ulp). */
+ * sigmoid_focal_loss_element_float, e = exp(-|x|) and the loss in double lanes
+ * (fl_focal_half_v4d), log1p(e) (fl_bce_log1p_unit_v8, below 0.1 ulp), sigma(+-x)
+ * and the gradient in float lanes.  The unweighted loss is added to *acc_lo
+ * (lanes 0-3) and *acc_hi (4-7); loss_out gets fl(w loss). */
 __attribute__((always_inline))
 static inline void fl_focal_block_v8(const int variant, const float *x_in, const float *t_in,
-                                     int has_alpha, __m256d alpha_d, __m256d alpha_c_d,
-                                     __m256 gamma_f, __m256 scale, __m256d w_d, int unit_w,
+                                     __m256d alpha_slope, __m256d alpha_intercept,
+                                     __m256 gamma_f, __m256 scale, __m256d w_d,
                                      float *loss_out, float *grad_out,
                                      __m256d *acc_lo, __m256d *acc_hi, __m256i *bits)
 {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    const __m256d one_d = _mm256_set1_pd(1.0), two_d = _mm256_set1_pd(2.0);
     __m256 x = _mm256_loadu_ps(x_in);
     __m256 t = _mm256_loadu_ps(t_in);
     *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
-    __m256d x_lo = fl_lo_pd(x), x_hi = fl_hi_pd(x);
-    __m256d t_lo = fl_lo_pd(t), t_hi = fl_hi_pd(t);
-    __m256d e_lo, e_hi, lin_lo, lin_hi, a_lo, a_hi;
-    __m256d n_lo = fl_focal_half_v4d(variant, x_lo, t_lo, &e_lo, &lin_lo, &a_lo);
-    __m256d n_hi = fl_focal_half_v4d(variant, x_hi, t_hi, &e_hi, &lin_hi, &a_hi);
+    /* (the high halves widened from memory: no lane extraction) */
+    __m256d x_lo = fl_lo_pd(x), x_hi = _mm256_cvtps_pd(_mm_loadu_ps(x_in + 4));
+    __m256d t_lo = fl_lo_pd(t), t_hi = _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4));
+    __m256d a_lo = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x_lo);
+    __m256d a_hi = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x_hi);
+    /* min(104, a): NaN passes (minpd returns its second operand then), and comes
+     * out of fl_exp_neg_v4d as NaN: a NaN widened from float has its low 29
+     * mantissa bits 0, so its 2^n bits (the low 12, shifted by 52) add 0 */
+    const __m256d limit = _mm256_set1_pd(104.0);
+    __m256d e_lo = fl_exp_neg_v4d(_mm256_min_pd(limit, a_lo), 1);
+    __m256d e_hi = fl_exp_neg_v4d(_mm256_min_pd(limit, a_hi), 1);
     __m256 e = fl_join_ps(e_lo, e_hi);
-    __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
     __m256 log1p_e = fl_bce_log1p_unit_v8(e);
-    __m256d inv_lo = fl_lo_pd(inv_f), inv_hi = fl_hi_pd(inv_f);
-    inv_lo = _mm256_mul_pd(inv_lo, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_lo), inv_lo, two_d));
-    inv_hi = _mm256_mul_pd(inv_hi, _mm256_fnmadd_pd(_mm256_add_pd(one_d, e_hi), inv_hi, two_d));
-    __m256d q_lo = _mm256_mul_pd(n_lo, inv_lo), q_hi = _mm256_mul_pd(n_hi, inv_hi);
-    __m256d p_lo = one_d, p_hi = one_d;
-    if (variant == 1) {
-        p_lo = q_lo;
-        p_hi = q_hi;
-    } else if (variant == 2) {
-        p_lo = _mm256_mul_pd(q_lo, q_lo);
-        p_hi = _mm256_mul_pd(q_hi, q_hi);
-    }
-    /* ce = (0 if linear == 0 else linear |x|) + log1p(e) */
-    __m256d la_lo = _mm256_andnot_pd(_mm256_cmp_pd(lin_lo, _mm256_setzero_pd(), _CMP_EQ_OQ),
-                                     _mm256_mul_pd(lin_lo, a_lo));
-    __m256d la_hi = _mm256_andnot_pd(_mm256_cmp_pd(lin_hi, _mm256_setzero_pd(), _CMP_EQ_OQ),
-                                     _mm256_mul_pd(lin_hi, a_hi));
-    __m256d ce_lo = _mm256_add_pd(la_lo, fl_lo_pd(log1p_e));
-    __m256d ce_hi = _mm256_add_pd(la_hi, fl_hi_pd(log1p_e));
-    __m256d at_lo = one_d, at_hi = one_d;
-    if (has_alpha) {
-        /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t */
-        at_lo = _mm256_fmadd_pd(alpha_d, t_lo, alpha_c_d);
-        at_hi = _mm256_fmadd_pd(alpha_d, t_hi, alpha_c_d);
-    }
-    __m256d loss_lo = _mm256_mul_pd(_mm256_mul_pd(at_lo, ce_lo), p_lo);
-    __m256d loss_hi = _mm256_mul_pd(_mm256_mul_pd(at_hi, ce_hi), p_hi);
-    if (!unit_w) {
-        loss_lo = _mm256_mul_pd(w_d, loss_lo);
-        loss_hi = _mm256_mul_pd(w_d, loss_hi);
-    }
+    __m256d q_lo, q_hi, ce_lo, ce_hi, at_lo, at_hi;
+    __m256d loss_lo = fl_focal_half_v4d(variant, x_lo, a_lo, t_lo, e_lo, fl_lo_pd(log1p_e),
+                                        alpha_slope, alpha_intercept, &q_lo, &ce_lo, &at_lo);
+    __m256d loss_hi = fl_focal_half_v4d(variant, x_hi, a_hi, t_hi, e_hi, fl_hi_pd(log1p_e),
+                                        alpha_slope, alpha_intercept, &q_hi, &ce_hi, &at_hi);
     if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_join_ps(loss_lo, loss_hi));
+        _mm256_storeu_ps(loss_out, fl_join_ps(_mm256_mul_pd(w_d, loss_lo),
+                                              _mm256_mul_pd(w_d, loss_hi)));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
     if (grad_out) {
         /* a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x)) */
+        __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
         __m256 e_inv = _mm256_mul_ps(e, inv_f);
-        __m256 ge = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
-        __m256 sigma_pos = _mm256_blendv_ps(e_inv, inv_f, ge);     /* NaN: e inv */
-        __m256 sigma_neg = _mm256_blendv_ps(inv_f, e_inv, ge);
+        /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */
+        __m256 sigma_pos = _mm256_blendv_ps(inv_f, e_inv, x);
+        __m256 sigma_neg = _mm256_blendv_ps(e_inv, inv_f, x);
         __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
-        __m256 q = fl_join_ps(q_lo, q_hi);
+        __m256 q = variant > 0 ? fl_join_ps(q_lo, q_hi) : one;
         __m256 below = zero;
         if (variant == 1)
             below = sigma_product;
@@ -2507,13 +2501,14 @@ static inline void fl_focal_block_v8(const int variant, const float *x_in, const
             below = _mm256_mul_ps(q, sigma_product);
         __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
         __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
-        __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
-                                      _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
-        __m256 focus = _mm256_and_ps(finite, _mm256_mul_ps(fl_join_ps(ce_lo, ce_hi), below));
+        /* ce times it -> 0 as |x| -> inf: ce capped at FLT_MAX (below is 0 there;
+         * a NaN passes, minps returning its second operand) gives the limit,
+         * not inf * 0 */
+        __m256 ce = _mm256_min_ps(_mm256_set1_ps(FLT_MAX), fl_join_ps(ce_lo, ce_hi));
+        __m256 focus = _mm256_mul_ps(ce, below);
         __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
         __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
-        if (has_alpha)
-            grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
+        grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
         _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
     }
 }
@@ -2524,9 +2519,10 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
                                       double grad_scale, float *loss_out, float *grad_out,
                                       int *invalid)
 {
-    int has_alpha = alpha >= 0.0, unit_w = w == 1.0;
-    /* (the slope and intercept of a_t in t) */
-    __m256d alpha_d = _mm256_set1_pd(2.0 * alpha - 1.0), alpha_c_d = _mm256_set1_pd(1.0 - alpha);
+    /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t, or 1 */
+    int has_alpha = alpha >= 0.0;
+    __m256d alpha_slope = _mm256_set1_pd(has_alpha ? 2.0 * alpha - 1.0 : 0.0);
+    __m256d alpha_intercept = _mm256_set1_pd(has_alpha ? 1.0 - alpha : 1.0);
     __m256 gamma_f = _mm256_set1_ps((float)gamma);
     __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
     __m256d w_d = _mm256_set1_pd(w);
@@ -2534,8 +2530,8 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
     __m256i bits = _mm256_setzero_si256();
     ptrdiff_t j = 0;
     for (; j + 8 <= n; j += 8)
-        fl_focal_block_v8(variant, x + j, t + j, has_alpha, alpha_d, alpha_c_d, gamma_f, scale,
-                          w_d, unit_w, loss_out ? loss_out + j : NULL,
+        fl_focal_block_v8(variant, x + j, t + j, alpha_slope, alpha_intercept, gamma_f, scale,
+                          w_d, loss_out ? loss_out + j : NULL,
                           grad_out ? grad_out + j : NULL, &acc_lo, &acc_hi, &bits);
     if (j < n) {
         /* the last n - j < 8 elements through zero-padded copies */
@@ -2546,8 +2542,8 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
             tb[k] = t[j + k];
         }
         __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
-        fl_focal_block_v8(variant, xb, tb, has_alpha, alpha_d, alpha_c_d, gamma_f, scale, w_d,
-                          unit_w, lb, grad_out ? gb : NULL, &tail_lo, &tail_hi, &bits);
+        fl_focal_block_v8(variant, xb, tb, alpha_slope, alpha_intercept, gamma_f, scale, w_d,
+                          lb, grad_out ? gb : NULL, &tail_lo, &tail_hi, &bits);
         double lanes[8];
         _mm256_storeu_pd(lanes, tail_lo);
         _mm256_storeu_pd(lanes + 4, tail_hi);
@@ -2566,7 +2562,7 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
     __m256d s = _mm256_add_pd(acc_lo, acc_hi);
     double lanes[4];
     _mm256_storeu_pd(lanes, s);
-    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return w * ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]));
 }
 #endif
 
@@ -2580,8 +2576,8 @@ static inline int fl_focal_span_built(void)
 }
 
 /* sigmoid_focal_loss of n float32 elements (logits x, targets t) for gamma
- * variant 0, 1 or 2 (gamma = 0, 1, 2) and one weight w: returns the sum of
- * w loss_j in double; *invalid = 1 when a target is outside [0, 1] or NaN.
+ * variant 0, 1 or 2 (gamma = 0, 1, 2) and one weight w: returns w times the
+ * sum of loss_j, in double; *invalid = 1 when a target is outside [0, 1] or NaN.
  * Only when fl_focal_span_built() (else returns 0 and does nothing). */
 static inline double fl_focal_span_float(int variant, const float *x, const float *t,
                                          ptrdiff_t n, double alpha, double gamma, double w,
@@ -2589,9 +2585,10 @@ static inline double fl_focal_span_float(int variant, const float *x, const floa
                                          int *invalid)
 {
 #ifdef FL_HAVE_FOCAL_V8
-    /* one loop per case, so that each is compiled without the others' tests */
+    /* one loop per case, so that each is compiled without the others' tests
+     * (the gradient without the per-sample loss is the common one) */
     if (variant == 2) {
-        if (!loss_out)
+        if (!loss_out && grad_out)
             return fl_focal_span_v8(2, x, t, n, alpha, gamma, w, grad_scale, NULL, grad_out,
                                     invalid);
         return fl_focal_span_v8(2, x, t, n, alpha, gamma, w, grad_scale, loss_out, grad_out,
