@@ -114,14 +114,17 @@ class NumpyProducts:
     def logits(self, h_chunk, out):
         np.matmul(h_chunk, self.weight.T, out=out)
 
+    def transposed_chunk(self, rows, dtype):
+        """A reused (D, rows) C-ordered buffer: grad_hidden's chunk, transposed."""
+        if self.transposed is None or self.transposed.shape[1] < rows:
+            self.transposed = np.empty((self.weight.shape[1], rows), dtype)
+        return self.transposed[:, :rows]
+
     def grad_hidden(self, g, out):
         # weight.T @ g.T into a small (D, rows) buffer, then copied: OpenBLAS
         # threads this form well, while g @ weight (long sums over V, small
         # output) ran 2 to 8 times slower on 2 threads than on 1 (Xeon, 2 cores).
-        rows = g.shape[0]
-        if self.transposed is None or self.transposed.shape[1] < rows:
-            self.transposed = np.empty((self.weight.shape[1], rows), g.dtype)
-        transposed = self.transposed[:, :rows]
+        transposed = self.transposed_chunk(g.shape[0], g.dtype)
         np.matmul(self.weight.T, g.T, out=transposed)
         np.copyto(out, transposed.T)
 
@@ -130,7 +133,7 @@ class NumpyProducts:
             np.matmul(g.T, h_chunk, out=grad_weight)
             return
         # NumPy's matmul cannot accumulate into its output: the product goes by
-        # blocks of classes through one small scratch array that stays in cache.
+        # blocks of classes through one scratch array.
         n_classes, n_features = grad_weight.shape
         if self.scratch is None:
             block = SCRATCH_BYTES // max(n_features * grad_weight.itemsize, 1)
@@ -147,6 +150,60 @@ class NumpyProducts:
     def accumulate(total, part):
         """total += part (a block of grad_weight's rows and its scratch)."""
         np.add(total, part, out=total)
+
+
+def scipy_gemm(dtype):
+    """SciPy's BLAS gemm (sgemm or dgemm) for dtype, or None when SciPy is not installed."""
+    try:
+        from scipy.linalg.blas import get_blas_funcs
+    except ImportError:
+        return None
+    return get_blas_funcs("gemm", dtype=dtype)
+
+
+class ScipyProducts(NumpyProducts):
+    """The same products by SciPy's BLAS gemm, which accumulates in place (beta = 1).
+
+    gemm computes c = a' @ b' + beta c on Fortran-ordered arrays; the
+    transposes of C-ordered arrays are Fortran-ordered views, so every
+    product writes into its destination without a copy: no scratch array
+    for grad_weight, and one BLAS call per product and chunk.  Used when
+    SciPy is installed and no dimension is zero (f2py refuses empty arrays).
+    """
+
+    def __init__(self, weight, n_threads, gemm):
+        super().__init__(weight, n_threads)
+        self.gemm = gemm
+
+    def _into(self, c, a, b, beta, trans_a=0, trans_b=0):
+        """c = op(a) @ op(b) + beta c, in place (c Fortran-ordered)."""
+        result = self.gemm(1.0, a, b, beta=beta, c=c, trans_a=trans_a, trans_b=trans_b,
+                           overwrite_c=1)
+        if result.ctypes.data != c.ctypes.data:     # f2py copied c (not for these views)
+            np.copyto(c, result)
+
+    def logits(self, h_chunk, out):
+        # out.T (V, rows) = weight @ h_chunk.T
+        self._into(out.T, self.weight.T, h_chunk.T, 0.0, trans_a=1)
+
+    def grad_hidden(self, g, out):
+        # the (rows, D) product in Fortran order, in the (D, rows) buffer: the
+        # orientation OpenBLAS threads well (see NumpyProducts.grad_hidden)
+        transposed = self.transposed_chunk(g.shape[0], g.dtype)
+        self._into(transposed.T, g.T, self.weight.T, 0.0, trans_a=1, trans_b=1)
+        np.copyto(out, transposed.T)
+
+    def add_grad_weight(self, g, h_chunk, grad_weight, first):
+        # grad_weight.T (D, V) (+)= h_chunk.T @ g
+        self._into(grad_weight.T, h_chunk.T, g.T, 0.0 if first else 1.0, trans_b=1)
+
+
+def make_products(weight, n_threads):
+    """ScipyProducts when SciPy is installed and weight is not empty, else NumpyProducts."""
+    gemm = scipy_gemm(weight.dtype) if weight.size else None
+    if gemm is None:
+        return NumpyProducts(weight, n_threads)
+    return ScipyProducts(weight, n_threads, gemm)
 
 
 LINEAR_CROSS_ENTROPY = Loss(
@@ -261,7 +318,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     prep = prepare_linear(hidden, weight, target, bias, class_weight, ignore_index,
                           label_smoothing, z_loss, softcap, sample_weight, reduction, grad,
                           chunk_rows, n_threads)
-    return run_chunks(prep, NumpyProducts(prep.weight, prep.n_threads))
+    return run_chunks(prep, make_products(prep.weight, prep.n_threads))
 
 
 def run_chunks(prep, products):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastloss
+import fastloss._linear_cross_entropy as fused
 import fastloss.reference as reference
 from fastloss._linear_cross_entropy import default_chunk_rows
 from helpers import assert_unchanged, finite_difference_gradient, peak_bytes, snapshot
@@ -23,6 +24,24 @@ N_ROWS, N_FEATURES, N_CLASSES = 37, 5, 11
 CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
 # (z_loss, softcap): neither, each alone, both (the cap of 2.5 bends most logits)
 EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
+
+
+@pytest.fixture(params=["scipy", "numpy"])
+def products(request, monkeypatch):
+    """The fast function's products: SciPy's gemm (when installed) or NumPy's matmul.
+
+    "numpy" hides SciPy from the fast module, as if it were not installed;
+    the reference twin has one path only (its "numpy" run is skipped).
+    """
+    module = getattr(request.node, "callspec", None) and request.node.callspec.params.get(
+        "module")
+    if request.param == "scipy" and fused.scipy_gemm(np.float64) is None:
+        pytest.skip("SciPy is not installed")
+    if request.param == "numpy":
+        if module is reference:
+            pytest.skip("the reference has one path")
+        monkeypatch.setattr(fused, "scipy_gemm", lambda dtype: None)
+    return request.param
 
 
 def make_inputs(dtype=np.float64, n_rows=N_ROWS, n_features=N_FEATURES, n_classes=N_CLASSES,
@@ -106,7 +125,7 @@ def options_of(case, labels, n_classes=N_CLASSES, seed=1):
 
 @MODULES
 @pytest.mark.parametrize("case", OPTIONS_GRID)
-def test_every_option_matches_the_unfused_path_float64(module, case):
+def test_every_option_matches_the_unfused_path_float64(module, case, products):
     hidden, weight, bias, labels = make_inputs()
     with_bias, labels, options = options_of(case, labels)
     bias = bias if with_bias else None
@@ -132,7 +151,7 @@ FLOAT32_RTOL = 5e-5
 
 @MODULES
 @pytest.mark.parametrize("case", OPTIONS_GRID[::5])
-def test_every_option_matches_the_unfused_path_float32(module, case):
+def test_every_option_matches_the_unfused_path_float32(module, case, products):
     hidden, weight, bias, labels = make_inputs(np.float32)
     with_bias, labels, options = options_of(case, labels)
     bias = bias if with_bias else None
@@ -183,7 +202,7 @@ def test_gradients_match_finite_differences(module, with_bias, reduction, z_loss
 
 @MODULES
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_no_rows(module, reduction):
+def test_no_rows(module, reduction, products):
     hidden, weight, bias, _ = make_inputs(n_rows=0)
     labels = np.zeros(0, dtype=np.int64)
     result = module.linear_cross_entropy(hidden, weight, labels, bias=bias, reduction=reduction)
@@ -199,7 +218,7 @@ def test_no_rows(module, reduction):
 @MODULES
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("chunk_rows", [None, 1, 5])
-def test_every_row_ignored(module, reduction, chunk_rows):
+def test_every_row_ignored(module, reduction, chunk_rows, products):
     hidden, weight, bias, labels = make_inputs()
     labels[:] = -100
     result = module.linear_cross_entropy(hidden, weight, labels, bias=bias, ignore_index=-100,
@@ -239,7 +258,7 @@ def test_default_chunk_rule():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
+def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction, products):
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
@@ -262,7 +281,7 @@ def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_scratch_of_a_large_weight_is_small(dtype):
+def test_the_scratch_of_a_large_weight_is_small(dtype, products):
     # a weight of 5 or 10 MB: the accumulation of grad_weight goes through
     # 2 MiB blocks, not a weight-sized array
     n_rows, n_features, n_classes, chunk_rows = 300, 64, 20_000, 50
@@ -295,7 +314,7 @@ def test_no_gradient_work_with_grad_false():
 @MODULES
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("z_loss,softcap", EXTRAS)
-def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap):
+def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap, products):
     # D = 1 and hidden = 1: the logits are exactly the weight's column.
     big = 3e38 if dtype == np.float32 else 1e300
     weight = np.array([[1e4], [-1e4], [big], [-big], [0.0], [np.inf], [-np.inf]], dtype)
@@ -321,7 +340,7 @@ def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap):
 
 
 @MODULES
-def test_inputs_are_not_modified_and_any_layout_works(module):
+def test_inputs_are_not_modified_and_any_layout_works(module, products):
     hidden, weight, bias, labels = make_inputs()
     sample_weight, class_weight = np.linspace(0.5, 1.5, N_ROWS), np.linspace(1, 2, N_CLASSES)
     # non-contiguous, read-only views
@@ -341,7 +360,7 @@ def test_inputs_are_not_modified_and_any_layout_works(module):
 
 
 @MODULES
-def test_dtype_rules(module):
+def test_dtype_rules(module, products):
     hidden, weight, bias, labels = make_inputs(np.float32)
     assert module.linear_cross_entropy(hidden, weight, labels, bias=bias).grad_hidden.dtype \
         == np.float32
@@ -355,7 +374,7 @@ def test_dtype_rules(module):
     assert small.loss == module.linear_cross_entropy(hidden, weight, labels, bias=bias).loss
 
 
-def test_thread_counts_agree():
+def test_thread_counts_agree(products):
     hidden, weight, bias, labels = make_inputs(n_rows=600, n_features=40, n_classes=300)
     results = [fastloss.linear_cross_entropy(hidden, weight, labels, bias=bias, n_threads=n,
                                              chunk_rows=128)
@@ -430,7 +449,7 @@ def test_docstring_example_runs():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_degenerate_shapes_match_the_reference(reduction):
+def test_degenerate_shapes_match_the_reference(reduction, products):
     # no classes (every row ignored), and no features (the logits are the bias)
     cases = [(np.ones((3, 2)), np.ones((0, 2)), [-1, -1, -1], np.ones(0)),
              (np.ones((3, 0)), np.ones((4, 0)), [0, 1, 3], np.arange(4.0))]
@@ -440,3 +459,34 @@ def test_degenerate_shapes_match_the_reference(reduction):
                                                chunk_rows=2)
                    for module in (fastloss, reference)]
         assert_results_match(results[0], results[1], rtol=1e-12)
+
+
+def test_products_path_follows_scipy(products):
+    # SciPy's gemm when installed (and no dimension is zero), NumPy's matmul otherwise
+    weight = np.ones((3, 2))
+    chosen = fused.make_products(weight, None)
+    expected = fused.ScipyProducts if products == "scipy" else fused.NumpyProducts
+    assert type(chosen) is expected
+    assert type(fused.make_products(np.ones((0, 2)), None)) is fused.NumpyProducts
+    assert type(fused.make_products(np.ones((3, 0)), None)) is fused.NumpyProducts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_gemm_that_copies_its_output_still_fills_it(dtype):
+    # the products write through gemm's in-place c; should f2py ever return a
+    # copy instead, the result is copied back
+    gemm = fused.scipy_gemm(dtype)
+    if gemm is None:
+        pytest.skip("SciPy is not installed")
+
+    def copying_gemm(*args, **kwargs):
+        result = gemm(*args, **{**kwargs, "overwrite_c": 0})
+        assert not np.shares_memory(result, kwargs["c"])
+        return result
+
+    hidden, weight, bias, labels = make_inputs(dtype)
+    prep = fused.prepare_linear(hidden, weight, labels, bias, None, None, 0.0, 0.0, None, None,
+                                "sum", True, 7, None)
+    result = fused.run_chunks(prep, fused.ScipyProducts(prep.weight, None, copying_gemm))
+    expected = unfused(fastloss, hidden, weight, labels, bias, reduction="sum")
+    assert_results_match(result, expected, rtol=1e-10 if dtype == np.float64 else 1e-4)
