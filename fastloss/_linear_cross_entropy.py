@@ -9,14 +9,15 @@ taken in chunks; for each chunk
    place (``out=`` the buffer), with the "mean" divisor of the whole batch
    folded into the per-row weights;
 3. two products take the gradient back: G_c @ weight into grad_hidden's
-   rows, G_c.T @ hidden_c into grad_weight (the first chunk directly, the
-   others by blocks of classes through one small scratch array, since
-   NumPy's matmul cannot accumulate into its output); grad_bias sums G_c's
-   rows in float64.
+   rows, G_c.T @ hidden_c into grad_weight (in place by SciPy's gemm when
+   SciPy is installed; without it the first chunk directly and the others
+   by blocks of classes through one scratch array, since NumPy's matmul
+   cannot accumulate into its output); grad_bias sums G_c's rows in float64.
 
-The three products are methods of one small object (``NumpyProducts`` here;
-``fastloss.torch`` passes torch's, which accumulate in place), so that
-the loop, and with it the semantics, is written once.
+The three products are methods of one small object (``ScipyProducts`` or
+``NumpyProducts`` here; ``fastloss.torch`` passes torch's, which accumulate
+in place), so that the loop, and with it the semantics, is written once.
+SciPy is an optional peer, never imported by ``import fastloss``.
 
 The reference twin in :mod:`fastloss.reference` has the same signature,
 semantics and docstring, and computes the whole logits at once.
@@ -43,9 +44,12 @@ from fastloss._results import Reduction
 CHUNK_FRACTION = 10
 MIN_CHUNK_ROWS = 128
 MAX_CHUNK_BYTES = 256 * 2**20
-# The scratch of the weight gradient's accumulation: blocks of classes of at
-# most this many bytes (the add then reads it from cache).
-SCRATCH_BYTES = 2 * 2**20
+# The scratch of the weight gradient's accumulation without SciPy: blocks of
+# classes of at most this many bytes.  Each block is one BLAS call, which on
+# 2 threads pays a synchronisation (long when the machine is loaded): 2 MiB
+# blocks (~1_000 classes at D = 512) made that product 2 to 4 times slower
+# than the others on 2 threads, 16 MiB ones 1.3 times (2 vCPUs, load 12).
+SCRATCH_BYTES = 16 * 2**20
 
 
 def default_chunk_rows(n_rows, n_classes, itemsize):
@@ -235,12 +239,14 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     logits are made by one matrix product into one reused (chunk_rows, V)
     buffer, turned into their gradient in place by the fused cross-entropy
     kernel, and multiplied back (G_c @ weight into grad_hidden's rows,
-    G_c.T @ hidden_c added to grad_weight by blocks of classes through one
-    small scratch array).
+    G_c.T @ hidden_c added to grad_weight: in place by SciPy's BLAS gemm
+    when SciPy is installed, else by blocks of classes through one scratch
+    array, since NumPy's matmul cannot accumulate into its output).
     The "mean" divisor is computed for the whole batch first, so each chunk's
     gradient is scaled as in the unfused call.  Peak memory above the inputs
-    and the returned gradients: the chunk buffer plus a scratch of 2 MiB (with
-    more than one chunk and grad=True) and small arrays.  The NumPy twin,
+    and the returned gradients: the chunk buffer and small arrays, plus
+    without SciPy a scratch of at most 16 MiB (with more than one chunk and
+    grad=True).  The NumPy twin,
     ``fastloss.reference.linear_cross_entropy``, computes the whole logits
     at once.
 
@@ -250,7 +256,9 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     in 256 MiB, never more than N; the rows are then shared evenly between
     the chunks this makes: ceil(N / ceil(N / rows)) rows each.
 
-    Threads: the matrix products run on NumPy's BLAS threads, the
+    Threads: the matrix products run on the BLAS threads (SciPy's BLAS
+    when SciPy is installed, else NumPy's; one BLAS call per product and
+    chunk with SciPy, one per block of classes for grad_weight without), the
     cross-entropy of each chunk on one thread (the caller's), one after the
     other.  Not on fastloss's OpenMP team: after each product BLAS's worker
     threads spin-wait for the next one, and a second thread pool running the

@@ -266,7 +266,7 @@ def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction, products
         hidden, weight, labels, bias=bias, reduction=reduction, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + min(n_classes * n_features * itemsize, 2 * 2**20)  # grad_weight's scratch
+              + min(n_classes * n_features * itemsize, fused.SCRATCH_BYTES)  # its scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
@@ -282,16 +282,17 @@ def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction, products
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_scratch_of_a_large_weight_is_small(dtype, products):
-    # a weight of 5 or 10 MB: the accumulation of grad_weight goes through
-    # 2 MiB blocks, not a weight-sized array
-    n_rows, n_features, n_classes, chunk_rows = 300, 64, 20_000, 50
+    # a weight of 20 or 41 MB: the accumulation of grad_weight goes through
+    # blocks of 16 MiB (without SciPy; none with it), not a weight-sized array
+    n_rows, n_features, n_classes, chunk_rows = 300, 128, 40_000, 50
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
+    assert weight.nbytes > fused.SCRATCH_BYTES
     itemsize = np.dtype(dtype).itemsize
     peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
         hidden, weight, labels, bias=bias, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + 2 * 2**20                           # grad_weight's scratch
+              + fused.SCRATCH_BYTES                 # grad_weight's scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
