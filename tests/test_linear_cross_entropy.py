@@ -18,7 +18,7 @@ import fastloss.reference as reference
 from fastloss._linear_cross_entropy import default_chunk_rows
 from helpers import assert_unchanged, finite_difference_gradient, peak_bytes, snapshot
 
-MODULES = pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", "reference"])
+MODULES = pytest.mark.parametrize("module", ["fast", "fast-numpy", "reference"], indirect=True)
 REDUCTIONS = ["mean", "sum", "none"]
 N_ROWS, N_FEATURES, N_CLASSES = 37, 5, 11
 CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
@@ -26,21 +26,27 @@ CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
 EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
 
 
+def hide_scipy(monkeypatch):
+    """Make the fast function take NumPy's path, as if SciPy were not installed."""
+    monkeypatch.setattr(fused, "scipy_gemm", lambda dtype: None)
+
+
+@pytest.fixture
+def module(request, monkeypatch):
+    """fastloss (products by SciPy's gemm when installed), fastloss on NumPy's path, or
+    the reference."""
+    if request.param == "fast-numpy":
+        hide_scipy(monkeypatch)
+    return reference if request.param == "reference" else fastloss
+
+
 @pytest.fixture(params=["scipy", "numpy"])
 def products(request, monkeypatch):
-    """The fast function's products: SciPy's gemm (when installed) or NumPy's matmul.
-
-    "numpy" hides SciPy from the fast module, as if it were not installed;
-    the reference twin has one path only (its "numpy" run is skipped).
-    """
-    module = getattr(request.node, "callspec", None) and request.node.callspec.params.get(
-        "module")
+    """The fast function's products: SciPy's gemm (when installed) or NumPy's matmul."""
     if request.param == "scipy" and fused.scipy_gemm(np.float64) is None:
         pytest.skip("SciPy is not installed")
     if request.param == "numpy":
-        if module is reference:
-            pytest.skip("the reference has one path")
-        monkeypatch.setattr(fused, "scipy_gemm", lambda dtype: None)
+        hide_scipy(monkeypatch)
     return request.param
 
 
@@ -125,7 +131,7 @@ def options_of(case, labels, n_classes=N_CLASSES, seed=1):
 
 @MODULES
 @pytest.mark.parametrize("case", OPTIONS_GRID)
-def test_every_option_matches_the_unfused_path_float64(module, case, products):
+def test_every_option_matches_the_unfused_path_float64(module, case):
     hidden, weight, bias, labels = make_inputs()
     with_bias, labels, options = options_of(case, labels)
     bias = bias if with_bias else None
@@ -151,7 +157,7 @@ FLOAT32_RTOL = 5e-5
 
 @MODULES
 @pytest.mark.parametrize("case", OPTIONS_GRID[::5])
-def test_every_option_matches_the_unfused_path_float32(module, case, products):
+def test_every_option_matches_the_unfused_path_float32(module, case):
     hidden, weight, bias, labels = make_inputs(np.float32)
     with_bias, labels, options = options_of(case, labels)
     bias = bias if with_bias else None
@@ -202,7 +208,7 @@ def test_gradients_match_finite_differences(module, with_bias, reduction, z_loss
 
 @MODULES
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_no_rows(module, reduction, products):
+def test_no_rows(module, reduction):
     hidden, weight, bias, _ = make_inputs(n_rows=0)
     labels = np.zeros(0, dtype=np.int64)
     result = module.linear_cross_entropy(hidden, weight, labels, bias=bias, reduction=reduction)
@@ -218,7 +224,7 @@ def test_no_rows(module, reduction, products):
 @MODULES
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("chunk_rows", [None, 1, 5])
-def test_every_row_ignored(module, reduction, chunk_rows, products):
+def test_every_row_ignored(module, reduction, chunk_rows):
     hidden, weight, bias, labels = make_inputs()
     labels[:] = -100
     result = module.linear_cross_entropy(hidden, weight, labels, bias=bias, ignore_index=-100,
@@ -315,7 +321,7 @@ def test_no_gradient_work_with_grad_false():
 @MODULES
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("z_loss,softcap", EXTRAS)
-def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap, products):
+def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap):
     # D = 1 and hidden = 1: the logits are exactly the weight's column.
     big = 3e38 if dtype == np.float32 else 1e300
     weight = np.array([[1e4], [-1e4], [big], [-big], [0.0], [np.inf], [-np.inf]], dtype)
@@ -341,7 +347,7 @@ def test_extreme_logits_match_the_unfused_path(module, dtype, z_loss, softcap, p
 
 
 @MODULES
-def test_inputs_are_not_modified_and_any_layout_works(module, products):
+def test_inputs_are_not_modified_and_any_layout_works(module):
     hidden, weight, bias, labels = make_inputs()
     sample_weight, class_weight = np.linspace(0.5, 1.5, N_ROWS), np.linspace(1, 2, N_CLASSES)
     # non-contiguous, read-only views
@@ -361,7 +367,7 @@ def test_inputs_are_not_modified_and_any_layout_works(module, products):
 
 
 @MODULES
-def test_dtype_rules(module, products):
+def test_dtype_rules(module):
     hidden, weight, bias, labels = make_inputs(np.float32)
     assert module.linear_cross_entropy(hidden, weight, labels, bias=bias).grad_hidden.dtype \
         == np.float32
