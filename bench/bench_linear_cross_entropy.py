@@ -26,7 +26,8 @@ it reports
   invisible to it).  The target: 10% of the (N, V) float32 logits plus one
   weight-sized buffer;
 * how the NumPy function's time splits between the three matrix products,
-  the weight-gradient accumulation (through the small scratch array) and the rest
+  the weight-gradient accumulation (through the scratch array, on the path
+  without SciPy; SciPy's gemm accumulates in place) and the rest
   (the cross-entropy kernel, the bias and its sums): its chunk loop run with
   timed products;
 * accuracy: the largest relative difference, max |fused - unfused| /
@@ -167,15 +168,20 @@ def interleaved_times(arrays, n_threads, rounds):
 
 def time_split(arrays, n_threads):
     """Seconds of one fastloss.linear_cross_entropy call (default chunks): in the matrix
-    products, in accumulating grad_weight, and in the rest (the cross-entropy kernel,
-    the bias and its sums), by timing the products of the real chunk loop."""
-    from fastloss._linear_cross_entropy import NumpyProducts, run_chunks
+    products, in accumulating grad_weight through the scratch (NumPy's path only: SciPy's
+    gemm accumulates in place), and in the rest (the cross-entropy kernel, the bias and
+    its sums), by timing the products of the real chunk loop."""
+    from fastloss._linear_cross_entropy import make_products, run_chunks
     from fastloss._linear_validation import prepare_linear
 
     clock = time.perf_counter
     steps = {"products": 0.0, "accumulate": 0.0}
+    hidden, weight, bias, labels = arrays
+    prep = prepare_linear(hidden, weight, labels, bias, None, None, 0.0, 0.0, None, None,
+                          "mean", True, None, n_threads)
+    products = make_products(prep.weight, prep.n_threads)
 
-    class TimedProducts(NumpyProducts):
+    class TimedProducts(type(products)):
         def logits(self, h_chunk, out):
             start = clock()
             super().logits(h_chunk, out)
@@ -196,11 +202,10 @@ def time_split(arrays, n_threads):
             super().accumulate(total, part)
             steps["accumulate"] += clock() - start
 
-    hidden, weight, bias, labels = arrays
-    prep = prepare_linear(hidden, weight, labels, bias, None, None, 0.0, 0.0, None, None,
-                          "mean", True, None, n_threads)
+    products.__class__ = TimedProducts
+    steps["path"] = type(products).__mro__[1].__name__
     start = clock()
-    run_chunks(prep, TimedProducts(prep.weight, prep.n_threads))
+    run_chunks(prep, products)
     steps["total"] = clock() - start
     steps["products"] -= steps["accumulate"]
     steps["kernel and bias"] = steps["total"] - steps["products"] - steps["accumulate"]
@@ -293,7 +298,8 @@ def markdown(report):
             total = steps["total"]
             parts = ", ".join(f"{name} {100 * steps[name] / total:.0f}%"
                               for name in ("products", "kernel and bias", "accumulate"))
-            lines.append(f"Split of the NumPy function's {total:.3f} s ({label}): {parts}.")
+            lines.append(f"Split of the NumPy function's {total:.3f} s ({label}, "
+                         f"{steps['path']}): {parts}.")
         lines.append("")
         for dtype, diffs in case["accuracy"].items():
             parts = ", ".join(f"{name} {value:.1e}" for name, value in diffs.items())

@@ -9,14 +9,15 @@ taken in chunks; for each chunk
    place (``out=`` the buffer), with the "mean" divisor of the whole batch
    folded into the per-row weights;
 3. two products take the gradient back: G_c @ weight into grad_hidden's
-   rows, G_c.T @ hidden_c into grad_weight (the first chunk directly, the
-   others by blocks of classes through one small scratch array, since
-   NumPy's matmul cannot accumulate into its output); grad_bias sums G_c's
-   rows in float64.
+   rows, G_c.T @ hidden_c into grad_weight (in place by SciPy's gemm when
+   SciPy is installed; without it the first chunk directly and the others
+   by blocks of classes through one scratch array, since NumPy's matmul
+   cannot accumulate into its output); grad_bias sums G_c's rows in float64.
 
-The three products are methods of one small object (``NumpyProducts`` here;
-``fastloss.torch`` passes torch's, which accumulate in place), so that
-the loop, and with it the semantics, is written once.
+The three products are methods of one small object (``ScipyProducts`` or
+``NumpyProducts`` here; ``fastloss.torch`` passes torch's, which accumulate
+in place), so that the loop, and with it the semantics, is written once.
+SciPy is an optional peer, never imported by ``import fastloss``.
 
 The reference twin in :mod:`fastloss.reference` has the same signature,
 semantics and docstring, and computes the whole logits at once.
@@ -43,9 +44,12 @@ from fastloss._results import Reduction
 CHUNK_FRACTION = 10
 MIN_CHUNK_ROWS = 128
 MAX_CHUNK_BYTES = 256 * 2**20
-# The scratch of the weight gradient's accumulation: blocks of classes of at
-# most this many bytes (the add then reads it from cache).
-SCRATCH_BYTES = 2 * 2**20
+# The scratch of the weight gradient's accumulation without SciPy: blocks of
+# classes of at most this many bytes.  Each block is one BLAS call, which on
+# 2 threads pays a synchronisation (long when the machine is loaded): 2 MiB
+# blocks (~1_000 classes at D = 512) made that product 2 to 4 times slower
+# than the others on 2 threads, 16 MiB ones 1.3 times (2 vCPUs, load 12).
+SCRATCH_BYTES = 16 * 2**20
 
 
 def default_chunk_rows(n_rows, n_classes, itemsize):
@@ -114,14 +118,17 @@ class NumpyProducts:
     def logits(self, h_chunk, out):
         np.matmul(h_chunk, self.weight.T, out=out)
 
+    def transposed_chunk(self, rows, dtype):
+        """A reused (D, rows) C-ordered buffer: grad_hidden's chunk, transposed."""
+        if self.transposed is None or self.transposed.shape[1] < rows:
+            self.transposed = np.empty((self.weight.shape[1], rows), dtype)
+        return self.transposed[:, :rows]
+
     def grad_hidden(self, g, out):
         # weight.T @ g.T into a small (D, rows) buffer, then copied: OpenBLAS
         # threads this form well, while g @ weight (long sums over V, small
         # output) ran 2 to 8 times slower on 2 threads than on 1 (Xeon, 2 cores).
-        rows = g.shape[0]
-        if self.transposed is None or self.transposed.shape[1] < rows:
-            self.transposed = np.empty((self.weight.shape[1], rows), g.dtype)
-        transposed = self.transposed[:, :rows]
+        transposed = self.transposed_chunk(g.shape[0], g.dtype)
         np.matmul(self.weight.T, g.T, out=transposed)
         np.copyto(out, transposed.T)
 
@@ -130,7 +137,7 @@ class NumpyProducts:
             np.matmul(g.T, h_chunk, out=grad_weight)
             return
         # NumPy's matmul cannot accumulate into its output: the product goes by
-        # blocks of classes through one small scratch array that stays in cache.
+        # blocks of classes through one scratch array.
         n_classes, n_features = grad_weight.shape
         if self.scratch is None:
             block = SCRATCH_BYTES // max(n_features * grad_weight.itemsize, 1)
@@ -147,6 +154,60 @@ class NumpyProducts:
     def accumulate(total, part):
         """total += part (a block of grad_weight's rows and its scratch)."""
         np.add(total, part, out=total)
+
+
+def scipy_gemm(dtype):
+    """SciPy's BLAS gemm (sgemm or dgemm) for dtype, or None when SciPy is not installed."""
+    try:
+        from scipy.linalg.blas import get_blas_funcs
+    except ImportError:
+        return None
+    return get_blas_funcs("gemm", dtype=dtype)
+
+
+class ScipyProducts(NumpyProducts):
+    """The same products by SciPy's BLAS gemm, which accumulates in place (beta = 1).
+
+    gemm computes c = a' @ b' + beta c on Fortran-ordered arrays; the
+    transposes of C-ordered arrays are Fortran-ordered views, so every
+    product writes into its destination without a copy: no scratch array
+    for grad_weight, and one BLAS call per product and chunk.  Used when
+    SciPy is installed and no dimension is zero (f2py refuses empty arrays).
+    """
+
+    def __init__(self, weight, n_threads, gemm):
+        super().__init__(weight, n_threads)
+        self.gemm = gemm
+
+    def _into(self, c, a, b, beta, trans_a=0, trans_b=0):
+        """c = op(a) @ op(b) + beta c, in place (c Fortran-ordered)."""
+        result = self.gemm(1.0, a, b, beta=beta, c=c, trans_a=trans_a, trans_b=trans_b,
+                           overwrite_c=1)
+        if result.ctypes.data != c.ctypes.data:     # f2py copied c (not for these views)
+            np.copyto(c, result)
+
+    def logits(self, h_chunk, out):
+        # out.T (V, rows) = weight @ h_chunk.T
+        self._into(out.T, self.weight.T, h_chunk.T, 0.0, trans_a=1)
+
+    def grad_hidden(self, g, out):
+        # the (rows, D) product in Fortran order, in the (D, rows) buffer: the
+        # orientation OpenBLAS threads well (see NumpyProducts.grad_hidden)
+        transposed = self.transposed_chunk(g.shape[0], g.dtype)
+        self._into(transposed.T, g.T, self.weight.T, 0.0, trans_a=1, trans_b=1)
+        np.copyto(out, transposed.T)
+
+    def add_grad_weight(self, g, h_chunk, grad_weight, first):
+        # grad_weight.T (D, V) (+)= h_chunk.T @ g
+        self._into(grad_weight.T, h_chunk.T, g.T, 0.0 if first else 1.0, trans_b=1)
+
+
+def make_products(weight, n_threads):
+    """ScipyProducts when SciPy is installed and weight is not empty, else NumpyProducts."""
+    gemm = scipy_gemm(weight.dtype) if weight.size else None
+    if gemm is None:
+        return NumpyProducts(weight, n_threads)
+    return ScipyProducts(weight, n_threads, gemm)
 
 
 LINEAR_CROSS_ENTROPY = Loss(
@@ -178,12 +239,14 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     logits are made by one matrix product into one reused (chunk_rows, V)
     buffer, turned into their gradient in place by the fused cross-entropy
     kernel, and multiplied back (G_c @ weight into grad_hidden's rows,
-    G_c.T @ hidden_c added to grad_weight by blocks of classes through one
-    small scratch array).
+    G_c.T @ hidden_c added to grad_weight: in place by SciPy's BLAS gemm
+    when SciPy is installed, else by blocks of classes through one scratch
+    array, since NumPy's matmul cannot accumulate into its output).
     The "mean" divisor is computed for the whole batch first, so each chunk's
     gradient is scaled as in the unfused call.  Peak memory above the inputs
-    and the returned gradients: the chunk buffer plus a scratch of 2 MiB (with
-    more than one chunk and grad=True) and small arrays.  The NumPy twin,
+    and the returned gradients: the chunk buffer and small arrays, plus
+    without SciPy a scratch of at most 16 MiB (with more than one chunk and
+    grad=True).  The NumPy twin,
     ``fastloss.reference.linear_cross_entropy``, computes the whole logits
     at once.
 
@@ -193,7 +256,9 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     in 256 MiB, never more than N; the rows are then shared evenly between
     the chunks this makes: ceil(N / ceil(N / rows)) rows each.
 
-    Threads: the matrix products run on NumPy's BLAS threads, the
+    Threads: the matrix products run on the BLAS threads (SciPy's BLAS
+    when SciPy is installed, else NumPy's; one BLAS call per product and
+    chunk with SciPy, one per block of classes for grad_weight without), the
     cross-entropy of each chunk on one thread (the caller's), one after the
     other.  Not on fastloss's OpenMP team: after each product BLAS's worker
     threads spin-wait for the next one, and a second thread pool running the
@@ -261,7 +326,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     prep = prepare_linear(hidden, weight, target, bias, class_weight, ignore_index,
                           label_smoothing, z_loss, softcap, sample_weight, reduction, grad,
                           chunk_rows, n_threads)
-    return run_chunks(prep, NumpyProducts(prep.weight, prep.n_threads))
+    return run_chunks(prep, make_products(prep.weight, prep.n_threads))
 
 
 def run_chunks(prep, products):

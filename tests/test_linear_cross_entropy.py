@@ -13,16 +13,41 @@ import numpy as np
 import pytest
 
 import fastloss
+import fastloss._linear_cross_entropy as fused
 import fastloss.reference as reference
 from fastloss._linear_cross_entropy import default_chunk_rows
 from helpers import assert_unchanged, finite_difference_gradient, peak_bytes, snapshot
 
-MODULES = pytest.mark.parametrize("module", [fastloss, reference], ids=["fast", "reference"])
+MODULES = pytest.mark.parametrize("module", ["fast", "fast-numpy", "reference"], indirect=True)
 REDUCTIONS = ["mean", "sum", "none"]
 N_ROWS, N_FEATURES, N_CLASSES = 37, 5, 11
 CHUNK_ROWS = [None, 1, 7, N_ROWS, N_ROWS + 5]
 # (z_loss, softcap): neither, each alone, both (the cap of 2.5 bends most logits)
 EXTRAS = [(0.0, None), (0.01, None), (0.0, 2.5), (0.01, 2.5)]
+
+
+def hide_scipy(monkeypatch):
+    """Make the fast function take NumPy's path, as if SciPy were not installed."""
+    monkeypatch.setattr(fused, "scipy_gemm", lambda dtype: None)
+
+
+@pytest.fixture
+def module(request, monkeypatch):
+    """fastloss (products by SciPy's gemm when installed), fastloss on NumPy's path, or
+    the reference."""
+    if request.param == "fast-numpy":
+        hide_scipy(monkeypatch)
+    return reference if request.param == "reference" else fastloss
+
+
+@pytest.fixture(params=["scipy", "numpy"])
+def products(request, monkeypatch):
+    """The fast function's products: SciPy's gemm (when installed) or NumPy's matmul."""
+    if request.param == "scipy" and fused.scipy_gemm(np.float64) is None:
+        pytest.skip("SciPy is not installed")
+    if request.param == "numpy":
+        hide_scipy(monkeypatch)
+    return request.param
 
 
 def make_inputs(dtype=np.float64, n_rows=N_ROWS, n_features=N_FEATURES, n_classes=N_CLASSES,
@@ -239,7 +264,7 @@ def test_default_chunk_rule():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
+def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction, products):
     n_rows, n_features, n_classes, chunk_rows = 1_000, 16, 2_000, 100
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
     itemsize = np.dtype(dtype).itemsize
@@ -247,7 +272,7 @@ def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
         hidden, weight, labels, bias=bias, reduction=reduction, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + min(n_classes * n_features * itemsize, 2 * 2**20)  # grad_weight's scratch
+              + min(n_classes * n_features * itemsize, fused.SCRATCH_BYTES)  # its scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
@@ -262,17 +287,18 @@ def test_peak_memory_is_one_chunk_and_a_small_scratch(dtype, reduction):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_scratch_of_a_large_weight_is_small(dtype):
-    # a weight of 5 or 10 MB: the accumulation of grad_weight goes through
-    # 2 MiB blocks, not a weight-sized array
-    n_rows, n_features, n_classes, chunk_rows = 300, 64, 20_000, 50
+def test_the_scratch_of_a_large_weight_is_small(dtype, products):
+    # a weight of 20 or 41 MB: the accumulation of grad_weight goes through
+    # blocks of 16 MiB (without SciPy; none with it), not a weight-sized array
+    n_rows, n_features, n_classes, chunk_rows = 300, 128, 40_000, 50
     hidden, weight, bias, labels = make_inputs(dtype, n_rows, n_features, n_classes)
+    assert weight.nbytes > fused.SCRATCH_BYTES
     itemsize = np.dtype(dtype).itemsize
     peak, result = peak_bytes(lambda: fastloss.linear_cross_entropy(
         hidden, weight, labels, bias=bias, chunk_rows=chunk_rows))
     returned = sum(a.nbytes for a in result if isinstance(a, np.ndarray))
     budget = (chunk_rows * n_classes * itemsize     # the chunk buffer
-              + 2 * 2**20                           # grad_weight's scratch
+              + fused.SCRATCH_BYTES                 # grad_weight's scratch
               + n_features * chunk_rows * itemsize  # grad_hidden's transposed chunk
               + n_classes * 8 * 2                   # float64 grad_bias sum and chunk sums
               + n_rows * 8                          # the per-row weights of "mean"
@@ -355,7 +381,7 @@ def test_dtype_rules(module):
     assert small.loss == module.linear_cross_entropy(hidden, weight, labels, bias=bias).loss
 
 
-def test_thread_counts_agree():
+def test_thread_counts_agree(products):
     hidden, weight, bias, labels = make_inputs(n_rows=600, n_features=40, n_classes=300)
     results = [fastloss.linear_cross_entropy(hidden, weight, labels, bias=bias, n_threads=n,
                                              chunk_rows=128)
@@ -430,7 +456,7 @@ def test_docstring_example_runs():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_degenerate_shapes_match_the_reference(reduction):
+def test_degenerate_shapes_match_the_reference(reduction, products):
     # no classes (every row ignored), and no features (the logits are the bias)
     cases = [(np.ones((3, 2)), np.ones((0, 2)), [-1, -1, -1], np.ones(0)),
              (np.ones((3, 0)), np.ones((4, 0)), [0, 1, 3], np.arange(4.0))]
@@ -440,3 +466,34 @@ def test_degenerate_shapes_match_the_reference(reduction):
                                                chunk_rows=2)
                    for module in (fastloss, reference)]
         assert_results_match(results[0], results[1], rtol=1e-12)
+
+
+def test_products_path_follows_scipy(products):
+    # SciPy's gemm when installed (and no dimension is zero), NumPy's matmul otherwise
+    weight = np.ones((3, 2))
+    chosen = fused.make_products(weight, None)
+    expected = fused.ScipyProducts if products == "scipy" else fused.NumpyProducts
+    assert type(chosen) is expected
+    assert type(fused.make_products(np.ones((0, 2)), None)) is fused.NumpyProducts
+    assert type(fused.make_products(np.ones((3, 0)), None)) is fused.NumpyProducts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_gemm_that_copies_its_output_still_fills_it(dtype):
+    # the products write through gemm's in-place c; should f2py ever return a
+    # copy instead, the result is copied back
+    gemm = fused.scipy_gemm(dtype)
+    if gemm is None:
+        pytest.skip("SciPy is not installed")
+
+    def copying_gemm(*args, **kwargs):
+        result = gemm(*args, **{**kwargs, "overwrite_c": 0})
+        assert not np.shares_memory(result, kwargs["c"])
+        return result
+
+    hidden, weight, bias, labels = make_inputs(dtype)
+    prep = fused.prepare_linear(hidden, weight, labels, bias, None, None, 0.0, 0.0, None, None,
+                                "sum", True, 7, None)
+    result = fused.run_chunks(prep, fused.ScipyProducts(prep.weight, None, copying_gemm))
+    expected = unfused(fastloss, hidden, weight, labels, bias, reduction="sum")
+    assert_results_match(result, expected, rtol=1e-10 if dtype == np.float64 else 1e-4)
