@@ -805,6 +805,38 @@ static inline int fl_row_ordinary_##T(const T *x, ptrdiff_t n, T *row_max)  \
 FL_DEFINE_ROW_MAX_MIN(float, __m256, ps, 8)
 FL_DEFINE_ROW_ORDINARY(float, 1048576.0f, FL_ROW_SPREAD)
 
+#ifdef FL_HAVE_FAST_ROWS
+/* 32 elements of a float exp pass around K ln2 (sh = 1.5 2^23 - K and mv = m
+ * in every lane): e'_c = exp(x_c - K ln2) to out unless NULL (it may be x),
+ * the terms at x_c != m added to *sum0 and *sum1 (four 8-term float blocks
+ * added in pairs, then to double lanes), the count of x_c == m subtracted
+ * from *ties (a true lane is -1).  The block of fl_row_exp_sum_float and of
+ * _small_rows.h's fl_mid_exp_pass. */
+FL_INLINE void fl_exp_block32(const float *x, float *out, __m256 sh, __m256 mv, __m256d *sum0,
+                              __m256d *sum1, __m256i *ties)
+{
+    __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+    __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+    __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
+    __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
+    if (out != NULL) {
+        _mm256_storeu_ps(out, e0);
+        _mm256_storeu_ps(out + 8, e1);
+        _mm256_storeu_ps(out + 16, e2);
+        _mm256_storeu_ps(out + 24, e3);
+    }
+    __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+    __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                             _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+    *sum0 = _mm256_add_pd(*sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+    *sum1 = _mm256_add_pd(*sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                 _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+    *ties = _mm256_sub_epi32(*ties, q);
+}
+#endif
+
 /* The exp pass of an ordinary row with maximum m: returns
  * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
  * e'_c = exp(x_c - K ln2) to exp_out[c] unless exp_out is NULL (it may be x)
@@ -836,25 +868,7 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
             _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
         if (next_out != NULL)
             __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
-        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
-        __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
-        __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
-        if (exp_out != NULL) {
-            _mm256_storeu_ps(exp_out + c, e0);
-            _mm256_storeu_ps(exp_out + c + 8, e1);
-            _mm256_storeu_ps(exp_out + c + 16, e2);
-            _mm256_storeu_ps(exp_out + c + 24, e3);
-        }
-        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
-        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
-        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
-                                 _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
-        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
-        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
-        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
-                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
-        ties = _mm256_sub_epi32(ties, q);                  /* a true lane is -1 */
+        fl_exp_block32(x + c, exp_out ? exp_out + c : NULL, sh, mv, &sum0, &sum1, &ties);
     }
     for (; c < n; c++) {
         float xc = x[c];                                    /* before exp_out[c] (maybe x[c]) */
@@ -962,13 +976,12 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_ROW_SPREAD_D 700.0
 
-/* exp(x - K ln2) in 4 lanes, sh = 1.5 2^52 - K (see above) */
-FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
+/* fl_exp_taylor_tail in 4 lanes: (exp(r) - 1 - r) / r^2 = 1/2! + r/3! + ...
+ * + r^11/13! by Horner's rule in fused multiply-adds (exp(r) = (p r + 1) r + 1);
+ * for fl_exp_around_v4d and fl_exp_nonpositive_v4d (the BCE lanes, compiled
+ * under the same condition). */
+FL_INLINE __m256d fl_exp_taylor_tail_v4d(__m256d r)
 {
-    __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), sh);
-    __m256d n = _mm256_sub_pd(t, sh);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);  /* exact */
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.31904681384629955842e-17), r);
     __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
@@ -981,6 +994,17 @@ FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    return p;
+}
+
+/* exp(x - K ln2) in 4 lanes, sh = 1.5 2^52 - K (see above) */
+FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
+{
+    __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), sh);
+    __m256d n = _mm256_sub_pd(t, sh);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);  /* exact */
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.31904681384629955842e-17), r);
+    __m256d p = fl_exp_taylor_tail_v4d(r);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
@@ -2018,18 +2042,7 @@ FL_INLINE __m256d fl_exp_nonpositive_v4d(__m256d a)
     __m256d n = _mm256_sub_pd(t, SH);
     __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), ac);
     r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    __m256d p = fl_exp_taylor_tail_v4d(r);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     /* the low bits of t hold n: 2^(n + 600) from bits */
