@@ -45,8 +45,9 @@ static inline float fl_from_bits32(int32_t i) { float x; memcpy(&x, &i, 4); retu
  * ln2 is split Cody-Waite style (fdlibm's constants): n * LN2_HI is exact for
  * |n| < 2^21, so r carries no cancellation error.  x is first clamped to
  * [-746, 710]: beyond those, exp is 0 or inf in double, and the clamped value
- * gives exactly that (NaN passes through).  Returns r and stores n. */
-FL_INLINE double fl_exp_reduce(double x, double *n)
+ * gives exactly that (NaN passes through).  Returns r and stores n, and in
+ * *r_low the rounding of r's last step (r + *r_low = x - n ln2 to ~1e-23). */
+FL_INLINE double fl_exp_reduce_split(double x, double *n, double *r_low)
 {
     const double LOG2E = 1.4426950408889634;
     const double LN2_HI = 6.93147180369123816490e-01;
@@ -55,7 +56,19 @@ FL_INLINE double fl_exp_reduce(double x, double *n)
     double xc = x > 710.0 ? 710.0 : x;
     xc = xc < -746.0 ? -746.0 : xc;
     *n = (xc * LOG2E + SHIFTER) - SHIFTER;              /* round(x / ln2) */
-    return (xc - *n * LN2_HI) - *n * LN2_LO;
+    double r_hi = xc - *n * LN2_HI;                     /* exact */
+    double r = r_hi - *n * LN2_LO;
+    /* r_hi - r is exact (Sterbenz) but where r_hi is within 4e-7 of 0, and
+     * then errs by ~1e-23: the reduction's rounding, to ~2^-70 of exp */
+    *r_low = (r_hi - r) - *n * LN2_LO;
+    return r;
+}
+
+/* fl_exp_reduce_split without the rounding of r (|r_low| <= ulp(r) / 2) */
+FL_INLINE double fl_exp_reduce(double x, double *n)
+{
+    double r_low;
+    return fl_exp_reduce_split(x, n, &r_low);
 }
 
 /* p 2^n for n in [-1077, 1025], applied as two factors 2^n1 2^n2 with
@@ -103,17 +116,16 @@ FL_INLINE double fl_exp(double x)
     return fl_scale_by_pow2(p, n);
 }
 
-/* exp(x) = hi (1 + *rel) with |*rel| < 2^-52 carrying most of hi's rounding
- * error (to ~2^-60 relative): the same reduction, the Taylor tail
+/* exp(x) = hi (1 + *rel) with |*rel| < 2^-52 carrying hi's rounding error but
+ * the reduction's (to ~2^-55 relative; fl_exp_split_low carries that too),
+ * from r and n of fl_exp_reduce: the Taylor tail
  * r^2 (1/2 + r/6 + ...) in double (it is below 0.07, so its own rounding is
  * tiny), and 1 + r + tail as an unevaluated sum (two fast TwoSums).  For a
  * product that must see exp(x) to more than double precision (the focal loss's
  * q^gamma, whose error is gamma times exp's).  A subnormal or zero hi keeps
  * its own (lesser) precision. */
-FL_INLINE double fl_exp_split(double x, double *rel)
+FL_INLINE double fl_exp_split_reduced(double r, double n, double *rel)
 {
-    double n;
-    double r = fl_exp_reduce(x, &n);
     double p = fl_exp_taylor_tail(r);
     double tail = (r * r) * p;                          /* exp(r) - 1 - r */
     double s1 = r + tail;                               /* |r| >= tail for |r| <= ln2/2 */
@@ -122,6 +134,28 @@ FL_INLINE double fl_exp_split(double x, double *rel)
     double e2 = (1.0 - s2) + s1;
     *rel = (e1 + e2) / s2;
     return fl_scale_by_pow2(s2, n);
+}
+
+FL_INLINE double fl_exp_split(double x, double *rel)
+{
+    double n;
+    double r = fl_exp_reduce(x, &n);
+    return fl_exp_split_reduced(r, n, rel);
+}
+
+/* exp(x + x_low) = hi (1 + *rel) (|x_low| <= ulp(x)) to about 2^-60 relative:
+ * fl_exp_split with the rounding of the reduction (up to half an ulp of r, a
+ * relative 2^-55 of exp) and x_low carried too, as exp(r + d) = exp(r) (1 + d)
+ * to O(d^2).  For a sum of exps that must hold more than double precision
+ * (the float64 focal loss's S, whose relative error q^gamma multiplies by
+ * gamma).  A subnormal or zero hi keeps its own (lesser) precision. */
+FL_INLINE double fl_exp_split_low(double x, double x_low, double *rel)
+{
+    double n, r_low;
+    double r = fl_exp_reduce_split(x, &n, &r_low);
+    double hi = fl_exp_split_reduced(r, n, rel);
+    *rel = *rel + (r_low + x_low);
+    return hi;
 }
 
 /* exp(x) to about 1e-8 relative: enough for a result rounded to float, but
@@ -343,8 +377,11 @@ FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
  * to more than double precision (the focal loss's q^gamma = exp(gamma log q)).
  * u = 2^k m with m in [sqrt(1/2), sqrt(2)); f = m - 1, s = f / (2 + f), and
  * log(1 + f) = 2 atanh(s) = f - s (f - R(s)) with fdlibm's minimax R
- * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54. */
-FL_INLINE double fl_log_core_split(double u, double c, double *hi)
+ * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54.
+ * fl_log_core_split_low also gives x's last rounding in *x_low (log(u) + c =
+ * hi - x - *x_low to about 2^-57 |x|): for q^gamma to a small fraction of an
+ * ulp whatever gamma (the float64 softmax focal loss). */
+FL_INLINE double fl_log_core_split_low(double u, double c, double *hi, double *x_low)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -374,7 +411,19 @@ FL_INLINE double fl_log_core_split(double u, double c, double *hi)
     double R = t2 + t1;
     double hfsq = 0.5 * f * f;
     *hi = k * LN2_HI;
-    return (hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f;
+    double a = hfsq - (s * (hfsq + R) + (k * LN2_LO + c));
+    double x = a - f;
+    /* the rounding of x = a - f (TwoSum; f = m - 1 is exact): what remains
+     * is a's, below 2^-57 of |a| <= f^2 / 2 + ... */
+    double f_part = x - a;
+    *x_low = (a - (x - f_part)) + (-f - f_part);
+    return x;
+}
+
+FL_INLINE double fl_log_core_split(double u, double c, double *hi)
+{
+    double x_low;
+    return fl_log_core_split_low(u, c, hi, &x_low);
 }
 
 FL_INLINE double fl_log_core(double u, double c)
