@@ -19,7 +19,8 @@
 
 from libc.math cimport expm1, INFINITY
 
-from fastloss._scalar cimport fl_exp, fl_exp_for_float, fl_expf, fl_log, fl_log1p
+from fastloss._scalar cimport (fl_exp, fl_exp_for_float, fl_exp_split_low, fl_expf, fl_log,
+                              fl_log1p, two_sum)
 
 ctypedef fused floating:
     float
@@ -73,6 +74,13 @@ cdef inline double shifted_exp(double x, double row_max) noexcept nogil:
     cdef double z = shifted_logit(x, row_max)
     cdef double e = math_exp(z)
     return e + e * shift_error(x, row_max, z)
+
+
+cdef inline double shifted_exp_split(double x, double row_max, double* rel) noexcept nogil:
+    """exp(x - m) = e (1 + rel[0]) to about 2^-60 relative: shifted_exp with the
+    roundings of fl_exp and of x - m carried in rel[0] (fl_exp_split_low)."""
+    cdef double z = shifted_logit(x, row_max)
+    return fl_exp_split_low(z, shift_error(x, row_max, z), rel)
 
 
 cdef struct Sum:
@@ -339,6 +347,55 @@ cdef inline double exp_sum_others(const floating* x, Py_ssize_t n, RowMax m,
         add(&total, lanes[l].total, x)
         add(&total, -lanes[l].compensation, x)
     return total.total
+
+
+cdef inline void add_exp_split(const double* x, Py_ssize_t c, RowMax m, double* exp_out,
+                               double* total, double* low) noexcept nogil:
+    """One term of exp_sum_others_split: e_c = exp(z_c) (0 at k) to total by TwoSum,
+    the sum's rounding and the exp's own (e_c rel_c) to low; e_c (1 + rel_c) to
+    exp_out unless NULL."""
+    cdef double rel, error
+    cdef double e = shifted_exp_split(x[c], m.value, &rel)
+    if exp_out != NULL:
+        exp_out[c] = e + e * rel        # corrected by its carried roundings (x - m's too)
+    e = 0.0 if c == m.index else e
+    total[0] = two_sum(total[0], e, &error)
+    low[0] += error + e * rel
+
+
+cdef inline double exp_sum_others_split(const double* x, Py_ssize_t n, RowMax m,
+                                        double* exp_out, double* low) noexcept nogil:
+    """exp_sum_others of a float64 row as an unevaluated sum S + low[0], to about
+    2^-60 relative: each exp(z_c) = e_c (1 + rel_c) with its roundings carried
+    (shifted_exp_split), the e_c summed by TwoSum into LANES interleaved lanes,
+    the lanes then in a fixed order, every TwoSum's error and every e_c rel_c
+    into the low part (Ogita, Rump and Oishi's Sum2, "Accurate sum and dot
+    product", SISC 2005).  For the focal loss, whose q^gamma multiplies S's
+    relative error by gamma.  Writes e_c (1 + rel_c), rounded, to exp_out
+    unless NULL (it may be x).  A NaN maximum gives NaN, as exp_sum_others does.
+    """
+    cdef double sums[LANES]
+    cdef double lows[LANES]
+    cdef double error, total = 0.0, total_low = 0.0
+    cdef Py_ssize_t c = 0, l
+    for l in range(LANES):
+        sums[l] = 0.0
+        lows[l] = 0.0
+    while c + LANES <= n:
+        for l in range(LANES):
+            add_exp_split(x, c + l, m, exp_out, &sums[l], &lows[l])
+        c += LANES
+    for l in range(n - c):
+        add_exp_split(x, c + l, m, exp_out, &sums[l], &lows[l])
+    low[0] = 0.0
+    if m.value != m.value:
+        return m.value
+    for l in range(LANES):
+        total = two_sum(total, sums[l], &error)
+        total_low += error + lows[l]
+    # renormalised: S rounded to nearest (the lanes' plain sums may err by many
+    # ulps on long rows; the low part holds that) for the callers that read S alone
+    return two_sum(total, total_low, low)
 
 
 cdef inline double exp_sum_others_to_float_range(const floating* x, Py_ssize_t n, RowMax m,

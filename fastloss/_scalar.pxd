@@ -21,9 +21,20 @@ cdef extern from "_vecmath.h" nogil:
     float fl_expf_nonpositive(float a)
     float fl_log1pf_unit(float e, float inv_u)
     double fl_log_core_split(double u, double c, double* hi)
+    double fl_log_core_split_low(double u, double c, double* hi, double* x_low)
+    double fl_residual(double c, double a, double b)
     double fl_two_product(double a, double b, double* err)
     float fl_fmaf(float a, float b, float c)
     double fl_exp_split(double x, double* rel)
+    double fl_exp_split_low(double x, double x_low, double* rel)
+
+
+cdef inline double two_sum(double a, double b, double* error) noexcept nogil:
+    """a + b = s + error exactly (Knuth's branch-free TwoSum)."""
+    cdef double total = a + b
+    cdef double b_part = total - a
+    error[0] = (a - (total - b_part)) + (b - b_part)
+    return total
 
 
 cdef inline double positive_part(double z) noexcept nogil:

@@ -550,25 +550,7 @@ static inline __m256d fl_mid_exp_pass(const float *x, ptrdiff_t n, __m256 mv, __
         _mm_prefetch((const char *)(x + 4 * n + c + 16), _MM_HINT_T0);
         if (out != NULL)
             __builtin_prefetch(out + 4 * n + c, 1, 3), __builtin_prefetch(out + 4 * n + c + 16, 1, 3);
-        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
-        __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
-        __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
-        if (out != NULL) {
-            _mm256_storeu_ps(out + c, e0);
-            _mm256_storeu_ps(out + c + 8, e1);
-            _mm256_storeu_ps(out + c + 16, e2);
-            _mm256_storeu_ps(out + c + 24, e3);
-        }
-        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
-        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
-        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
-                                 _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
-        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
-        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
-        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
-                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
-        ties = _mm256_sub_epi32(ties, q);
+        fl_exp_block32(x + c, out ? out + c : NULL, sh, mv, &sum0, &sum1, &ties);
     }
     __m256i mask = _mm256_set1_epi32(-1);
     for (; c + 8 <= n; c += 8) {

@@ -46,8 +46,9 @@ static inline float fl_from_bits32(int32_t i) { float x; memcpy(&x, &i, 4); retu
  * ln2 is split Cody-Waite style (fdlibm's constants): n * LN2_HI is exact for
  * |n| < 2^21, so r carries no cancellation error.  x is first clamped to
  * [-746, 710]: beyond those, exp is 0 or inf in double, and the clamped value
- * gives exactly that (NaN passes through).  Returns r and stores n. */
-FL_INLINE double fl_exp_reduce(double x, double *n)
+ * gives exactly that (NaN passes through).  Returns r and stores n, and in
+ * *r_low the rounding of r's last step (r + *r_low = x - n ln2 to ~1e-23). */
+FL_INLINE double fl_exp_reduce_split(double x, double *n, double *r_low)
 {
     const double LOG2E = 1.4426950408889634;
     const double LN2_HI = 6.93147180369123816490e-01;
@@ -56,7 +57,19 @@ FL_INLINE double fl_exp_reduce(double x, double *n)
     double xc = x > 710.0 ? 710.0 : x;
     xc = xc < -746.0 ? -746.0 : xc;
     *n = (xc * LOG2E + SHIFTER) - SHIFTER;              /* round(x / ln2) */
-    return (xc - *n * LN2_HI) - *n * LN2_LO;
+    double r_hi = xc - *n * LN2_HI;                     /* exact */
+    double r = r_hi - *n * LN2_LO;
+    /* r_hi - r is exact (Sterbenz) but where r_hi is within 4e-7 of 0, and
+     * then errs by ~1e-23: the reduction's rounding, to ~2^-70 of exp */
+    *r_low = (r_hi - r) - *n * LN2_LO;
+    return r;
+}
+
+/* fl_exp_reduce_split without the rounding of r (|r_low| <= ulp(r) / 2) */
+FL_INLINE double fl_exp_reduce(double x, double *n)
+{
+    double r_low;
+    return fl_exp_reduce_split(x, n, &r_low);
 }
 
 /* p 2^n for n in [-1077, 1025], applied as two factors 2^n1 2^n2 with
@@ -104,17 +117,16 @@ FL_INLINE double fl_exp(double x)
     return fl_scale_by_pow2(p, n);
 }
 
-/* exp(x) = hi (1 + *rel) with |*rel| < 2^-52 carrying most of hi's rounding
- * error (to ~2^-60 relative): the same reduction, the Taylor tail
+/* exp(x) = hi (1 + *rel) with |*rel| < 2^-52 carrying hi's rounding error but
+ * the reduction's (to ~2^-55 relative; fl_exp_split_low carries that too),
+ * from r and n of fl_exp_reduce: the Taylor tail
  * r^2 (1/2 + r/6 + ...) in double (it is below 0.07, so its own rounding is
  * tiny), and 1 + r + tail as an unevaluated sum (two fast TwoSums).  For a
  * product that must see exp(x) to more than double precision (the focal loss's
  * q^gamma, whose error is gamma times exp's).  A subnormal or zero hi keeps
  * its own (lesser) precision. */
-FL_INLINE double fl_exp_split(double x, double *rel)
+FL_INLINE double fl_exp_split_reduced(double r, double n, double *rel)
 {
-    double n;
-    double r = fl_exp_reduce(x, &n);
     double p = fl_exp_taylor_tail(r);
     double tail = (r * r) * p;                          /* exp(r) - 1 - r */
     double s1 = r + tail;                               /* |r| >= tail for |r| <= ln2/2 */
@@ -123,6 +135,28 @@ FL_INLINE double fl_exp_split(double x, double *rel)
     double e2 = (1.0 - s2) + s1;
     *rel = (e1 + e2) / s2;
     return fl_scale_by_pow2(s2, n);
+}
+
+FL_INLINE double fl_exp_split(double x, double *rel)
+{
+    double n;
+    double r = fl_exp_reduce(x, &n);
+    return fl_exp_split_reduced(r, n, rel);
+}
+
+/* exp(x + x_low) = hi (1 + *rel) (|x_low| <= ulp(x)) to about 2^-60 relative:
+ * fl_exp_split with the rounding of the reduction (up to half an ulp of r, a
+ * relative 2^-55 of exp) and x_low carried too, as exp(r + d) = exp(r) (1 + d)
+ * to O(d^2).  For a sum of exps that must hold more than double precision
+ * (the float64 focal loss's S, whose relative error q^gamma multiplies by
+ * gamma).  A subnormal or zero hi keeps its own (lesser) precision. */
+FL_INLINE double fl_exp_split_low(double x, double x_low, double *rel)
+{
+    double n, r_low;
+    double r = fl_exp_reduce_split(x, &n, &r_low);
+    double hi = fl_exp_split_reduced(r, n, rel);
+    *rel = *rel + (r_low + x_low);
+    return hi;
 }
 
 /* exp(x) to about 1e-8 relative: enough for a result rounded to float, but
@@ -344,8 +378,11 @@ FL_INLINE void fl_softcap(double x, double cap, double *capped, double *slope)
  * to more than double precision (the focal loss's q^gamma = exp(gamma log q)).
  * u = 2^k m with m in [sqrt(1/2), sqrt(2)); f = m - 1, s = f / (2 + f), and
  * log(1 + f) = 2 atanh(s) = f - s (f - R(s)) with fdlibm's minimax R
- * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54. */
-FL_INLINE double fl_log_core_split(double u, double c, double *hi)
+ * (e_log.c: |error| < 2^-58.45).  Subnormal u is first scaled by 2^54.
+ * fl_log_core_split_low also gives x's last rounding in *x_low (log(u) + c =
+ * hi - x - *x_low to about 2^-57 |x|): for q^gamma to a small fraction of an
+ * ulp whatever gamma (the float64 softmax focal loss). */
+FL_INLINE double fl_log_core_split_low(double u, double c, double *hi, double *x_low)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -375,7 +412,19 @@ FL_INLINE double fl_log_core_split(double u, double c, double *hi)
     double R = t2 + t1;
     double hfsq = 0.5 * f * f;
     *hi = k * LN2_HI;
-    return (hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f;
+    double a = hfsq - (s * (hfsq + R) + (k * LN2_LO + c));
+    double x = a - f;
+    /* the rounding of x = a - f (TwoSum; f = m - 1 is exact): what remains
+     * is a's, below 2^-57 of |a| <= f^2 / 2 + ... */
+    double f_part = x - a;
+    *x_low = (a - (x - f_part)) + (-f - f_part);
+    return x;
+}
+
+FL_INLINE double fl_log_core_split(double u, double c, double *hi)
+{
+    double x_low;
+    return fl_log_core_split_low(u, c, hi, &x_low);
 }
 
 FL_INLINE double fl_log_core(double u, double c)
@@ -806,6 +855,38 @@ static inline int fl_row_ordinary_##T(const T *x, ptrdiff_t n, T *row_max)  \
 FL_DEFINE_ROW_MAX_MIN(float, __m256, ps, 8)
 FL_DEFINE_ROW_ORDINARY(float, 1048576.0f, FL_ROW_SPREAD)
 
+#ifdef FL_HAVE_FAST_ROWS
+/* 32 elements of a float exp pass around K ln2 (sh = 1.5 2^23 - K and mv = m
+ * in every lane): e'_c = exp(x_c - K ln2) to out unless NULL (it may be x),
+ * the terms at x_c != m added to *sum0 and *sum1 (four 8-term float blocks
+ * added in pairs, then to double lanes), the count of x_c == m subtracted
+ * from *ties (a true lane is -1).  The block of fl_row_exp_sum_float and of
+ * _small_rows.h's fl_mid_exp_pass. */
+FL_INLINE void fl_exp_block32(const float *x, float *out, __m256 sh, __m256 mv, __m256d *sum0,
+                              __m256d *sum1, __m256i *ties)
+{
+    __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+    __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+    __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
+    __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
+    if (out != NULL) {
+        _mm256_storeu_ps(out, e0);
+        _mm256_storeu_ps(out + 8, e1);
+        _mm256_storeu_ps(out + 16, e2);
+        _mm256_storeu_ps(out + 24, e3);
+    }
+    __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
+    __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
+                             _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+    *sum0 = _mm256_add_pd(*sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+    *sum1 = _mm256_add_pd(*sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
+                                 _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
+    *ties = _mm256_sub_epi32(*ties, q);
+}
+#endif
+
 /* The exp pass of an ordinary row with maximum m: returns
  * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
  * e'_c = exp(x_c - K ln2) to exp_out[c] unless exp_out is NULL (it may be x)
@@ -837,25 +918,7 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
             _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
         if (next_out != NULL)
             __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
-        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
-        __m256 e0 = fl_exp_around_v8(x0, sh), e1 = fl_exp_around_v8(x1, sh);
-        __m256 e2 = fl_exp_around_v8(x2, sh), e3 = fl_exp_around_v8(x3, sh);
-        if (exp_out != NULL) {
-            _mm256_storeu_ps(exp_out + c, e0);
-            _mm256_storeu_ps(exp_out + c + 8, e1);
-            _mm256_storeu_ps(exp_out + c + 16, e2);
-            _mm256_storeu_ps(exp_out + c + 24, e3);
-        }
-        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
-        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
-        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
-                                 _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
-        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
-        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
-        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
-                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
-        ties = _mm256_sub_epi32(ties, q);                  /* a true lane is -1 */
+        fl_exp_block32(x + c, exp_out ? exp_out + c : NULL, sh, mv, &sum0, &sum1, &ties);
     }
     for (; c < n; c++) {
         float xc = x[c];                                    /* before exp_out[c] (maybe x[c]) */
@@ -963,13 +1026,12 @@ static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_ROW_SPREAD_D 700.0
 
-/* exp(x - K ln2) in 4 lanes, sh = 1.5 2^52 - K (see above) */
-FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
+/* fl_exp_taylor_tail in 4 lanes: (exp(r) - 1 - r) / r^2 = 1/2! + r/3! + ...
+ * + r^11/13! by Horner's rule in fused multiply-adds (exp(r) = (p r + 1) r + 1);
+ * for fl_exp_around_v4d and fl_exp_nonpositive_v4d (the BCE lanes, compiled
+ * under the same condition). */
+FL_INLINE __m256d fl_exp_taylor_tail_v4d(__m256d r)
 {
-    __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), sh);
-    __m256d n = _mm256_sub_pd(t, sh);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);  /* exact */
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.31904681384629955842e-17), r);
     __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
@@ -982,6 +1044,17 @@ FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    return p;
+}
+
+/* exp(x - K ln2) in 4 lanes, sh = 1.5 2^52 - K (see above) */
+FL_INLINE __m256d fl_exp_around_v4d(__m256d x, __m256d sh)
+{
+    __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), sh);
+    __m256d n = _mm256_sub_pd(t, sh);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);  /* exact */
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.31904681384629955842e-17), r);
+    __m256d p = fl_exp_taylor_tail_v4d(r);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
@@ -2019,18 +2092,7 @@ FL_INLINE __m256d fl_exp_nonpositive_v4d(__m256d a)
     __m256d n = _mm256_sub_pd(t, SH);
     __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), ac);
     r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    __m256d p = fl_exp_taylor_tail_v4d(r);
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     /* the low bits of t hold n: 2^(n + 600) from bits */
