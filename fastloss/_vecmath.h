@@ -1395,49 +1395,58 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
 /* The exp pass of a soft-capped float32 row whose logits are small against
  * the cap, in float lanes (x86-64-v3 build; elsewhere it answers 0 and the
  * caller takes fl_row_softcap_exp_sum_float).  Small: no NaN, |x| <= cap / 2,
- * and corr below <= 1/4 at the row's largest |x| (the caller decides).  Then
+ * and corr below <= 1 at the row's largest |x| (the caller decides).  Then
  *
- *   x' = cap tanh(x / cap) = x - corr,  corr = x v R(v),  v = (x / cap)^2,
- *   R(v) = (u - tanh u) / u^3 = 1/3 - 2v/15 + 17v^2/315 - ...   (u^2 = v)
+ *   x' = cap tanh(x / cap) = x - corr,  corr = x s P(s),  s = x^2 / (3 cap^2),
+ *   P(s) = 3 (u - tanh u) / u^3 = 1 - 6s/5 + ...   (u^2 = 3s <= 1/4)
  *
- * (R's Taylor series to v^7: relative remainder below 1.1e-8 for |u| <= 1/2),
- * and corr, at most 1/4, costs its few float roundings only against 1/4:
- * the exps are formed as in fl_row_exp_sum_float around K ln2, with
- * n = rint(x' log2 e) and the reduced argument r = (x - n LN2_HI) - corr
- * - n LN2_LO, whose first difference is exact, so r errs by about 2^-26
- * absolute and exp(x' - m') keeps float accuracy although x' itself is never
- * held to it.  The slope 1 - (x' / cap)^2 >= 3/4 (no cancellation) goes to
- * slope_out.  exp_out (may be x) and slope_out may be NULL together.
+ * with P(s) = 1 + s Q(s), Q a cubic fit on [0, 1/12] (relative error 2^-25.7,
+ * 2^-24.2 evaluated in float; P's constant term is exact), so corr errs by
+ * its few float roundings against at most 1: the exps are formed around K ln2
+ * as in fl_row_exp_sum_float (FL_EXP_POLY6), with n = rint(x' log2 e) and
+ * the reduced argument r = (x - n LN2_HI) - corr - n LN2_LO, whose first
+ * difference is exact (fl_exp_shifted_v8), so r errs by about 2^-24 absolute
+ * at worst and exp(x' - m') keeps float accuracy although x' itself is never
+ * held to it.  The slope 1 - (x' / cap)^2 >= 0.78 (no cancellation) is
+ * multiplied in: exp_out (may be x, or NULL) receives e'_c s_c, the
+ * gradient's factor when no term needs the exps alone (no label smoothing;
+ * e'_c >= 2^-124 in an ordinary row, so the product is a normal float).
  * Returns S and the row factor exp(K ln2 - m') (m' = capped_max, in double)
  * as fl_row_exp_sum_float does; the terms at the row's maximum m (x_c == m)
  * are counted, not summed. */
 #ifdef FL_HAVE_FAST_ROWS
-/* The soft-capped exp of 8 lanes (see below): e = exp(x' - K ln2), the slope 1 - (x'/cap)^2. */
-FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter, __m256 *slope)
+/* exp(base - corr - n ln2) 2^(n - K) for n = rint((base - corr) log2 e), with
+ * shifter = 1.5 * 2^23 - K: base - n LN2_HI is exact (Sterbenz), so r errs by
+ * corr's own error and two roundings of about 2^-26.  The tail of the
+ * soft-capped lanes below. */
+FL_INLINE __m256 fl_exp_shifted_v8(__m256 base, __m256 corr, __m256 shifter)
 {
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 v = _mm256_mul_ps(u, u);
-    __m256 r7 = _mm256_set1_ps(-5.90027440945586e-4f);
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(1.4558343870513183e-3f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-3.592128036572481e-3f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(8.863235529902197e-3f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-2.1869488536155203e-2f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(5.396825396825397e-2f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333333333333333f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333333333333f));
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
-    __m256 capped = _mm256_sub_ps(xv, corr);
-    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
+    __m256 t = _mm256_fmadd_ps(_mm256_sub_ps(base, corr), _mm256_set1_ps(FL_LOG2E_F), shifter);
     __m256 nn = _mm256_sub_ps(t, shifter);
-    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), xv);       /* exact */
+    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), base);       /* exact */
     r = _mm256_sub_ps(r, corr);
     r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
     __m256 p;
-    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
-    __m256 w = _mm256_mul_ps(capped, inv);
-    *slope = _mm256_fnmadd_ps(w, w, _mm256_set1_ps(1.0f));
+    FL_EXP_POLY6(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
     __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+}
+
+/* The soft-capped exp of 8 lanes (see above): e = exp(x' - K ln2) and the
+ * slope 1 - (x' / cap)^2, with k3 = 1 / (3 cap^2). */
+FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 k3, __m256 shifter,
+                                          __m256 *slope)
+{
+    __m256 s = _mm256_mul_ps(_mm256_mul_ps(xv, xv), k3);
+    __m256 q = _mm256_set1_ps(1.6976616382598877f);
+    q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(-1.7410846948623657f));
+    q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(1.4563246965408325f));
+    q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(-1.1999930143356323f));
+    q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(1.0f));
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, s), q);
+    __m256 w = _mm256_mul_ps(_mm256_sub_ps(xv, corr), inv);
+    *slope = _mm256_fnmadd_ps(w, w, _mm256_set1_ps(1.0f));
+    return fl_exp_shifted_v8(xv, corr, shifter);
 }
 #endif
 
@@ -1445,8 +1454,10 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter,
 /* The last blocks of a soft-capped float32 row (c counts up to n by 8), padded
  * with x[c]: LANE(xv, ..., &slope) gives 8 exps and slopes; lanes past n are
  * neither stored nor counted, and the terms at the row's maximum m are counted
- * in n_ties instead of summed into tail.  Shared by the row functions below. */
-#define FL_SOFTCAP_ROW_TAIL(LANE, ...)                                          \
+ * in n_ties instead of summed into tail.  Unless exp_out is NULL, the exps go
+ * to exp_out and the slopes to SLOPES, or, when SLOPES is NULL, their
+ * products to exp_out.  Shared by the row functions below. */
+#define FL_SOFTCAP_ROW_TAIL(LANE, SLOPES, ...)                                  \
     for (; c < n; c += 8) {                                                     \
         float xb[8], eb[8], sb[8];                                              \
         int width = n - c < 8 ? (int)(n - c) : 8;                               \
@@ -1460,9 +1471,11 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 shifter,
                 n_ties++;                                                       \
             else                                                                \
                 tail += eb[l];                                                  \
-            if (exp_out != NULL) {                                              \
+            if (exp_out != NULL && (SLOPES) == NULL)                            \
+                exp_out[c + l] = eb[l] * sb[l];                                 \
+            else if (exp_out != NULL) {                                         \
                 exp_out[c + l] = eb[l];                                         \
-                slope_out[c + l] = sb[l];                                       \
+                (SLOPES)[c + l] = sb[l];                                        \
             }                                                                   \
         }                                                                       \
     }
@@ -1491,9 +1504,8 @@ static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, __m256i ti
 
 static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n, float m,
                                                         double cap, double capped_max,
-                                                        float *exp_out, float *slope_out,
-                                                        const float *next_x, float *next_out,
-                                                        double *exp_scale)
+                                                        float *exp_out, const float *next_x,
+                                                        float *next_out, double *exp_scale)
 {
 #ifdef FL_HAVE_FAST_ROWS
     const double LOG2E = 1.4426950408889634;
@@ -1501,6 +1513,7 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
     float shifter = 12582912.0f - (float)k;
     const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
     const __m256 inv = _mm256_set1_ps((float)(1.0 / cap));
+    const __m256 k3 = _mm256_set1_ps((float)(1.0 / (3.0 * cap * cap)));
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
     __m256i ties = _mm256_setzero_si256();
     ptrdiff_t n_ties = 0, c = 0;
@@ -1514,19 +1527,15 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
         __m256 s0, s1, s2, s3;
-        __m256 e0 = fl_softcap_exp_around_v8(x0, inv, sh, &s0);
-        __m256 e1 = fl_softcap_exp_around_v8(x1, inv, sh, &s1);
-        __m256 e2 = fl_softcap_exp_around_v8(x2, inv, sh, &s2);
-        __m256 e3 = fl_softcap_exp_around_v8(x3, inv, sh, &s3);
+        __m256 e0 = fl_softcap_exp_around_v8(x0, inv, k3, sh, &s0);
+        __m256 e1 = fl_softcap_exp_around_v8(x1, inv, k3, sh, &s1);
+        __m256 e2 = fl_softcap_exp_around_v8(x2, inv, k3, sh, &s2);
+        __m256 e3 = fl_softcap_exp_around_v8(x3, inv, k3, sh, &s3);
         if (exp_out != NULL) {
-            _mm256_storeu_ps(exp_out + c, e0);
-            _mm256_storeu_ps(exp_out + c + 8, e1);
-            _mm256_storeu_ps(exp_out + c + 16, e2);
-            _mm256_storeu_ps(exp_out + c + 24, e3);
-            _mm256_storeu_ps(slope_out + c, s0);
-            _mm256_storeu_ps(slope_out + c + 8, s1);
-            _mm256_storeu_ps(slope_out + c + 16, s2);
-            _mm256_storeu_ps(slope_out + c + 24, s3);
+            _mm256_storeu_ps(exp_out + c, _mm256_mul_ps(e0, s0));
+            _mm256_storeu_ps(exp_out + c + 8, _mm256_mul_ps(e1, s1));
+            _mm256_storeu_ps(exp_out + c + 16, _mm256_mul_ps(e2, s2));
+            _mm256_storeu_ps(exp_out + c + 24, _mm256_mul_ps(e3, s3));
         }
         __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
         __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
@@ -1538,10 +1547,10 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
                                      _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
         ties = _mm256_sub_epi32(ties, q);
     }
-    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_around_v8, inv, sh)
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_around_v8, (float *)NULL, inv, k3, sh)
     return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
 #else
-    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
+    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out;
     (void)next_x; (void)next_out;
     *exp_scale = 1.0;
     return 0.0;
@@ -1620,16 +1629,7 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m
     __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(0.9f)), _CMP_GT_OQ);
     __m256 base = _mm256_blendv_ps(xv, _mm256_or_ps(cap_f, sx), far);
     corr = _mm256_blendv_ps(corr, tail, far);
-    __m256 capped = _mm256_sub_ps(base, corr);
-    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
-    __m256 nn = _mm256_sub_ps(t, shifter);
-    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), base);       /* exact */
-    r = _mm256_sub_ps(r, corr);
-    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
-    __m256 p;
-    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
-    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+    return fl_exp_shifted_v8(base, corr, shifter);
 }
 /* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= 0.9 cap): the
  * same x' and exp, and the slope 1 - v S(v), S(v) = tanh^2(u) / u^2 by a
@@ -1659,16 +1659,7 @@ FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
     s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(1.0f));
     *slope = _mm256_fnmadd_ps(v, s7, _mm256_set1_ps(1.0f));
     __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
-    __m256 capped = _mm256_sub_ps(xv, corr);
-    __m256 t = _mm256_fmadd_ps(capped, _mm256_set1_ps(FL_LOG2E_F), shifter);
-    __m256 nn = _mm256_sub_ps(t, shifter);
-    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), xv);       /* exact */
-    r = _mm256_sub_ps(r, corr);
-    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
-    __m256 p;
-    FL_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
-    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+    return fl_exp_shifted_v8(xv, corr, shifter);
 }
 #endif
 
@@ -1720,7 +1711,7 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
         ties = _mm256_sub_epi32(ties, _mm256_add_epi32(_mm256_castps_si256(q0),
                                                        _mm256_castps_si256(q1)));
     }
-    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, inv, inv_lo, k_hi, k_lo, cap_f, sh)
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, slope_out, inv, inv_lo, k_hi, k_lo, cap_f, sh)
     return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
 #else
     (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;

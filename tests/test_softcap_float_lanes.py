@@ -3,7 +3,10 @@
 Rows of logits that cross the cap's thresholds of _vecmath.h (0.5 c, 0.9 c,
 c, 40 c), blocks that mix near and far logits, and caps about the float-lane
 limit (c <= 6, a float), each within the accuracy budgets of
-tests/test_multiclass_more.py (float32: 4 ulp per sample, 8 gradient).
+tests/test_multiclass_more.py (float32: 4 ulp per sample, 8 gradient); and
+rows of the small lanes of larger caps up to their bound (|x| <= c / 2 and
+|x|^3 <= 3 c^2, where the correction x - c tanh(x / c) reaches 1), and just
+past it (the float64 lanes).
 """
 from __future__ import annotations
 
@@ -15,6 +18,20 @@ import oracle
 import oracle_more_multiclass as more
 
 BUDGET = {"per_sample": 4.0, "grad": 8.0}
+
+
+def _check_within_budget(logits, labels, cap):
+    result = fastloss.softmax_cross_entropy(logits, labels, softcap=cap, reduction="none")
+    exact = more.softmax_cross_entropy(logits, labels, softcap=cap, backend=oracle.F64)
+    loss_error = oracle.ulp_error(result.loss, exact.loss, np.float32, exact.loss_scale)
+    grad_error = oracle.ulp_error(result.grad, exact.grad, np.float32, exact.grad_scale)
+    assert np.max(loss_error) <= BUDGET["per_sample"], np.max(loss_error)
+    assert np.max(grad_error) <= BUDGET["grad"], np.max(grad_error)
+    in_place = logits.copy()
+    again = fastloss.softmax_cross_entropy(in_place, labels, softcap=cap, reduction="none",
+                                           out=in_place)
+    np.testing.assert_array_equal(again.loss, result.loss)
+    np.testing.assert_array_equal(in_place, result.grad)
 
 
 def _rows(cap, n_classes, rng):
@@ -40,14 +57,32 @@ def test_float_lanes_within_budget(cap, n_classes):
     logits = _rows(cap, n_classes, rng)
     labels = rng.integers(0, n_classes, logits.shape[0])
     labels[-1] = 0
-    result = fastloss.softmax_cross_entropy(logits, labels, softcap=cap, reduction="none")
-    exact = more.softmax_cross_entropy(logits, labels, softcap=cap, backend=oracle.F64)
-    loss_error = oracle.ulp_error(result.loss, exact.loss, np.float32, exact.loss_scale)
-    grad_error = oracle.ulp_error(result.grad, exact.grad, np.float32, exact.grad_scale)
-    assert np.max(loss_error) <= BUDGET["per_sample"], np.max(loss_error)
-    assert np.max(grad_error) <= BUDGET["grad"], np.max(grad_error)
-    in_place = logits.copy()
-    again = fastloss.softmax_cross_entropy(in_place, labels, softcap=cap, reduction="none",
-                                           out=in_place)
-    np.testing.assert_array_equal(again.loss, result.loss)
-    np.testing.assert_array_equal(in_place, result.grad)
+    _check_within_budget(logits, labels, cap)
+
+
+def _small_rows(cap, n_classes, rng):
+    bound = min(0.5 * cap, (3.0 * cap * cap) ** (1.0 / 3.0))
+    f32 = np.float32
+    b = f32(bound)
+    below = b if float(b) <= bound else np.nextafter(b, f32(0))
+    rows = [
+        rng.normal(0.0, 3.0, n_classes),                          # std-3 logits
+        rng.uniform(-bound, bound, n_classes),                    # to the bound
+        rng.uniform(0.7, 1.0, n_classes) * bound * rng.choice([-1.0, 1.0], n_classes),
+        rng.normal(0.0, bound / 3.0, n_classes),
+        rng.uniform(-1.05, 1.05, n_classes) * bound,              # past it: float64 lanes
+    ]
+    rows = np.array(rows, dtype=np.float32)
+    rows[1:4, 0] = below                                          # the bound itself, the max
+    rows[2, 1] = -below
+    return rows
+
+
+@pytest.mark.parametrize("cap", [7.5, 12.0, 30.0, 100.0, 1000.0])
+@pytest.mark.parametrize("n_classes", [7, 40, 1000])
+def test_small_lanes_within_budget(cap, n_classes):
+    rng = np.random.default_rng(int(cap) + n_classes)
+    logits = _small_rows(cap, n_classes, rng)
+    labels = rng.integers(0, n_classes, logits.shape[0])
+    labels[1:3] = 0
+    _check_within_budget(logits, labels, cap)
