@@ -16,9 +16,12 @@ Each function returns the loss tensor, or None for a call it does not take:
 then fastloss.torch's Python path decides the call as it always did (torch's
 own function included), so that every rule, error and warning stays that
 path's.  It takes only calls within one chunk of the kernel (larger calls
-spend their time in the kernel, which the Python path calls threaded), and it
-is never reached while torch.compile traces (the Python caller tests that
-first: dynamo cannot trace into compiled code).
+spend their time in the kernel, which the Python path calls threaded), except
+nll_loss, whose calls start at 65,536 elements: it calls the Python path's
+kernel with the same arguments, threaded (its time is the gradient's zeros,
+torch's own too, so the Python glue shows).  It is never reached while
+torch.compile traces (the Python caller tests that first: dynamo cannot trace
+into compiled code).
 
 Calls it leaves to the Python path: tensor subclasses, other devices, dtypes
 and layouts, non-contiguous tensors or tensors with torch's negation bit,
