@@ -16,9 +16,12 @@ Each function returns the loss tensor, or None for a call it does not take:
 then fastloss.torch's Python path decides the call as it always did (torch's
 own function included), so that every rule, error and warning stays that
 path's.  It takes only calls within one chunk of the kernel (larger calls
-spend their time in the kernel, which the Python path calls threaded), and it
-is never reached while torch.compile traces (the Python caller tests that
-first: dynamo cannot trace into compiled code).
+spend their time in the kernel, which the Python path calls threaded), except
+nll_loss, whose calls start at 65,536 elements: it calls the Python path's
+kernel with the same arguments, threaded (its time is the gradient's zeros,
+torch's own too, so the Python glue shows).  It is never reached while
+torch.compile traces (the Python caller tests that first: dynamo cannot trace
+into compiled code).
 
 Calls it leaves to the Python path: tensor subclasses, other devices, dtypes
 and layouts, non-contiguous tensors or tensors with torch's negation bit,
@@ -28,7 +31,6 @@ smoothing, a label out of [0, C) or equal to ignore_index, and the values
 the kernels refuse or compute differently from torch (the checks of the
 Python path's *_fast functions).
 """
-from libc.math cimport isfinite, INFINITY
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 from fastloss._parallel cimport plan_chunks
@@ -50,8 +52,9 @@ cdef enum:
     POISSON_NLL = 4
     SIGMOID_FOCAL_LOSS = 5
     N_ELEMENTWISE = 6
-# The kernel's TARGET_INVALID bit (bind()): a target the kernel refuses.
-cdef int _bad_value = 0
+# The bits of a checked kernel's `seen` that leave the call to torch (bind()): a
+# target the kernel refuses, an input where torch's formula differs.
+cdef int _torchs_values = 0
 
 cdef ElementwiseEntryFloat _elementwise_float[<int>N_ELEMENTWISE]
 cdef ElementwiseEntryDouble _elementwise_double[<int>N_ELEMENTWISE]
@@ -63,23 +66,26 @@ cdef object _Tensor = None, _float32 = None, _float64 = None, _int64 = None
 cdef object _strided = None, _from_numpy = None
 cdef object _grad_enabled = None, _functorch_active = None, _functorch_wrapped = None
 cdef object _forward_ad = None, _apply = None
+# fastloss._torch_kernels.nll_loss's float and double specialisations, torch's
+# thread count, and the kernel's empty placeholders (bind()).
+cdef object _nll_loss_float = None, _nll_loss_double = None, _threads = None
+cdef object _no_weight = None, _no_values_float = None, _no_values_double = None
+cdef object _no_blocks_float = None, _no_blocks_double = None
 cdef bint _bound = False
-# exp(x) of a Poisson log-rate up to this is finite in the dtype; eps at least
-# tiny is a positive rate (fastloss.torch._EXP_LIMIT, _TINY).
-cdef double _exp_limit_float = 0.0, _exp_limit_double = 0.0
-cdef double _tiny_float = 0.0, _tiny_double = 0.0
 
 # reduction: 0 "mean", 1 "sum", 2 "none"
 from fastloss._calls cimport reduction_code as _reduction
 
 
 def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
-         functorch_wrapped, forward_ad, apply, int bad_value, exp_limit, tiny):
+         functorch_wrapped, forward_ad, apply, int torchs_values, nll_loss_kernels,
+         placeholders):
     """Called once by fastloss.torch: the chosen build's entries and torch's objects."""
     global _Tensor, _float32, _float64, _int64, _strided, _from_numpy
     global _grad_enabled, _functorch_active, _functorch_wrapped, _forward_ad, _apply
-    global _cross_entropy_float, _cross_entropy_double, _bound, _bad_value
-    global _exp_limit_float, _exp_limit_double, _tiny_float, _tiny_double
+    global _cross_entropy_float, _cross_entropy_double, _bound, _torchs_values
+    global _nll_loss_float, _nll_loss_double, _threads, _no_weight
+    global _no_values_float, _no_values_double, _no_blocks_float, _no_blocks_double
     cdef int k
     for k, name in enumerate(ELEMENTWISE):
         pair = elementwise_entries[name]
@@ -101,9 +107,12 @@ def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
     _functorch_wrapped = functorch_wrapped
     _forward_ad = forward_ad
     _apply = apply
-    _bad_value = bad_value
-    _exp_limit_float, _exp_limit_double = exp_limit[torch.float32], exp_limit[torch.float64]
-    _tiny_float, _tiny_double = tiny[torch.float32], tiny[torch.float64]
+    _torchs_values = torchs_values
+    _nll_loss_float, _nll_loss_double = (nll_loss_kernels[torch.float32],
+                                         nll_loss_kernels[torch.float64])
+    _threads = torch.get_num_threads
+    (_no_weight, _no_values_float, _no_values_double, _no_blocks_float,
+     _no_blocks_double) = placeholders
     _bound = True
 
 
@@ -169,24 +178,6 @@ cdef inline object _finish(object input, object loss, cnp.ndarray grad, object t
 
 # --- the elementwise losses -------------------------------------------------------------
 
-cdef bint _poisson_inputs_covered(object input, bint is_float, Py_ssize_t n, bint log_input,
-                                  double eps):
-    """fastloss.torch._poisson_fast's read of the input, element by element (NaN fails)."""
-    cdef Py_ssize_t i
-    cdef double v, limit = _exp_limit_float if is_float else _exp_limit_double
-    cdef bint zero_ok = eps >= (_tiny_float if is_float else _tiny_double)
-    cdef const float* xf = <const float*>_data(input)
-    cdef const double* xd = <const double*>xf
-    for i in range(n):
-        v = xf[i] if is_float else xd[i]
-        if log_input:
-            if not (-INFINITY < v <= limit):
-                return False
-        elif not (v < INFINITY and (v > 0 or (v == 0 and zero_ok))):
-            return False
-    return True
-
-
 def elementwise(int loss, input, target, reduction, double value0, double value1,
                 double value2, torch_loss):
     """A flat elementwise loss without weights, or None for a call the path leaves.
@@ -210,9 +201,6 @@ def elementwise(int loss, input, target, reduction, double value0, double value1
             or len(shape) > MAX_DIMS:
         return None
     cdef bint is_float = dtype is _float32
-    if loss == POISSON_NLL and not _poisson_inputs_covered(input, is_float, n,
-                                                           value0 != 0.0, value2):
-        return None
     cdef bint need_grad = grad_enabled and input.requires_grad
     cdef cnp.ndarray grad = _empty(shape, is_float) if need_grad else None
     cdef cnp.ndarray loss_out = _empty(shape, is_float) if how == 2 else None
@@ -232,8 +220,9 @@ def elementwise(int loss, input, target, reduction, double value0, double value1
         total = _elementwise_double[loss](<const double*>p, <const double*>t, NULL, n,
                                           <double*>loss_ptr, <double*>grad_ptr, scale, values,
                                           &seen)
-    if (loss == POISSON_NLL or loss == SIGMOID_FOCAL_LOSS) and seen & _bad_value:
-        return None                 # a target the kernel refuses: torch's formula
+    if (loss == POISSON_NLL or loss == SIGMOID_FOCAL_LOSS) and seen & _torchs_values:
+        return None                 # a target the kernel refuses, an input where
+                                    # torch's formula differs: torch's formula
     if loss == L1 and need_grad and total != total:
         return None                 # torch's gradient at a NaN residual is 0
     value = _from_numpy(loss_out) if how == 2 else _scalar(total / n if how == 0 else total,
@@ -302,4 +291,66 @@ def cross_entropy(input, target, ignore_index, reduction, torch_loss):
         raise MemoryError("softmax_cross_entropy: no memory for a row's scratch")
     loss = _from_numpy(loss_out) if how == 2 else _scalar(
         total / n_rows if how == 0 else total, is_float)
+    return _finish(input, loss, grad, torch_loss)
+
+
+# --- nll_loss of (N, C) log-probabilities ---------------------------------------------------
+
+cdef cnp.ndarray _blocks(cnp.ndarray rows):
+    """An (N, C, 1) view of an (N, C) array's memory (the kernel's (N, C, S) layout)."""
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = cnp.PyArray_DIM(rows, 0), cnp.PyArray_DIM(rows, 1), 1
+    cdef cnp.ndarray view = cnp.PyArray_SimpleNewFromData(3, dims, cnp.PyArray_TYPE(rows),
+                                                          cnp.PyArray_DATA(rows))
+    cnp.set_array_base(view, rows)
+    return view
+
+
+cdef cnp.ndarray _tensor_array(object t, int ndim, cnp.npy_intp* dims, int type_num):
+    """A NumPy array over a plain contiguous tensor's memory (the tensor outlives the
+    call that reads it: the caller holds it)."""
+    return cnp.PyArray_SimpleNewFromData(ndim, dims, type_num, <void*>_data(t))
+
+
+def nll_loss(input, target, ignore_index, reduction, torch_loss):
+    """nll_loss of (N, C) log-probabilities and int64 labels (N,), no class weights,
+    by fastloss._torch_kernels.nll_loss on torch's threads as the Python path calls
+    it (the same arguments: the same bits); or None for a call the path leaves
+    (fastloss.torch.nll_loss tests the size first)."""
+    if not _bound or not (_plain(input) and _plain(target)):
+        return None
+    dtype = input.dtype
+    if not ((dtype is _float32 or dtype is _float64) and target.dtype is _int64):
+        return None
+    cdef int how = _reduction(reduction)
+    cdef bint grad_enabled = _grad_enabled()
+    if how < 0 or type(ignore_index) is not int or not _eager_state(input, target,
+                                                                     grad_enabled):
+        return None
+    shape = input.shape
+    if len(shape) != 2 or len(target.shape) != 1 or target.shape[0] != shape[0]:
+        return None
+    if sizeof(Py_ssize_t) != sizeof(int64_t) or not -2**63 <= ignore_index < 2**63:
+        return None
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = shape[0], shape[1], 1
+    if dims[0] == 0 or dims[1] == 0:
+        return None
+    cdef bint is_float = dtype is _float32
+    cdef int type_num = cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE
+    cdef bint need_grad = grad_enabled and input.requires_grad
+    cdef cnp.ndarray grad = _empty(shape, is_float) if need_grad else None
+    cdef cnp.ndarray loss_out = _empty(target.shape, is_float) if how == 2 else None
+    x = _tensor_array(input, 3, dims, type_num)
+    labels = _tensor_array(target, 1, dims, cnp.NPY_INT64)
+    kernel = _nll_loss_float if is_float else _nll_loss_double
+    first_bad, total, denominator = kernel(
+        x, labels, _no_weight, ignore_index, how == 0,
+        loss_out if how == 2 else (_no_values_float if is_float else _no_values_double),
+        _blocks(grad) if need_grad else (_no_blocks_float if is_float else _no_blocks_double),
+        _threads())
+    if first_bad >= 0 or how == 0 and denominator == 0:
+        return None                 # torch's error for the label, its 0 / 0 = NaN
+    loss = _from_numpy(loss_out) if how == 2 else _scalar(
+        total / denominator if how == 0 else total, is_float)
     return _finish(input, loss, grad, torch_loss)

@@ -25,9 +25,22 @@ def scan_labels(const int64_t[::1] labels, Py_ssize_t n_classes, bint has_ignore
     """
     cdef Py_ssize_t i, n_rows = labels.shape[0]
     cdef bint weighted = class_weight.shape[0] > 0
-    cdef Py_ssize_t first_bad = -1
+    cdef Py_ssize_t first_bad = -1, counted = 0
     cdef int64_t label
+    cdef bint kept, bad = False
     cdef double total = 0.0
+    if not weighted:
+        # Without weights the total is a count: integer sums and no branch per
+        # label (a float sum would wait on each addition); the position of a bad
+        # label is looked for only when there is one.
+        with nogil:
+            for i in range(n_rows):
+                label = labels[i]
+                kept = (not has_ignore) | (label != ignore_index)
+                bad |= kept & ((label < 0) | (label >= n_classes))
+                counted += kept
+        if not bad:
+            return -1, <double>counted
     with nogil:
         for i in range(n_rows):
             label = labels[i]

@@ -29,7 +29,7 @@ cdef extern from "_vecmath.h" nogil:
     float fl_expf(float x)
     float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
     float fl_logf(float x)
-    float fl_log1pf(float x)
+    float fl_logf_core(float u, float c)    # log(u) + c for a normal u > 0, c small
 
 # How this module was compiled: the tests prove which build is loaded.
 BUILD = build_facts()
@@ -380,10 +380,18 @@ def kl_div(
 cdef inline double log_of_sum(double e_sum, floating* kind) noexcept nogil:
     """log of a sum of exponentials (>= 1, the maximum's own term being 1): in
     float lanes for float32 scores (``kind`` selects), as log1p of the excess
-    over 1, so that a small loss (p_y near 1) keeps its digits (the log of
-    e_sum rounded to float erred by 41 ulps there); else in double."""
+    x = e_sum - 1 over 1, so that a small loss (p_y near 1) keeps its digits
+    (the log of e_sum rounded to float erred by 41 ulps there); else in double.
+
+    log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x) (Goldberg's
+    correction), fl_log1pf's own formula without its cases for x < 0, x
+    infinite and u subnormal, which an excess in [0, C - 1] never meets (a NaN
+    x gives NaN through the correction)."""
+    cdef float excess, u, one = 1.0       # (float operations, as fl_log1pf's)
     if floating is float:
-        return fl_log1pf(<float>(e_sum - 1.0))
+        excess = <float>(e_sum - 1.0)
+        u = one + excess
+        return fl_logf_core(u, (excess - (u - one)) / u)
     else:
         return fl_log(e_sum)
 
@@ -511,17 +519,15 @@ cdef double block_cross_entropy(
             loss[j] = log_sum[j] * coefficient[j] - wz[j]
             coefficient[j] = scale * coefficient[j] / e_sum[j]
     else:
-        # (the gathers in loops of their own, without branches)
+        # (the gathers in one scalar loop: the label's entry y S + j in integer
+        # registers, its values loaded at once; the loops below vectorise)
         for j in range(n):
             counted[j] = labels[j] != ignore_index
             label[j] = labels[j] if counted[j] else 0
             at[j] = label[j] * stride + j
-        for j in range(n):
             label_x[j] = x[at[j]]
-        for j in range(n):
             w_y[j] = w[label[j]] if w != NULL else 1.0
-        if grad_out != NULL:
-            for j in range(n):
+            if grad_out != NULL:
                 label_e[j] = grad_out[at[j]]
         for j in range(n):
             z_y = shifted_exactly(label_x[j], m[j])

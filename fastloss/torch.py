@@ -88,7 +88,7 @@ the same result torch gives (errors included).  These are the only cases:
   NumPy API refuses, torch computes), and Poisson inputs where the kernel's
   0 * inf = 0 or its float64 exp would differ from torch's formula
   (infinite inputs, log-rates whose exp overflows the dtype, rates x with
-  x + eps not positive: found by one read of the input); focal targets
+  x + eps not positive: flagged by the kernel's own pass); focal targets
   outside [0, 1] or NaN, and gamma < 0.
 
 ``sigmoid_focal_loss`` is computed without rounding a probability: where
@@ -1066,6 +1066,10 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     def torch_loss(x):
         return F.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
 
+    if weight is None and not _compiling():
+        loss = _compiled_nll_loss(input, target, ignore_index, reduction, torch_loss)
+        if loss is not None:
+            return loss
     path = _path(input, target, weight)
     if path and _nll_loss_covered(input, target, weight, ignore_index, reduction):
         return _fused(path, _nll_loss_fast, _nll_loss_op, input,
@@ -1323,22 +1327,26 @@ import math  # noqa: E402  (kept in this section)
 _KERNELS.update({name: _by_torch_dtype(_ELEMENTWISE_KERNELS[name])
                  for name in ("l1", "smooth_l1", "poisson_nll", "sigmoid_focal_loss",
                               "gaussian_nll")})
-_BAD_VALUE = fastloss._dispatch.elementwise_kernels.TARGET_INVALID
-# exp(x) of a log-rate up to this is finite in the dtype (float32: 88.72...).
-_EXP_LIMIT = {torch.float32: 88.0, torch.float64: 709.0}
-# eps at least this is a positive rate in the dtype (torch rounds x + eps to it).
-_TINY = {dt: torch.finfo(dt).tiny for dt in _FAST_DTYPES}
+# The bits of a checked kernel's `seen` that leave a call to torch: a target the
+# kernel refuses (torch computes it by its formula), an input where torch's
+# formula gives another value (Poisson's 0 * inf, its exp overflow: the kernel
+# finds them in its own pass).
+_TORCHS_VALUES = (fastloss._dispatch.elementwise_kernels.TARGET_INVALID
+                  | fastloss._dispatch.elementwise_kernels.INPUT_UNCOVERED)
 # The compiled call path (fastloss._torch_calls) binds the chosen build's entries,
-# the Function and these limits once.
+# the Function and these bits once.
 _torch_calls.bind(_dispatch.elementwise_kernels.ENTRIES, _dispatch.multiclass_kernels.ENTRIES,
                   torch, _functorch_active, _functorch_wrapped, forward_ad, _apply_fused,
-                  _BAD_VALUE, _EXP_LIMIT, _TINY)
+                  _TORCHS_VALUES, _KERNELS["nll_loss"],
+                  (_NO_WEIGHT, _NO_VALUES[torch.float32], _NO_VALUES[torch.float64],
+                   _NO_BLOCKS[torch.float32], _NO_BLOCKS[torch.float64]))
+_compiled_nll_loss = _torch_calls.nll_loss
 
 
 def _checked_elementwise(name, input, target, params, reduction, need_grad):
     """One flat call of an elementwise kernel with a check of its targets: (loss,
-    grad) tensors, _Unsupported if the kernel saw a target it refuses (torch
-    computes those by its formula)."""
+    grad) tensors, _Unsupported if the kernel saw a target it refuses or an input
+    where torch's formula differs (torch computes those by its formula)."""
     dtype, shape = input.dtype, input.shape
     numpy_dtype = _NUMPY_DTYPES[dtype]
     n = input.numel()
@@ -1350,7 +1358,7 @@ def _checked_elementwise(name, input, target, params, reduction, need_grad):
         _array(input).reshape(view), _array(target).reshape(view), _NO_WEIGHT,
         none if loss is None else loss.reshape(view), none if grad is None else grad.reshape(view),
         none, 1.0 / n if reduction == "mean" else 1.0, _threads(), *params)
-    if seen & _BAD_VALUE:
+    if seen & _TORCHS_VALUES:
         raise _Unsupported
     if loss is None:
         loss = _scalar(total / n if reduction == "mean" else total, numpy_dtype)
@@ -1389,15 +1397,8 @@ def _poisson_fast(input, target, log_input, full, eps, reduction, need_grad):
     # The kernel differs from torch's formula where a zero target meets an
     # infinite factor (it gives 0 for 0 * inf, torch NaN), where torch's exp
     # overflows the dtype (the kernel rates in float64), and for rates x + eps
-    # that are not positive: such inputs are torch's (one read of the input).
-    values = _array(input)
-    low, high = float(values.min()), float(values.max())
-    if log_input:
-        covered = -math.inf < low and high <= _EXP_LIMIT[input.dtype]
-    else:
-        covered = high < math.inf and (low > 0 or low == 0 and eps >= _TINY[input.dtype])
-    if not covered:
-        raise _Unsupported
+    # that are not positive: the kernel flags such inputs (INPUT_UNCOVERED) in
+    # its own pass, and torch computes the call.
     return _checked_elementwise("poisson_nll", input, target, (log_input, full, eps), reduction,
                                 need_grad)
 
@@ -1499,8 +1500,8 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     Computed by the fused kernel of ``fastloss.poisson_nll``, with x + eps in
     float64 (torch rounds it to the input's dtype first).  torch's own
     function computes the calls the kernel would compute differently from
-    torch's formula, found by one read of the input and the kernel's own
-    check of the targets: targets negative, NaN or infinite (which the NumPy
+    torch's formula, which the kernel flags in its own pass over the input
+    and the targets: targets negative, NaN or infinite (which the NumPy
     API refuses); infinite inputs, log-rates whose exp overflows the dtype,
     and rates x with x + eps not positive (where torch's 0 * inf is NaN).
     """
@@ -1688,7 +1689,7 @@ def _gaussian_fast(input, target, var, full, eps, reduction, need_grad, need_var
         none if grad is None else grad.reshape(view),
         none if grad_var is None else grad_var.reshape(var_view), none,
         1.0 / n if reduction == "mean" else 1.0, _threads(), full, eps)
-    if seen & _BAD_VALUE:
+    if seen & _TORCHS_VALUES:
         raise _Unsupported              # a negative variance: torch's error
     if loss is None:
         loss = _scalar(total / n if reduction == "mean" else total, numpy_dtype)

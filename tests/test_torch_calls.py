@@ -51,6 +51,13 @@ CASES = {
     "sigmoid_focal_loss": (
         lambda x, t, r: flt.sigmoid_focal_loss(x, t, reduction=r),
         lambda dtype: (randn(300, dtype=dtype), (torch.rand(300) > 0.8).to(dtype))),
+    # (nll_loss from 65,536 elements: smaller calls are torch's own)
+    "nll_loss": (lambda x, t, r: flt.nll_loss(x, t, reduction=r),
+                 lambda dtype: (torch.log_softmax(randn(300, 256, dtype=dtype), 1),
+                                labels(300, 256))),
+    "nll_loss ignored": (lambda x, t, r: flt.nll_loss(x, t, reduction=r, ignore_index=3),
+                         lambda dtype: (torch.log_softmax(randn(300, 256, dtype=dtype), 1),
+                                        labels(300, 256) % 8)),
 }
 
 
@@ -69,12 +76,14 @@ def spy(monkeypatch):
 
     monkeypatch.setattr(flt, "_compiled_call", wrap(_torch_calls.elementwise))
     monkeypatch.setattr(flt, "_compiled_cross_entropy", wrap(_torch_calls.cross_entropy))
+    monkeypatch.setattr(flt, "_compiled_nll_loss", wrap(_torch_calls.nll_loss))
     return taken
 
 
 def python_path(monkeypatch):
     monkeypatch.setattr(flt, "_compiled_call", lambda *args: None)
     monkeypatch.setattr(flt, "_compiled_cross_entropy", lambda *args: None)
+    monkeypatch.setattr(flt, "_compiled_nll_loss", lambda *args: None)
 
 
 def loss_and_grad(call, x, t, reduction, requires_grad=True):
@@ -118,8 +127,10 @@ def test_compiled_path_agrees_with_torch(spy, dtype):
             ours = loss_and_grad(call, x, t, reduction)
             torch_name = name.split()[0]
             theirs_call = {"huber_loss": lambda x, t, r: F.huber_loss(x, t, reduction=r,
-                                                                       delta=0.7)}.get(
-                torch_name, lambda x, t, r: getattr(F, torch_name)(x, t, reduction=r))
+                                                                       delta=0.7),
+                           "nll_loss ignored": lambda x, t, r: F.nll_loss(
+                               x, t, reduction=r, ignore_index=3)}.get(
+                name, lambda x, t, r: getattr(F, torch_name)(x, t, reduction=r))
             x2 = x.clone().requires_grad_(True)
             theirs = theirs_call(x2, t, reduction)
             (grad,) = torch.autograd.grad(theirs, x2, torch.ones_like(theirs) * 0.5
@@ -230,3 +241,52 @@ def test_a_float32_sum_beyond_its_range_is_inf_as_torchs():
     x = torch.full((4,), 3e38).requires_grad_(True)
     ours, theirs = (f(x, -x, reduction="sum") for f in (flt.l1_loss, F.l1_loss))
     assert ours.item() == theirs.item() == float("inf")
+
+
+def test_nll_loss_cases_the_compiled_path_leaves(spy):
+    x = torch.log_softmax(randn(300, 256), 1).requires_grad_(True)
+    t = labels(300, 256)
+    nll = _torch_calls.nll_loss
+    bad = t.clone()
+    bad[299] = 256
+    left = [
+        nll(x, bad, -100, "mean", None),                    # label >= C: torch's error
+        nll(x, torch.full((300,), 7), 7, "mean", None),     # a mean over nothing: NaN
+        nll(x.t(), t, -100, "mean", None),                  # not contiguous
+        nll(x.reshape(300, 16, 16), t.reshape(300, 1).expand(300, 16).contiguous(),
+            -100, "mean", None),                            # (N, C, d1): the Python path
+        nll(x, t.int(), -100, "mean", None),                # labels not int64
+        nll(x, t, True, "mean", None),                      # a bool ignore_index
+        nll(x, t, -100, "avg", None),                       # unknown reduction
+        nll(x, t[:7], -100, "mean", None),                  # shapes
+    ]
+    assert all(result is None for result in left)
+    assert not spy
+    # torch's own answers for the calls left: its error, its NaN
+    with pytest.raises(Exception) as expected:
+        F.nll_loss(x, bad)
+    with pytest.raises(expected.type):
+        flt.nll_loss(x, bad)
+    everything_ignored = torch.full((300,), 7)
+    assert flt.nll_loss(x, everything_ignored, ignore_index=7).isnan()
+    assert not spy
+
+
+def test_nll_loss_compiled_path_gradcheck_and_weights(spy, monkeypatch):
+    monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)    # small calls fused too
+    x = torch.log_softmax(randn(7, 6, dtype=torch.float64), 1).requires_grad_(True)
+    t = torch.tensor([0, 5, 2, 2, 5, 1, 3])
+    for reduction in REDUCTIONS:
+        assert torch.autograd.gradcheck(
+            lambda v: flt.nll_loss(v, t, reduction=reduction, ignore_index=5), (x,))
+    assert spy
+    x = torch.log_softmax(randn(256, 256, dtype=torch.float64), 1).requires_grad_(True)
+    t = labels(256, 256) % 200
+    # class weights: the Python path (its kernel), torch's values
+    spy.clear()
+    w = torch.rand(256, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for reduction in REDUCTIONS:
+        ours = flt.nll_loss(x, t, w, reduction=reduction)
+        assert type(ours.grad_fn).__name__ == "_FusedLossBackward"
+        torch.testing.assert_close(ours, F.nll_loss(x, t, w, reduction=reduction))
+    assert not spy

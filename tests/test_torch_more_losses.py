@@ -13,6 +13,7 @@ import math
 import pickle
 import warnings
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -227,6 +228,61 @@ def test_poisson_nll_loss_calls_the_kernel_would_change_are_torchs(dtype, case):
                                                   reduction=reduction),
                 lambda x, t: F.poisson_nll_loss(x, t, log_input, eps=eps, reduction=reduction),
                 [x, t], dtype, expect_fused=False)
+
+
+def _next_up(value, dtype):
+    return torch.nextafter(torch.tensor(value, dtype=dtype),
+                           torch.tensor(math.inf, dtype=dtype)).item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [12, 300_001])       # the compiled path; chunks on threads
+@pytest.mark.parametrize("at", ["first", "last"])
+def test_poisson_nll_loss_the_kernels_input_bit_sends_exactly_torchs_cases(dtype, n, at):
+    # The kernel's own pass flags the inputs where torch's formula differs (the
+    # pre-pass it replaces read the input's min and max): at the edge of each rule,
+    # in any chunk, the call is fused on one side and torch's on the other.
+    limit = 88.0 if dtype == torch.float32 else 709.0
+    tiny = torch.finfo(dtype).tiny
+    cases = [  # (log_input, eps, value, fused)
+        (True, 1e-8, limit, True), (True, 1e-8, _next_up(limit, dtype), False),
+        (True, 1e-8, -3e38, True), (True, 1e-8, -math.inf, False),
+        (True, 1e-8, math.nan, False),
+        (False, tiny, 0.0, True), (False, tiny / 2, 0.0, False),
+        (False, 0.0, 0.0, False), (False, 1e-8, -1e-30, False),
+        (False, 1e-8, math.inf, False), (False, 1e-8, 1e30, True)]
+    for log_input, eps, value, fused_path in cases:
+        x = randn(n, dtype=dtype) if log_input else rand(n, dtype=dtype) + 0.5
+        t = counts(n, dtype=dtype, seed=1)
+        position = 0 if at == "first" else n - 1
+        x[position] = value
+        t[position] = 0.0 if fused_path else 1.0      # (0 * inf: torch's NaN)
+        compare(lambda x, t: flt.poisson_nll_loss(x, t, log_input, eps=eps,
+                                                  reduction="none"),
+                lambda x, t: F.poisson_nll_loss(x, t, log_input, eps=eps, reduction="none"),
+                [x, t], dtype, expect_fused=fused_path,
+                tol=dict(rtol=1e-4, atol=1e-5) if not log_input and dtype == torch.float32
+                else None)
+
+
+def test_poisson_input_bit_is_ignored_by_the_numpy_api():
+    # The NumPy API computes infinite inputs as before (its 0 * inf = 0), the bit set.
+    import fastloss
+    from fastloss import _dispatch
+    kernels = _dispatch.elementwise_kernels
+    x = np.array([[1.0], [-np.inf], [800.0]])
+    t = np.array([[2.0], [0.0], [1.0]])
+    result = fastloss.poisson_nll(x[:2, 0], t[:2, 0], reduction="none")
+    expected = [math.exp(1.0) - 2.0, 0.0]       # exp(x) - t x, with 0 (-inf) = 0
+    np.testing.assert_allclose(result.loss, expected, rtol=1e-15)
+    np.testing.assert_allclose(result.grad, expected, rtol=1e-15)     # exp(x) - t
+    none = np.empty((0, 0))
+    total, seen = kernels.poisson_nll(x, t, np.empty(0), none, none, none, 1.0, 1,
+                                      True, False, 1e-8)
+    assert seen == kernels.INPUT_UNCOVERED
+    total, seen = kernels.poisson_nll(x[:1], t[:1], np.empty(0), none, none, none, 1.0, 1,
+                                      True, False, 1e-8)
+    assert seen == 0
 
 
 def test_poisson_nll_loss_large_log_rates_are_fused_below_exp_overflow():
