@@ -242,28 +242,41 @@ cdef bint _labels_plain(const int64_t* labels, Py_ssize_t n_rows, Py_ssize_t n_c
     return not bad
 
 
+cdef int _labels_call(object input, object target, object ignore_index, object reduction,
+                      bint* grad_enabled) except -2:
+    """The checks cross_entropy and nll_loss share: plain tensors, float32/float64
+    scores and int64 labels (read as Py_ssize_t by the kernels), a known reduction,
+    an int ignore_index within int64, eager state.  The reduction's code, or -1 for
+    a call the path leaves (grad_enabled: torch's grad mode, read once)."""
+    if not _bound or not (_plain(input) and _plain(target)):
+        return -1
+    dtype = input.dtype
+    if not ((dtype is _float32 or dtype is _float64) and target.dtype is _int64):
+        return -1
+    cdef int how = _reduction(reduction)
+    grad_enabled[0] = _grad_enabled()
+    if how < 0 or type(ignore_index) is not int or not _eager_state(input, target,
+                                                                     grad_enabled[0]):
+        return -1
+    if sizeof(Py_ssize_t) != sizeof(int64_t) or not -2**63 <= ignore_index < 2**63:
+        return -1
+    return how
+
+
 def cross_entropy(input, target, ignore_index, reduction, torch_loss):
     """cross_entropy of (N, C) logits and int64 labels (N,), no class weights, no
     smoothing, no z_loss or softcap; or None for a call the path leaves."""
-    if not _bound or not (_plain(input) and _plain(target)):
+    cdef bint grad_enabled
+    cdef int how = _labels_call(input, target, ignore_index, reduction, &grad_enabled)
+    if how < 0:
         return None
     dtype = input.dtype
-    if not ((dtype is _float32 or dtype is _float64) and target.dtype is _int64):
-        return None
-    cdef int how = _reduction(reduction)
-    cdef bint grad_enabled = _grad_enabled()
-    if how < 0 or type(ignore_index) is not int or not _eager_state(input, target,
-                                                                     grad_enabled):
-        return None
     shape = input.shape
     if len(shape) != 2 or len(target.shape) != 1:
         return None
     cdef Py_ssize_t n_rows = shape[0], n_classes = shape[1]
     if n_rows == 0 or n_classes == 0 or target.shape[0] != n_rows \
             or plan_chunks(n_rows, n_classes).n_chunks != 1:
-        return None
-    # (the entry reads the int64 labels as Py_ssize_t)
-    if sizeof(Py_ssize_t) != sizeof(int64_t) or not -2**63 <= ignore_index < 2**63:
         return None
     cdef int64_t ignored = ignore_index
     cdef const int64_t* labels = <const int64_t*>_data(target)
@@ -317,20 +330,13 @@ def nll_loss(input, target, ignore_index, reduction, torch_loss):
     by fastloss._torch_kernels.nll_loss on torch's threads as the Python path calls
     it (the same arguments: the same bits); or None for a call the path leaves
     (fastloss.torch.nll_loss tests the size first)."""
-    if not _bound or not (_plain(input) and _plain(target)):
+    cdef bint grad_enabled
+    cdef int how = _labels_call(input, target, ignore_index, reduction, &grad_enabled)
+    if how < 0:
         return None
     dtype = input.dtype
-    if not ((dtype is _float32 or dtype is _float64) and target.dtype is _int64):
-        return None
-    cdef int how = _reduction(reduction)
-    cdef bint grad_enabled = _grad_enabled()
-    if how < 0 or type(ignore_index) is not int or not _eager_state(input, target,
-                                                                     grad_enabled):
-        return None
     shape = input.shape
     if len(shape) != 2 or len(target.shape) != 1 or target.shape[0] != shape[0]:
-        return None
-    if sizeof(Py_ssize_t) != sizeof(int64_t) or not -2**63 <= ignore_index < 2**63:
         return None
     cdef cnp.npy_intp dims[3]
     dims[0], dims[1], dims[2] = shape[0], shape[1], 1
