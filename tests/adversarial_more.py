@@ -157,6 +157,11 @@ def sigmoid_focal_loss_cases(dtype):
 
     add("moderate", rng.normal(0, 5, 400))
     add("hard_targets", rng.normal(0, 5, 300), rng.integers(0, 2, 300))
+    # soft targets a few float32 ulps from 0 or 1 with |x| of 3-13: (1 - 2t) ce and
+    # the two sigma terms nearly cancel in the gradient
+    near_hard = np.array([1e-7, 3e-7, 1e-6, 1 - 1e-7, 1 - 3e-7, 1 - 1e-6])
+    add("targets_near_hard", _signs(rng, 200) * rng.uniform(3, 13, 200),
+        rng.choice(near_hard, 200))
     for edge in (88.0, 709.0):
         add(f"logits_near_{edge:g}", _signs(rng, 100) * rng.uniform(edge - 8, edge + 12, 100))
     add("huge_logits", _signs(rng, 60) * _log_uniform(rng, 1e3, 1e30, 60))
