@@ -2499,71 +2499,146 @@ static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d a,
     return _mm256_mul_pd(_mm256_mul_pd(*a_t, *ce), power);
 }
 
-/* Eight elements of sigmoid_focal_loss (gamma variant 0, 1 or 2): the maths of
- * sigmoid_focal_loss_element_float, e = exp(-|x|) and the loss in double lanes
- * (fl_focal_half_v4d), log1p(e) (fl_bce_log1p_unit_v8, below 0.1 ulp), sigma(+-x)
- * and the gradient in float lanes.  The unweighted loss is added to *acc_lo
- * (lanes 0-3) and *acc_hi (4-7); loss_out gets fl(w loss). */
+/* A float32 span of the focal loss goes through chunks of FL_FOCAL_CHUNK
+ * elements in four passes, each a loop of short chains over a block of 8:
+ * (1) e = exp(-min(|x|, 104)) in double lanes (and x widened), (2) log1p(e)
+ * in float lanes, (3) the loss in double lanes (fl_focal_half_v4d), summed,
+ * with what the gradient takes from it rounded to float, (4) the gradient in
+ * float lanes and the outputs.  One pass of the whole chain per block (about
+ * 170 cycles deep) leaves the out-of-order window too few independent blocks
+ * to overlap; the passes keep each chain short and the intermediate values in
+ * a chunk buffer in L1.  The outputs are written in pass 4 only, each block's
+ * after its inputs are read (an output may be an input). */
+#define FL_FOCAL_CHUNK 256
+
+typedef struct {
+    double x[FL_FOCAL_CHUNK], e[FL_FOCAL_CHUNK];    /* x and e = exp(-|x|) in double */
+    float e_f[FL_FOCAL_CHUNK], log1p_e[FL_FOCAL_CHUNK];
+    float q[FL_FOCAL_CHUNK], ce[FL_FOCAL_CHUNK], a_t[FL_FOCAL_CHUNK];   /* rounded to float */
+    float loss[FL_FOCAL_CHUNK];                     /* fl(w loss) */
+} fl_focal_chunk;
+
+typedef struct {
+    __m256d alpha_slope, alpha_intercept, w;
+    __m256 gamma, scale;                            /* gamma and w grad_scale in float */
+} fl_focal_consts;
+
+/* Pass 1 for the block at i: x widened to double and e = exp(-min(|x|, 104))
+ * in double and rounded to float.  min(104, a): NaN passes (minpd returns its
+ * second operand then), and comes out of fl_exp_neg_v4d as NaN: a NaN widened
+ * from float has its low 29 mantissa bits 0, so its 2^n bits (the low 12,
+ * shifted by 52) add 0. */
 __attribute__((always_inline))
-static inline void fl_focal_block_v8(const int variant, const float *x_in, const float *t_in,
-                                     __m256d alpha_slope, __m256d alpha_intercept,
-                                     __m256 gamma_f, __m256 scale, __m256d w_d,
-                                     float *loss_out, float *grad_out,
-                                     __m256d *acc_lo, __m256d *acc_hi, __m256i *bits)
+static inline void fl_focal_exp_v8(const float *x_in, fl_focal_chunk *c, ptrdiff_t i)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    __m256 x = _mm256_loadu_ps(x_in);
+    const __m256d limit = _mm256_set1_pd(104.0), sign_bit = _mm256_set1_pd(-0.0);
+    __m256d x_lo = _mm256_cvtps_pd(_mm_loadu_ps(x_in));
+    __m256d x_hi = _mm256_cvtps_pd(_mm_loadu_ps(x_in + 4));
+    __m256d e_lo = fl_exp_neg_v4d(_mm256_min_pd(limit, _mm256_andnot_pd(sign_bit, x_lo)), 1);
+    __m256d e_hi = fl_exp_neg_v4d(_mm256_min_pd(limit, _mm256_andnot_pd(sign_bit, x_hi)), 1);
+    _mm256_store_pd(c->x + i, x_lo);
+    _mm256_store_pd(c->x + i + 4, x_hi);
+    _mm256_store_pd(c->e + i, e_lo);
+    _mm256_store_pd(c->e + i + 4, e_hi);
+    _mm256_store_ps(c->e_f + i, fl_join_ps(e_lo, e_hi));
+}
+
+/* Pass 3 for the block at i (gamma variant 0, 1 or 2): the unweighted loss in
+ * double lanes, added to *acc_lo (lanes 0-3) and *acc_hi (4-7); c->loss gets
+ * fl(w loss) when with_loss; with_grad: c->q, c->ce (capped at FLT_MAX: the
+ * gradient's ce times sigma(x) sigma(-x) -> 0 as |x| -> inf, and the cap gives
+ * that limit, not inf * 0; a NaN passes, minps returning its second operand)
+ * and c->a_t in float.  *bits keeps the unsigned maximum of the targets' bits
+ * (+0 for -0). */
+__attribute__((always_inline))
+static inline void fl_focal_loss_v8(const int variant, const float *t_in, fl_focal_chunk *c,
+                                    ptrdiff_t i, const fl_focal_consts *k, int with_loss,
+                                    int with_grad, __m256d *acc_lo, __m256d *acc_hi,
+                                    __m256i *bits)
+{
     __m256 t = _mm256_loadu_ps(t_in);
-    *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, zero)));
-    /* (the high halves widened from memory: no lane extraction) */
-    __m256d x_lo = fl_lo_pd(x), x_hi = _mm256_cvtps_pd(_mm_loadu_ps(x_in + 4));
-    __m256d t_lo = fl_lo_pd(t), t_hi = _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4));
+    *bits = _mm256_max_epu32(*bits, _mm256_castps_si256(_mm256_add_ps(t, _mm256_setzero_ps())));
+    __m256d x_lo = _mm256_load_pd(c->x + i), x_hi = _mm256_load_pd(c->x + i + 4);
     __m256d a_lo = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x_lo);
     __m256d a_hi = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x_hi);
-    /* min(104, a): NaN passes (minpd returns its second operand then), and comes
-     * out of fl_exp_neg_v4d as NaN: a NaN widened from float has its low 29
-     * mantissa bits 0, so its 2^n bits (the low 12, shifted by 52) add 0 */
-    const __m256d limit = _mm256_set1_pd(104.0);
-    __m256d e_lo = fl_exp_neg_v4d(_mm256_min_pd(limit, a_lo), 1);
-    __m256d e_hi = fl_exp_neg_v4d(_mm256_min_pd(limit, a_hi), 1);
-    __m256 e = fl_join_ps(e_lo, e_hi);
-    __m256 log1p_e = fl_bce_log1p_unit_v8(e);
+    /* (the high half of t widened from memory: no lane extraction) */
+    __m256d t_lo = fl_lo_pd(t), t_hi = _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4));
+    __m256 log1p_e = _mm256_load_ps(c->log1p_e + i);
     __m256d q_lo, q_hi, ce_lo, ce_hi, at_lo, at_hi;
-    __m256d loss_lo = fl_focal_half_v4d(variant, x_lo, a_lo, t_lo, e_lo, fl_lo_pd(log1p_e),
-                                        alpha_slope, alpha_intercept, &q_lo, &ce_lo, &at_lo);
-    __m256d loss_hi = fl_focal_half_v4d(variant, x_hi, a_hi, t_hi, e_hi, fl_hi_pd(log1p_e),
-                                        alpha_slope, alpha_intercept, &q_hi, &ce_hi, &at_hi);
-    if (loss_out)
-        _mm256_storeu_ps(loss_out, fl_join_ps(_mm256_mul_pd(w_d, loss_lo),
-                                              _mm256_mul_pd(w_d, loss_hi)));
+    __m256d loss_lo = fl_focal_half_v4d(variant, x_lo, a_lo, t_lo, _mm256_load_pd(c->e + i),
+                                        fl_lo_pd(log1p_e), k->alpha_slope, k->alpha_intercept,
+                                        &q_lo, &ce_lo, &at_lo);
+    __m256d loss_hi = fl_focal_half_v4d(variant, x_hi, a_hi, t_hi, _mm256_load_pd(c->e + i + 4),
+                                        fl_hi_pd(log1p_e), k->alpha_slope, k->alpha_intercept,
+                                        &q_hi, &ce_hi, &at_hi);
+    if (with_loss)
+        _mm256_store_ps(c->loss + i, fl_join_ps(_mm256_mul_pd(k->w, loss_lo),
+                                                _mm256_mul_pd(k->w, loss_hi)));
     *acc_lo = _mm256_add_pd(*acc_lo, loss_lo);
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
-    if (grad_out) {
-        /* a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x)) */
-        __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
-        __m256 e_inv = _mm256_mul_ps(e, inv_f);
-        /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */
-        __m256 sigma_pos = _mm256_blendv_ps(inv_f, e_inv, x);
-        __m256 sigma_neg = _mm256_blendv_ps(e_inv, inv_f, x);
-        __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
-        __m256 q = variant > 0 ? fl_join_ps(q_lo, q_hi) : one;
-        __m256 below = zero;
-        if (variant == 1)
-            below = sigma_product;
-        else if (variant == 2)
-            below = _mm256_mul_ps(q, sigma_product);
-        __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
-        __m256 g = _mm256_mul_ps(gamma_f, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
-        /* ce times it -> 0 as |x| -> inf: ce capped at FLT_MAX (below is 0 there;
-         * a NaN passes, minps returning its second operand) gives the limit,
-         * not inf * 0 */
-        __m256 ce = _mm256_min_ps(_mm256_set1_ps(FLT_MAX), fl_join_ps(ce_lo, ce_hi));
-        __m256 focus = _mm256_mul_ps(ce, below);
-        __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
-        __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
-        grad = _mm256_mul_ps(fl_join_ps(at_lo, at_hi), grad);
-        _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
+    if (with_grad) {
+        if (variant > 0)
+            _mm256_store_ps(c->q + i, fl_join_ps(q_lo, q_hi));
+        _mm256_store_ps(c->ce + i, _mm256_min_ps(_mm256_set1_ps(FLT_MAX),
+                                                 fl_join_ps(ce_lo, ce_hi)));
+        _mm256_store_ps(c->a_t + i, fl_join_ps(at_lo, at_hi));
     }
+}
+
+/* Pass 4 for the block at i: grad_out gets fl(w grad_scale grad), grad =
+ * a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x))
+ * in float lanes, d ce / dx = (1 - t) sigma(x) - t sigma(-x). */
+__attribute__((always_inline))
+static inline void fl_focal_grad_v8(const int variant, const float *x_in, const float *t_in,
+                                    const fl_focal_chunk *c, ptrdiff_t i,
+                                    const fl_focal_consts *k, float *grad_out)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 x = _mm256_loadu_ps(x_in);
+    __m256 t = _mm256_loadu_ps(t_in);
+    __m256 e = _mm256_load_ps(c->e_f + i);
+    __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    __m256 e_inv = _mm256_mul_ps(e, inv_f);
+    /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */
+    __m256 sigma_pos = _mm256_blendv_ps(inv_f, e_inv, x);
+    __m256 sigma_neg = _mm256_blendv_ps(e_inv, inv_f, x);
+    __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
+    __m256 q = variant > 0 ? _mm256_load_ps(c->q + i) : one;
+    __m256 below = _mm256_setzero_ps();
+    if (variant == 1)
+        below = sigma_product;
+    else if (variant == 2)
+        below = _mm256_mul_ps(q, sigma_product);
+    __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
+    __m256 g = _mm256_mul_ps(k->gamma, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
+    __m256 focus = _mm256_mul_ps(_mm256_load_ps(c->ce + i), below);
+    __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
+    __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
+    grad = _mm256_mul_ps(_mm256_load_ps(c->a_t + i), grad);
+    _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, k->scale));
+}
+
+/* The m elements (a multiple of 8, at most FL_FOCAL_CHUNK) at x, t through the
+ * four passes; loss_out and grad_out written where not NULL. */
+__attribute__((always_inline))
+static inline void fl_focal_chunk_v8(const int variant, const float *x, const float *t,
+                                     ptrdiff_t m, const fl_focal_consts *k, float *loss_out,
+                                     float *grad_out, fl_focal_chunk *c, __m256d *acc_lo,
+                                     __m256d *acc_hi, __m256i *bits)
+{
+    ptrdiff_t i;
+    for (i = 0; i < m; i += 8)
+        fl_focal_exp_v8(x + i, c, i);
+    for (i = 0; i < m; i += 8)
+        _mm256_store_ps(c->log1p_e + i, fl_bce_log1p_unit_v8(_mm256_load_ps(c->e_f + i)));
+    for (i = 0; i < m; i += 8)
+        fl_focal_loss_v8(variant, t + i, c, i, k, loss_out != NULL, grad_out != NULL,
+                         acc_lo, acc_hi, bits);
+    if (grad_out)
+        for (i = 0; i < m; i += 8)
+            fl_focal_grad_v8(variant, x + i, t + i, c, i, k, grad_out + i);
+    if (loss_out)
+        memcpy(loss_out, c->loss, (size_t)m * sizeof(float));
 }
 
 __attribute__((always_inline))
@@ -2574,39 +2649,45 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
 {
     /* a_t = alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t, or 1 */
     int has_alpha = alpha >= 0.0;
-    __m256d alpha_slope = _mm256_set1_pd(has_alpha ? 2.0 * alpha - 1.0 : 0.0);
-    __m256d alpha_intercept = _mm256_set1_pd(has_alpha ? 1.0 - alpha : 1.0);
-    __m256 gamma_f = _mm256_set1_ps((float)gamma);
-    __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
-    __m256d w_d = _mm256_set1_pd(w);
+    fl_focal_consts k;
+    k.alpha_slope = _mm256_set1_pd(has_alpha ? 2.0 * alpha - 1.0 : 0.0);
+    k.alpha_intercept = _mm256_set1_pd(has_alpha ? 1.0 - alpha : 1.0);
+    k.w = _mm256_set1_pd(w);
+    k.gamma = _mm256_set1_ps((float)gamma);
+    k.scale = _mm256_set1_ps((float)(w * grad_scale));
     __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
     __m256i bits = _mm256_setzero_si256();
+    fl_focal_chunk c __attribute__((aligned(32)));
     ptrdiff_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        fl_focal_block_v8(variant, x + j, t + j, alpha_slope, alpha_intercept, gamma_f, scale,
-                          w_d, loss_out ? loss_out + j : NULL,
-                          grad_out ? grad_out + j : NULL, &acc_lo, &acc_hi, &bits);
+    while (j + 8 <= n) {
+        ptrdiff_t m = (n - j) & ~(ptrdiff_t)7;
+        if (m > FL_FOCAL_CHUNK)
+            m = FL_FOCAL_CHUNK;
+        fl_focal_chunk_v8(variant, x + j, t + j, m, &k, loss_out ? loss_out + j : NULL,
+                          grad_out ? grad_out + j : NULL, &c, &acc_lo, &acc_hi, &bits);
+        j += m;
+    }
     if (j < n) {
         /* the last n - j < 8 elements through zero-padded copies */
         float xb[8] = {0}, tb[8] = {0}, lb[8], gb[8];
-        ptrdiff_t m = n - j, k;
-        for (k = 0; k < m; k++) {
-            xb[k] = x[j + k];
-            tb[k] = t[j + k];
+        ptrdiff_t m = n - j, r;
+        for (r = 0; r < m; r++) {
+            xb[r] = x[j + r];
+            tb[r] = t[j + r];
         }
         __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
-        fl_focal_block_v8(variant, xb, tb, alpha_slope, alpha_intercept, gamma_f, scale, w_d,
-                          lb, grad_out ? gb : NULL, &tail_lo, &tail_hi, &bits);
+        fl_focal_chunk_v8(variant, xb, tb, 8, &k, loss_out ? lb : NULL, grad_out ? gb : NULL,
+                          &c, &tail_lo, &tail_hi, &bits);
         double lanes[8];
         _mm256_storeu_pd(lanes, tail_lo);
         _mm256_storeu_pd(lanes + 4, tail_hi);
-        for (k = m; k < 8; k++)
-            lanes[k] = 0.0;
+        for (r = m; r < 8; r++)
+            lanes[r] = 0.0;
         acc_lo = _mm256_add_pd(acc_lo, _mm256_loadu_pd(lanes));
         acc_hi = _mm256_add_pd(acc_hi, _mm256_loadu_pd(lanes + 4));
-        for (k = 0; k < m; k++) {
-            if (loss_out) loss_out[j + k] = lb[k];
-            if (grad_out) grad_out[j + k] = gb[k];
+        for (r = 0; r < m; r++) {
+            if (loss_out) loss_out[j + r] = lb[r];
+            if (grad_out) grad_out[j + r] = gb[r];
         }
     }
     __m256i over = _mm256_cmpgt_epi32(_mm256_xor_si256(bits, _mm256_set1_epi32(INT32_MIN)),
