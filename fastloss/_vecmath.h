@@ -2458,7 +2458,7 @@ static inline __m256 fl_join_ps(__m256d lo, __m256d hi)
 /* Whole float32 spans of sigmoid_focal_loss and log_cosh in AVX2 lanes
  * (x86-64-v3 build only: elsewhere fl_focal_span_built() and
  * fl_log_cosh_span_built() are 0 and the kernels keep their element loops).
- * Both sum the losses per lane in double in the same pass, lane k taking the
+ * Both sum the losses per lane in double as they compute them, lane k taking the
  * elements j with j % 8 == k, combined in sum_span's order (log_cosh sums w
  * loss_j, the focal loss sums loss_j and multiplies the total by w); both
  * take one weight w for the span and write grad_out[j] = fl(w grad_scale)
