@@ -2619,16 +2619,28 @@ static inline void fl_focal_grad_v8(const int variant, const float *x_in, const 
 }
 
 /* The m elements (a multiple of 8, at most FL_FOCAL_CHUNK) at x, t through the
- * four passes; loss_out and grad_out written where not NULL. */
+ * four passes; loss_out and grad_out written where not NULL.  ahead: how many
+ * elements of x follow the chunk.  Pass 1 also prefetches a cache line of t
+ * and grad_out (read and written by the later passes) and of the next chunk's
+ * x per 16 elements: each stream would otherwise come from memory in a burst
+ * within one pass (about 5% at 1e7 elements). */
 __attribute__((always_inline))
 static inline void fl_focal_chunk_v8(const int variant, const float *x, const float *t,
-                                     ptrdiff_t m, const fl_focal_consts *k, float *loss_out,
-                                     float *grad_out, fl_focal_chunk *c, __m256d *acc_lo,
-                                     __m256d *acc_hi, __m256i *bits)
+                                     ptrdiff_t m, ptrdiff_t ahead, const fl_focal_consts *k,
+                                     float *loss_out, float *grad_out, fl_focal_chunk *c,
+                                     __m256d *acc_lo, __m256d *acc_hi, __m256i *bits)
 {
     ptrdiff_t i;
-    for (i = 0; i < m; i += 8)
+    for (i = 0; i < m; i += 8) {
+        if (i % 16 == 0) {
+            _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
+            if (grad_out)
+                _mm_prefetch((const char *)(grad_out + i), _MM_HINT_T0);
+            if (i < ahead)
+                _mm_prefetch((const char *)(x + m + i), _MM_HINT_T0);
+        }
         fl_focal_exp_v8(x + i, c, i);
+    }
     for (i = 0; i < m; i += 8)
         _mm256_store_ps(c->log1p_e + i, fl_bce_log1p_unit_v8(_mm256_load_ps(c->e_f + i)));
     for (i = 0; i < m; i += 8)
@@ -2663,7 +2675,8 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
         ptrdiff_t m = (n - j) & ~(ptrdiff_t)7;
         if (m > FL_FOCAL_CHUNK)
             m = FL_FOCAL_CHUNK;
-        fl_focal_chunk_v8(variant, x + j, t + j, m, &k, loss_out ? loss_out + j : NULL,
+        fl_focal_chunk_v8(variant, x + j, t + j, m, n - j - m, &k,
+                          loss_out ? loss_out + j : NULL,
                           grad_out ? grad_out + j : NULL, &c, &acc_lo, &acc_hi, &bits);
         j += m;
     }
@@ -2676,7 +2689,7 @@ static inline double fl_focal_span_v8(const int variant, const float *x, const f
             tb[r] = t[j + r];
         }
         __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
-        fl_focal_chunk_v8(variant, xb, tb, 8, &k, loss_out ? lb : NULL, grad_out ? gb : NULL,
+        fl_focal_chunk_v8(variant, xb, tb, 8, 0, &k, loss_out ? lb : NULL, grad_out ? gb : NULL,
                           &c, &tail_lo, &tail_hi, &bits);
         double lanes[8];
         _mm256_storeu_pd(lanes, tail_lo);
