@@ -27,8 +27,9 @@ entries unbound, so that it calls the kernels' def specialisations with
 memoryviews and (n, 1) views (the compiled path before the entries); and the
 Python path it shortcuts (``fastloss._elementwise.run_python``,
 ``run_several_python`` and softmax_cross_entropy's own checks: the call path
-before the compiled one).  gaussian_nll's compiled path calls the def
-specialisation in both of the first two columns (it has no pointer-level entry).
+before the compiled one).  gaussian_nll's entry takes a var of the mean's
+shape; with one var per row ((5, 2) mean) it calls the def specialisation in
+both of the first two columns.
 Two rows below the losses show what the kernel call costs by
 itself: the kernel's def specialisation called with its arguments ready
 (the 2-D views made beforehand).

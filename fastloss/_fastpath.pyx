@@ -50,6 +50,8 @@ from fastloss._parallel cimport (CompensatedSum, compensated_add, compensated_re
 from fastloss._calls cimport reduction_code, label_weight_total
 from fastloss._entries cimport (ENTRY_MAX_VALUES, ENTRY_OUT_OF_MEMORY, ENTRY_BAD_LABELS,
                                 ElementwiseEntryFloat, ElementwiseEntryDouble,
+                                SeveralEntryFloat, SeveralEntryDouble, FL_SEVERAL_ENTRY_FLOAT,
+                                FL_SEVERAL_ENTRY_DOUBLE,
                                 CrossEntropyOptions, CrossEntropyOptionsEntryFloat,
                                 CrossEntropyOptionsEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
                                 FL_ELEMENTWISE_ENTRY_DOUBLE,
@@ -106,6 +108,8 @@ cdef class _ElementwisePlan:
     cdef list params            # one _Param per declared parameter
     cdef ElementwiseEntryFloat entry_float      # the pointer-level entries, or NULL
     cdef ElementwiseEntryDouble entry_double
+    cdef SeveralEntryFloat several_float        # (a loss with a third input: its entries)
+    cdef SeveralEntryDouble several_double
 
 
 cdef class _MulticlassPlan:
@@ -200,7 +204,12 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     plan.params = [_param_rule(param) for param in spec.params]
     entries = _elementwise_entries.get(spec.kernel)
     # (a per-column parameter: the fast path takes only its scalar, as the entries do)
-    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
+    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES and len(spec.inputs) == 3:
+        plan.several_float = <SeveralEntryFloat>PyCapsule_GetPointer(
+            entries[0], FL_SEVERAL_ENTRY_FLOAT)
+        plan.several_double = <SeveralEntryDouble>PyCapsule_GetPointer(
+            entries[1], FL_SEVERAL_ENTRY_DOUBLE)
+    elif entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
         plan.entry_float = <ElementwiseEntryFloat>PyCapsule_GetPointer(
             entries[0], FL_ELEMENTWISE_ENTRY_FLOAT)
         plan.entry_double = <ElementwiseEntryDouble>PyCapsule_GetPointer(
@@ -486,7 +495,9 @@ def run_several(spec, tuple inputs, tuple params, sample_weight, reduction, grad
     no other out; it leaves the other broadcasts (read expanded, their
     gradient summed in Python) and every in-place call (whose checked values
     are scanned before the kernel writes) to the Python path.  The kernel
-    call is that path's (_elementwise._call_kernel) on the same views.
+    call is that path's (_elementwise._call_kernel) on the same views: a flat
+    call within one chunk without hess through the kernel's pointer-level
+    entry (_entries.pxd), any other through its def specialisation.
     """
     cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
     if plan is None:
@@ -560,24 +571,39 @@ def run_several(spec, tuple inputs, tuple params, sample_weight, reduction, grad
             cnp.PyArray_NDIM(v), cnp.PyArray_DIMS(v), type_num, 0)
     if hess is True:
         hess_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0)
-    cdef tuple arguments = (
-        _view(p, view_rows, view_columns), _view(t, view_rows, view_columns),
-        _view(v, third_rows, third_columns),
-        _no_weight if sample_weight is None else sample_weight,
-        none if loss_out is None else _view(loss_out, view_rows, view_columns),
-        none if grad_out is None else _view(grad_out, view_rows, view_columns),
-        none if grad_third is None else _view(grad_third, third_rows, third_columns),
-        none if hess_out is None else _view(hess_out, view_rows, view_columns), scale, threads)
-    if n_params:
-        arguments += tuple([1.0 if value is None else value for value in params])
-    if plan.checked:
-        total, seen = kernel(*arguments)
-        if seen:
-            # the Python path's array: the input as it broadcasts ((N, 1) for (N,))
-            _raise_if_bad(spec, v if cnp.PyArray_NDIM(v) == ndim else _view(v, n_rows, 1),
-                          seen)
+    cdef tuple arguments
+    cdef double total
+    cdef double values[ENTRY_MAX_VALUES]
+    cdef int seen_bits = 0
+    if (third_columns == 1 and not one_per_row and plan.several_float != NULL
+            and hess_out is None and plan_chunks(view_rows, 1).n_chunks == 1):
+        # the kernel's one chunk of the flat call, on the data pointers (_entries.pxd)
+        for k in range(n_params):
+            value = params[k]
+            values[k] = 1.0 if value is None else <double>value
+        total = _several_entry(plan, type_num == cnp.NPY_FLOAT, p, t, v, sample_weight,
+                               view_rows, loss_out, grad_out, grad_third, scale, values,
+                               &seen_bits)
+        seen = seen_bits
     else:
-        total = kernel(*arguments)
+        arguments = (
+            _view(p, view_rows, view_columns), _view(t, view_rows, view_columns),
+            _view(v, third_rows, third_columns),
+            _no_weight if sample_weight is None else sample_weight,
+            none if loss_out is None else _view(loss_out, view_rows, view_columns),
+            none if grad_out is None else _view(grad_out, view_rows, view_columns),
+            none if grad_third is None else _view(grad_third, third_rows, third_columns),
+            none if hess_out is None else _view(hess_out, view_rows, view_columns), scale,
+            threads)
+        if n_params:
+            arguments += tuple([1.0 if value is None else value for value in params])
+        if plan.checked:
+            total, seen = kernel(*arguments)
+        else:
+            total, seen = kernel(*arguments), 0
+    if plan.checked and seen:
+        # the Python path's array: the input as it broadcasts ((N, 1) for (N,))
+        _raise_if_bad(spec, v if cnp.PyArray_NDIM(v) == ndim else _view(v, n_rows, 1), seen)
     if sample_weight is not None and not isfinite(total):
         _check_finite(sample_weight, "sample_weight")
     loss = loss_out if how == 2 else total / denominator
@@ -585,6 +611,43 @@ def run_several(spec, tuple inputs, tuple params, sample_weight, reduction, grad
     if hess_out is not None:
         return fl_tuple_of(_loss_grad_hess, 3, loss, grads, hess_out)
     return _result(loss, grads)
+
+
+cdef inline double _several_call(SeveralEntryFloat entry_float, SeveralEntryDouble entry_double,
+                                bint is_float, const void* p, const void* t, const void* v,
+                                const double* weight, Py_ssize_t n, void* loss_out,
+                                void* grad_out, void* grad_third, double scale,
+                                const double* values, int* seen) noexcept nogil:
+    """The chosen build's entry of a loss with a third input, for the data's dtype."""
+    if is_float:
+        return entry_float(<const float*>p, <const float*>t, <const float*>v, weight, n,
+                           <float*>loss_out, <float*>grad_out, <float*>grad_third, scale,
+                           values, seen)
+    return entry_double(<const double*>p, <const double*>t, <const double*>v, weight, n,
+                        <double*>loss_out, <double*>grad_out, <double*>grad_third, scale,
+                        values, seen)
+
+
+cdef double _several_entry(_ElementwisePlan plan, bint is_float, cnp.ndarray p, cnp.ndarray t,
+                           cnp.ndarray v, object sample_weight, Py_ssize_t n, object loss_out,
+                           object grad_out, object grad_third, double scale,
+                           const double* values, int* seen):
+    """_several_call on the arrays' data (the GIL released from NOGIL_ELEMENTS on)."""
+    cdef const void* p_ptr = cnp.PyArray_DATA(p)
+    cdef const void* t_ptr = cnp.PyArray_DATA(t)
+    cdef const void* v_ptr = cnp.PyArray_DATA(v)
+    cdef const double* weight_ptr = <const double*>_data_or_null(sample_weight)
+    cdef void* loss_ptr = _data_or_null(loss_out)
+    cdef void* grad_ptr = _data_or_null(grad_out)
+    cdef void* third_ptr = _data_or_null(grad_third)
+    if n < NOGIL_ELEMENTS:
+        return _several_call(plan.several_float, plan.several_double, is_float, p_ptr, t_ptr,
+                             v_ptr, weight_ptr, n, loss_ptr, grad_ptr, third_ptr, scale,
+                             values, seen)
+    with nogil:
+        return _several_call(plan.several_float, plan.several_double, is_float, p_ptr, t_ptr,
+                             v_ptr, weight_ptr, n, loss_ptr, grad_ptr, third_ptr, scale,
+                             values, seen)
 
 
 cdef inline bint _apart(cnp.ndarray out, cnp.ndarray p, cnp.ndarray t, cnp.ndarray v,

@@ -704,8 +704,9 @@ def without_entries():
 
 
 def test_every_build_exports_its_entries():
-    """Both builds export an entry per two-input elementwise kernel and for
-    softmax_cross_entropy, and the fast path is bound to the chosen build's."""
+    """Both builds export an entry per two-input elementwise kernel, for
+    gaussian_nll and for softmax_cross_entropy, and the fast path is bound to the
+    chosen build's."""
     import importlib
 
     from fastloss import _dispatch
@@ -717,7 +718,7 @@ def test_every_build_exports_its_entries():
         except ImportError:
             assert suffix == "_v3"
             continue
-        assert kernels <= set(elementwise.ENTRIES)
+        assert kernels | {"gaussian_nll"} <= set(elementwise.ENTRIES)
         assert {"softmax_cross_entropy", "softmax_cross_entropy_options"} <= set(
             multiclass.ENTRIES)
     assert _elementwise._elementwise_kernels is _dispatch.elementwise_kernels
@@ -1044,3 +1045,45 @@ def test_gaussian_nll_bad_weights_raise_the_python_paths_error(weight, reduction
     with pytest.raises(ValueError) as slow:
         python_nll(mean, target, var, sample_weight=weight, reduction=reduction)
     assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("shape", [(10,), (5000,), (40000,), (3, 4), (300, 20)])
+@pytest.mark.parametrize("var_kind", ["same", "per row"])
+def test_gaussian_nll_entry_agrees_with_the_def_kernel(shape, var_kind, several_fallbacks):
+    """The entry path (a flat call within one chunk; with the GIL released from 4096
+    elements; beyond one chunk, per-row var and hess the def kernel) and the Python
+    path, bit for bit, with out and out_var."""
+    if var_kind == "per row" and len(shape) == 1:
+        pytest.skip("one value per row needs a 2-D mean")
+    rng = np.random.default_rng(shape[0] + len(shape))
+    var_shape = shape if var_kind == "same" else shape[:1]
+    for dtype, reduction, weighted, full, hess in itertools.product(
+            (np.float32, np.float64), ("mean", "sum", "none"), (False, True), (False, True),
+            (False, True)):
+        mean = rng.normal(size=shape).astype(dtype)
+        target = rng.normal(size=shape).astype(dtype)
+        var = rng.uniform(0, 2, var_shape).astype(dtype)
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        kwargs = dict(full=full, sample_weight=weight, reduction=reduction, hess=hess)
+        fast = fastloss.gaussian_nll(mean, target, var, out=np.empty(shape, dtype),
+                                     out_var=np.empty(var_shape, dtype), **kwargs)
+        assert_nll_identical(fast, python_nll(mean, target, var, **kwargs))
+    assert not several_fallbacks
+
+
+def test_gaussian_nll_entry_and_def_kernel_give_the_same_bits(without_entries,
+                                                              several_fallbacks):
+    rng = np.random.default_rng(12)
+    for dtype in (np.float32, np.float64):
+        mean, target = rng.normal(size=(2, 33)).astype(dtype)
+        var = rng.uniform(0, 2, 33).astype(dtype)
+        for kwargs in ({}, {"reduction": "none", "full": True}, {"eps": 0.5},
+                       {"sample_weight": rng.uniform(0.5, 2, 33), "reduction": "sum"}):
+            without = fastloss.gaussian_nll(mean, target, var, **kwargs)
+            _fastpath.bind_elementwise_entries(_elementwise._elementwise_kernels.ENTRIES)
+            try:
+                assert_nll_identical(fastloss.gaussian_nll(mean, target, var, **kwargs),
+                                     without)
+            finally:
+                _fastpath.bind_elementwise_entries({})
+    assert not several_fallbacks
