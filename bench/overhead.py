@@ -3,7 +3,8 @@
     python -m bench.overhead [--calls 20000 | --loop-ms 1] [--repeats 31]
 
 Every row is a loss called on 10 float32 elements (softmax_cross_entropy:
-(2, 5) float32 logits and int labels), default options unless the row says
+(2, 5) float32 logits and int labels; gaussian_nll: a var of 10 elements, or
+of 5 for a (5, 2) mean), default options unless the row says
 otherwise, timed in loops of ``--calls`` calls; the loops of all rows take
 turns, ``--repeats`` times, so that a machine whose load changes treats
 every row alike, and each row's figure is the median of its loops.  The
@@ -24,8 +25,11 @@ Three columns, measured in the same run: the compiled call path
 pointer-level entries (``fastloss/_entries.pxd``); the same path with the
 entries unbound, so that it calls the kernels' def specialisations with
 memoryviews and (n, 1) views (the compiled path before the entries); and the
-Python path it shortcuts (``fastloss._elementwise.run_python`` and
-softmax_cross_entropy's own checks: the call path before the compiled one).
+Python path it shortcuts (``fastloss._elementwise.run_python``,
+``run_several_python`` and softmax_cross_entropy's own checks: the call path
+before the compiled one).  gaussian_nll's entry takes a var of the mean's
+shape; with one var per row ((5, 2) mean) it calls the def specialisation in
+both of the first two columns.
 Two rows below the losses show what the kernel call costs by
 itself: the kernel's def specialisation called with its arguments ready
 (the 2-D views made beforehand).
@@ -65,6 +69,8 @@ def cases() -> dict[str, tuple[str, object]]:
     rows = rng.normal(size=(256, 10)).astype(np.float32)
     row_labels = rng.integers(0, 10, 256)
     row_grad = np.empty((256, 10), np.float32)
+    var = rng.uniform(0.5, 2, 10).astype(np.float32)
+    mean2, target2 = a.reshape(5, 2), b.reshape(5, 2)
     table = {
         "np.subtract(a, b, out=c)": ("floor", lambda: np.subtract(a, b, out=c)),
         "mse": ("loss", lambda: fastloss.mse(a, b)),
@@ -75,6 +81,12 @@ def cases() -> dict[str, tuple[str, object]]:
         "mse, out=": ("loss", lambda: fastloss.mse(a, b, out=c)),
         "mse, sample_weight": ("loss", lambda: fastloss.mse(a, b, sample_weight=weight)),
         "mse, reduction='none'": ("loss", lambda: fastloss.mse(a, b, reduction="none")),
+        "gaussian_nll": ("loss", lambda: fastloss.gaussian_nll(a, b, var)),
+        "gaussian_nll (5, 2), var (5,)": (
+            "loss", lambda: fastloss.gaussian_nll(mean2, target2, var[:5])),
+        "gaussian_nll, sample_weight, reduction='none'": (
+            "loss", lambda: fastloss.gaussian_nll(a, b, var, sample_weight=weight,
+                                                  reduction="none")),
         "softmax_cross_entropy (2, 5)": (
             "loss", lambda: fastloss.softmax_cross_entropy(logits, labels)),
         "softmax_cross_entropy (2, 5), out=": (
@@ -131,10 +143,12 @@ class PythonPath:
 
     def __enter__(self) -> None:
         _elementwise_losses.run = _elementwise.run_python
+        _elementwise_losses.run_several = _elementwise.run_several_python
         _multiclass_losses.fast_call = lambda *args: None
 
     def __exit__(self, *exc: object) -> None:
         _elementwise_losses.run = _elementwise.run
+        _elementwise_losses.run_several = _elementwise.run_several
         _multiclass_losses.fast_call = _multiclass.fast_call
 
 

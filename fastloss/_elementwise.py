@@ -35,7 +35,9 @@ import numpy as np
 from fastloss import _dispatch
 from fastloss._checks import (Prepared, check_finite, prepare_elementwise,
                               prepare_further_inputs, refuse_hess, writes_over_input)
-from fastloss._fastpath import bind_elementwise, bind_elementwise_entries, run_elementwise
+from fastloss._fastpath import (bind_elementwise, bind_elementwise_entries, bind_several,
+                                run_elementwise)
+from fastloss._fastpath import run_several as run_several_compiled
 from fastloss._reduction import empty_mean, mean_denominator, settle_weights
 from fastloss._registry import Loss
 from fastloss._results import LossGrad, LossGradHess
@@ -98,10 +100,11 @@ def run_python(spec: Loss, pred: Any, target: Any, params: tuple[Any, ...], samp
     return LossGrad(loss, grad_out)
 
 
-def run_several(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
-                sample_weight: Any, reduction: Any, grad: Any, hess: Any,
-                outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
-    """One call of an elementwise loss with further inputs or several gradients.
+def run_several_python(spec: Loss, inputs: tuple[Any, ...], params: tuple[Any, ...],
+                       sample_weight: Any, reduction: Any, grad: Any, hess: Any,
+                       outs: tuple[Any, ...], n_threads: Any) -> LossGrad | LossGradHess:
+    """One call of an elementwise loss with further inputs or several gradients, every
+    step in Python: the reference of :func:`run_several`'s compiled path.
 
     A loss such as the Gaussian negative log-likelihood, declared with inputs
     ("mean", "target", "var") and gradients ("mean", "var"): the steps of
@@ -292,7 +295,13 @@ def _raise_if_bad(spec: Loss, values: np.ndarray, seen: int) -> None:
 
 bind_elementwise(run_python, _raise_if_bad, _KERNELS, _PARAMETERS, _NO_WEIGHT, _NO_ROWS)
 bind_elementwise_entries(_elementwise_kernels.ENTRIES)
+bind_several(run_several_python)
 run: Callable[[Loss, Any, Any, tuple[Any, ...], Any, Any, Any, Any, Any, Any],
               LossGrad | LossGradHess] = run_elementwise
 """One call of the elementwise loss ``spec`` (``params``: its parameters, in declared order):
 the compiled path for the common call, :func:`run_python` for every other."""
+run_several: Callable[[Loss, tuple[Any, ...], tuple[Any, ...], Any, Any, Any, Any,
+                       tuple[Any, ...], Any], LossGrad | LossGradHess] = run_several_compiled
+"""One call of an elementwise loss with further inputs (gaussian_nll): the compiled path
+for the common call (:func:`fastloss._fastpath.run_several`), :func:`run_several_python`
+for every other."""

@@ -19,6 +19,8 @@ cdef extern from *:
     """
     #define FL_ELEMENTWISE_ENTRY_FLOAT "fastloss.elementwise_entry.float.v1"
     #define FL_ELEMENTWISE_ENTRY_DOUBLE "fastloss.elementwise_entry.double.v1"
+    #define FL_SEVERAL_ENTRY_FLOAT "fastloss.several_entry.float.v1"
+    #define FL_SEVERAL_ENTRY_DOUBLE "fastloss.several_entry.double.v1"
     #define FL_CROSS_ENTROPY_ENTRY_FLOAT "fastloss.cross_entropy_entry.float.v1"
     #define FL_CROSS_ENTROPY_ENTRY_DOUBLE "fastloss.cross_entropy_entry.double.v1"
     #define FL_CROSS_ENTROPY_OPTIONS_ENTRY_FLOAT "fastloss.cross_entropy_options_entry.float.v1"
@@ -26,6 +28,8 @@ cdef extern from *:
     """
     const char* FL_ELEMENTWISE_ENTRY_FLOAT
     const char* FL_ELEMENTWISE_ENTRY_DOUBLE
+    const char* FL_SEVERAL_ENTRY_FLOAT
+    const char* FL_SEVERAL_ENTRY_DOUBLE
     const char* FL_CROSS_ENTROPY_ENTRY_FLOAT
     const char* FL_CROSS_ENTROPY_ENTRY_DOUBLE
     const char* FL_CROSS_ENTROPY_OPTIONS_ENTRY_FLOAT
@@ -45,6 +49,18 @@ ctypedef double (*ElementwiseEntryDouble)(
     const double* pred, const double* target, const double* weight, Py_ssize_t n,
     double* loss_out, double* grad_out, double grad_scale, const double* values,
     int* seen) noexcept nogil
+
+# The same for a loss with a third input and its gradient (gaussian_nll's var):
+# the third input, its gradient (NULL, or n values) and the rest as above, every
+# array of n values laid out flat (the third input of the predictions' shape).
+ctypedef double (*SeveralEntryFloat)(
+    const float* pred, const float* target, const float* third, const double* weight,
+    Py_ssize_t n, float* loss_out, float* grad_out, float* grad_third_out, double grad_scale,
+    const double* values, int* seen) noexcept nogil
+ctypedef double (*SeveralEntryDouble)(
+    const double* pred, const double* target, const double* third, const double* weight,
+    Py_ssize_t n, double* loss_out, double* grad_out, double* grad_third_out,
+    double grad_scale, const double* values, int* seen) noexcept nogil
 
 # softmax_cross_entropy with class labels and every option at its default, on
 # (n_rows, n_classes) logits within one chunk: the def kernel's chunk, bit for

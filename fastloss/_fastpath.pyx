@@ -50,6 +50,8 @@ from fastloss._parallel cimport (CompensatedSum, compensated_add, compensated_re
 from fastloss._calls cimport reduction_code, label_weight_total
 from fastloss._entries cimport (ENTRY_MAX_VALUES, ENTRY_OUT_OF_MEMORY, ENTRY_BAD_LABELS,
                                 ElementwiseEntryFloat, ElementwiseEntryDouble,
+                                SeveralEntryFloat, SeveralEntryDouble, FL_SEVERAL_ENTRY_FLOAT,
+                                FL_SEVERAL_ENTRY_DOUBLE,
                                 CrossEntropyOptions, CrossEntropyOptionsEntryFloat,
                                 CrossEntropyOptionsEntryDouble, FL_ELEMENTWISE_ENTRY_FLOAT,
                                 FL_ELEMENTWISE_ENTRY_DOUBLE,
@@ -70,6 +72,7 @@ cdef Py_ssize_t NOGIL_ELEMENTS = 4096
 
 # What the faces bind at import (see bind_elementwise, bind_multiclass).
 cdef object _elementwise_fallback = None
+cdef object _several_fallback = None
 cdef object _raise_if_bad = None
 cdef dict _elementwise_kernels = None
 cdef dict _elementwise_parameters = None
@@ -105,6 +108,8 @@ cdef class _ElementwisePlan:
     cdef list params            # one _Param per declared parameter
     cdef ElementwiseEntryFloat entry_float      # the pointer-level entries, or NULL
     cdef ElementwiseEntryDouble entry_double
+    cdef SeveralEntryFloat several_float        # (a loss with a third input: its entries)
+    cdef SeveralEntryDouble several_double
 
 
 cdef class _MulticlassPlan:
@@ -154,6 +159,13 @@ def bind_elementwise(fallback, raise_if_bad, kernels, parameters, no_weight, no_
     _no_rows_double = no_rows[np.dtype(np.float64)]
 
 
+def bind_several(fallback):
+    """Called once by fastloss._elementwise: the Python path of a loss with further
+    inputs (run_several_python)."""
+    global _several_fallback
+    _several_fallback = fallback
+
+
 def bind_elementwise_entries(entries):
     """Called once by fastloss._elementwise: the chosen build's pointer-level entries
     (its kernel module's ENTRIES, see _entries.pxd), read at each loss's first call."""
@@ -181,8 +193,8 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     cdef _ElementwisePlan plan = _ElementwisePlan()
     kernels = _elementwise_kernels[spec.kernel]
     plan.spec = spec
-    plan.kernel_float = kernels[np.dtype(np.float32)]
-    plan.kernel_double = kernels[np.dtype(np.float64)]
+    plan.kernel_float = kernels.get(np.dtype(np.float32))
+    plan.kernel_double = kernels.get(np.dtype(np.float64))
     plan.checked = spec.checked is not None
     plan.has_hess = spec.hess
     names = _elementwise_parameters.get(spec.kernel, ())
@@ -192,7 +204,12 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     plan.params = [_param_rule(param) for param in spec.params]
     entries = _elementwise_entries.get(spec.kernel)
     # (a per-column parameter: the fast path takes only its scalar, as the entries do)
-    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
+    if entries is not None and len(plan.params) <= ENTRY_MAX_VALUES and len(spec.inputs) == 3:
+        plan.several_float = <SeveralEntryFloat>PyCapsule_GetPointer(
+            entries[0], FL_SEVERAL_ENTRY_FLOAT)
+        plan.several_double = <SeveralEntryDouble>PyCapsule_GetPointer(
+            entries[1], FL_SEVERAL_ENTRY_DOUBLE)
+    elif entries is not None and len(plan.params) <= ENTRY_MAX_VALUES:
         plan.entry_float = <ElementwiseEntryFloat>PyCapsule_GetPointer(
             entries[0], FL_ELEMENTWISE_ENTRY_FLOAT)
         plan.entry_double = <ElementwiseEntryDouble>PyCapsule_GetPointer(
@@ -332,6 +349,19 @@ cdef double _weight_sum(cnp.ndarray weight):
 
 # --- the elementwise losses ------------------------------------------------------------
 
+cdef double _mean_denominator(object sample_weight, Py_ssize_t n_rows,
+                              Py_ssize_t row_size) except? -1.0:
+    """The "mean" divisor of an elementwise call: n_rows row_size, or row_size sum_i s_i
+    (_reduction.mean_denominator); the Python path's error for non-finite weights."""
+    cdef double denominator
+    if sample_weight is None:
+        return <double>(n_rows * row_size)
+    denominator = _weight_sum(<cnp.ndarray>sample_weight) * row_size
+    if not isfinite(denominator):
+        _check_finite(sample_weight, "sample_weight")
+    return denominator
+
+
 def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, grad, hess,
                     out, n_threads):
     """fastloss._elementwise.run: the common call here, every other in the Python path."""
@@ -367,12 +397,7 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
 
     cdef double denominator = 1.0, scale = 1.0, total
     if how == 0:
-        if sample_weight is None:
-            denominator = <double>(n_rows * row_size)
-        else:
-            denominator = _weight_sum(<cnp.ndarray>sample_weight) * row_size
-            if not isfinite(denominator):
-                _check_finite(sample_weight, "sample_weight")
+        denominator = _mean_denominator(sample_weight, n_rows, row_size)
         if denominator == 0:        # a mean over nothing: the Python path's empty_mean
             return _elementwise_fallback(spec, pred, target, params, sample_weight,
                                          reduction, grad, hess, out, n_threads)
@@ -457,6 +482,179 @@ def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, 
         return fl_tuple_of(_loss_grad_hess, 3, loss_out if how == 2 else total / denominator,
                            grad_out, hess_out)
     return _result(loss_out if how == 2 else total / denominator, grad_out)
+
+
+def run_several(spec, tuple inputs, tuple params, sample_weight, reduction, grad, hess,
+                tuple outs, n_threads):
+    """fastloss._elementwise.run_several (a loss with a third input and a gradient for it:
+    gaussian_nll's var): the common call here, every other in the Python path.
+
+    It takes the third input of the predictions' shape, or of 2-D (N, K)
+    predictions with one value per row ((N,) or (N, 1), read by the kernel as
+    (N, 1)), and ``out``/``out_var`` None or arrays overlapping no input and
+    no other out; it leaves the other broadcasts (read expanded, their
+    gradient summed in Python) and every in-place call (whose checked values
+    are scanned before the kernel writes) to the Python path.  The kernel
+    call is that path's (_elementwise._call_kernel) on the same views: a flat
+    call within one chunk without hess through the kernel's pointer-level
+    entry (_entries.pxd), any other through its def specialisation.
+    """
+    cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
+    if plan is None:
+        plan = _elementwise_plan(spec)
+    cdef int how = reduction_code(reduction)
+    cdef int threads = _threads(n_threads)
+    cdef Py_ssize_t k, n_params = len(params)
+    if (how < 0 or threads < 0 or not (grad is True or grad is False)
+            or not (hess is False or (hess is True and grad is True and plan.has_hess))
+            or len(inputs) != 3 or len(outs) != 2 or len(spec.gradients) != 2
+            or spec.gradients[1] != spec.inputs[2] or plan.per_column
+            or (grad is False and (outs[0] is not None or outs[1] is not None))
+            or n_params != len(plan.params) or not _is_float_array(inputs[0])
+            or not _is_float_array(inputs[1]) or not _is_float_array(inputs[2])):
+        return _several_fallback(spec, inputs, params, sample_weight, reduction, grad, hess,
+                                 outs, n_threads)
+    cdef cnp.ndarray p = <cnp.ndarray>inputs[0], t = <cnp.ndarray>inputs[1]
+    cdef cnp.ndarray v = <cnp.ndarray>inputs[2]
+    cdef int ndim = cnp.PyArray_NDIM(p)
+    cdef Py_ssize_t n_rows = cnp.PyArray_DIM(p, 0) if ndim >= 1 else 0
+    cdef Py_ssize_t row_size = cnp.PyArray_DIM(p, 1) if ndim == 2 else 1
+    cdef bint ok = ((ndim == 1 and plan.ndim1) or (ndim == 2 and plan.ndim2)) \
+        and _same_layout(p, t) and n_rows > 0 and row_size > 0
+    # the third input: the predictions' shape, or (ndim 2) (N,) or (N, 1): one per row
+    cdef bint one_per_row = False
+    if ok and not _same_layout(p, v):
+        # (the number of dimensions first: a 0-d array has no DIM(v, 0))
+        one_per_row = (ndim == 2 and cnp.PyArray_TYPE(v) == cnp.PyArray_TYPE(p)
+                       and (cnp.PyArray_NDIM(v) == 1 or (cnp.PyArray_NDIM(v) == 2
+                                                         and cnp.PyArray_DIM(v, 1) == 1))
+                       and cnp.PyArray_DIM(v, 0) == n_rows)
+        ok = one_per_row and spec.inputs[2] in spec.broadcast_inputs
+    for k in range(n_params):
+        ok = ok and _param_ok(<_Param>plan.params[k], params[k])
+    if ok and sample_weight is not None:
+        ok = _is_weight(sample_weight, n_rows)
+    out, out_third = outs
+    if ok and out is not None:
+        ok = _is_out(out, p) and _apart(<cnp.ndarray>out, p, t, v, sample_weight)
+    if ok and out_third is not None:
+        ok = _is_out(out_third, v) and _apart(<cnp.ndarray>out_third, p, t, v, sample_weight) \
+            and (out is None or not _overlap(<cnp.ndarray>out_third, <cnp.ndarray>out))
+    kernel = plan.kernel_float if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT else plan.kernel_double
+    if not ok or kernel is None:
+        return _several_fallback(spec, inputs, params, sample_weight, reduction, grad, hess,
+                                 outs, n_threads)
+
+    cdef double denominator = 1.0, scale = 1.0
+    if how == 0:
+        denominator = _mean_denominator(sample_weight, n_rows, row_size)
+        if denominator == 0:        # a mean over nothing: the Python path's zeros
+            return _several_fallback(spec, inputs, params, sample_weight, reduction, grad,
+                                     hess, outs, n_threads)
+        scale = 1.0 / denominator
+    # the views of _elementwise._call_kernel: one flat loop when nothing depends on the
+    # row; a third input with one value per row (and its gradient) as (N, 1)
+    one_per_row = one_per_row and row_size != 1
+    cdef Py_ssize_t view_rows = n_rows, view_columns = row_size
+    if sample_weight is None and not one_per_row:
+        view_rows, view_columns = n_rows * row_size, 1
+    cdef Py_ssize_t third_rows = n_rows if one_per_row else view_rows
+    cdef Py_ssize_t third_columns = 1 if one_per_row else view_columns
+    cdef int type_num = cnp.PyArray_TYPE(p)
+    none = _no_rows_float if type_num == cnp.NPY_FLOAT else _no_rows_double
+    loss_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0) if how == 2 else None
+    grad_out = grad_third = hess_out = None
+    if grad is True:
+        grad_out = out if out is not None else cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p),
+                                                                 type_num, 0)
+        grad_third = out_third if out_third is not None else cnp.PyArray_EMPTY(
+            cnp.PyArray_NDIM(v), cnp.PyArray_DIMS(v), type_num, 0)
+    if hess is True:
+        hess_out = cnp.PyArray_EMPTY(ndim, cnp.PyArray_DIMS(p), type_num, 0)
+    cdef tuple arguments
+    cdef double total
+    cdef double values[ENTRY_MAX_VALUES]
+    cdef int seen_bits = 0
+    if (third_columns == 1 and not one_per_row and plan.several_float != NULL
+            and hess_out is None and plan_chunks(view_rows, 1).n_chunks == 1):
+        # the kernel's one chunk of the flat call, on the data pointers (_entries.pxd)
+        for k in range(n_params):
+            value = params[k]
+            values[k] = 1.0 if value is None else <double>value
+        total = _several_entry(plan, type_num == cnp.NPY_FLOAT, p, t, v, sample_weight,
+                               view_rows, loss_out, grad_out, grad_third, scale, values,
+                               &seen_bits)
+        seen = seen_bits
+    else:
+        arguments = (
+            _view(p, view_rows, view_columns), _view(t, view_rows, view_columns),
+            _view(v, third_rows, third_columns),
+            _no_weight if sample_weight is None else sample_weight,
+            none if loss_out is None else _view(loss_out, view_rows, view_columns),
+            none if grad_out is None else _view(grad_out, view_rows, view_columns),
+            none if grad_third is None else _view(grad_third, third_rows, third_columns),
+            none if hess_out is None else _view(hess_out, view_rows, view_columns), scale,
+            threads)
+        if n_params:
+            arguments += tuple([1.0 if value is None else value for value in params])
+        if plan.checked:
+            total, seen = kernel(*arguments)
+        else:
+            total, seen = kernel(*arguments), 0
+    if plan.checked and seen:
+        # the Python path's array: the input as it broadcasts ((N, 1) for (N,))
+        _raise_if_bad(spec, v if cnp.PyArray_NDIM(v) == ndim else _view(v, n_rows, 1), seen)
+    if sample_weight is not None and not isfinite(total):
+        _check_finite(sample_weight, "sample_weight")
+    loss = loss_out if how == 2 else total / denominator
+    grads = None if grad is False else (grad_out, grad_third)
+    if hess_out is not None:
+        return fl_tuple_of(_loss_grad_hess, 3, loss, grads, hess_out)
+    return _result(loss, grads)
+
+
+cdef inline double _several_call(SeveralEntryFloat entry_float, SeveralEntryDouble entry_double,
+                                bint is_float, const void* p, const void* t, const void* v,
+                                const double* weight, Py_ssize_t n, void* loss_out,
+                                void* grad_out, void* grad_third, double scale,
+                                const double* values, int* seen) noexcept nogil:
+    """The chosen build's entry of a loss with a third input, for the data's dtype."""
+    if is_float:
+        return entry_float(<const float*>p, <const float*>t, <const float*>v, weight, n,
+                           <float*>loss_out, <float*>grad_out, <float*>grad_third, scale,
+                           values, seen)
+    return entry_double(<const double*>p, <const double*>t, <const double*>v, weight, n,
+                        <double*>loss_out, <double*>grad_out, <double*>grad_third, scale,
+                        values, seen)
+
+
+cdef double _several_entry(_ElementwisePlan plan, bint is_float, cnp.ndarray p, cnp.ndarray t,
+                           cnp.ndarray v, object sample_weight, Py_ssize_t n, object loss_out,
+                           object grad_out, object grad_third, double scale,
+                           const double* values, int* seen):
+    """_several_call on the arrays' data (the GIL released from NOGIL_ELEMENTS on)."""
+    cdef const void* p_ptr = cnp.PyArray_DATA(p)
+    cdef const void* t_ptr = cnp.PyArray_DATA(t)
+    cdef const void* v_ptr = cnp.PyArray_DATA(v)
+    cdef const double* weight_ptr = <const double*>_data_or_null(sample_weight)
+    cdef void* loss_ptr = _data_or_null(loss_out)
+    cdef void* grad_ptr = _data_or_null(grad_out)
+    cdef void* third_ptr = _data_or_null(grad_third)
+    if n < NOGIL_ELEMENTS:
+        return _several_call(plan.several_float, plan.several_double, is_float, p_ptr, t_ptr,
+                             v_ptr, weight_ptr, n, loss_ptr, grad_ptr, third_ptr, scale,
+                             values, seen)
+    with nogil:
+        return _several_call(plan.several_float, plan.several_double, is_float, p_ptr, t_ptr,
+                             v_ptr, weight_ptr, n, loss_ptr, grad_ptr, third_ptr, scale,
+                             values, seen)
+
+
+cdef inline bint _apart(cnp.ndarray out, cnp.ndarray p, cnp.ndarray t, cnp.ndarray v,
+                        object sample_weight):
+    """out overlaps none of the inputs."""
+    return not (_overlap(out, p) or _overlap(out, t) or _overlap(out, v)
+                or (sample_weight is not None and _overlap(out, <cnp.ndarray>sample_weight)))
 
 
 # --- the multiclass losses --------------------------------------------------------------

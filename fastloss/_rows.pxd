@@ -173,18 +173,18 @@ cdef extern from "_vecmath.h" nogil:
 
 
 cdef extern from "_small_rows.h" nogil:
-    # Softmax cross-entropy of 8 float32 rows of at most 16 classes, one per
-    # SIMD lane (x86-64-v3 build only; elsewhere it declines)
+    # Softmax cross-entropy (z-loss z, 0: none) of 8 float32 rows of at most
+    # 16 classes, one per SIMD lane (x86-64-v3 build only; elsewhere it declines)
     bint fl_small_ce8_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
                             const double* scale, const double* delta, const double* weight_y,
-                            double gamma, double beta, const double* class_weight, float* grad,
-                            float* hess, double* loss)
+                            double gamma, double beta, double z_loss,
+                            const double* class_weight, float* grad, float* hess, double* loss)
     # The same of 4 float32 rows of at least 8 classes, one after another
     # (no Hessian; x86-64-v3 build only; elsewhere it declines)
     bint fl_mid_ce4_float(const float* x, Py_ssize_t n, const Py_ssize_t* labels,
                           const double* scale, const double* delta, const double* weight_y,
-                          double gamma, double beta, const double* class_weight, float* grad,
-                          double* loss)
+                          double gamma, double beta, double z_loss,
+                          const double* class_weight, float* grad, double* loss)
 
 cdef inline RowMax row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     """The maximum of x[0:n] (n >= 1) and its first position.

@@ -21,7 +21,8 @@
  *     (Taylor, degree 9, |K ln2 - m| < 0.42: remainder < 5e-11), S, 1 / T,
  *     log1p(S) (fdlibm's log reduction, Goldberg's correction through 1 / T),
  *     the loss, the gradient coefficients and the label's gradient element
- *     (from q_y = 1 - p_y, or S / T when x_y = m: no cancellation);
+ *     (from q_y = 1 - p_y, or S / T when x_y = m: no cancellation), with the
+ *     z-loss z lse^2 (lse = m + L) and its 2 z lse p_c;
  *   - the gradient scaled in float, the label element merged by a lane mask,
  *     written back transposed (every x read before the first write, so grad
  *     may be x).
@@ -111,15 +112,17 @@ static inline __m256d fl_small_in_range(__m256d a)
 /* One row per double lane (4 rows): the row's scalars after its exp pass, as
  * the callers below define them.  m the row maximum, kd = K, raw the sum of
  * e'_c = exp(x_c - K ln2) over c with x_c != m, ties the count of x_c == m,
- * xy = x_y and ey = e'_y, wz = sum_c w_c (x_c - m) (read only when beta != 0):
+ * xy = x_y and ey = e'_y, wz = sum_c w_c (x_c - m) (read only when beta != 0),
+ * z the z-loss coefficient (0: none):
  *
  *   factor = exp(K ln2 - m),  S = factor raw + ties - 1,  T = 1 + S,
  *   L = log1p(S),  p_y = factor ey / T (1 / T at m),  q_y = 1 - p_y (S / T at m),
- *   loss = delta (L - z_y) + gamma L - beta wz        (written to loss[0:4])
- *   coef = scale (delta + gamma) factor / T           (grad_c = coef e'_c - bsc w_c)
- *   bsc = scale beta,  gy = scale (-delta q_y + gamma p_y - beta w_y)
+ *   lse = m + L,  g = gamma + 2 z lse                 (the z-loss's gradient 2 z lse p_c)
+ *   loss = delta (L - z_y) + gamma L - beta wz + z lse^2    (written to loss[0:4])
+ *   coef = scale (delta + g) factor / T               (grad_c = coef e'_c - bsc w_c)
+ *   bsc = scale beta,  gy = scale (-delta q_y + g p_y - beta w_y)
  *
- * and the Hessian's scale (delta + gamma), factor / T and its value S / T^2 at
+ * and the Hessian's scale (delta + g), factor / T and its value S / T^2 at
  * m; ok: coef and bsc are 0 or within [1e-30, 1e30] (float's range, scaled
  * in float without underflow or overflow). */
 typedef struct {
@@ -129,7 +132,7 @@ typedef struct {
 static inline __attribute__((always_inline)) void fl_ce_rows4(
     __m256d m, __m256d kd, __m256d raw, __m256d tie_count, __m256d xyd, __m256d eyd,
     const double *scale, const double *delta, const double *weight_y, double gamma,
-    double beta, __m256d wz, double *loss, fl_ce_coefs4 *out)
+    double beta, double z_loss, __m256d wz, double *loss, fl_ce_coefs4 *out)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
@@ -152,6 +155,12 @@ static inline __attribute__((always_inline)) void fl_ce_rows4(
     __m256d lv = _mm256_mul_pd(dl, _mm256_sub_pd(L, z_y));
     if (beta != 0.0)
         lv = _mm256_add_pd(lv, _mm256_fmsub_pd(g, L, _mm256_mul_pd(b, wz)));
+    if (z_loss != 0.0) {
+        /* z lse^2 in the loss, 2 z lse in the coefficient of p (the head's rule) */
+        __m256d z = _mm256_set1_pd(z_loss), lse = _mm256_add_pd(m, L);
+        lv = _mm256_add_pd(lv, _mm256_mul_pd(z, _mm256_mul_pd(lse, lse)));
+        g = _mm256_add_pd(g, _mm256_mul_pd(_mm256_add_pd(z, z), lse));
+    }
     _mm256_storeu_pd(loss, lv);
     out->coef = _mm256_mul_pd(_mm256_mul_pd(sc, _mm256_add_pd(dl, g)),
                               _mm256_mul_pd(factor, inv));
@@ -203,7 +212,7 @@ static inline void fl_small_store4(const __m256 t[4], float *out, ptrdiff_t n, p
 /* The body for a constant n (the dispatcher below makes one per n, fully unrolled). */
 static inline __attribute__((always_inline)) int fl_small_ce8_body(
     const float *x, const ptrdiff_t n, const ptrdiff_t *labels, const double *scale,
-    const double *delta, const double *weight_y, double gamma, double beta,
+    const double *delta, const double *weight_y, double gamma, double beta, double z_loss,
     const double *class_weight, float *grad, float *hess, double *loss)
 {
     __m256 col[16], e[16], v[8];
@@ -330,7 +339,8 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
                     h ? fl_hi_pd(k) : fl_lo_pd(k), h ? sum_hi : sum_lo,
                     _mm256_cvtepi32_pd(ties4), h ? fl_hi_pd(xy) : fl_lo_pd(xy),
                     h ? fl_hi_pd(ey) : fl_lo_pd(ey), scale + 4 * h, delta + 4 * h,
-                    weight_y + 4 * h, gamma, beta, h ? wz_hi : wz_lo, loss + 4 * h, &co[h]);
+                    weight_y + 4 * h, gamma, beta, z_loss, h ? wz_hi : wz_lo, loss + 4 * h,
+                    &co[h]);
     }
     __m256d coef_h[2] = {co[0].coef, co[1].coef}, bsc_h[2] = {co[0].bsc, co[1].bsc};
     __m256d gy_h[2] = {co[0].gy, co[1].gy}, ok_h[2] = {co[0].ok, co[1].ok};
@@ -411,10 +421,11 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
 /* Softmax cross-entropy of 8 float32 rows of n <= 16 classes at x (row stride
  * n) with labels: per row r, with its label coefficient delta[r] = (1 - eps)
  * w_{y_r}, weight_y[r] = w_{y_r}, gamma = (eps / C) W and beta = eps / C
- * (the notation of the kernels' label engine; 0 without smoothing),
+ * (the notation of the kernels' label engine; 0 without smoothing) and the
+ * z-loss z (0: none) of lse = m + L,
  *
- *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c
- *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + gamma p_c - beta w_c)
+ *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c + z lse^2
+ *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + (gamma + 2 z lse) p_c - beta w_c)
  *
  * and, unless hess is NULL (it needs grad), the Hessian's diagonal
  * scale[r] (delta + gamma) p_c (1 - p_c) (S / T^2 where x_c = m, free of the
@@ -427,13 +438,13 @@ static inline __attribute__((always_inline)) int fl_small_ce8_body(
 static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_t *labels,
                                      const double *scale, const double *delta,
                                      const double *weight_y, double gamma, double beta,
-                                     const double *class_weight, float *grad, float *hess,
-                                     double *loss)
+                                     double z_loss, const double *class_weight, float *grad,
+                                     float *hess, double *loss)
 {
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_SMALL_CASE(N) case N: return fl_small_ce8_body(x, N, labels, scale, delta, weight_y, \
-                                                           gamma, beta, class_weight, grad, hess, \
-                                                           loss);
+                                                           gamma, beta, z_loss, class_weight, \
+                                                           grad, hess, loss);
     switch (n) {
     FL_SMALL_CASE(1) FL_SMALL_CASE(2) FL_SMALL_CASE(3) FL_SMALL_CASE(4)
     FL_SMALL_CASE(5) FL_SMALL_CASE(6) FL_SMALL_CASE(7) FL_SMALL_CASE(8)
@@ -444,7 +455,7 @@ static inline int fl_small_ce8_float(const float *x, ptrdiff_t n, const ptrdiff_
 #undef FL_SMALL_CASE
 #else
     (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
-    (void)beta; (void)class_weight; (void)grad; (void)hess; (void)loss;
+    (void)beta; (void)z_loss; (void)class_weight; (void)grad; (void)hess; (void)loss;
     return 0;
 #endif
 }
@@ -626,10 +637,10 @@ static inline void fl_mid_grad_row(float *g, ptrdiff_t n, double coef, double bs
 
 /* Softmax cross-entropy of 4 float32 rows of n >= 8 classes at x (row stride n)
  * with labels, as fl_small_ce8_float (the same arguments for 4 rows, no
- * Hessian): per row r,
+ * Hessian): per row r, with lse = m + L,
  *
- *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c
- *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + gamma p_c - beta w_c)
+ *   loss[r] = delta (L - z_y) + gamma L - beta sum_c w_c z_c + z lse^2
+ *   grad[r n + c] = scale[r] (delta (p_c - [c == y]) + (gamma + 2 z lse) p_c - beta w_c)
  *
  * (grad may be x or NULL; class_weight NULL for w = 1).  Returns 0, having
  * written nothing, unless all 4 rows are ordinary, or when n < 8 or this is
@@ -637,7 +648,8 @@ static inline void fl_mid_grad_row(float *g, ptrdiff_t n, double coef, double bs
 static inline int fl_mid_ce4_float(const float *x, ptrdiff_t n, const ptrdiff_t *labels,
                                    const double *scale, const double *delta,
                                    const double *weight_y, double gamma, double beta,
-                                   const double *class_weight, float *grad, double *loss)
+                                   double z_loss, const double *class_weight, float *grad,
+                                   double *loss)
 {
 #ifdef FL_HAVE_FAST_ROWS
     float m[4], xy[4], sh[4];
@@ -673,7 +685,7 @@ static inline int fl_mid_ce4_float(const float *x, ptrdiff_t n, const ptrdiff_t 
     fl_ce_rows4(_mm256_cvtps_pd(m4), _mm256_cvtps_pd(k4), sums,
                 _mm256_cvtepi32_pd(_mm_loadu_si128((const __m128i *)ties)), _mm256_cvtps_pd(xy4),
                 _mm256_cvtps_pd(_mm256_castps256_ps128(ey)), scale, delta, weight_y, gamma, beta,
-                _mm256_loadu_pd(wz), loss, &co);
+                z_loss, _mm256_loadu_pd(wz), loss, &co);
     if (grad == NULL)
         return 1;
     double coef[4], bsc[4], gy[4];
@@ -691,7 +703,7 @@ static inline int fl_mid_ce4_float(const float *x, ptrdiff_t n, const ptrdiff_t 
     return 1;
 #else
     (void)x; (void)n; (void)labels; (void)scale; (void)delta; (void)weight_y; (void)gamma;
-    (void)beta; (void)class_weight; (void)grad; (void)loss;
+    (void)beta; (void)z_loss; (void)class_weight; (void)grad; (void)loss;
     return 0;
 #endif
 }

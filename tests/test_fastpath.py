@@ -704,8 +704,9 @@ def without_entries():
 
 
 def test_every_build_exports_its_entries():
-    """Both builds export an entry per two-input elementwise kernel and for
-    softmax_cross_entropy, and the fast path is bound to the chosen build's."""
+    """Both builds export an entry per two-input elementwise kernel, for
+    gaussian_nll and for softmax_cross_entropy, and the fast path is bound to the
+    chosen build's."""
     import importlib
 
     from fastloss import _dispatch
@@ -717,7 +718,7 @@ def test_every_build_exports_its_entries():
         except ImportError:
             assert suffix == "_v3"
             continue
-        assert kernels <= set(elementwise.ENTRIES)
+        assert kernels | {"gaussian_nll"} <= set(elementwise.ENTRIES)
         assert {"softmax_cross_entropy", "softmax_cross_entropy_options"} <= set(
             multiclass.ENTRIES)
     assert _elementwise._elementwise_kernels is _dispatch.elementwise_kernels
@@ -796,3 +797,293 @@ def test_label_weight_sum_never_reads_outside_the_class_weights():
             label_weight_sum(bad, class_weight, sample_weight, False, 0)
         assert label_weight_sum(bad, none, sample_weight, True, 7) == sample_weight.sum()
     assert label_weight_sum(np.array([2, 0, 3, 1]), class_weight, none, True, 3) == 6.5
+
+
+# --- gaussian_nll: three inputs, two gradients ------------------------------------------
+
+NLL = REGISTRY["gaussian_nll"]
+
+
+@pytest.fixture
+def several_fallbacks():
+    """The gaussian_nll calls the fast path hands to the Python path, recorded."""
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return _elementwise.run_several_python(*args)
+
+    _fastpath.bind_several(spy)
+    try:
+        yield calls
+    finally:
+        _fastpath.bind_several(_elementwise.run_several_python)
+
+
+def python_nll(mean, target, var, full=False, eps=1e-6, sample_weight=None, reduction="mean",
+               grad=True, hess=False, out=None, out_var=None, n_threads=None):
+    """The Python path's result of the same gaussian_nll call."""
+    return _elementwise.run_several_python(NLL, (mean, target, var), (full, eps),
+                                           sample_weight, reduction, grad, hess,
+                                           (out, out_var), n_threads)
+
+
+def assert_nll_identical(fast, slow):
+    assert type(fast) is type(slow)
+    if isinstance(slow.loss, float):
+        assert type(fast.loss) is float
+        assert fast.loss == slow.loss or (np.isnan(fast.loss) and np.isnan(slow.loss))
+    else:
+        assert fast.loss.dtype == slow.loss.dtype and fast.loss.shape == slow.loss.shape
+        np.testing.assert_array_equal(fast.loss, slow.loss)
+    if slow.grad is None:
+        assert fast.grad is None
+    else:
+        assert type(fast.grad) is tuple and len(fast.grad) == 2
+        for g, expected in zip(fast.grad, slow.grad):
+            assert g.dtype == expected.dtype and g.shape == expected.shape
+            np.testing.assert_array_equal(g, expected)
+    if type(slow) is LossGradHess:
+        assert fast.hess.dtype == slow.hess.dtype and fast.hess.shape == slow.hess.shape
+        np.testing.assert_array_equal(fast.hess, slow.hess)
+
+
+def var_shapes(shape):
+    """The var shapes the fast path takes for a mean of this shape."""
+    if len(shape) == 1:
+        return [shape]
+    return [shape, shape[:1], (shape[0], 1)]
+
+
+NLL_GRID = list(itertools.product(
+    (np.float32, np.float64), ((7,), (3, 4), (1,), (5, 1), (600,), (50, 30)),
+    ("mean", "sum", "none"), (False, True), ("none", "out", "out_var", "both"),
+    (False, True), (1e-6, 0.5, 0.0), (False, True)))
+
+
+def test_gaussian_nll_fast_path_is_bit_identical(several_fallbacks):
+    """Every var shape, reduction, sample weight, out kind, full, eps and hess the fast
+    path takes, against the Python path (var values on both sides of eps, and 0)."""
+    rng = np.random.default_rng(7)
+    taken = 0
+    for dtype, shape, reduction, weighted, outs, full, eps, hess in NLL_GRID:
+        for var_shape in var_shapes(shape):
+            mean = rng.normal(size=shape).astype(dtype)
+            target = rng.normal(size=shape).astype(dtype)
+            var = rng.choice([0.0, 1e-7, 0.3, 0.5, 2.0, 40.0], var_shape).astype(dtype)
+            weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+            if outs != "none" and hess and dtype == np.float32:
+                continue        # (the grid is large enough without these)
+
+            def call(function):
+                out = np.full(shape, np.nan, dtype) if outs in ("out", "both") else None
+                out_var = np.full(var_shape, np.nan, dtype) if outs in ("out_var", "both") \
+                    else None
+                result = function(mean, target, var, full=full, eps=eps, sample_weight=weight,
+                                  reduction=reduction, hess=hess, out=out, out_var=out_var)
+                if out is not None:
+                    assert result.grad[0] is out
+                if out_var is not None:
+                    assert result.grad[1] is out_var
+                return result
+
+            fast = call(fastloss.gaussian_nll)
+            assert not several_fallbacks, (dtype, shape, var_shape, reduction, weighted, outs)
+            assert_nll_identical(fast, call(python_nll))
+            taken += 1
+    assert taken > 1000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_nll_fast_path_at_extreme_values(dtype, several_fallbacks):
+    big = float(np.finfo(dtype).max) / 10
+    values = np.array([0.0, -0.0, 1e-4, 1e4, -1e4, big, -big, np.inf, -np.inf, np.nan],
+                      dtype)
+    mean, target = np.meshgrid(values, values)
+    var = np.resize(np.array([0.0, 1e-30, 1e-6, 1.0, 1e4, big, np.inf, np.nan], dtype),
+                    mean.shape).astype(dtype)
+    for reduction in ("mean", "sum", "none"):
+        for grad, hess in ((True, False), (False, False), (True, True)):
+            with np.errstate(all="ignore"):
+                fast = fastloss.gaussian_nll(mean, target, var, reduction=reduction,
+                                             grad=grad, hess=hess)
+                slow = python_nll(mean, target, var, reduction=reduction, grad=grad,
+                                  hess=hess)
+            assert_nll_identical(fast, slow)
+    assert not several_fallbacks
+
+
+def _nll_fallback_cases():
+    rng = np.random.default_rng(8)
+    m, t = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    v = rng.uniform(0.5, 2, (6, 4))
+    m1, t1, v1 = m[:, 0].copy(), t[:, 0].copy(), v[:, 0].copy()
+    read_only = np.empty((6, 4))
+    read_only.flags.writeable = False
+    return {
+        # the broadcasts read expanded, their gradient summed in Python
+        "var (1, K)": ((m, t, v[:1].copy()), {}),
+        "var () for (N,)": ((m1, t1, np.array(1.5)), {}),
+        "var (1,) for (N,)": ((m1, t1, np.array([1.5])), {}),
+        "var () for (N, K)": ((m, t, np.array(1.5)), {}),
+        # conversions
+        "list var": ((m, t, v.tolist()), {}),
+        "float32 var": ((m, t, v.astype(np.float32)), {}),
+        "int var": ((m, t, np.ones((6, 4), int)), {}),
+        "non-contiguous var": ((m, t, np.repeat(v, 2, axis=1)[:, ::2]), {}),
+        "float32 mean": ((m.astype(np.float32), t, v), {}),
+        "numpy float eps": ((m, t, v), {"eps": np.float64(1e-3)}),
+        "int eps": ((m, t, v), {"eps": 0}),
+        "numpy bool full": ((m, t, v), {"full": np.True_}),
+        "n_threads numpy int": ((m, t, v), {"n_threads": np.int64(1)}),
+        "empty": ((m[:0], t[:0], v[:0]), {}),
+        "zero weights, mean": ((m, t, v), {"sample_weight": np.zeros(6)}),
+        # in place (the checked values are scanned before the kernel writes)
+        "out is mean": (("mean", t, v), {"out": "mean"}),
+        "out_var is var": ((m, t, "var"), {"out_var": "var"}),
+        "out is var": ((m, t, "var"), {"out": "var"}),
+        "out_var is out": ((m, t, v), {"out": "shared", "out_var": "shared"}),
+        "out_var is the target": ((m, "target", v), {"out_var": "target"}),
+        # errors
+        "negative eps": ((m, t, v), {"eps": -1.0}),
+        "NaN eps": ((m, t, v), {"eps": float("nan")}),
+        "string eps": ((m, t, v), {"eps": "0.1"}),
+        "full=1": ((m, t, v), {"full": 1}),
+        "var of another shape": ((m, t, v[:, :3].copy()), {}),
+        "var (N, 2)": ((m, t, v[:, :2].copy()), {}),
+        "var (K,)": ((m, t, v[0].copy()), {}),
+        "var 3-D": ((m, t, v.reshape(6, 4, 1)), {}),
+        "target of another shape": ((m, t[:3], v), {}),
+        "mismatched dtypes": ((m, t.astype(np.float32), v), {}),
+        "3-D mean": ((m.reshape(2, 3, 4), t.reshape(2, 3, 4), v.reshape(2, 3, 4)), {}),
+        "out_var of another shape": ((m, t, v), {"out_var": np.empty((6, 3))}),
+        "out_var of another dtype": ((m, t, v), {"out_var": np.empty((6, 4), np.float32)}),
+        "read-only out_var": ((m, t, v), {"out_var": read_only}),
+        "out_var with grad=False": ((m, t, v), {"out_var": np.empty((6, 4)), "grad": False}),
+        "out with grad=False": ((m, t, v), {"out": np.empty((6, 4)), "grad": False}),
+        "hess with grad=False": ((m, t, v), {"hess": True, "grad": False}),
+        "hess=1": ((m, t, v), {"hess": 1}),
+        "bad reduction": ((m, t, v), {"reduction": "avg"}),
+        "n_threads=0": ((m, t, v), {"n_threads": 0}),
+        "weights of another shape": ((m, t, v), {"sample_weight": np.ones(4)}),
+        "negative var, in place": (("mean", t, np.where(v > 1, -v, v)), {"out": "mean"}),
+        "NaN weight, out_var is var": ((m, t, "var"), {"out_var": "var",
+                                                      "sample_weight": np.r_[1.0, np.nan,
+                                                                             1, 1, 1, 1]}),
+    }
+
+
+NLL_FALLBACK_CASES = _nll_fallback_cases()
+
+
+@pytest.mark.parametrize("case", sorted(NLL_FALLBACK_CASES))
+def test_gaussian_nll_fallbacks(case, several_fallbacks):
+    """Each call goes to the Python path, and fails or succeeds exactly as that path does,
+    leaving the inputs as that path leaves them."""
+    inputs, kwargs = NLL_FALLBACK_CASES[case]
+    rng = np.random.default_rng(9)
+
+    def call(function):
+        m, t, v = (x if not isinstance(x, str) else rng.uniform(0.5, 2, (6, 4)) if x == "var"
+                   else rng.normal(size=(6, 4)) for x in inputs)
+        named = {"mean": m, "target": t, "var": v, "shared": np.empty((6, 4))}
+        options = {key: named[value] if isinstance(value, str) and value in named else value
+                   for key, value in kwargs.items()}
+        try:
+            result = function(m, t, v, **options)
+        except (TypeError, ValueError) as error:
+            result = (type(error), str(error))
+        return result, [np.array(x, copy=True) for x in (m, t, v)]
+
+    state = rng.bit_generator.state
+    fast_result, fast_inputs = call(fastloss.gaussian_nll)
+    assert len(several_fallbacks) == 1, case
+    rng.bit_generator.state = state
+    slow_result, slow_inputs = call(python_nll)
+    if isinstance(slow_result, tuple) and isinstance(slow_result[0], type):
+        assert fast_result == slow_result
+    else:
+        assert_nll_identical(fast_result, slow_result)
+    for x, y in zip(fast_inputs, slow_inputs):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("var_shape", [(6, 4), (6,), (6, 1)])
+@pytest.mark.parametrize("bad", [-1.0, -1e-30, float("-inf")])
+@pytest.mark.parametrize("out_kind", ["none", "out", "out_var"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_nll_bad_var_raises_the_python_paths_error(var_shape, bad, out_kind, dtype,
+                                                            several_fallbacks):
+    """A negative var, found by the kernel's pass: the Python path's message (naming
+    its position), the inputs untouched."""
+    rng = np.random.default_rng(10)
+    mean = rng.normal(size=(6, 4)).astype(dtype)
+    target = rng.normal(size=(6, 4)).astype(dtype)
+    var = rng.uniform(0.5, 2, var_shape).astype(dtype)
+    var.flat[var.size // 2 + 1] = bad
+    copies = [x.copy() for x in (mean, target, var)]
+    outs = {"out": np.empty((6, 4), dtype)} if out_kind == "out" else \
+        {"out_var": np.empty(var_shape, dtype)} if out_kind == "out_var" else {}
+    with pytest.raises(ValueError) as fast:
+        fastloss.gaussian_nll(mean, target, var, **outs)
+    assert not several_fallbacks
+    with pytest.raises(ValueError) as slow:
+        python_nll(mean, target, var, **{key: value.copy() for key, value in outs.items()})
+    assert str(fast.value) == str(slow.value) and "var" in str(fast.value)
+    for x, copy in zip((mean, target, var), copies):
+        np.testing.assert_array_equal(x, copy)
+
+
+@pytest.mark.parametrize("weight", [[1.0, float("nan"), 1.0], [1.0, 1.0, float("inf")]])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gaussian_nll_bad_weights_raise_the_python_paths_error(weight, reduction,
+                                                               several_fallbacks):
+    mean, target, var, weight = np.zeros((3, 2)), np.ones((3, 2)), np.ones(3), np.array(weight)
+    with pytest.raises(ValueError) as fast:
+        fastloss.gaussian_nll(mean, target, var, sample_weight=weight, reduction=reduction)
+    assert not several_fallbacks
+    with pytest.raises(ValueError) as slow:
+        python_nll(mean, target, var, sample_weight=weight, reduction=reduction)
+    assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("shape", [(10,), (5000,), (40000,), (3, 4), (300, 20)])
+@pytest.mark.parametrize("var_kind", ["same", "per row"])
+def test_gaussian_nll_entry_agrees_with_the_def_kernel(shape, var_kind, several_fallbacks):
+    """The entry path (a flat call within one chunk; with the GIL released from 4096
+    elements; beyond one chunk, per-row var and hess the def kernel) and the Python
+    path, bit for bit, with out and out_var."""
+    if var_kind == "per row" and len(shape) == 1:
+        pytest.skip("one value per row needs a 2-D mean")
+    rng = np.random.default_rng(shape[0] + len(shape))
+    var_shape = shape if var_kind == "same" else shape[:1]
+    for dtype, reduction, weighted, full, hess in itertools.product(
+            (np.float32, np.float64), ("mean", "sum", "none"), (False, True), (False, True),
+            (False, True)):
+        mean = rng.normal(size=shape).astype(dtype)
+        target = rng.normal(size=shape).astype(dtype)
+        var = rng.uniform(0, 2, var_shape).astype(dtype)
+        weight = rng.uniform(0.5, 2, shape[0]) if weighted else None
+        kwargs = dict(full=full, sample_weight=weight, reduction=reduction, hess=hess)
+        fast = fastloss.gaussian_nll(mean, target, var, out=np.empty(shape, dtype),
+                                     out_var=np.empty(var_shape, dtype), **kwargs)
+        assert_nll_identical(fast, python_nll(mean, target, var, **kwargs))
+    assert not several_fallbacks
+
+
+def test_gaussian_nll_entry_and_def_kernel_give_the_same_bits(without_entries,
+                                                              several_fallbacks):
+    rng = np.random.default_rng(12)
+    for dtype in (np.float32, np.float64):
+        mean, target = rng.normal(size=(2, 33)).astype(dtype)
+        var = rng.uniform(0, 2, 33).astype(dtype)
+        for kwargs in ({}, {"reduction": "none", "full": True}, {"eps": 0.5},
+                       {"sample_weight": rng.uniform(0.5, 2, 33), "reduction": "sum"}):
+            without = fastloss.gaussian_nll(mean, target, var, **kwargs)
+            _fastpath.bind_elementwise_entries(_elementwise._elementwise_kernels.ENTRIES)
+            try:
+                assert_nll_identical(fastloss.gaussian_nll(mean, target, var, **kwargs),
+                                     without)
+            finally:
+                _fastpath.bind_elementwise_entries({})
+    assert not several_fallbacks

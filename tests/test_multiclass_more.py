@@ -56,6 +56,11 @@ OPTIONS = {
         # the rounding of exps that fall in float64's subnormal range (below
         # 2^-1022), which a float64 row stores as they are.
         "z_loss": lambda c: (c.labels, {"z_loss": 1e-4}, None),
+        "z_loss+all_options": lambda c: (
+            _ignored(c.labels), {"z_loss": 1e-3, "ignore_index": IGNORE,
+                                 "class_weight": _class_weight(c.logits.shape[1]),
+                                 "label_smoothing": 0.1},
+            _sample_weight(c.logits.shape[0])),
         "softcap": lambda c: (c.labels, {"softcap": 5.0}, None),
         "softcap_30": lambda c: (c.labels, {"softcap": 30.0}, None),
         "z_loss+softcap": lambda c: (c.labels, {"z_loss": 1e-2, "softcap": 30.0}, None),
@@ -87,6 +92,38 @@ def logit_cases(dtype):
     return adversarial.logit_cases(np.dtype(dtype), large_classes=(3000,))
 
 
+# The float32 label rows are taken in groups (8 rows of C <= 16 in SIMD lanes, 4
+# rows of 16 < C <= 1024), the remaining rows one by one: z-loss on 1, 7, 8, 9 and
+# 17 rows of short and mid-length rows hits every group and tail.  Each row is
+# shifted by one of OFFSETS (lse from -1e4 to 1e4: the z-loss's 2 z lse from -2
+# to 2 at z = 1e-4, -20 to 20 at 1e-3); the first row of each case has its label
+# at its maximum, the second a tie for its maximum.
+SMALL_ROW_CLASSES = (2, 3, 5, 8, 9, 15, 16, 17, 31, 40, 128, 1024)
+SMALL_ROW_COUNTS = (1, 7, 8, 9, 17)
+OFFSETS = (0.0, 1e4, -1e4, 300.0, -300.0, 0.0, 37.5)
+Z_LOSS_OPTIONS = ("z_loss", "z_loss+all_options")
+
+
+@functools.lru_cache(maxsize=None)
+def small_row_cases():
+    """Adversarial float32 (N, C) logits for the grouped label rows (labels only)."""
+    rng = np.random.default_rng(2024)
+    cases = []
+    for n_classes in SMALL_ROW_CLASSES:
+        for n_rows in SMALL_ROW_COUNTS:
+            x = rng.normal(0, 3, (n_rows, n_classes))
+            x += np.resize(OFFSETS, n_rows)[:, None]
+            labels = rng.integers(0, n_classes, n_rows)
+            labels[0] = np.argmax(x[0])
+            if n_rows > 1 and n_classes > 1:
+                x[1, (labels[1] + 1) % n_classes] = x[1, labels[1]] = np.max(x[1])
+            cases.append(adversarial.Logits(f"rows={n_rows}, C={n_classes}",
+                                            x.astype(np.float32), labels.astype(np.intp),
+                                            np.full((n_rows, n_classes), 1.0 / n_classes,
+                                                    np.float32)))
+    return cases
+
+
 @functools.lru_cache(maxsize=None)
 def calls(function, dtype):
     out = []
@@ -97,6 +134,12 @@ def calls(function, dtype):
             target, params, weight = build(case)
             out.append(adversarial.Call(f"{case.name}, {option}", (case.logits, target), params,
                                         weight, slow=slow))
+    if function == "softmax_cross_entropy" and dtype == "float32":
+        for case in small_row_cases():
+            for option in Z_LOSS_OPTIONS:
+                target, params, weight = OPTIONS[function][option](case)
+                out.append(adversarial.Call(f"{case.name}, {option}", (case.logits, target),
+                                            params, weight))
     return out
 
 
