@@ -1565,19 +1565,20 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
  * that q below is a normal float).  Per logit, with a = 2 |x| / cap (its
  * rounding folded into the exp's reduced argument) and q = exp(-a):
  *
- *   |x| <= 1.1 cap:  x' = x - corr,        corr = x v R(v), v = (x / cap)^2,
- *                    R(v) = (u - tanh u) / u^3 (fl_softcap_tail_v8);
- *   |x| > 1.1 cap:   x' = sign(x) cap - corr,  corr = sign(x) 2 cap q / (1 + q);
+ *   |x| <= cap:  x' = x - corr,        corr = x v R(v), v = (x / cap)^2,
+ *                R(v) = (u - tanh u) / u^3 (fl_softcap_tail_v8);
+ *   |x| > cap:   x' = sign(x) cap - corr,  corr = sign(x) 2 cap q / (1 + q);
  *
- * corr is at most 0.3 cap either way, and as in fl_softcap_exp_around_v8 the
+ * corr is at most 0.24 cap either way, and as in fl_softcap_exp_around_v8 the
  * exp's reduced argument is (base - n LN2_HI) - corr - n LN2_LO with an exact
  * first difference, so exp(x' - m') errs by the few roundings of corr
  * (about 2^-21.5 relative at cap 5, measured) and never holds x' rounded.
  * The slope is 4 q / (1 + q)^2 (no cancellation), from rcpps, one Newton step
  * and a correction by the step's residual on 1 + q held exactly (about
- * 2^-22.3 relative); blocks of 16 logits all within 1.1 cap take
+ * 2^-22.3 relative); blocks of 16 logits all within cap take
  * fl_softcap_exp_near_v8 instead (cheaper: no q; the bound leaves about one
- * block in ten of N(0, 2^2) logits at cap 5 to the far formula).  The exps
+ * block in six of N(0, 2^2) logits at cap 5 to the far formula, and keeps the
+ * near slope's cancellation 1 - tanh^2 mild).  The exps
  * and the slopes go to exp_out and slope_out, or, when slope_out is NULL,
  * their products e'_c s_c to exp_out (as fl_row_softcap_exp_sum_small_float
  * does; normal floats for |x| <= 32 cap, the caller's condition).  Returns S
@@ -1585,28 +1586,35 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
  * fl_row_softcap_exp_sum_small_float does. */
 #ifdef FL_HAVE_FAST_ROWS
 /* The bound of the near lanes below: |x| <= FL_SOFTCAP_NEAR cap. */
-#define FL_SOFTCAP_NEAR 1.1f
+#define FL_SOFTCAP_NEAR 1.0f
 
-/* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1.21] (|u| <= FL_SOFTCAP_NEAR),
- * by Horner's rule: a degree-8 fit weighted by u^3 (the size of the
- * correction x v R(v) it makes), |u^3 dR| < 2^-31.7 before the coefficients'
- * float roundings, 2^-25.7 with the evaluation's.  The tanh tail of the
- * soft-capped lanes below. */
+/* v = (x / cap)^2 rounded once, from u = x inv and its low part (inv + inv_lo
+ * = 1 / cap to about 2^-48): the argument of the near lanes' polynomials. */
+FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv, __m256 inv_lo)
+{
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
+    return _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
+}
+
+/* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1] (|u| <= FL_SOFTCAP_NEAR),
+ * by Horner's rule: a degree-7 fit weighted by u^3 (the size of the
+ * correction x v R(v) it makes), |u^3 dR| < 2^-31.9 before the float
+ * roundings (2^-29.3 of corr at cap 6), 2^-26.1 with the evaluation's. */
 FL_INLINE __m256 fl_softcap_tail_v8(__m256 v)
 {
-    __m256 r = _mm256_set1_ps(2.2867154257255606e-05f);
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.00021593656856566668f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.0010005360236391425f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.003220098093152046f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.008666305802762508f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.02180534042418003f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.05395655333995819f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.13333235681056976f));
+    __m256 r = _mm256_set1_ps(-0.00012087698996765539f);
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.0008395493496209383f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.003077746368944645f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.008596455678343773f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.021786775439977646f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.05395417660474777f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.1333322525024414f));
     return _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.3333333134651184f));
 }
 
-FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi, __m256 k_lo,
-                                           __m256 cap_f, __m256 shifter, __m256 *slope)
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi,
+                                       __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
 {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     const __m256 qsh = _mm256_set1_ps(12582912.0f);
@@ -1635,35 +1643,30 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m
     *slope = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), qd),
                            _mm256_fmadd_ps(_mm256_add_ps(e, e), d, d));
     qd = _mm256_fmadd_ps(qd, e, qd);
-    /* v = (x / cap)^2 from u = x / cap and its low part */
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
-    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
-    v = _mm256_min_ps(v, _mm256_set1_ps(FL_SOFTCAP_NEAR * FL_SOFTCAP_NEAR));
-    /* |x| <= 1.1 cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q)) */
-    __m256 r7 = fl_softcap_tail_v8(v);
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
-    __m256 tail = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
+    /* |x| <= cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q))
+     * (v clamped to 1 there: only kept finite) */
+    __m256 v = _mm256_min_ps(fl_softcap_v_v8(xv, inv, inv_lo), one);
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), fl_softcap_tail_v8(v));
+    __m256 corr_far = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
     __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR)), _CMP_GT_OQ);
     __m256 base = _mm256_blendv_ps(xv, _mm256_or_ps(cap_f, sx), far);
-    corr = _mm256_blendv_ps(corr, tail, far);
+    corr = _mm256_blendv_ps(corr, corr_far, far);
     return fl_exp_shifted_v8(base, corr, shifter);
 }
-/* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= 1.1 cap): the
- * same x' and exp, and the slope 1 - (x' / cap)^2 = 1 - v t^2 with
- * t = x' / x = 1 - v R(v) in [0.72, 1] (three operations; the slope is at
- * least 0.35 there, so the roundings of v t^2 are magnified at most 1.8
- * times), instead of q = exp(-2 |x| / cap). */
+/* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= cap): the same
+ * x' and exp, and the slope 1 - (x' / cap)^2 = 1 - v t^2 with t = x' / x =
+ * 1 - v R(v) in [0.76, 1] (three operations on R, instead of q =
+ * exp(-2 |x| / cap); the slope is at least 0.42 there, so the roundings of
+ * v t^2 are magnified at most 1.4 times: about 2^-22 relative). */
 FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
-                                            __m256 shifter, __m256 *slope)
+                                        __m256 shifter, __m256 *slope)
 {
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
-    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
-    __m256 r7 = fl_softcap_tail_v8(v);
-    __m256 t = _mm256_fnmadd_ps(v, r7, _mm256_set1_ps(1.0f));
-    *slope = _mm256_fnmadd_ps(_mm256_mul_ps(v, t), t, _mm256_set1_ps(1.0f));
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 v = fl_softcap_v_v8(xv, inv, inv_lo);
+    __m256 r = fl_softcap_tail_v8(v);
+    __m256 t = _mm256_fnmadd_ps(v, r, one);
+    *slope = _mm256_fnmadd_ps(_mm256_mul_ps(v, t), t, one);
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r);
     return fl_exp_shifted_v8(xv, corr, shifter);
 }
 #endif
