@@ -1575,9 +1575,9 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
  * (about 2^-21.5 relative at cap 5, measured) and never holds x' rounded.
  * The slope is 4 q / (1 + q)^2 (no cancellation), from rcpps, one Newton step
  * and a correction by the step's residual on 1 + q held exactly (about
- * 2^-22.3 relative); blocks of 16 logits all within cap take
+ * 2^-22.3 relative); blocks of 8 logits all within cap take
  * fl_softcap_exp_near_v8 instead (cheaper: no q; the bound leaves about one
- * block in six of N(0, 2^2) logits at cap 5 to the far formula, and keeps the
+ * block in ten of N(0, 2^2) logits at cap 5 to the far formula, and keeps the
  * near slope's cancellation 1 - tanh^2 mild).  The exps
  * and the slopes go to exp_out and slope_out, or, when slope_out is NULL,
  * their products e'_c s_c to exp_out (as fl_row_softcap_exp_sum_small_float
@@ -1698,14 +1698,15 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
             __builtin_prefetch(next_out + c, 1, 3);
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 s0, s1, e0, e1;
-        __m256 big = _mm256_max_ps(_mm256_andnot_ps(sign_bit, x0), _mm256_andnot_ps(sign_bit, x1));
-        if (_mm256_movemask_ps(_mm256_cmp_ps(big, near, _CMP_GT_OQ)) == 0) {
-            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
-            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
-        } else {
+        /* each block of 8 takes the far formula only when one of its logits needs it */
+        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x0), near, _CMP_GT_OQ)))
             e0 = fl_softcap_exp_mid_v8(x0, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s0);
+        else
+            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x1), near, _CMP_GT_OQ)))
             e1 = fl_softcap_exp_mid_v8(x1, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s1);
-        }
+        else
+            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
         if (exp_out != NULL && slope_out == NULL) {
             _mm256_storeu_ps(exp_out + c, _mm256_mul_ps(e0, s0));
             _mm256_storeu_ps(exp_out + c + 8, _mm256_mul_ps(e1, s1));
