@@ -1565,23 +1565,56 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
  * that q below is a normal float).  Per logit, with a = 2 |x| / cap (its
  * rounding folded into the exp's reduced argument) and q = exp(-a):
  *
- *   |x| <= 0.9 cap:  x' = x - corr,        corr = x v R(v), v = (x / cap)^2,
- *                    R(v) = (u - tanh u) / u^3 by a degree-7 fit on [0, 1]
- *                    (relative error 2^-27.4);
- *   |x| > 0.9 cap:   x' = sign(x) cap - corr,  corr = sign(x) 2 cap q / (1 + q);
+ *   |x| <= cap:  x' = x - corr,        corr = x v R(v), v = (x / cap)^2,
+ *                R(v) = (u - tanh u) / u^3 (fl_softcap_tail_v8);
+ *   |x| > cap:   x' = sign(x) cap - corr,  corr = sign(x) 2 cap q / (1 + q);
  *
- * corr is at most 0.29 cap either way, and as in fl_softcap_exp_around_v8 the
+ * corr is at most 0.24 cap either way, and as in fl_softcap_exp_around_v8 the
  * exp's reduced argument is (base - n LN2_HI) - corr - n LN2_LO with an exact
  * first difference, so exp(x' - m') errs by the few roundings of corr
  * (about 2^-21.5 relative at cap 5, measured) and never holds x' rounded.
  * The slope is 4 q / (1 + q)^2 (no cancellation), from rcpps, one Newton step
  * and a correction by the step's residual on 1 + q held exactly (about
- * 2^-22.3 relative); blocks of 16 logits all within 0.9 cap take
- * fl_softcap_exp_near_v8 instead.  Returns S and the row factor as
+ * 2^-22.3 relative); blocks of 8 logits all within cap take
+ * fl_softcap_exp_near_v8 instead (cheaper: no q; the bound leaves about one
+ * block in ten of N(0, 2^2) logits at cap 5 to the far formula, and keeps the
+ * near slope's cancellation 1 - tanh^2 mild).  The exps
+ * and the slopes go to exp_out and slope_out, or, when slope_out is NULL,
+ * their products e'_c s_c to exp_out (as fl_row_softcap_exp_sum_small_float
+ * does; normal floats for |x| <= 32 cap, the caller's condition).  Returns S
+ * and the row factor as
  * fl_row_softcap_exp_sum_small_float does. */
 #ifdef FL_HAVE_FAST_ROWS
-FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi, __m256 k_lo,
-                                           __m256 cap_f, __m256 shifter, __m256 *slope)
+/* The bound of the near lanes below: |x| <= FL_SOFTCAP_NEAR cap. */
+#define FL_SOFTCAP_NEAR 1.0f
+
+/* v = (x / cap)^2 rounded once, from u = x inv and its low part (inv + inv_lo
+ * = 1 / cap to about 2^-48): the argument of the near lanes' polynomials. */
+FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv, __m256 inv_lo)
+{
+    __m256 u = _mm256_mul_ps(xv, inv);
+    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
+    return _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
+}
+
+/* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1] (|u| <= FL_SOFTCAP_NEAR),
+ * by Horner's rule: a degree-7 fit weighted by u^3 (the size of the
+ * correction x v R(v) it makes), |u^3 dR| < 2^-31.9 before the float
+ * roundings (2^-29.3 of corr at cap 6), 2^-26.1 with the evaluation's. */
+FL_INLINE __m256 fl_softcap_tail_v8(__m256 v)
+{
+    __m256 r = _mm256_set1_ps(-0.00012087698996765539f);
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.0008395493496209383f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.003077746368944645f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.008596455678343773f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.021786775439977646f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.05395417660474777f));
+    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.1333322525024414f));
+    return _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.3333333134651184f));
+}
+
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi,
+                                       __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
 {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     const __m256 qsh = _mm256_set1_ps(12582912.0f);
@@ -1610,55 +1643,30 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m
     *slope = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), qd),
                            _mm256_fmadd_ps(_mm256_add_ps(e, e), d, d));
     qd = _mm256_fmadd_ps(qd, e, qd);
-    /* v = (x / cap)^2 from u = x / cap and its low part */
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
-    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
-    v = _mm256_min_ps(v, one);
-    /* |x| <= 0.9 cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q)) */
-    __m256 r7 = _mm256_set1_ps(-0.00014179554313922124f);
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.0009199668303679643f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.0032018741002158213f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.00869442804903428f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.021828326140481254f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.05396320536730414f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333309299374307f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333314218494f));
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
-    __m256 tail = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
-    __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(0.9f)), _CMP_GT_OQ);
+    /* |x| <= cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q))
+     * (v clamped to 1 there: only kept finite) */
+    __m256 v = _mm256_min_ps(fl_softcap_v_v8(xv, inv, inv_lo), one);
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), fl_softcap_tail_v8(v));
+    __m256 corr_far = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
+    __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR)), _CMP_GT_OQ);
     __m256 base = _mm256_blendv_ps(xv, _mm256_or_ps(cap_f, sx), far);
-    corr = _mm256_blendv_ps(corr, tail, far);
+    corr = _mm256_blendv_ps(corr, corr_far, far);
     return fl_exp_shifted_v8(base, corr, shifter);
 }
-/* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= 0.9 cap): the
- * same x' and exp, and the slope 1 - v S(v), S(v) = tanh^2(u) / u^2 by a
- * degree-7 fit on [0, 0.81] (relative error 2^-26.9; 1 - v S >= 0.49, so its
- * roundings are not magnified), instead of q = exp(-2 |x| / cap). */
+/* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= cap): the same
+ * x' and exp, and the slope 1 - (x' / cap)^2 = 1 - v t^2 with t = x' / x =
+ * 1 - v R(v) in [0.76, 1] (three operations on R, instead of q =
+ * exp(-2 |x| / cap); the slope is at least 0.42 there, so the roundings of
+ * v t^2 are magnified at most 1.4 times: about 2^-22 relative). */
 FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
-                                            __m256 shifter, __m256 *slope)
+                                        __m256 shifter, __m256 *slope)
 {
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
-    __m256 v = _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
-    __m256 r7 = _mm256_set1_ps(-0.00014179554313922124f);
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.0009199668303679643f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.0032018741002158213f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.00869442804903428f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.021828326140481254f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.05396320536730414f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(-0.13333309299374307f));
-    r7 = _mm256_fmadd_ps(r7, v, _mm256_set1_ps(0.3333333314218494f));
-    __m256 s7 = _mm256_set1_ps(-0.0026776473969221115f);
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.014474555850028992f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.04226507246494293f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.09591922909021378f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.19650998711585999f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(0.377746045589447f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(-0.6666654348373413f));
-    s7 = _mm256_fmadd_ps(s7, v, _mm256_set1_ps(1.0f));
-    *slope = _mm256_fnmadd_ps(v, s7, _mm256_set1_ps(1.0f));
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r7);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 v = fl_softcap_v_v8(xv, inv, inv_lo);
+    __m256 r = fl_softcap_tail_v8(v);
+    __m256 t = _mm256_fnmadd_ps(v, r, one);
+    *slope = _mm256_fnmadd_ps(_mm256_mul_ps(v, t), t, one);
+    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r);
     return fl_exp_shifted_v8(xv, corr, shifter);
 }
 #endif
@@ -1678,7 +1686,7 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
     const __m256 inv = _mm256_set1_ps(inv_f), inv_lo = _mm256_set1_ps((float)(1.0 / cap - inv_f));
     const __m256 k_hi = _mm256_set1_ps(k_f), k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
     const __m256 cap_f = _mm256_set1_ps((float)cap), sign_bit = _mm256_set1_ps(-0.0f);
-    const __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(0.9f));  /* as fl_softcap_exp_mid_v8 */
+    const __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR));
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
     __m256i ties = _mm256_setzero_si256();
     ptrdiff_t n_ties = 0, c = 0;
@@ -1690,15 +1698,19 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
             __builtin_prefetch(next_out + c, 1, 3);
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 s0, s1, e0, e1;
-        __m256 big = _mm256_max_ps(_mm256_andnot_ps(sign_bit, x0), _mm256_andnot_ps(sign_bit, x1));
-        if (_mm256_movemask_ps(_mm256_cmp_ps(big, near, _CMP_GT_OQ)) == 0) {
-            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
-            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
-        } else {
+        /* each block of 8 takes the far formula only when one of its logits needs it */
+        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x0), near, _CMP_GT_OQ)))
             e0 = fl_softcap_exp_mid_v8(x0, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s0);
+        else
+            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x1), near, _CMP_GT_OQ)))
             e1 = fl_softcap_exp_mid_v8(x1, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s1);
-        }
-        if (exp_out != NULL) {
+        else
+            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
+        if (exp_out != NULL && slope_out == NULL) {
+            _mm256_storeu_ps(exp_out + c, _mm256_mul_ps(e0, s0));
+            _mm256_storeu_ps(exp_out + c + 8, _mm256_mul_ps(e1, s1));
+        } else if (exp_out != NULL) {
             _mm256_storeu_ps(exp_out + c, e0);
             _mm256_storeu_ps(exp_out + c + 8, e1);
             _mm256_storeu_ps(slope_out + c, s0);

@@ -1,7 +1,10 @@
 """The float lanes of soft-capped float32 rows against the exact oracle.
 
 Rows of logits that cross the cap's thresholds of _vecmath.h (0.5 c, 0.9 c,
-c, 40 c), blocks that mix near and far logits, and caps about the float-lane
+c where the near lanes end, 32 c where the products of the exps and the
+slopes give way to the two stored apart, 40 c), blocks that mix near and far
+logits, rows whose largest |x| lies just either side of c and 32 c (the
+label at the row's largest |x| or not), and caps about the float-lane
 limit (c <= 6, a float), each within the accuracy budgets of
 tests/test_multiclass_more.py (float32: 4 ulp per sample, 8 gradient); and
 rows of the small lanes of larger caps up to their bound (|x| <= c / 2 and
@@ -35,7 +38,7 @@ def _check_within_budget(logits, labels, cap):
 
 
 def _rows(cap, n_classes, rng):
-    edges = np.array([0.5, 0.9, 1.0, 40.0]) * cap
+    edges = np.array([0.5, 0.9, 1.0, 32.0, 40.0]) * cap
     f32 = np.float32
     rows = [
         rng.normal(0.0, 2.0, n_classes),                     # the benchmark's logits
@@ -47,6 +50,20 @@ def _rows(cap, n_classes, rng):
                            for e in edges])
     edge = np.concatenate([edge, -edge])
     rows.append(np.resize(edge, n_classes))
+    # the largest |x| just below, at and just above the near bound c and the
+    # products' bound 32 c (the first logit; the label there or not in the test)
+    for bound in (cap, 32.0 * cap):
+        for top in (np.nextafter(f32(bound), f32(0)), f32(bound),
+                    np.nextafter(f32(bound), f32(np.inf))):
+            for sign in (1.0, -1.0):
+                row = rng.uniform(-0.8, 0.8, n_classes) * float(top)
+                row[0] = sign * top
+                rows.append(row)
+    # one extreme logit among near ones: the careful path's rows (largest |x| past 40 c)
+    for extreme in (np.inf, -np.inf, 3e38, -3e38):
+        row = rng.uniform(-1.0, 1.0, n_classes) * cap
+        row[1] = extreme
+        rows.append(row)
     return np.array(rows, dtype=np.float32)
 
 
@@ -56,8 +73,28 @@ def test_float_lanes_within_budget(cap, n_classes):
     rng = np.random.default_rng(int(cap * 100) + n_classes)
     logits = _rows(cap, n_classes, rng)
     labels = rng.integers(0, n_classes, logits.shape[0])
-    labels[-1] = 0
+    labels[4] = 0
+    labels[5:] = 0                                  # at the row's largest |x|
+    labels[5::2] = 1                                # or not
     _check_within_budget(logits, labels, cap)
+
+
+@pytest.mark.parametrize("cap", [0.75, 5.0, 6.0])
+def test_float_lanes_nan_row(cap):
+    """A NaN row (the careful path) among float-lane rows: its loss is NaN, the others exact."""
+    rng = np.random.default_rng(7)
+    logits = rng.uniform(-1.5, 1.5, (3, 40)).astype(np.float32) * np.float32(cap)
+    logits[1, 5] = np.nan
+    labels = np.array([0, 1, 2])
+    result = fastloss.softmax_cross_entropy(logits, labels, softcap=cap, reduction="none")
+    assert np.isnan(result.loss[1])
+    assert np.all(np.isnan(result.grad[1]))
+    keep = [0, 2]
+    _check_within_budget(logits[keep], labels[keep], cap)
+    alone = fastloss.softmax_cross_entropy(logits[keep], labels[keep], softcap=cap,
+                                           reduction="none")
+    np.testing.assert_array_equal(result.loss[keep], alone.loss)
+    np.testing.assert_array_equal(result.grad[keep], alone.grad)
 
 
 def _small_rows(cap, n_classes, rng):
