@@ -245,21 +245,25 @@ def test_zero_total_weight_is_a_zero_mean(module):
 
 
 def test_default_chunk_rule():
-    # max(N // 10, 128) rows, at most 256 MiB and N; then shared evenly:
-    # ceil(N / ceil(N / rows)) rows per chunk
-    assert default_chunk_rows(4_096, 32_000, 4) == 373          # 409 -> 11 chunks
-    assert default_chunk_rows(2_048, 128_000, 4) == 187         # 204 -> 11 chunks
-    assert default_chunk_rows(32_768, 32_000, 4) == 2_048       # 2_097 (256 MiB) -> 16
-    assert default_chunk_rows(65_536, 32_000, 4) == 2_048       # 2_097 -> 32 chunks
-    assert default_chunk_rows(1_000, 32_000, 4) == 125          # 128 -> 8 chunks
-    assert default_chunk_rows(100, 32_000, 4) == 100
-    assert default_chunk_rows(65_536, 128_000, 8) == 262        # 262 (256 MiB) -> 251
+    # max(N // 10, 128) rows, at most 256 MiB and N; below N and from 16 rows,
+    # rounded down to a multiple of 16; then shared evenly: ceil(N / ceil(N / rows))
+    # rows per chunk, rounded up to a multiple of 16 (when rounded before)
+    assert default_chunk_rows(4_096, 32_000, 4) == 384      # 409 -> 400 -> 11: 373 -> 384
+    assert default_chunk_rows(2_048, 128_000, 4) == 192     # 204 -> 192 -> 11: 187 -> 192
+    assert default_chunk_rows(32_768, 32_000, 4) == 2_048   # 2_097 (256 MiB) -> 2_096 -> 16
+    assert default_chunk_rows(65_536, 32_000, 4) == 2_048   # 2_097 -> 2_096 -> 32 chunks
+    assert default_chunk_rows(1_000, 32_000, 4) == 128      # 128 -> 8 chunks: 125 -> 128
+    assert default_chunk_rows(130, 10, 4) == 80             # 128 -> 2 chunks: 65 -> 80
+    assert default_chunk_rows(100, 32_000, 4) == 100        # one chunk: not rounded
+    assert default_chunk_rows(65_536, 128_000, 8) == 256    # 262 (256 MiB) -> 256 -> 256
+    assert default_chunk_rows(9, 2**24, 4) == 3             # 4 (256 MiB) -> 3 chunks: 3
     assert default_chunk_rows(10, 2**40, 4) == 1
     assert default_chunk_rows(0, 10, 8) == 1
     for n_rows in range(1, 3_000, 7):
         rows = default_chunk_rows(n_rows, 1_000, 4)
         assert rows * 1_000 * 4 <= max(n_rows // 10, 128) * 1_000 * 4
         assert rows <= n_rows
+        assert rows == n_rows or rows % 16 == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
