@@ -391,7 +391,9 @@ def kl_div(
 # maximum m over the classes, pass 2 the exponentials e_c = exp(x_c - m)
 # (kept in the gradient's place) and their sum, then per position the loss;
 # pass 3 turns e into the gradient.  No transpose, and every loop runs along
-# contiguous memory for any number of classes.
+# contiguous memory for any number of classes.  The label's entries are
+# found by comparing each plane's class with the labels (a select in the
+# vectorised loops of passes 1 and 3), not by a gather and a scatter.
 #
 # With p = e / sum(e), log p_c = z_c - log sum(e) (z = x - m), label y,
 # smoothing eps over C classes, class weights w (W = sum_c w_c), torch's

@@ -655,11 +655,12 @@ def _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
     view = (n_batch, n_classes, input.numel() // (n_batch * n_classes))
     class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
     loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
-    channels_last = input.movedim(1, -1)
-    if channels_last.is_contiguous() and not input.is_contiguous():
-        return _channels_last_cross_entropy(
-            channels_last, target, class_weight, label_smoothing, ignore_index, reduction,
-            loss, need_grad)
+    if not input.is_contiguous():
+        channels_last = input.movedim(1, -1)
+        if channels_last.is_contiguous():
+            return _channels_last_cross_entropy(
+                channels_last, target, class_weight, label_smoothing, ignore_index,
+                reduction, loss, need_grad)
     # (the kernel checks the labels and counts torch's "mean" denominator)
     labels, probabilities = _NO_LABELS, _NO_BLOCKS[dtype]
     if target.dtype == torch.int64:
