@@ -15,6 +15,7 @@ bit-identical for every thread count.
 """
 
 from cython.parallel cimport prange
+from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, fabs
 from libc.stdint cimport int64_t
 from libc.string cimport memset
@@ -42,6 +43,44 @@ cdef enum:
     # Positions of a block (nll_loss, spatial_cross_entropy): the per-position
     # values live on the stack, a block's planes in the L1 or L2 cache.
     BLOCK = 128
+
+
+# --- labels -------------------------------------------------------------------
+
+cdef double labels_denominator(
+    const int64_t[::1] labels, Py_ssize_t n_classes, int64_t ignore_index,
+    const double[::1] class_weight, Py_ssize_t* first_bad,
+) noexcept nogil:
+    """sum_i w_{y_i} over the labels not equal to ignore_index (their count
+    without class weights): torch's "mean" denominator.  ``first_bad`` gets
+    the position of the first label neither in [0, C) nor ignored (-1 if
+    none; then the sum is 0).
+
+    Without weights the sum is a count, in a loop without branches (it
+    vectorises); the bad label's position is looked for only if there is one.
+    """
+    cdef Py_ssize_t i, counted = 0, n = labels.shape[0]
+    cdef bint weighted = class_weight.shape[0] > 0, kept, bad = False
+    cdef int64_t label
+    cdef double total = 0.0
+    first_bad[0] = -1
+    if not weighted:
+        for i in range(n):
+            label = labels[i]
+            kept = label != ignore_index
+            bad |= kept & ((label < 0) | (label >= n_classes))
+            counted += kept
+        if not bad:
+            return <double>counted
+    for i in range(n):
+        label = labels[i]
+        if label == ignore_index:
+            continue
+        if label < 0 or label >= n_classes:
+            first_bad[0] = i
+            return 0.0
+        total += class_weight[label] if weighted else 1.0
+    return total
 
 
 # --- nll_loss -----------------------------------------------------------------
@@ -189,19 +228,11 @@ def nll_loss(
                                 if n_positions > 1 else (n_batch + BLOCK - 1) // BLOCK)
     cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
     cdef double partial[MAX_CHUNKS]
-    cdef Py_ssize_t i, c, stop, first_bad = -1
-    cdef bint weighted = class_weight.shape[0] > 0
-    cdef int64_t label
-    cdef double scale, denominator = 0.0
+    cdef Py_ssize_t c, stop, first_bad
+    cdef double scale, denominator
     with nogil:
-        for i in range(n_batch * n_positions):
-            label = labels[i]
-            if label == ignore_index:
-                continue
-            if label < 0 or label >= n_classes:
-                first_bad = i
-                break
-            denominator += class_weight[label] if weighted else 1.0
+        denominator = labels_denominator(labels, n_classes, ignore_index, class_weight,
+                                         &first_bad)
     if first_bad >= 0:
         return first_bad, 0.0, 0.0
     if mean and denominator == 0.0:
@@ -360,7 +391,9 @@ def kl_div(
 # maximum m over the classes, pass 2 the exponentials e_c = exp(x_c - m)
 # (kept in the gradient's place) and their sum, then per position the loss;
 # pass 3 turns e into the gradient.  No transpose, and every loop runs along
-# contiguous memory for any number of classes.
+# contiguous memory for any number of classes.  The label's entries are
+# found by comparing each plane's class with the labels (a select in the
+# vectorised loops of passes 1 and 3), not by a gather and a scatter.
 #
 # With p = e / sum(e), log p_c = z_c - log sum(e) (z = x - m), label y,
 # smoothing eps over C classes, class weights w (W = sum_c w_c), torch's
@@ -450,10 +483,9 @@ cdef double block_cross_entropy(
     cdef double e_sum[BLOCK]             # sum of e over the classes
     cdef double log_sum[BLOCK]
     cdef floating label_x[BLOCK]         # x_y (labels)
-    cdef int64_t label[BLOCK]            # y, or class 0 where ignored (labels)
-    cdef Py_ssize_t at[BLOCK]            # y S + j: the label's entry (labels)
+    cdef int label[BLOCK]                # y, or -1 where ignored: no class (labels)
+    cdef floating label_grad[BLOCK]      # the gradient's entry at y (labels)
     cdef double w_y[BLOCK]               # w_y (labels)
-    cdef bint counted[BLOCK]             # the label is not ignore_index (labels)
     cdef double wz[BLOCK]                # sum of w z (labels) or of w q z (probabilities)
     cdef double coefficient[BLOCK]       # of e in the gradient
     cdef double smoothing[BLOCK]         # of w_c in the gradient (labels)
@@ -469,14 +501,23 @@ cdef double block_cross_entropy(
     cdef const floating* row
     cdef floating* out_row
     cdef Py_ssize_t c, j, finite
+    cdef int class_c
     for j in range(n):
         m[j] = -INFINITY
         e_sum[j] = 0.0
         wz[j] = 0.0
+    # pass 1: the maximum, and (labels) the label's score, selected by a
+    # comparison in the plane's loop: no gather, the loop vectorises (no
+    # label, -1, where ignored and for probabilities)
+    for j in range(n):
+        label[j] = <int>labels[j] if target == NULL and labels[j] != ignore_index else -1
+        label_x[j] = 0
     for c in range(n_classes):
         row = x + c * stride
+        class_c = <int>c
         for j in range(n):
             m[j] = row[j] if row[j] > m[j] else m[j]
+            label_x[j] = row[j] if label[j] == class_c else label_x[j]
     # Decided once per block: with every maximum finite, shifted(x, m) is x - m.
     finite = 0
     for j in range(n):
@@ -519,26 +560,27 @@ cdef double block_cross_entropy(
             loss[j] = log_sum[j] * coefficient[j] - wz[j]
             coefficient[j] = scale * coefficient[j] / e_sum[j]
     else:
-        # (the gathers in one scalar loop: the label's entry y S + j in integer
-        # registers, its values loaded at once; the loops below vectorise)
+        # (e_y computed again, as pass 2 did; the class weights gathered
+        # where there are some)
+        if grad_out != NULL:
+            for j in range(n):
+                label_e[j] = exp_difference(label_x[j], m[j], shifted(label_x[j], m[j]))
         for j in range(n):
-            counted[j] = labels[j] != ignore_index
-            label[j] = labels[j] if counted[j] else 0
-            at[j] = label[j] * stride + j
-            label_x[j] = x[at[j]]
-            w_y[j] = w[label[j]] if w != NULL else 1.0
-            if grad_out != NULL:
-                label_e[j] = grad_out[at[j]]
+            w_y[j] = 1.0
+        if w != NULL:
+            for j in range(n):
+                if label[j] >= 0:
+                    w_y[j] = w[label[j]]
         for j in range(n):
             z_y = shifted_exactly(label_x[j], m[j])
             value = (1.0 - eps) * w_y[j] * (log_sum[j] - z_y)
             if eps != 0.0:
                 value = value + uniform * (w_sum * log_sum[j] - wz[j])
-            loss[j] = value if counted[j] else 0.0
+            loss[j] = value if label[j] >= 0 else 0.0
             coefficient[j] = (scale * ((1.0 - eps) * w_y[j] + uniform * w_sum) / e_sum[j]
-                              if counted[j] else 0.0)
-            smoothing[j] = scale * uniform if counted[j] else 0.0
-            label_term[j] = scale * (1.0 - eps) * w_y[j] if counted[j] else 0.0
+                              if label[j] >= 0 else 0.0)
+            smoothing[j] = scale * uniform if label[j] >= 0 else 0.0
+            label_term[j] = scale * (1.0 - eps) * w_y[j] if label[j] >= 0 else 0.0
     for j in range(n):
         total += loss[j]
     if loss_out != NULL:
@@ -547,11 +589,16 @@ cdef double block_cross_entropy(
     if grad_out == NULL:
         return total
     # pass 3: e into the gradient, in the dtype's lanes (each value rounded
-    # about twice: p_c and p_c - eps w_c / C are far from cancelling, except
-    # at the label, which is written again below)
+    # about twice: p_c and p_c - eps w_c / C are far from cancelling), except
+    # at the label, where p_y - 1 cancels: its entry is rounded once, and
+    # selected in the plane's loop (an ignored position has none)
     for j in range(n):
         coefficient_t[j] = <floating>coefficient[j]
         smoothing_t[j] = <floating>smoothing[j]
+    if target == NULL:
+        for j in range(n):
+            label_grad[j] = <floating>(
+                label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
     for c in range(n_classes):
         out_row = grad_out + c * stride
         wc = w[c] if w != NULL else 1.0
@@ -561,15 +608,10 @@ cdef double block_cross_entropy(
                 out_row[j] = <floating>(out_row[j] * coefficient[j] - scale * q)
         else:
             wc_t = <floating>wc
+            class_c = <int>c
             for j in range(n):
-                out_row[j] = out_row[j] * coefficient_t[j] - wc_t * smoothing_t[j]
-    if target == NULL:
-        # the label's entry again, rounded once: p_y - 1 cancels.  (An ignored
-        # position rewrites its class 0 entry with the value pass 3 gave it:
-        # e 0 - w 0 - 0, a zero, or NaN for a NaN score.)
-        for j in range(n):
-            grad_out[at[j]] = <floating>(
-                label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
+                out_row[j] = (label_grad[j] if label[j] == class_c else
+                              out_row[j] * coefficient_t[j] - wc_t * smoothing_t[j])
     return total
 
 
@@ -613,19 +655,26 @@ cdef double chunk_cross_entropy(
 def spatial_cross_entropy(
     const floating[:, :, ::1] input,    # IN  (N, C, S) scores
     const floating[:, :, ::1] target,   # IN  (N, C, S) probabilities, or (0, 0, 0)
-    const int64_t[::1] labels,          # IN  (N * S,) labels checked in [0, C) or ignored
+    const int64_t[::1] labels,          # IN  (N * S,) labels, or (0,) (probabilities)
     const double[::1] class_weight,     # IN  (C,) class weights, or (0,) for none
     int64_t ignore_index,
     double label_smoothing,
+    bint mean,
     floating[::1] loss_out,             # OUT (N * S,) per-position losses, or (0,)
-    floating[:, :, ::1] grad_out,       # OUT (N, C, S) grad_scale * gradient, or (0, 0, 0)
-    double grad_scale,
+    floating[:, :, ::1] grad_out,       # OUT (N, C, S) gradient, or (0, 0, 0)
     int n_threads,
 ):
-    """torch's cross_entropy of (N, C, S) scores, in their layout: the float64
-    sum of the per-position losses (see the comment above for the formulas).
+    """torch's cross_entropy of (N, C, S) scores, in their layout:
+    (first_bad, total, denominator), total the float64 sum of the per-position
+    losses (see the comment above for the formulas), denominator torch's
+    "mean" denominator (labels: labels_denominator; probabilities: N S).
 
-    Labels equal to ``ignore_index`` count nothing (loss and gradient 0).
+    The gradient written is that of the total, of total / denominator when
+    ``mean``.  Labels equal to ``ignore_index`` count nothing (loss and
+    gradient 0).  first_bad is the first position whose label is neither in
+    [0, C) nor ``ignore_index`` (-1 if none); then, and for a "mean" over
+    nothing (denominator 0), nothing is written and the caller lets torch
+    compute (its error, its NaN).  C < 2**31 (the labels are compared as int).
     Blocks of BLOCK positions in chunks fixed by the shape, summed in order:
     the same result for every thread count.
     """
@@ -634,10 +683,21 @@ def spatial_cross_entropy(
     cdef Py_ssize_t n_blocks = n_batch * ((n_positions + BLOCK - 1) // BLOCK)
     cdef ChunkPlan plan = plan_chunks(n_blocks, BLOCK * n_classes)
     cdef double partial[MAX_CHUNKS]
-    cdef double w_sum = n_classes
-    cdef Py_ssize_t c, stop
+    cdef double w_sum = n_classes, scale, denominator = n_batch * n_positions
+    cdef Py_ssize_t c, stop, first_bad = -1
+    if n_classes > INT_MAX:
+        raise ValueError("spatial_cross_entropy: more than INT_MAX classes")
+    if target.shape[0] == 0:
+        with nogil:
+            denominator = labels_denominator(labels, n_classes, ignore_index, class_weight,
+                                             &first_bad)
+    if first_bad >= 0:
+        return first_bad, 0.0, 0.0
+    if mean and denominator == 0.0:
+        return -1, 0.0, 0.0
     if n_blocks == 0 or n_classes == 0:
-        return 0.0
+        return -1, 0.0, denominator
+    scale = 1.0 / denominator if mean else 1.0
     if class_weight.shape[0] > 0:
         w_sum = 0.0
         for c in range(n_classes):
@@ -649,13 +709,13 @@ def spatial_cross_entropy(
                 stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
                 partial[c] = chunk_cross_entropy(
                     input, target, labels, class_weight, w_sum, ignore_index,
-                    label_smoothing, grad_scale, loss_out, grad_out,
+                    label_smoothing, scale, loss_out, grad_out,
                     c * plan.rows_per_chunk, stop)
     else:
         for c in prange(plan.n_chunks, nogil=True, schedule="static", num_threads=n_threads):
             stop = min((c + 1) * plan.rows_per_chunk, n_blocks)
             partial[c] = chunk_cross_entropy(
                 input, target, labels, class_weight, w_sum, ignore_index,
-                label_smoothing, grad_scale, loss_out, grad_out,
+                label_smoothing, scale, loss_out, grad_out,
                 c * plan.rows_per_chunk, stop)
-    return sum_in_order(partial, plan.n_chunks)
+    return -1, sum_in_order(partial, plan.n_chunks), denominator

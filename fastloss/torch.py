@@ -158,6 +158,7 @@ _KERNELS.update({name: _by_torch_dtype(_MULTICLASS_KERNELS[name])
 # int64 labels are handed to kernels that read Py_ssize_t.
 _LABELS_ARE_INTP = np.dtype(np.intp) == np.dtype(np.int64)
 _INT64_LIMIT = 2 ** 63
+_INT32_LIMIT = 2 ** 31
 # nll_loss, and cross_entropy over (N, C, d1, ...), on fewer elements than this
 # are torch's own: its native loss costs little more than the autograd floor
 # there, less than any Python autograd.Function (measured: docs/torch.md).
@@ -652,52 +653,58 @@ def _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
     numpy_dtype = _NUMPY_DTYPES[dtype]
     n_batch, n_classes = shape[0], shape[1]
     view = (n_batch, n_classes, input.numel() // (n_batch * n_classes))
-    n_rows = view[0] * view[2]
     class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
+    loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
+    if not input.is_contiguous():
+        channels_last = input.movedim(1, -1)
+        if channels_last.is_contiguous():
+            return _channels_last_cross_entropy(
+                channels_last, target, class_weight, label_smoothing, ignore_index,
+                reduction, loss, need_grad)
+    # (the kernel checks the labels and counts torch's "mean" denominator)
+    labels, probabilities = _NO_LABELS, _NO_BLOCKS[dtype]
     if target.dtype == torch.int64:
-        labels, denominator = _class_labels(target, n_rows, n_classes, True, ignore_index,
+        labels = _array(target).reshape(-1)
+    else:
+        probabilities = _array(target).reshape(view)
+    grad = np.empty(shape, numpy_dtype) if need_grad else None
+    first_bad, total, denominator = _KERNELS["spatial_cross_entropy"][dtype](
+        _array(input).reshape(view), probabilities, labels, class_weight, ignore_index,
+        label_smoothing, reduction == "mean",
+        _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), _threads())
+    if first_bad >= 0 or reduction == "mean" and denominator == 0:
+        raise _Unsupported              # torch's error for the label, its 0 / 0 = NaN
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
+    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+
+
+def _channels_last_cross_entropy(scores, target, class_weight, label_smoothing,
+                                 ignore_index, reduction, loss, need_grad):
+    """(loss, gradient) tensors of (N, d1, ..., C) contiguous scores by the row
+    kernel; the gradient in the input's layout."""
+    dtype, shape = scores.dtype, scores.shape
+    numpy_dtype = _NUMPY_DTYPES[dtype]
+    rows = (scores.numel() // shape[-1], shape[-1])
+    labels, probabilities = _NO_LABELS, _NO_ROWS[dtype]
+    if target.dtype == torch.int64:
+        labels, denominator = _class_labels(target, rows[0], rows[1], True, ignore_index,
                                             class_weight)
         if reduction == "mean" and denominator == 0:
             raise _Unsupported          # torch's 0 / 0 = NaN
     else:
-        labels, denominator = _NO_LABELS, n_rows
-    loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
-    scale = 1.0 / denominator if reduction == "mean" else 1.0
-    channels_last = input.movedim(1, -1)
-    if channels_last.is_contiguous() and not input.is_contiguous():
-        total, grad = _channels_last_cross_entropy(
-            channels_last, target, labels, class_weight, label_smoothing, ignore_index, loss,
-            need_grad, scale)
-    else:
-        probabilities = _NO_BLOCKS[dtype] if labels is not _NO_LABELS else \
-            _array(target).reshape(view)
-        grad = np.empty(shape, numpy_dtype) if need_grad else None
-        total = _KERNELS["spatial_cross_entropy"][dtype](
-            _array(input).reshape(view), probabilities, labels, class_weight, ignore_index,
-            label_smoothing, _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
-            _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), scale, _threads())
-        grad = None if grad is None else torch.from_numpy(grad)
-    if loss is None:
-        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
-    return torch.from_numpy(loss), grad
-
-
-def _channels_last_cross_entropy(scores, target, labels, class_weight, label_smoothing,
-                                 ignore_index, loss, need_grad, scale):
-    """(total, gradient tensor) of (N, d1, ..., C) contiguous scores by the row kernel;
-    the gradient in the input's layout."""
-    dtype, shape = scores.dtype, scores.shape
-    rows = (scores.numel() // shape[-1], shape[-1])
-    probabilities = _NO_ROWS[dtype]
-    if labels is _NO_LABELS:
+        denominator = rows[0]
         probabilities = _array(target.movedim(1, -1)).reshape(rows)
-    grad = np.empty(rows, _NUMPY_DTYPES[dtype]) if need_grad else None
+    grad = np.empty(rows, numpy_dtype) if need_grad else None
     total = _cross_entropy_rows(dtype, scores.numpy(force=True).reshape(rows), probabilities,
                                 labels, class_weight, label_smoothing, ignore_index, loss,
-                                grad, scale)
+                                grad, 1.0 / denominator if reduction == "mean" else 1.0)
+    if loss is None:
+        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     if grad is None:
-        return total, None
-    return total, torch.from_numpy(grad.reshape(shape)).movedim(-1, 1)
+        return torch.from_numpy(loss), None
+    return torch.from_numpy(loss), torch.from_numpy(grad.reshape(shape)).movedim(-1, 1)
 
 
 def _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight, label_smoothing,
@@ -788,6 +795,8 @@ def _spatial_covered(input, target, weight, ignore_index):
         return False
     if weight is not None and (weight.dtype != input.dtype or weight.shape != shape[1:2]):
         return False
+    if shape[1] >= _INT32_LIMIT:
+        return False                    # the plane kernel compares labels as int
     if target.dtype == torch.int64:
         return _LABELS_ARE_INTP and target.shape == shape[:1] + shape[2:]
     return target.dtype == input.dtype and target.shape == shape and ignore_index < 0

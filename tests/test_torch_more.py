@@ -529,6 +529,36 @@ def test_spatial_cross_entropy_bad_input_raises_torchs_error(call):
         call(flt)
 
 
+@pytest.mark.parametrize("bad", [-1, 3, 2 ** 31, -2 ** 63])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_spatial_cross_entropy_labels_checked_by_the_kernel(bad, weighted):
+    # The plane kernel checks the labels itself (one far outside int too):
+    # torch's error and message, and the kernel writes nothing.
+    x, y = randn(2, 3, 300), labels((2, 300), 3)
+    y[0, ::5] = -100
+    weight = rand(3) + 0.5 if weighted else None
+    kernel = flt._KERNELS["spatial_cross_entropy"][torch.float64]
+    class_weight = flt._NO_WEIGHT if weight is None else weight.numpy()
+
+    def call(y, loss, grad):
+        return kernel(x.numpy(), flt._NO_BLOCKS[torch.float64], y.numpy().reshape(-1),
+                      class_weight, -100, 0.0, True, loss, grad, 2)
+
+    kept = y != -100
+    expected = kept.sum() if weight is None else weight[y[kept]].sum()
+    first_bad, _, denominator = call(y, np.empty(600), np.empty((2, 3, 300)))
+    assert first_bad == -1 and denominator == pytest.approx(float(expected), rel=1e-15)
+    y[1, 257] = bad
+    with pytest.raises(Exception) as raised:
+        F.cross_entropy(x, y, weight)
+    with pytest.raises(raised.type) as ours:
+        flt.cross_entropy(x.clone().requires_grad_(True), y, weight)
+    assert str(ours.value) == str(raised.value)
+    loss, grad = np.full(600, 7.0), np.full((2, 3, 300), 7.0)
+    assert call(y, loss, grad) == (557, 0.0, 0.0)
+    assert (loss == 7.0).all() and (grad == 7.0).all()
+
+
 def test_spatial_cross_entropy_calls_keep_their_own_gradients():
     # Gradients computed in the forward pass and kept until backward, of
     # calls of different sizes: none overwrites another.
