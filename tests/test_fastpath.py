@@ -72,7 +72,8 @@ def python_path(spec, pred, target, options=(), **kwargs):
                                    defaults["out"], defaults["n_threads"])
 
 
-def assert_identical(fast, slow):
+def assert_same_loss(fast, slow):
+    """The two results are of one type and their losses are bit-identical."""
     assert type(fast) is type(slow)
     if isinstance(slow.loss, float):
         assert type(fast.loss) is float
@@ -80,6 +81,10 @@ def assert_identical(fast, slow):
     else:
         assert fast.loss.dtype == slow.loss.dtype and fast.loss.shape == slow.loss.shape
         np.testing.assert_array_equal(fast.loss, slow.loss)
+
+
+def assert_identical(fast, slow):
+    assert_same_loss(fast, slow)
     if slow.grad is None:
         assert fast.grad is None
     else:
@@ -829,13 +834,7 @@ def python_nll(mean, target, var, full=False, eps=1e-6, sample_weight=None, redu
 
 
 def assert_nll_identical(fast, slow):
-    assert type(fast) is type(slow)
-    if isinstance(slow.loss, float):
-        assert type(fast.loss) is float
-        assert fast.loss == slow.loss or (np.isnan(fast.loss) and np.isnan(slow.loss))
-    else:
-        assert fast.loss.dtype == slow.loss.dtype and fast.loss.shape == slow.loss.shape
-        np.testing.assert_array_equal(fast.loss, slow.loss)
+    assert_same_loss(fast, slow)
     if slow.grad is None:
         assert fast.grad is None
     else:
