@@ -30,6 +30,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fastloss import _dispatch
 from fastloss._linear_validation import (LinearCrossEntropyGrad, label_mean_denominator,
                                          prepare_linear)
 from fastloss._multiclass_losses import softmax_cross_entropy
@@ -365,6 +366,8 @@ def run_chunks(prep, products):
         grad_weight = np.zeros(prep.weight.shape, dtype)    # zeros: the result when N == 0
         if prep.bias is not None:
             grad_bias = np.zeros(n_classes, np.float64)
+            bias_sums = np.empty(n_classes, np.float64)     # one chunk's column sums
+            column_sums = _dispatch.multiclass_kernels.column_sums
     with products.threads():
         for start in range(0, n_rows, rows):
             stop = min(start + rows, n_rows)
@@ -388,7 +391,8 @@ def run_chunks(prep, products):
             products.grad_hidden(g, grad_hidden[start:stop])
             products.add_grad_weight(g, h_chunk, grad_weight, first=start == 0)
             if grad_bias is not None:
-                np.add(grad_bias, np.sum(g, axis=0, dtype=np.float64), out=grad_bias)
+                column_sums(g, bias_sums)           # np.sum(g, axis=0, dtype=float64)
+                np.add(grad_bias, bias_sums, out=grad_bias)
     if grad_bias is not None:
         grad_bias = grad_bias.astype(dtype, copy=False)
     loss = losses if losses is not None else total

@@ -501,3 +501,40 @@ def test_a_gemm_that_copies_its_output_still_fills_it(dtype):
     result = fused.run_chunks(prep, fused.ScipyProducts(prep.weight, None, copying_gemm))
     expected = unfused(fastloss, hidden, weight, labels, bias, reduction="sum")
     assert_results_match(result, expected, rtol=1e-10 if dtype == np.float64 else 1e-4)
+
+
+def _kernel_builds():
+    """The multiclass kernel modules built here (baseline, and x86-64-v3 if built)."""
+    import importlib
+    modules = [importlib.import_module("fastloss._multiclass_kernels")]
+    try:
+        modules.append(importlib.import_module("fastloss._multiclass_kernels_v3"))
+    except ImportError:
+        pass
+    return modules
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 5), (2, 3), (7, 1_000), (192, 4_099), (33, 17),
+                                   (0, 4), (3, 0), (0, 0)])
+def test_column_sums_are_numpys_float64_sums(dtype, shape):
+    """grad_bias's chunk sums: np.sum(g, axis=0, dtype=np.float64) bit for bit, in
+    every build, over magnitudes from 1e-30 to 1e30, signed zeros, inf and NaN."""
+    rng = np.random.default_rng(sum(shape))
+    scale = rng.choice([1e-30, 1.0, 1e10, 1e30, 0.0], size=shape)
+    g = (rng.normal(size=shape) * scale).astype(dtype)
+    if g.size > 6:
+        g.flat[[0, 1, 2]] = [np.inf, np.nan, -0.0]
+        if shape[0] > 1:
+            g[:, -1] = -0.0                     # NumPy's sum of it is +0.0
+    expected = np.sum(g, axis=0, dtype=np.float64)
+    for module in _kernel_builds():
+        out = np.full(shape[1], 7.0)
+        module.column_sums(g, out)
+        assert out.tobytes() == expected.tobytes(), module.__name__
+
+
+def test_column_sums_checks_the_output_length():
+    for module in _kernel_builds():
+        with pytest.raises(ValueError, match="one element per column"):
+            module.column_sums(np.ones((2, 3), np.float32), np.empty(2))
