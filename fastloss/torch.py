@@ -655,37 +655,38 @@ def _spatial_cross_entropy_fast(input, target, weight, ignore_index, reduction,
     view = (n_batch, n_classes, input.numel() // (n_batch * n_classes))
     class_weight = _NO_WEIGHT if weight is None else _as_float64(weight)
     loss = np.empty(shape[:1] + shape[2:], numpy_dtype) if reduction == "none" else None
-    if not input.is_contiguous():
-        channels_last = input.movedim(1, -1)
-        if channels_last.is_contiguous():
-            return _channels_last_cross_entropy(
-                channels_last, target, class_weight, label_smoothing, ignore_index,
-                reduction, loss, need_grad)
-    # (the kernel checks the labels and counts torch's "mean" denominator)
-    labels, probabilities = _NO_LABELS, _NO_BLOCKS[dtype]
-    if target.dtype == torch.int64:
-        labels = _array(target).reshape(-1)
+    channels_last = None if input.is_contiguous() else input.movedim(1, -1)
+    if channels_last is not None and channels_last.is_contiguous():
+        total, denominator, grad = _channels_last_cross_entropy(
+            channels_last, target, class_weight, label_smoothing, ignore_index, reduction,
+            loss, need_grad)
     else:
-        probabilities = _array(target).reshape(view)
-    grad = np.empty(shape, numpy_dtype) if need_grad else None
-    first_bad, total, denominator = _KERNELS["spatial_cross_entropy"][dtype](
-        _array(input).reshape(view), probabilities, labels, class_weight, ignore_index,
-        label_smoothing, reduction == "mean",
-        _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
-        _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), _threads())
-    if first_bad >= 0 or reduction == "mean" and denominator == 0:
-        raise _Unsupported              # torch's error for the label, its 0 / 0 = NaN
+        # (the kernel checks the labels and counts torch's "mean" denominator)
+        labels, probabilities = _NO_LABELS, _NO_BLOCKS[dtype]
+        if target.dtype == torch.int64:
+            labels = _array(target).reshape(-1)
+        else:
+            probabilities = _array(target).reshape(view)
+        grad = np.empty(shape, numpy_dtype) if need_grad else None
+        first_bad, total, denominator = _KERNELS["spatial_cross_entropy"][dtype](
+            _array(input).reshape(view), probabilities, labels, class_weight, ignore_index,
+            label_smoothing, reduction == "mean",
+            _NO_VALUES[dtype] if loss is None else loss.reshape(-1),
+            _NO_BLOCKS[dtype] if grad is None else grad.reshape(view), _threads())
+        if first_bad >= 0 or reduction == "mean" and denominator == 0:
+            raise _Unsupported          # torch's error for the label, its 0 / 0 = NaN
+        grad = None if grad is None else torch.from_numpy(grad)
     if loss is None:
         loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
-    return torch.from_numpy(loss), None if grad is None else torch.from_numpy(grad)
+    return torch.from_numpy(loss), grad
 
 
 def _channels_last_cross_entropy(scores, target, class_weight, label_smoothing,
                                  ignore_index, reduction, loss, need_grad):
-    """(loss, gradient) tensors of (N, d1, ..., C) contiguous scores by the row
-    kernel; the gradient in the input's layout."""
+    """(total, denominator, gradient tensor) of (N, d1, ..., C) contiguous scores by
+    the row kernel (loss, when given, receives the per-position losses); the
+    gradient in the input's layout."""
     dtype, shape = scores.dtype, scores.shape
-    numpy_dtype = _NUMPY_DTYPES[dtype]
     rows = (scores.numel() // shape[-1], shape[-1])
     labels, probabilities = _NO_LABELS, _NO_ROWS[dtype]
     if target.dtype == torch.int64:
@@ -696,15 +697,13 @@ def _channels_last_cross_entropy(scores, target, class_weight, label_smoothing,
     else:
         denominator = rows[0]
         probabilities = _array(target.movedim(1, -1)).reshape(rows)
-    grad = np.empty(rows, numpy_dtype) if need_grad else None
+    grad = np.empty(rows, _NUMPY_DTYPES[dtype]) if need_grad else None
     total = _cross_entropy_rows(dtype, scores.numpy(force=True).reshape(rows), probabilities,
                                 labels, class_weight, label_smoothing, ignore_index, loss,
                                 grad, 1.0 / denominator if reduction == "mean" else 1.0)
-    if loss is None:
-        loss = _scalar(total / denominator if reduction == "mean" else total, numpy_dtype)
     if grad is None:
-        return torch.from_numpy(loss), None
-    return torch.from_numpy(loss), torch.from_numpy(grad.reshape(shape)).movedim(-1, 1)
+        return total, denominator, None
+    return total, denominator, torch.from_numpy(grad.reshape(shape)).movedim(-1, 1)
 
 
 def _cross_entropy_rows(dtype, logits, probabilities, labels, class_weight, label_smoothing,
