@@ -159,14 +159,14 @@ cdef extern from "_vecmath.h" nogil:
                                         const double* weight, double* weighted_shift)
     void fl_row_affine_slope_float(float* e, const float* slope, Py_ssize_t n, double a,
                                    double b, const double* weight)
-    double fl_row_softcap_exp_sum_small_float(const float* x, Py_ssize_t n, float row_max,
-                                              double cap, double capped_max, float* exp_out,
+    double fl_row_softcap_exp_sum_small_float(const float* x, Py_ssize_t n, Py_ssize_t label,
+                                              double cap, double capped_y, float* exp_out,
                                               const float* next_x, float* next_out,
                                               double* exp_scale)
     void fl_row_affine_slope_float1(float* e, const float* slope, Py_ssize_t n, float a,
                                     float b)
-    double fl_row_softcap_exp_sum_mid_float(const float* x, Py_ssize_t n, float row_max,
-                                            double cap, double capped_max, float* exp_out,
+    double fl_row_softcap_exp_sum_mid_float(const float* x, Py_ssize_t n, Py_ssize_t label,
+                                            double cap, double capped_y, float* exp_out,
                                             float* slope_out, const float* next_x,
                                             float* next_out, double* exp_scale)
 

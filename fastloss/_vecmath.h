@@ -1411,9 +1411,13 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
  * multiplied in: exp_out (may be x, or NULL) receives e'_c s_c, the
  * gradient's factor when no term needs the exps alone (no label smoothing;
  * e'_c >= 2^-124 in an ordinary row, so the product is a normal float).
- * Returns S and the row factor exp(K ln2 - m') (m' = capped_max, in double)
- * as fl_row_exp_sum_float does; the terms at the row's maximum m (x_c == m)
- * are counted, not summed. */
+ * The row's terms are taken relative to the label's y, not to the row's
+ * maximum (no ties to count, and no mask in the loop but in the block that
+ * holds y): with m' = capped_y = x'_y (in double) and K = rint(m' log2 e),
+ * returns S = sum_{c != y} exp(x'_c - x'_y) and the row factor
+ * exp(K ln2 - m') (so p_c = e'_c factor / (1 + S)); the capped logits span
+ * at most 85 (the caller's condition), so every e'_c = exp(x'_c - K ln2) is
+ * a normal float either side of 1. */
 #ifdef FL_HAVE_FAST_ROWS
 /* exp(base - corr - n ln2) 2^(n - K) for n = rint((base - corr) log2 e), with
  * shifter = 1.5 * 2^23 - K: base - n LN2_HI is exact (Sterbenz), so r errs by
@@ -1453,10 +1457,10 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 k3, __m2
 #ifdef FL_HAVE_FAST_ROWS
 /* The last blocks of a soft-capped float32 row (c counts up to n by 8), padded
  * with x[c]: LANE(xv, ..., &slope) gives 8 exps and slopes; lanes past n are
- * neither stored nor counted, and the terms at the row's maximum m are counted
- * in n_ties instead of summed into tail.  Unless exp_out is NULL, the exps go
- * to exp_out and the slopes to SLOPES, or, when SLOPES is NULL, their
- * products to exp_out.  Shared by the row functions below. */
+ * neither stored nor summed, and the label's term is left out of tail.  Unless
+ * exp_out is NULL, the exps go to exp_out and the slopes to SLOPES, or, when
+ * SLOPES is NULL, their products to exp_out.  Shared by the row functions
+ * below. */
 #define FL_SOFTCAP_ROW_TAIL(LANE, SLOPES, ...)                                  \
     for (; c < n; c += 8) {                                                     \
         float xb[8], eb[8], sb[8];                                              \
@@ -1467,9 +1471,7 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 k3, __m2
         _mm256_storeu_ps(eb, e0);                                               \
         _mm256_storeu_ps(sb, s0);                                               \
         for (int l = 0; l < width; l++) {                                       \
-            if (xb[l] == m)                                                     \
-                n_ties++;                                                       \
-            else                                                                \
+            if (c + l != label)                                                 \
                 tail += eb[l];                                                  \
             if (exp_out != NULL && (SLOPES) == NULL)                            \
                 exp_out[c + l] = eb[l] * sb[l];                                 \
@@ -1480,43 +1482,49 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 k3, __m2
         }                                                                       \
     }
 
-/* A soft-capped row's S = exp(K ln2 - m') (sum + tail) + (ties - 1), from the
- * double partial sums, the tie counts of the vector lanes and of the tail, and
- * K; the row factor exp(K ln2 - m') goes to exp_scale. */
-static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, __m256i ties,
-                                          ptrdiff_t n_ties, double tail, double k,
-                                          double capped_max, double *exp_scale)
+/* A soft-capped row's S = exp(K ln2 - m') (sum + tail), from the double
+ * partial sums of the vector lanes and the tail's, and K; the row factor
+ * exp(K ln2 - m') goes to exp_scale. */
+static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, double tail, double k,
+                                          double capped_y, double *exp_scale)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
     double lanes[4];
-    int32_t tie_lanes[8];
     _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
-    _mm256_storeu_si256((__m256i *)tie_lanes, ties);
-    for (int l = 0; l < 8; l++)
-        n_ties += tie_lanes[l];
     double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
-    double scale = fl_exp((k * LN2_HI - capped_max) + k * LN2_LO);
+    double scale = fl_exp((k * LN2_HI - capped_y) + k * LN2_LO);
     *exp_scale = scale;
-    return scale * others + (double)(n_ties - 1);
+    return scale * others;
+}
+
+/* e (the 8 lanes of classes c0 to c0 + 7) with the label's lane set to 0 when
+ * the label lies among them: the one block of a soft-capped row whose sum
+ * leaves a term out (the callers test whether the label lies in their blocks) */
+FL_INLINE __m256 fl_without_label_v8(__m256 e, ptrdiff_t c0, ptrdiff_t label)
+{
+    ptrdiff_t at = label - c0;
+    __m256i lane = _mm256_set1_epi32(at >= 0 && at < 8 ? (int)at : -1);
+    __m256i hit = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lane);
+    return _mm256_andnot_ps(_mm256_castsi256_ps(hit), e);
 }
 #endif
 
-static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n, float m,
-                                                        double cap, double capped_max,
+static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_t n,
+                                                        ptrdiff_t label, double cap,
+                                                        double capped_y,
                                                         float *exp_out, const float *next_x,
                                                         float *next_out, double *exp_scale)
 {
 #ifdef FL_HAVE_FAST_ROWS
     const double LOG2E = 1.4426950408889634;
-    double k = nearbyint(capped_max * LOG2E);
+    double k = nearbyint(capped_y * LOG2E);
     float shifter = 12582912.0f - (float)k;
-    const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
+    const __m256 sh = _mm256_set1_ps(shifter);
     const __m256 inv = _mm256_set1_ps((float)(1.0 / cap));
     const __m256 k3 = _mm256_set1_ps((float)(1.0 / (3.0 * cap * cap)));
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
-    __m256i ties = _mm256_setzero_si256();
-    ptrdiff_t n_ties = 0, c = 0;
+    ptrdiff_t c = 0;
     double tail = 0.0;
     for (; c + 32 <= n; c += 32) {
         if (next_x != NULL)
@@ -1537,20 +1545,20 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
             _mm256_storeu_ps(exp_out + c + 16, _mm256_mul_ps(e2, s2));
             _mm256_storeu_ps(exp_out + c + 24, _mm256_mul_ps(e3, s3));
         }
-        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
-        __m256 q2 = _mm256_cmp_ps(x2, mv, _CMP_EQ_OQ), q3 = _mm256_cmp_ps(x3, mv, _CMP_EQ_OQ);
-        __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1)),
-                                   _mm256_add_ps(_mm256_andnot_ps(q2, e2), _mm256_andnot_ps(q3, e3)));
+        if ((size_t)(label - c) < 32) {
+            e0 = fl_without_label_v8(e0, c, label);
+            e1 = fl_without_label_v8(e1, c + 8, label);
+            e2 = fl_without_label_v8(e2, c + 16, label);
+            e3 = fl_without_label_v8(e3, c + 24, label);
+        }
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
         sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
         sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
-        __m256i q = _mm256_add_epi32(_mm256_add_epi32(_mm256_castps_si256(q0), _mm256_castps_si256(q1)),
-                                     _mm256_add_epi32(_mm256_castps_si256(q2), _mm256_castps_si256(q3)));
-        ties = _mm256_sub_epi32(ties, q);
     }
     FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_around_v8, (float *)NULL, inv, k3, sh)
-    return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
+    return fl_softcap_row_total(sum0, sum1, tail, k, capped_y, exp_scale);
 #else
-    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out;
+    (void)x; (void)n; (void)label; (void)cap; (void)capped_y; (void)exp_out;
     (void)next_x; (void)next_out;
     *exp_scale = 1.0;
     return 0.0;
@@ -1588,32 +1596,38 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
 /* The bound of the near lanes below: |x| <= FL_SOFTCAP_NEAR cap. */
 #define FL_SOFTCAP_NEAR 1.0f
 
-/* v = (x / cap)^2 rounded once, from u = x inv and its low part (inv + inv_lo
- * = 1 / cap to about 2^-48): the argument of the near lanes' polynomials. */
-FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv, __m256 inv_lo)
+/* v = (x / cap)^2 rounded once, from x^2 held exactly as xx + xx_lo and
+ * inv2 + inv2_lo = 1 / cap^2 (to about 2^-48): the argument of the near
+ * lanes' polynomials (five operations). */
+FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv2, __m256 inv2_lo)
 {
-    __m256 u = _mm256_mul_ps(xv, inv);
-    __m256 u_lo = _mm256_fmadd_ps(xv, inv_lo, _mm256_fmsub_ps(xv, inv, u));
-    return _mm256_fmadd_ps(_mm256_add_ps(u, u), u_lo, _mm256_mul_ps(u, u));
+    __m256 xx = _mm256_mul_ps(xv, xv);
+    __m256 xx_lo = _mm256_fmsub_ps(xv, xv, xx);                          /* exact */
+    return _mm256_fmadd_ps(xx, inv2, _mm256_fmadd_ps(xx_lo, inv2, _mm256_mul_ps(xx, inv2_lo)));
 }
 
-/* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1] (|u| <= FL_SOFTCAP_NEAR),
- * by Horner's rule: a degree-7 fit weighted by u^3 (the size of the
- * correction x v R(v) it makes), |u^3 dR| < 2^-31.9 before the float
- * roundings (2^-29.3 of corr at cap 6), 2^-26.1 with the evaluation's. */
+/* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1] (|u| <= FL_SOFTCAP_NEAR):
+ * a degree-7 fit weighted by u^3 (the size of the correction x v R(v) it
+ * makes), |u^3 dR| < 2^-31.9 before the float roundings (2^-29.3 of corr at
+ * cap 6).  By Estrin's scheme (pairs, then v^2 and v^4): three dependent
+ * operations after v^2 instead of Horner's seven, for the lanes' latency. */
 FL_INLINE __m256 fl_softcap_tail_v8(__m256 v)
 {
-    __m256 r = _mm256_set1_ps(-0.00012087698996765539f);
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.0008395493496209383f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.003077746368944645f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.008596455678343773f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.021786775439977646f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.05395417660474777f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.1333322525024414f));
-    return _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.3333333134651184f));
+    __m256 v2 = _mm256_mul_ps(v, v);
+    __m256 r01 = _mm256_fmadd_ps(_mm256_set1_ps(-0.1333322525024414f), v,
+                                 _mm256_set1_ps(0.3333333134651184f));
+    __m256 r23 = _mm256_fmadd_ps(_mm256_set1_ps(-0.021786775439977646f), v,
+                                 _mm256_set1_ps(0.05395417660474777f));
+    __m256 r45 = _mm256_fmadd_ps(_mm256_set1_ps(-0.003077746368944645f), v,
+                                 _mm256_set1_ps(0.008596455678343773f));
+    __m256 r67 = _mm256_fmadd_ps(_mm256_set1_ps(-0.00012087698996765539f), v,
+                                 _mm256_set1_ps(0.0008395493496209383f));
+    __m256 r47 = _mm256_fmadd_ps(r67, v2, r45);
+    __m256 r03 = _mm256_fmadd_ps(r23, v2, r01);
+    return _mm256_fmadd_ps(r47, _mm256_mul_ps(v2, v2), r03);
 }
 
-FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m256 k_hi,
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, __m256 k_hi,
                                        __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
 {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
@@ -1645,7 +1659,7 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m
     qd = _mm256_fmadd_ps(qd, e, qd);
     /* |x| <= cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q))
      * (v clamped to 1 there: only kept finite) */
-    __m256 v = _mm256_min_ps(fl_softcap_v_v8(xv, inv, inv_lo), one);
+    __m256 v = _mm256_min_ps(fl_softcap_v_v8(xv, inv2, inv2_lo), one);
     __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), fl_softcap_tail_v8(v));
     __m256 corr_far = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
     __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR)), _CMP_GT_OQ);
@@ -1658,11 +1672,11 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv, __m256 inv_lo, __m
  * 1 - v R(v) in [0.76, 1] (three operations on R, instead of q =
  * exp(-2 |x| / cap); the slope is at least 0.42 there, so the roundings of
  * v t^2 are magnified at most 1.4 times: about 2^-22 relative). */
-FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
+FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv2, __m256 inv2_lo,
                                         __m256 shifter, __m256 *slope)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 v = fl_softcap_v_v8(xv, inv, inv_lo);
+    __m256 v = fl_softcap_v_v8(xv, inv2, inv2_lo);
     __m256 r = fl_softcap_tail_v8(v);
     __m256 t = _mm256_fnmadd_ps(v, r, one);
     *slope = _mm256_fnmadd_ps(_mm256_mul_ps(v, t), t, one);
@@ -1671,25 +1685,26 @@ FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv, __m256 inv_lo,
 }
 #endif
 
-static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t n, float m,
-                                                      double cap, double capped_max,
+static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t n,
+                                                      ptrdiff_t label, double cap,
+                                                      double capped_y,
                                                       float *exp_out, float *slope_out,
                                                       const float *next_x, float *next_out,
                                                       double *exp_scale)
 {
 #ifdef FL_HAVE_FAST_ROWS
     const double LOG2E = 1.4426950408889634;
-    double k = nearbyint(capped_max * LOG2E);
+    double k = nearbyint(capped_y * LOG2E);
     float shifter = 12582912.0f - (float)k;
-    float inv_f = (float)(1.0 / cap), k_f = (float)(2.0 / cap);
-    const __m256 sh = _mm256_set1_ps(shifter), mv = _mm256_set1_ps(m);
-    const __m256 inv = _mm256_set1_ps(inv_f), inv_lo = _mm256_set1_ps((float)(1.0 / cap - inv_f));
+    float inv2_f = (float)(1.0 / (cap * cap)), k_f = (float)(2.0 / cap);
+    const __m256 sh = _mm256_set1_ps(shifter);
+    const __m256 inv2 = _mm256_set1_ps(inv2_f);
+    const __m256 inv2_lo = _mm256_set1_ps((float)(1.0 / (cap * cap) - inv2_f));
     const __m256 k_hi = _mm256_set1_ps(k_f), k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
     const __m256 cap_f = _mm256_set1_ps((float)cap), sign_bit = _mm256_set1_ps(-0.0f);
     const __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR));
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
-    __m256i ties = _mm256_setzero_si256();
-    ptrdiff_t n_ties = 0, c = 0;
+    ptrdiff_t c = 0;
     double tail = 0.0;
     for (; c + 16 <= n; c += 16) {
         if (next_x != NULL)
@@ -1700,13 +1715,13 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
         __m256 s0, s1, e0, e1;
         /* each block of 8 takes the far formula only when one of its logits needs it */
         if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x0), near, _CMP_GT_OQ)))
-            e0 = fl_softcap_exp_mid_v8(x0, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s0);
+            e0 = fl_softcap_exp_mid_v8(x0, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s0);
         else
-            e0 = fl_softcap_exp_near_v8(x0, inv, inv_lo, sh, &s0);
+            e0 = fl_softcap_exp_near_v8(x0, inv2, inv2_lo, sh, &s0);
         if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x1), near, _CMP_GT_OQ)))
-            e1 = fl_softcap_exp_mid_v8(x1, inv, inv_lo, k_hi, k_lo, cap_f, sh, &s1);
+            e1 = fl_softcap_exp_mid_v8(x1, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s1);
         else
-            e1 = fl_softcap_exp_near_v8(x1, inv, inv_lo, sh, &s1);
+            e1 = fl_softcap_exp_near_v8(x1, inv2, inv2_lo, sh, &s1);
         if (exp_out != NULL && slope_out == NULL) {
             _mm256_storeu_ps(exp_out + c, _mm256_mul_ps(e0, s0));
             _mm256_storeu_ps(exp_out + c + 8, _mm256_mul_ps(e1, s1));
@@ -1716,17 +1731,18 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
             _mm256_storeu_ps(slope_out + c, s0);
             _mm256_storeu_ps(slope_out + c + 8, s1);
         }
-        __m256 q0 = _mm256_cmp_ps(x0, mv, _CMP_EQ_OQ), q1 = _mm256_cmp_ps(x1, mv, _CMP_EQ_OQ);
-        __m256 sum = _mm256_add_ps(_mm256_andnot_ps(q0, e0), _mm256_andnot_ps(q1, e1));
+        if ((size_t)(label - c) < 16) {
+            e0 = fl_without_label_v8(e0, c, label);
+            e1 = fl_without_label_v8(e1, c + 8, label);
+        }
+        __m256 sum = _mm256_add_ps(e0, e1);
         sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
         sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
-        ties = _mm256_sub_epi32(ties, _mm256_add_epi32(_mm256_castps_si256(q0),
-                                                       _mm256_castps_si256(q1)));
     }
-    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, slope_out, inv, inv_lo, k_hi, k_lo, cap_f, sh)
-    return fl_softcap_row_total(sum0, sum1, ties, n_ties, tail, k, capped_max, exp_scale);
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, slope_out, inv2, inv2_lo, k_hi, k_lo, cap_f, sh)
+    return fl_softcap_row_total(sum0, sum1, tail, k, capped_y, exp_scale);
 #else
-    (void)x; (void)n; (void)m; (void)cap; (void)capped_max; (void)exp_out; (void)slope_out;
+    (void)x; (void)n; (void)label; (void)cap; (void)capped_y; (void)exp_out; (void)slope_out;
     (void)next_x; (void)next_out;
     *exp_scale = 1.0;
     return 0.0;
