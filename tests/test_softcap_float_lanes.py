@@ -123,3 +123,54 @@ def test_small_lanes_within_budget(cap, n_classes):
     labels = rng.integers(0, n_classes, logits.shape[0])
     labels[1:3] = 0
     _check_within_budget(logits, labels, cap)
+
+
+@pytest.mark.parametrize("cap", [0.75, 5.0, 6.0, 30.0, 1000.0])
+@pytest.mark.parametrize("n_classes", [7, 40, 1000])
+def test_float_lanes_label_positions(cap, n_classes):
+    """The float lanes sum the terms relative to the label's and leave its term
+    out in the one block that holds it: labels at the edges of the lanes'
+    blocks of 8, 16 and 32 and in the tail, at the row's largest logit (ties
+    there, or not), at the smallest, and equal to other logits."""
+    rng = np.random.default_rng(int(cap) + n_classes)
+    # small lanes for the large caps (|x| <= c / 2, |x|^3 <= 3 c^2), near and
+    # far lanes for the small ones
+    bound = min(0.5 * cap, (3.0 * cap * cap) ** (1.0 / 3.0)) if cap > 6.0 else 1.5 * cap
+    positions = sorted({p for p in (0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 991, 992,
+                                    n_classes - 8, n_classes - 1) if 0 <= p < n_classes})
+    rows, labels = [], []
+    for p in positions:
+        row = rng.uniform(-0.9, 0.9, n_classes) * bound
+        rows.append(row.copy())                          # the label anywhere
+        labels.append(p)
+        top = row.copy()
+        top[p] = 0.99 * bound                            # the label at the maximum
+        rows.append(top)
+        labels.append(p)
+        tied = top.copy()
+        tied[(p + 3) % n_classes] = tied[p]              # and tied there
+        rows.append(tied)
+        labels.append(p)
+        low = row.copy()
+        low[p] = -0.99 * bound                           # at the minimum
+        rows.append(low)
+        labels.append(p)
+        equal = row.copy()
+        equal[:] = equal[p]                              # every logit the label's
+        rows.append(equal)
+        labels.append(p)
+    _check_within_budget(np.array(rows, dtype=np.float32), np.array(labels), cap)
+
+
+@pytest.mark.parametrize("label_at", ["max", "min"])
+def test_small_lanes_widest_span(label_at):
+    """Small-lane rows whose capped logits span nearly 85 (the ordinary rows'
+    limit), the label at either end: the terms relative to the label reach
+    exp(+-84), still normal floats."""
+    cap = 1000.0
+    rng = np.random.default_rng(11)
+    rows = rng.uniform(-42.0, 42.0, (6, 1000))
+    rows[:, 3] = 42.0
+    rows[:, 900] = -42.0
+    labels = np.full(6, 3 if label_at == "max" else 900)
+    _check_within_budget(rows.astype(np.float32), labels, cap)
