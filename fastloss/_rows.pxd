@@ -154,6 +154,7 @@ cdef extern from "_vecmath.h" nogil:
     # cap tanh(x / cap) and its slope sech^2(x / cap), and the soft-capped rows (any build)
     void fl_softcap(double x, double cap, double* capped, double* slope)
     bint fl_row_max_min_float(const float* x, Py_ssize_t n, float* row_max, float* row_min)
+    bint fl_row_abs_max_float(const float* x, Py_ssize_t n, float* abs_max)
     double fl_row_softcap_exp_sum_float(const float* x, Py_ssize_t n, double cap, float row_max,
                                         double capped_max, float* exp_out, float* slope_out,
                                         const double* weight, double* weighted_shift)

@@ -853,6 +853,38 @@ static inline int fl_row_ordinary_##T(const T *x, ptrdiff_t n, T *row_max)  \
 }
 
 FL_DEFINE_ROW_MAX_MIN(float, __m256, ps, 8)
+
+/* The largest |x_c| of x[0:n] (n >= 1) to *abs_max; returns 0 when x holds a
+ * NaN.  By the bits: with the sign bit cleared, a float's bits order as its
+ * magnitude does, every NaN above inf, so one integer maximum per 8 logits
+ * (one cycle's latency, against four for vmaxps) in the x86-64-v3 build. */
+static inline int fl_row_abs_max_float(const float *x, ptrdiff_t n, float *abs_max)
+{
+    const int32_t MAGNITUDE = 0x7fffffff, INF = 0x7f800000;
+    int32_t top = 0;
+    ptrdiff_t c = 0;
+#ifdef FL_HAVE_FAST_ROWS
+    const __m256i mask = _mm256_set1_epi32(MAGNITUDE);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+    for (; c + 32 <= n; c += 32) {
+        m0 = _mm256_max_epi32(m0, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(x + c))));
+        m1 = _mm256_max_epi32(m1, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(x + c + 8))));
+        m2 = _mm256_max_epi32(m2, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(x + c + 16))));
+        m3 = _mm256_max_epi32(m3, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(x + c + 24))));
+    }
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_max_epi32(_mm256_max_epi32(m0, m1),
+                                                           _mm256_max_epi32(m2, m3)));
+    for (int l = 0; l < 8; l++)
+        top = lanes[l] > top ? lanes[l] : top;
+#endif
+    for (; c < n; c++) {
+        int32_t bits = fl_bits32(x[c]) & MAGNITUDE;
+        top = bits > top ? bits : top;
+    }
+    *abs_max = fl_from_bits32(top);
+    return top <= INF;
+}
 FL_DEFINE_ROW_ORDINARY(float, 1048576.0f, FL_ROW_SPREAD)
 
 #ifdef FL_HAVE_FAST_ROWS

@@ -174,3 +174,49 @@ def test_small_lanes_widest_span(label_at):
     rows[:, 900] = -42.0
     labels = np.full(6, 3 if label_at == "max" else 900)
     _check_within_budget(rows.astype(np.float32), labels, cap)
+
+
+@pytest.mark.parametrize("cap", [5.0, 30.0])
+@pytest.mark.parametrize("where", [0, 31, 32, 995])
+def test_float_lanes_extreme_logit_anywhere(cap, where):
+    """The float lanes' rows are told apart by their largest |x| (the bits of
+    |x|, NaN above inf): one NaN of either sign, in the vector part or the
+    tail, makes the row NaN; +-inf and +-3e38 send it to the float64 lanes
+    or the careful path, within the budgets."""
+    rng = np.random.default_rng(where)
+    base = rng.uniform(-0.4, 0.4, 1000) * cap
+    nan_rows = []
+    for value in (np.nan, -np.nan, np.float32(np.nan) * -1):
+        row = base.copy()
+        row[where] = value
+        nan_rows.append(row)
+    nan_rows = np.array(nan_rows, dtype=np.float32)
+    result = fastloss.softmax_cross_entropy(nan_rows, np.array([1, 2, 3]), softcap=cap,
+                                            reduction="none")
+    assert np.all(np.isnan(result.loss)) and np.all(np.isnan(result.grad))
+    rows = []
+    for value in (np.inf, -np.inf, 3e38, -3e38):
+        row = base.copy()
+        row[where] = value
+        rows.append(row)
+    _check_within_budget(np.array(rows, dtype=np.float32), np.array([where, 1, where, 2]), cap)
+
+
+def test_small_lanes_span_shortcut():
+    """A large cap's small-lane rows pass without the exact span when
+    2 c tanh(max |x| / c) <= 84, and are measured exactly past it: rows
+    either side of 84 whose span is small, and rows whose span passes 85
+    (the careful path)."""
+    cap = 1000.0
+    rng = np.random.default_rng(3)
+    edge = np.float32(cap * np.arctanh(42.0 / cap))      # 2 c tanh(edge / c) = 84
+    rows = []
+    for top in (np.nextafter(edge, np.float32(0)), edge, np.nextafter(edge, np.float32(np.inf)),
+                np.float32(42.9), np.float32(44.0)):
+        rows.append(rng.uniform(0.95, 1.0, 1000) * top)          # one-sided: a small span
+        symmetric = rng.uniform(-1.0, 1.0, 1000) * top           # the span about 2 top
+        symmetric[0], symmetric[1] = top, -top
+        rows.append(symmetric)
+    labels = rng.integers(0, 1000, len(rows))
+    labels[::3] = 0
+    _check_within_budget(np.array(rows, dtype=np.float32), labels, cap)
