@@ -254,7 +254,7 @@ def run_case(shape, rounds):
     logits_bytes = n_rows * n_classes * 4
     weight_bytes = n_classes * n_features * 4
     case = {"shape": {"N": n_rows, "D": n_features, "V": n_classes},
-            "chunk_rows": default_chunk_rows(n_rows, n_classes, 4),
+            "chunk_rows": default_chunk_rows(n_rows, n_classes, n_features, 4),
             "logits_MiB": logits_bytes / MIB,
             "target_MiB": (0.1 * logits_bytes + weight_bytes) / MIB,
             "memory_MiB": {"numpy_tracemalloc": tracemalloc_peak_above(arrays) / MIB},

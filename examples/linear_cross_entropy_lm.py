@@ -19,7 +19,7 @@ Usage::
 
 At the default size the logits of one batch are 0.8 GB in float32 and torch's
 unfused step peaks at about three times that; the fused step needs one chunk
-of logits (at most a tenth of them).  Exits with status 1 if the losses
+of logits (at most a tenth of them plus the weight's size).  Exits with status 1 if the losses
 disagree.
 """
 from __future__ import annotations

@@ -37,19 +37,25 @@ from fastloss._multiclass_losses import softmax_cross_entropy
 from fastloss._registry import Loss
 from fastloss._results import Reduction
 
-# The default chunk: at most a tenth of the logits (the peak memory is one
-# chunk, the scratch below and small arrays), at least MIN_CHUNK_ROWS rows
-# (each chunk costs one read-modify-write pass over grad_weight), at most
-# what fits in MAX_CHUNK_BYTES; the rows are then shared evenly between the
-# chunks (no small last chunk), in multiples of ALIGN_ROWS.
-# Not larger chunks where the memory would allow them (10% of the logits
-# plus one weight-sized buffer, as SciPy's path needs no scratch): at
-# N, D, V = 2_048, 512, 128_000, 256 or 352 rows per chunk instead of 192
-# measured within the noise of 192 (+-5%, load 8-12), and 512 rows made the
-# grad_hidden product (its sums over V) 3 times slower on 2 OpenBLAS threads.
+# The default chunk: at most the memory the issue's budget allows above the
+# inputs and the returned gradients, a tenth of the logits plus one
+# weight-sized buffer, less the scratch below (the only other array the size
+# of a block of the weight); at least MIN_CHUNK_ROWS rows, at most what fits
+# in MAX_CHUNK_BYTES; the rows are then shared evenly between the chunks (no
+# small last chunk), in multiples of ALIGN_ROWS.  Larger chunks are faster:
+# each chunk costs one read-modify-write pass over grad_weight and one read
+# of the weight per product.  At N, D, V = 2_048, 512, 128_000 the three
+# SciPy products took 579 ms per 192 rows in chunks of 192 rows, 532 in
+# chunks of 384 and 514 in chunks of 704 on one thread (Xeon, quiet machine).
 CHUNK_FRACTION = 10
 MIN_CHUNK_ROWS = 128
 MAX_CHUNK_BYTES = 256 * 2**20
+# grad_hidden = G_c @ weight (sums over V into a small (rows, D) output) is
+# made in blocks of at most this many rows of the chunk.  SciPy's sgemm on 2
+# threads, D, V = 512, 128_000, ms per 192 rows: 93 in one product of 512
+# rows, 111 in blocks of 256, 117 in blocks of 192 on a quiet machine; with
+# the other core busy (load 5) 544-620, 347-354 and 381-384.
+GRAD_HIDDEN_ROWS = 256
 # Chunks of a multiple of 16 rows: the chunk's rows are a dimension of all
 # three products, and OpenBLAS's sgemm ran 15-20% slower at 187 rows per
 # chunk (the even share of N = 2_048 in 11 chunks) than at 188 or 192, on
@@ -63,10 +69,13 @@ ALIGN_ROWS = 16
 SCRATCH_BYTES = 16 * 2**20
 
 
-def default_chunk_rows(n_rows, n_classes, itemsize):
+def default_chunk_rows(n_rows, n_classes, n_features, itemsize):
     """Rows per chunk when chunk_rows is None (the rule in the docstring)."""
-    rows = max(n_rows // CHUNK_FRACTION, MIN_CHUNK_ROWS)
-    rows = max(1, min(rows, MAX_CHUNK_BYTES // max(n_classes * itemsize, 1), n_rows))
+    row_bytes = max(n_classes * itemsize, 1)
+    budget = n_rows * row_bytes // CHUNK_FRACTION \
+        + max(n_classes * n_features * itemsize - SCRATCH_BYTES, 0)
+    rows = max(budget // row_bytes, MIN_CHUNK_ROWS)
+    rows = max(1, min(rows, MAX_CHUNK_BYTES // row_bytes, n_rows))
     align = ALIGN_ROWS if ALIGN_ROWS <= rows < n_rows else 1   # not for one chunk or tiny ones
     rows -= rows % align
     n_chunks = -(-n_rows // rows)
@@ -133,18 +142,25 @@ class NumpyProducts:
         np.matmul(h_chunk, self.weight.T, out=out)
 
     def transposed_chunk(self, rows, dtype):
-        """A reused (D, rows) C-ordered buffer: grad_hidden's chunk, transposed."""
-        if self.transposed is None or self.transposed.shape[1] < rows:
-            self.transposed = np.empty((self.weight.shape[1], rows), dtype)
-        return self.transposed[:, :rows]
+        """A reused C-ordered (D, rows) buffer: a block of grad_hidden's rows, transposed."""
+        size = self.weight.shape[1] * rows
+        if self.transposed is None or self.transposed.size < size:
+            self.transposed = np.empty(size, dtype)
+        return self.transposed[:size].reshape(self.weight.shape[1], rows)
 
     def grad_hidden(self, g, out):
+        """out = g @ weight, in blocks of at most GRAD_HIDDEN_ROWS rows."""
+        for start in range(0, g.shape[0], GRAD_HIDDEN_ROWS):
+            stop = min(start + GRAD_HIDDEN_ROWS, g.shape[0])
+            transposed = self.transposed_chunk(stop - start, g.dtype)
+            self.grad_hidden_block(g[start:stop], transposed)
+            np.copyto(out[start:stop], transposed.T)
+
+    def grad_hidden_block(self, g, transposed):
         # weight.T @ g.T into a small (D, rows) buffer, then copied: OpenBLAS
         # threads this form well, while g @ weight (long sums over V, small
         # output) ran 2 to 8 times slower on 2 threads than on 1 (Xeon, 2 cores).
-        transposed = self.transposed_chunk(g.shape[0], g.dtype)
         np.matmul(self.weight.T, g.T, out=transposed)
-        np.copyto(out, transposed.T)
 
     def add_grad_weight(self, g, h_chunk, grad_weight, first):
         if first:
@@ -204,12 +220,10 @@ class ScipyProducts(NumpyProducts):
         # out.T (V, rows) = weight @ h_chunk.T
         self._into(out.T, self.weight.T, h_chunk.T, 0.0, trans_a=1)
 
-    def grad_hidden(self, g, out):
+    def grad_hidden_block(self, g, transposed):
         # the (rows, D) product in Fortran order, in the (D, rows) buffer: the
-        # orientation OpenBLAS threads well (see NumpyProducts.grad_hidden)
-        transposed = self.transposed_chunk(g.shape[0], g.dtype)
+        # orientation OpenBLAS threads well (see NumpyProducts.grad_hidden_block)
         self._into(transposed.T, g.T, self.weight.T, 0.0, trans_a=1, trans_b=1)
-        np.copyto(out, transposed.T)
 
     def add_grad_weight(self, g, h_chunk, grad_weight, first):
         # grad_weight.T (D, V) (+)= h_chunk.T @ g
@@ -264,15 +278,20 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     ``fastloss.reference.linear_cross_entropy``, computes the whole logits
     at once.
 
-    Default chunk size: a tenth of the rows, N // 10 (so the buffer holds at
-    most 10% of the logits), but at least 128 rows (each chunk adds one
-    read-modify-write pass over grad_weight) and at most as many rows as fit
-    in 256 MiB, never more than N; the rows are then shared evenly between
-    the chunks this makes: ceil(N / ceil(N / rows)) rows each.  Below N and
-    from 16 rows, the chunk is a multiple of 16 rows (the budget rounded
-    down, the even share rounded up): the chunk's rows are a dimension of
-    the three products, and BLAS ran them 15-20% slower at odd sizes
-    (187 rows, the even share of N = 2_048 in 11 chunks) than at 192.
+    Default chunk size: as many rows as fit in the memory budget of a
+    tenth of the logits plus the weight's size, less the 16 MiB scratch,
+    N V s / 10 + max(V D s - 16 MiB, 0) bytes for itemsize s (so the chunk
+    and the scratch together stay within a tenth of the logits plus one
+    weight-sized buffer), but at least 128 rows and at most as many rows as
+    fit in 256 MiB, never more than N: each chunk costs one read of the
+    weight per product and one read-modify-write pass over grad_weight, so
+    larger chunks are faster (at N, D, V = 2_048, 512, 128_000, chunks of
+    512 rows took 9% less time than chunks of 192 on one thread).  The rows
+    are then shared evenly between the chunks this makes:
+    ceil(N / ceil(N / rows)) rows each.  Below N and from 16 rows, the chunk
+    is a multiple of 16 rows (the budget rounded down, the even share
+    rounded up): the chunk's rows are a dimension of the three products,
+    and BLAS ran them 15-20% slower at odd sizes (187 rows) than at 192.
 
     Threads: the matrix products run on the BLAS threads (SciPy's BLAS
     when SciPy is installed, else NumPy's; one BLAS call per product and
@@ -355,7 +374,7 @@ def run_chunks(prep, products):
         return _empty_mean(prep)
     h, dtype = prep.hidden, prep.dtype
     n_rows, n_classes = h.shape[0], prep.weight.shape[0]
-    rows = prep.chunk_rows or default_chunk_rows(n_rows, n_classes, dtype.itemsize)
+    rows = prep.chunk_rows or default_chunk_rows(n_rows, n_classes, h.shape[1], dtype.itemsize)
     rows = max(1, min(rows, n_rows))
     buffer = np.empty((rows, n_classes), dtype)
     losses = np.empty(n_rows, dtype) if prep.reduction == "none" else None

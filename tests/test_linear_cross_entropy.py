@@ -148,6 +148,21 @@ def test_every_option_matches_the_unfused_path_float64(module, case):
         assert_results_match(no_grad, (expected[0], None, None, None), rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_rows", [1, 4, 16, fused.GRAD_HIDDEN_ROWS])
+def test_grad_hidden_in_blocks_of_rows(products, monkeypatch, dtype, block_rows):
+    # chunks of more rows than a block of grad_hidden, with a partial last block
+    monkeypatch.setattr(fused, "GRAD_HIDDEN_ROWS", block_rows)
+    n_rows = 2 * block_rows + 3 if block_rows > 1 else N_ROWS
+    hidden, weight, bias, labels = make_inputs(dtype, n_rows=n_rows)
+    expected = unfused(fastloss, hidden, weight, labels, bias)
+    rtol = 1e-10 if dtype == np.float64 else FLOAT32_RTOL
+    for chunk_rows in (None, block_rows + 1, n_rows):
+        result = fastloss.linear_cross_entropy(hidden, weight, labels, bias=bias,
+                                               chunk_rows=chunk_rows)
+        assert_results_match(result, expected, rtol=rtol)
+
+
 # float32: the products round in float32; the chunked products may round
 # differently (their sums are split and ordered otherwise).  5e-5 of the
 # largest value is about 400 ulp: far above what was measured (about 1e-6),
@@ -245,25 +260,36 @@ def test_zero_total_weight_is_a_zero_mean(module):
 
 
 def test_default_chunk_rule():
-    # max(N // 10, 128) rows, at most 256 MiB and N; below N and from 16 rows,
-    # rounded down to a multiple of 16; then shared evenly: ceil(N / ceil(N / rows))
-    # rows per chunk, rounded up to a multiple of 16 (when rounded before)
-    assert default_chunk_rows(4_096, 32_000, 4) == 384      # 409 -> 400 -> 11: 373 -> 384
-    assert default_chunk_rows(2_048, 128_000, 4) == 192     # 204 -> 192 -> 11: 187 -> 192
-    assert default_chunk_rows(32_768, 32_000, 4) == 2_048   # 2_097 (256 MiB) -> 2_096 -> 16
-    assert default_chunk_rows(65_536, 32_000, 4) == 2_048   # 2_097 -> 2_096 -> 32 chunks
-    assert default_chunk_rows(1_000, 32_000, 4) == 128      # 128 -> 8 chunks: 125 -> 128
-    assert default_chunk_rows(130, 10, 4) == 80             # 128 -> 2 chunks: 65 -> 80
-    assert default_chunk_rows(100, 32_000, 4) == 100        # one chunk: not rounded
-    assert default_chunk_rows(65_536, 128_000, 8) == 256    # 262 (256 MiB) -> 256 -> 256
-    assert default_chunk_rows(9, 2**24, 4) == 3             # 4 (256 MiB) -> 3 chunks: 3
-    assert default_chunk_rows(10, 2**40, 4) == 1
-    assert default_chunk_rows(0, 10, 8) == 1
+    # budget = N V s / 10 + max(V D s - 16 MiB, 0) bytes (s the itemsize);
+    # max(budget // (V s), 128) rows, at most 256 MiB and N; below N and from
+    # 16 rows, rounded down to a multiple of 16; then shared evenly:
+    # ceil(N / ceil(N / rows)) rows per chunk, rounded up to a multiple of 16
+    # (when rounded before).  Arguments: N, V, D, s.
+    # 52_428_800 + 48_758_784 bytes: 790 rows -> 784 -> 6 chunks: 683 -> 688
+    assert default_chunk_rows(4_096, 32_000, 512, 4) == 688
+    # 104_857_600 + 245_366_784 bytes: 684 rows; 256 MiB: 524 -> 512 -> 4 chunks
+    assert default_chunk_rows(2_048, 128_000, 512, 4) == 512
+    # a weight below 16 MiB adds nothing: 409 -> 400 -> 11 chunks: 373 -> 384
+    assert default_chunk_rows(4_096, 32_000, 64, 4) == 384
+    assert default_chunk_rows(2_048, 128_000, 32, 4) == 192     # 204 -> 192 -> 11: 187 -> 192
+    assert default_chunk_rows(32_768, 32_000, 64, 4) == 2_048   # 2_097 (256 MiB) -> 2_096 -> 16
+    assert default_chunk_rows(65_536, 32_000, 64, 4) == 2_048   # 2_097 -> 2_096 -> 32 chunks
+    assert default_chunk_rows(1_000, 32_000, 64, 4) == 128      # 128 -> 8 chunks: 125 -> 128
+    # 12_800_000 + 48_758_784 bytes: 480 rows -> 3 chunks: 334 -> 336
+    assert default_chunk_rows(1_000, 32_000, 512, 4) == 336
+    assert default_chunk_rows(130, 10, 8, 4) == 80              # 128 -> 2 chunks: 65 -> 80
+    assert default_chunk_rows(100, 32_000, 512, 4) == 100       # one chunk: not rounded
+    assert default_chunk_rows(65_536, 128_000, 16, 8) == 256    # 262 (256 MiB) -> 256 -> 256
+    assert default_chunk_rows(9, 2**24, 1, 4) == 3              # 4 (256 MiB) -> 3 chunks: 3
+    assert default_chunk_rows(10, 2**40, 1, 4) == 1
+    assert default_chunk_rows(0, 10, 1, 8) == 1
     for n_rows in range(1, 3_000, 7):
-        rows = default_chunk_rows(n_rows, 1_000, 4)
-        assert rows * 1_000 * 4 <= max(n_rows // 10, 128) * 1_000 * 4
-        assert rows <= n_rows
-        assert rows == n_rows or rows % 16 == 0
+        for n_features in (16, 5_000):
+            rows = default_chunk_rows(n_rows, 1_000, n_features, 4)
+            extra = max(1_000 * n_features * 4 - 16 * 2**20, 0)
+            assert rows * 1_000 * 4 <= max(n_rows * 1_000 * 4 // 10 + extra, 128 * 1_000 * 4)
+            assert rows <= n_rows
+            assert rows == n_rows or rows % 16 == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
