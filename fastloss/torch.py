@@ -1345,7 +1345,8 @@ _TORCHS_VALUES = (fastloss._dispatch.elementwise_kernels.TARGET_INVALID
 # the Function and these bits once.
 _torch_calls.bind(_dispatch.elementwise_kernels.ENTRIES, _dispatch.multiclass_kernels.ENTRIES,
                   torch, _functorch_active, _functorch_wrapped, forward_ad, _apply_fused,
-                  _TORCHS_VALUES, _KERNELS["nll_loss"],
+                  _TORCHS_VALUES, _KERNELS["nll_loss"], _KERNELS["spatial_cross_entropy"],
+                  _TORCH_BELOW_ELEMENTS,
                   (_NO_WEIGHT, _NO_VALUES[torch.float32], _NO_VALUES[torch.float64],
                    _NO_BLOCKS[torch.float32], _NO_BLOCKS[torch.float64]))
 _compiled_nll_loss = _torch_calls.nll_loss
