@@ -272,10 +272,11 @@ cdef int _labels_call(object input, object target, object ignore_index, object r
     return how
 
 
-def cross_entropy(input, target, ignore_index, reduction, torch_loss):
+def cross_entropy(input, target, ignore_index, reduction, torch_loss, spatial_from=None):
     """cross_entropy of (N, C) logits and int64 labels (N,), or of (N, C, d1, ...)
-    scores and labels (N, d1, ...) (_spatial_cross_entropy), no class weights, no
-    smoothing, no z_loss or softcap; or None for a call the path leaves."""
+    scores and labels (N, d1, ...) from ``spatial_from`` elements (None: the bound
+    value; _spatial_cross_entropy), no class weights, no smoothing, no z_loss or
+    softcap; or None for a call the path leaves."""
     cdef bint grad_enabled
     cdef int how = _labels_call(input, target, ignore_index, reduction, &grad_enabled)
     if how < 0:
@@ -283,8 +284,9 @@ def cross_entropy(input, target, ignore_index, reduction, torch_loss):
     dtype = input.dtype
     shape = input.shape
     if len(shape) > 2:
-        return _spatial_cross_entropy(input, target, ignore_index, how, grad_enabled,
-                                      torch_loss)
+        return _spatial_cross_entropy(
+            input, target, ignore_index, how, grad_enabled, torch_loss,
+            _spatial_from if spatial_from is None else spatial_from)
     if len(shape) != 2 or len(target.shape) != 1:
         return None
     cdef Py_ssize_t n_rows = shape[0], n_classes = shape[1]
@@ -337,7 +339,8 @@ cdef cnp.ndarray _view(cnp.ndarray array, int ndim, cnp.npy_intp* dims):
 
 
 cdef object _spatial_cross_entropy(object input, object target, object ignore_index, int how,
-                                   bint grad_enabled, object torch_loss):
+                                   bint grad_enabled, object torch_loss,
+                                   Py_ssize_t spatial_from):
     """fastloss.torch's spatial cross_entropy (contiguous scores, int64 labels, no
     class weights): fastloss._torch_kernels.spatial_cross_entropy on torch's threads,
     with the Python path's arguments (the same bits); or None for a call the path
@@ -345,7 +348,7 @@ cdef object _spatial_cross_entropy(object input, object target, object ignore_in
     error for a label, its 0 / 0 = NaN: the kernel wrote nothing then)."""
     shape = input.shape
     cdef Py_ssize_t n_elements = input.numel()
-    if n_elements < _spatial_from or target.shape != shape[:1] + shape[2:] \
+    if n_elements < spatial_from or target.shape != shape[:1] + shape[2:] \
             or shape[1] > INT_MAX:
         return None                 # torch's own (small), its error, the kernel's limit
     cdef cnp.npy_intp dims[3]

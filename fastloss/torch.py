@@ -999,7 +999,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
     if weight is None and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None \
             and not _compiling():
-        loss = _compiled_cross_entropy(input, target, ignore_index, reduction, torch_loss)
+        loss = _compiled_cross_entropy(input, target, ignore_index, reduction, torch_loss,
+                                       _TORCH_BELOW_ELEMENTS)
         if loss is not None:
             return loss
     path = _path(input, target, weight)

@@ -290,6 +290,31 @@ def test_nll_loss_cases_the_compiled_path_leaves(spy):
     assert not spy
 
 
+def test_spatial_cross_entropy_compiled_path_gradcheck(spy, monkeypatch):
+    monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)    # small calls fused too
+    x = randn(2, 4, 3, 2, dtype=torch.float64).requires_grad_(True)
+    t = torch.tensor([[[0, 3], [2, 2], [3, 1]], [[1, 1], [0, 2], [3, 3]]])
+    for reduction in REDUCTIONS:
+        assert torch.autograd.gradcheck(
+            lambda v: flt.cross_entropy(v, t, reduction=reduction, ignore_index=2), (x,))
+    assert spy
+
+
+def test_spatial_cross_entropy_compiled_path_bad_labels(spy):
+    x, t = randn(2, 5, 80, 90).requires_grad_(True), labels(2 * 80 * 90, 5).reshape(2, 80, 90)
+    x_before, t_before = x.detach().clone(), t.clone()
+    for label in (5, -1, 2**40):
+        bad = t.clone()
+        bad[1, 79, 89] = label
+        with pytest.raises((IndexError, RuntimeError)) as expected:
+            F.cross_entropy(x, bad)
+        with pytest.raises(expected.type, match=str(expected.value).split()[0]):
+            flt.cross_entropy(x, bad)
+    assert flt.cross_entropy(x, torch.full_like(t, 7), ignore_index=7).isnan()
+    assert torch.equal(x.detach(), x_before) and torch.equal(t, t_before)
+    assert not spy
+
+
 def test_nll_loss_compiled_path_gradcheck_and_weights(spy, monkeypatch):
     monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)    # small calls fused too
     x = torch.log_softmax(randn(7, 6, dtype=torch.float64), 1).requires_grad_(True)
