@@ -17,9 +17,11 @@ then fastloss.torch's Python path decides the call as it always did (torch's
 own function included), so that every rule, error and warning stays that
 path's.  It takes only calls within one chunk of the kernel (larger calls
 spend their time in the kernel, which the Python path calls threaded), except
-nll_loss, whose calls start at 65,536 elements: it calls the Python path's
-kernel with the same arguments, threaded (its time is the gradient's zeros,
-torch's own too, so the Python glue shows).  It is never reached while
+nll_loss and cross_entropy over (N, C, d1, ...), whose calls start at 65,536
+elements: it calls the Python path's kernel with the same arguments, threaded
+(nll_loss's time is the gradient's zeros, torch's own too, so the Python glue
+shows; so does the spatial cross_entropy's, whose calls take a few hundred
+microseconds).  It is never reached while
 torch.compile traces (the Python caller tests that first: dynamo cannot trace
 into compiled code).
 
@@ -27,7 +29,8 @@ Calls it leaves to the Python path: tensor subclasses, other devices, dtypes
 and layouts, non-contiguous tensors or tensors with torch's negation bit,
 targets that require a gradient, forward-mode AD, functorch transforms,
 shapes that differ (broadcasting) or are empty, class weights, label
-smoothing, a label out of [0, C) or equal to ignore_index, and the values
+smoothing, a label out of [0, C) or (of (N, C) logits) equal to ignore_index,
+a "mean" over ignored labels only, and the values
 the kernels refuse or compute differently from torch (the checks of the
 Python path's *_fast functions).
 """
@@ -348,8 +351,8 @@ cdef object _spatial_cross_entropy(object input, object target, object ignore_in
     error for a label, its 0 / 0 = NaN: the kernel wrote nothing then)."""
     shape = input.shape
     cdef Py_ssize_t n_elements = input.numel()
-    if n_elements < spatial_from or target.shape != shape[:1] + shape[2:] \
-            or shape[1] > INT_MAX:
+    if n_elements == 0 or n_elements < spatial_from \
+            or target.shape != shape[:1] + shape[2:] or shape[1] > INT_MAX:
         return None                 # torch's own (small), its error, the kernel's limit
     cdef cnp.npy_intp dims[3]
     dims[0], dims[1] = shape[0], shape[1]
