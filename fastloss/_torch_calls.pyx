@@ -17,9 +17,11 @@ then fastloss.torch's Python path decides the call as it always did (torch's
 own function included), so that every rule, error and warning stays that
 path's.  It takes only calls within one chunk of the kernel (larger calls
 spend their time in the kernel, which the Python path calls threaded), except
-nll_loss, whose calls start at 65,536 elements: it calls the Python path's
-kernel with the same arguments, threaded (its time is the gradient's zeros,
-torch's own too, so the Python glue shows).  It is never reached while
+nll_loss and cross_entropy over (N, C, d1, ...), whose calls start at 65,536
+elements: it calls the Python path's kernel with the same arguments, threaded
+(nll_loss's time is the gradient's zeros, torch's own too, so the Python glue
+shows; so does the spatial cross_entropy's, whose calls take a few hundred
+microseconds).  It is never reached while
 torch.compile traces (the Python caller tests that first: dynamo cannot trace
 into compiled code).
 
@@ -27,11 +29,13 @@ Calls it leaves to the Python path: tensor subclasses, other devices, dtypes
 and layouts, non-contiguous tensors or tensors with torch's negation bit,
 targets that require a gradient, forward-mode AD, functorch transforms,
 shapes that differ (broadcasting) or are empty, class weights, label
-smoothing, a label out of [0, C) or equal to ignore_index, and the values
+smoothing, a label out of [0, C) or (of (N, C) logits) equal to ignore_index,
+a "mean" over ignored labels only, and the values
 the kernels refuse or compute differently from torch (the checks of the
 Python path's *_fast functions).
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
 from fastloss._parallel cimport plan_chunks
 from fastloss._entries cimport (ENTRY_MAX_VALUES, ElementwiseEntryFloat,
@@ -71,6 +75,10 @@ cdef object _forward_ad = None, _apply = None
 cdef object _nll_loss_float = None, _nll_loss_double = None, _threads = None
 cdef object _no_weight = None, _no_values_float = None, _no_values_double = None
 cdef object _no_blocks_float = None, _no_blocks_double = None
+# fastloss._torch_kernels.spatial_cross_entropy's specialisations, and the fewest
+# elements of an (N, C, d1, ...) call that fastloss.torch computes (fewer: torch's).
+cdef object _spatial_float = None, _spatial_double = None, _torch_empty = None
+cdef Py_ssize_t _spatial_from = 0
 cdef bint _bound = False
 
 # reduction: 0 "mean", 1 "sum", 2 "none"
@@ -79,12 +87,13 @@ from fastloss._calls cimport reduction_code as _reduction
 
 def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
          functorch_wrapped, forward_ad, apply, int torchs_values, nll_loss_kernels,
-         placeholders):
+         spatial_kernels, Py_ssize_t spatial_from, placeholders):
     """Called once by fastloss.torch: the chosen build's entries and torch's objects."""
     global _Tensor, _float32, _float64, _int64, _strided, _from_numpy
     global _grad_enabled, _functorch_active, _functorch_wrapped, _forward_ad, _apply
     global _cross_entropy_float, _cross_entropy_double, _bound, _torchs_values
     global _nll_loss_float, _nll_loss_double, _threads, _no_weight
+    global _spatial_float, _spatial_double, _spatial_from, _torch_empty
     global _no_values_float, _no_values_double, _no_blocks_float, _no_blocks_double
     cdef int k
     for k, name in enumerate(ELEMENTWISE):
@@ -110,6 +119,10 @@ def bind(elementwise_entries, multiclass_entries, torch, functorch_active,
     _torchs_values = torchs_values
     _nll_loss_float, _nll_loss_double = (nll_loss_kernels[torch.float32],
                                          nll_loss_kernels[torch.float64])
+    _spatial_float, _spatial_double = (spatial_kernels[torch.float32],
+                                       spatial_kernels[torch.float64])
+    _spatial_from = spatial_from
+    _torch_empty = torch.empty
     _threads = torch.get_num_threads
     (_no_weight, _no_values_float, _no_values_double, _no_blocks_float,
      _no_blocks_double) = placeholders
@@ -263,15 +276,21 @@ cdef int _labels_call(object input, object target, object ignore_index, object r
     return how
 
 
-def cross_entropy(input, target, ignore_index, reduction, torch_loss):
-    """cross_entropy of (N, C) logits and int64 labels (N,), no class weights, no
-    smoothing, no z_loss or softcap; or None for a call the path leaves."""
+def cross_entropy(input, target, ignore_index, reduction, torch_loss, spatial_from=None):
+    """cross_entropy of (N, C) logits and int64 labels (N,), or of (N, C, d1, ...)
+    scores and labels (N, d1, ...) from ``spatial_from`` elements (None: the bound
+    value; _spatial_cross_entropy), no class weights, no smoothing, no z_loss or
+    softcap; or None for a call the path leaves."""
     cdef bint grad_enabled
     cdef int how = _labels_call(input, target, ignore_index, reduction, &grad_enabled)
     if how < 0:
         return None
     dtype = input.dtype
     shape = input.shape
+    if len(shape) > 2:
+        return _spatial_cross_entropy(
+            input, target, ignore_index, how, grad_enabled, torch_loss,
+            _spatial_from if spatial_from is None else spatial_from)
     if len(shape) != 2 or len(target.shape) != 1:
         return None
     cdef Py_ssize_t n_rows = shape[0], n_classes = shape[1]
@@ -307,22 +326,69 @@ def cross_entropy(input, target, ignore_index, reduction, torch_loss):
     return _finish(input, loss, grad, torch_loss)
 
 
+# --- cross-entropy over (N, C, d1, ...) -------------------------------------------------------
+
+cdef cnp.ndarray _tensor_array(object t, int ndim, cnp.npy_intp* dims, int type_num):
+    """A NumPy array over a plain contiguous tensor's memory (the tensor outlives the
+    call that reads it: the caller holds it)."""
+    return cnp.PyArray_SimpleNewFromData(ndim, dims, type_num, <void*>_data(t))
+
+
+cdef cnp.ndarray _view(cnp.ndarray array, int ndim, cnp.npy_intp* dims):
+    """A C-contiguous view of ``array``'s memory with other dimensions (as many elements)."""
+    cdef cnp.ndarray view = cnp.PyArray_SimpleNewFromData(ndim, dims, cnp.PyArray_TYPE(array),
+                                                          cnp.PyArray_DATA(array))
+    cnp.set_array_base(view, array)
+    return view
+
+
+cdef object _spatial_cross_entropy(object input, object target, object ignore_index, int how,
+                                   bint grad_enabled, object torch_loss,
+                                   Py_ssize_t spatial_from):
+    """fastloss.torch's spatial cross_entropy (contiguous scores, int64 labels, no
+    class weights): fastloss._torch_kernels.spatial_cross_entropy on torch's threads,
+    with the Python path's arguments (the same bits); or None for a call the path
+    leaves, the kernel's label check and "mean" denominator included (torch's
+    error for a label, its 0 / 0 = NaN: the kernel wrote nothing then)."""
+    shape = input.shape
+    cdef Py_ssize_t n_elements = input.numel()
+    if n_elements == 0 or n_elements < spatial_from \
+            or target.shape != shape[:1] + shape[2:] or shape[1] > INT_MAX:
+        return None                 # torch's own (small), its error, the kernel's limit
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1] = shape[0], shape[1]
+    dims[2] = n_elements // (dims[0] * dims[1])
+    cdef cnp.npy_intp n_positions = dims[0] * dims[2]
+    cdef bint is_float = input.dtype is _float32
+    cdef int type_num = cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE
+    cdef bint need_grad = grad_enabled and input.requires_grad
+    # (by torch's allocator, 64-byte aligned, as the Python path: malloc's 16 bytes
+    # split a cache line at every other 32-byte vector, 3% of the kernel's time)
+    grad = _torch_empty(shape, dtype=input.dtype) if need_grad else None
+    cdef cnp.ndarray loss_out = _empty(target.shape, is_float) if how == 2 else None
+    kernel = _spatial_float if is_float else _spatial_double
+    no_blocks = _no_blocks_float if is_float else _no_blocks_double
+    first_bad, total, denominator = kernel(
+        _tensor_array(input, 3, dims, type_num), no_blocks,
+        _tensor_array(target, 1, &n_positions, cnp.NPY_INT64), _no_weight, ignore_index,
+        0.0, how == 0,
+        _view(loss_out, 1, &n_positions) if how == 2 else (
+            _no_values_float if is_float else _no_values_double),
+        _tensor_array(grad, 3, dims, type_num) if need_grad else no_blocks, _threads())
+    if first_bad >= 0 or how == 0 and denominator == 0:
+        return None
+    loss = _from_numpy(loss_out) if how == 2 else _scalar(
+        total / denominator if how == 0 else total, is_float)
+    return loss if grad is None else _apply(input, (loss, grad), torch_loss)
+
+
 # --- nll_loss of (N, C) log-probabilities ---------------------------------------------------
 
 cdef cnp.ndarray _blocks(cnp.ndarray rows):
     """An (N, C, 1) view of an (N, C) array's memory (the kernel's (N, C, S) layout)."""
     cdef cnp.npy_intp dims[3]
     dims[0], dims[1], dims[2] = cnp.PyArray_DIM(rows, 0), cnp.PyArray_DIM(rows, 1), 1
-    cdef cnp.ndarray view = cnp.PyArray_SimpleNewFromData(3, dims, cnp.PyArray_TYPE(rows),
-                                                          cnp.PyArray_DATA(rows))
-    cnp.set_array_base(view, rows)
-    return view
-
-
-cdef cnp.ndarray _tensor_array(object t, int ndim, cnp.npy_intp* dims, int type_num):
-    """A NumPy array over a plain contiguous tensor's memory (the tensor outlives the
-    call that reads it: the caller holds it)."""
-    return cnp.PyArray_SimpleNewFromData(ndim, dims, type_num, <void*>_data(t))
+    return _view(rows, 3, dims)
 
 
 def nll_loss(input, target, ignore_index, reduction, torch_loss):

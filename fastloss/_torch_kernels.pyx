@@ -17,7 +17,7 @@ bit-identical for every thread count.
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, fabs
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
 from fastloss._parallel cimport (ChunkPlan, plan_chunks, resolve_threads, sum_span,
@@ -59,19 +59,20 @@ cdef double labels_denominator(
     Without weights the sum is a count, in a loop without branches (it
     vectorises); the bad label's position is looked for only if there is one.
     """
-    cdef Py_ssize_t i, counted = 0, n = labels.shape[0]
-    cdef bint weighted = class_weight.shape[0] > 0, kept, bad = False
-    cdef int64_t label
+    cdef Py_ssize_t i, n = labels.shape[0]
+    cdef bint weighted = class_weight.shape[0] > 0
+    cdef int64_t label, ignored = 0, bad = 0
+    cdef uint64_t limit = <uint64_t>n_classes
     cdef double total = 0.0
     first_bad[0] = -1
     if not weighted:
+        # (int64 lanes throughout; one unsigned comparison for [0, C))
         for i in range(n):
             label = labels[i]
-            kept = label != ignore_index
-            bad |= kept & ((label < 0) | (label >= n_classes))
-            counted += kept
+            ignored += label == ignore_index
+            bad |= (label != ignore_index) & (<uint64_t>label >= limit)
         if not bad:
-            return <double>counted
+            return <double>(n - ignored)
     for i in range(n):
         label = labels[i]
         if label == ignore_index:
@@ -581,8 +582,9 @@ cdef double block_cross_entropy(
                               if label[j] >= 0 else 0.0)
             smoothing[j] = scale * uniform if label[j] >= 0 else 0.0
             label_term[j] = scale * (1.0 - eps) * w_y[j] if label[j] >= 0 else 0.0
-    for j in range(n):
-        total += loss[j]
+    # (eight independent sums: the positions' losses in one chain of dependent
+    # additions cost 4 cycles each, a tenth of the block's time)
+    total = sum_span(loss, n)
     if loss_out != NULL:
         for j in range(n):
             loss_out[j] = <floating>loss[j]

@@ -55,6 +55,14 @@ CASES = {
     "nll_loss": (lambda x, t, r: flt.nll_loss(x, t, reduction=r),
                  lambda dtype: (torch.log_softmax(randn(300, 256, dtype=dtype), 1),
                                 labels(300, 256))),
+    # (N, C, d1, ...) cross_entropy from 65,536 elements (smaller calls are torch's own)
+    "cross_entropy spatial": (lambda x, t, r: flt.cross_entropy(x, t, reduction=r),
+                              lambda dtype: (randn(4, 5, 64, 65, dtype=dtype),
+                                             labels(4 * 64 * 65, 5).reshape(4, 64, 65))),
+    "cross_entropy spatial ignored": (
+        lambda x, t, r: flt.cross_entropy(x, t, reduction=r, ignore_index=3),
+        lambda dtype: (randn(2, 7, 3, 40, 40, dtype=dtype),
+                       labels(2 * 3 * 40 * 40, 7).reshape(2, 3, 40, 40))),
     "nll_loss ignored": (lambda x, t, r: flt.nll_loss(x, t, reduction=r, ignore_index=3),
                          lambda dtype: (torch.log_softmax(randn(300, 256, dtype=dtype), 1),
                                         labels(300, 256) % 8)),
@@ -129,6 +137,8 @@ def test_compiled_path_agrees_with_torch(spy, dtype):
             theirs_call = {"huber_loss": lambda x, t, r: F.huber_loss(x, t, reduction=r,
                                                                        delta=0.7),
                            "nll_loss ignored": lambda x, t, r: F.nll_loss(
+                               x, t, reduction=r, ignore_index=3),
+                           "cross_entropy spatial ignored": lambda x, t, r: F.cross_entropy(
                                x, t, reduction=r, ignore_index=3)}.get(
                 name, lambda x, t, r: getattr(F, torch_name)(x, t, reduction=r))
             x2 = x.clone().requires_grad_(True)
@@ -158,6 +168,9 @@ def test_cases_the_compiled_path_leaves(spy):
     ce = _torch_calls.cross_entropy
     mse = lambda x, y, r="mean": _torch_calls.elementwise(  # noqa: E731
         flt._MSE, x, y, r, 0.0, 0.0, 0.0, None)
+    big, big_t = randn(2, 5, 80, 90), labels(2 * 80 * 90, 5).reshape(2, 80, 90)
+    bad_t = big_t.clone()
+    bad_t[1, 79, 89] = 5
     left = [
         ce(x.t(), t, -100, "mean", None),                   # not contiguous
         ce(torch._neg_view(x.detach()), t, -100, "mean", None),     # negation bit
@@ -173,6 +186,11 @@ def test_cases_the_compiled_path_leaves(spy):
         ce(x[0], t[0], -100, "mean", None),                 # (C,) input
         ce(randn(0, 5), labels(0, 5), -100, "mean", None),   # empty
         ce(randn(4096, 10), labels(4096, 10), -100, "mean", None),  # beyond one chunk
+        ce(randn(2, 5, 8, 8), labels(128, 5).reshape(2, 8, 8), -100, "mean", None),  # small
+        ce(big.movedim(1, -1).contiguous().movedim(-1, 1), big_t, -100, "mean", None),  # NHWC
+        ce(big, bad_t, -100, "mean", None),                 # (N, C, d1, ...): a label >= C
+        ce(big, torch.full_like(big_t, -100), -100, "mean", None),  # "mean" over nothing
+        ce(big, big_t[:, :32], -100, "mean", None),         # (N, C, d1, ...): shapes
         mse(x, y.requires_grad_(True)),                     # target requiring grad
         mse(x, y.detach()[:4]),                             # broadcasting
         mse(x, y.detach().double()),                        # promotion
@@ -269,6 +287,31 @@ def test_nll_loss_cases_the_compiled_path_leaves(spy):
         flt.nll_loss(x, bad)
     everything_ignored = torch.full((300,), 7)
     assert flt.nll_loss(x, everything_ignored, ignore_index=7).isnan()
+    assert not spy
+
+
+def test_spatial_cross_entropy_compiled_path_gradcheck(spy, monkeypatch):
+    monkeypatch.setattr(flt, "_TORCH_BELOW_ELEMENTS", 1)    # small calls fused too
+    x = randn(2, 4, 3, 2, dtype=torch.float64).requires_grad_(True)
+    t = torch.tensor([[[0, 3], [2, 2], [3, 1]], [[1, 1], [0, 2], [3, 3]]])
+    for reduction in REDUCTIONS:
+        assert torch.autograd.gradcheck(
+            lambda v: flt.cross_entropy(v, t, reduction=reduction, ignore_index=2), (x,))
+    assert spy
+
+
+def test_spatial_cross_entropy_compiled_path_bad_labels(spy):
+    x, t = randn(2, 5, 80, 90).requires_grad_(True), labels(2 * 80 * 90, 5).reshape(2, 80, 90)
+    x_before, t_before = x.detach().clone(), t.clone()
+    for label in (5, -1, 2**40):
+        bad = t.clone()
+        bad[1, 79, 89] = label
+        with pytest.raises((IndexError, RuntimeError)) as expected:
+            F.cross_entropy(x, bad)
+        with pytest.raises(expected.type, match=str(expected.value).split()[0]):
+            flt.cross_entropy(x, bad)
+    assert flt.cross_entropy(x, torch.full_like(t, 7), ignore_index=7).isnan()
+    assert torch.equal(x.detach(), x_before) and torch.equal(t, t_before)
     assert not spy
 
 
