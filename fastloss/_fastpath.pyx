@@ -218,6 +218,22 @@ cdef _ElementwisePlan _elementwise_plan(object spec):
     return plan
 
 
+cdef inline _ElementwisePlan _plan_of(object spec):
+    """The spec's plan, made at its first call."""
+    cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
+    return plan if plan is not None else _elementwise_plan(spec)
+
+
+cdef inline bint _common_ok(_ElementwisePlan plan, int how, int threads, object grad,
+                            object hess, Py_ssize_t n_params):
+    """The arguments every elementwise call shares are ones the fast path takes:
+    a reduction and a thread count, grad a bool, hess only with grad where the
+    loss has one, one value per parameter."""
+    return (how >= 0 and threads >= 0 and (grad is True or grad is False)
+            and (hess is False or (hess is True and grad is True and plan.has_hess))
+            and n_params == len(plan.params))
+
+
 # --- checks of single arguments: True when the fast path may take the argument --------
 
 cdef inline bint _is_float_array(object x):
@@ -365,15 +381,12 @@ cdef double _mean_denominator(object sample_weight, Py_ssize_t n_rows,
 def run_elementwise(spec, pred, target, tuple params, sample_weight, reduction, grad, hess,
                     out, n_threads):
     """fastloss._elementwise.run: the common call here, every other in the Python path."""
-    cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
-    if plan is None:
-        plan = _elementwise_plan(spec)
+    cdef _ElementwisePlan plan = _plan_of(spec)
     cdef int how = reduction_code(reduction)
     cdef int threads = _threads(n_threads)
     cdef Py_ssize_t k, n_params = len(params)
-    if (how < 0 or threads < 0 or not (grad is True or grad is False)
-            or not (hess is False or (hess is True and grad is True and plan.has_hess))
-            or (out is not None and grad is False) or n_params != len(plan.params)
+    if (not _common_ok(plan, how, threads, grad, hess, n_params)
+            or (out is not None and grad is False)
             or not _is_float_array(pred) or not _is_float_array(target)):
         return _elementwise_fallback(spec, pred, target, params, sample_weight, reduction,
                                      grad, hess, out, n_threads)
@@ -499,18 +512,15 @@ def run_several(spec, tuple inputs, tuple params, sample_weight, reduction, grad
     call within one chunk without hess through the kernel's pointer-level
     entry (_entries.pxd), any other through its def specialisation.
     """
-    cdef _ElementwisePlan plan = _elementwise_plans.get(spec)
-    if plan is None:
-        plan = _elementwise_plan(spec)
+    cdef _ElementwisePlan plan = _plan_of(spec)
     cdef int how = reduction_code(reduction)
     cdef int threads = _threads(n_threads)
     cdef Py_ssize_t k, n_params = len(params)
-    if (how < 0 or threads < 0 or not (grad is True or grad is False)
-            or not (hess is False or (hess is True and grad is True and plan.has_hess))
+    if (not _common_ok(plan, how, threads, grad, hess, n_params)
             or len(inputs) != 3 or len(outs) != 2 or len(spec.gradients) != 2
             or spec.gradients[1] != spec.inputs[2] or plan.per_column
             or (grad is False and (outs[0] is not None or outs[1] is not None))
-            or n_params != len(plan.params) or not _is_float_array(inputs[0])
+            or not _is_float_array(inputs[0])
             or not _is_float_array(inputs[1]) or not _is_float_array(inputs[2])):
         return _several_fallback(spec, inputs, params, sample_weight, reduction, grad, hess,
                                  outs, n_threads)

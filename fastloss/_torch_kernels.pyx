@@ -197,6 +197,21 @@ cdef double chunk_nll_loss(
     return total
 
 
+cdef inline tuple label_verdict(Py_ssize_t first_bad, bint mean, double denominator,
+                                bint nothing_to_compute):
+    """The result of a label kernel before its blocks run, or None when they must:
+    (first_bad, 0, 0) for a bad label, (-1, 0, 0) for a "mean" over nothing (the
+    caller lets torch compute both), (-1, 0, denominator) when there is nothing
+    to compute."""
+    if first_bad >= 0:
+        return first_bad, 0.0, 0.0
+    if mean and denominator == 0.0:
+        return -1, 0.0, 0.0
+    if nothing_to_compute:
+        return -1, 0.0, denominator
+    return None
+
+
 def nll_loss(
     const floating[:, :, ::1] input,    # IN  (N, C, S) log-probabilities
     const int64_t[::1] labels,          # IN  (N * S,) class labels, position n * S + s
@@ -234,12 +249,9 @@ def nll_loss(
     with nogil:
         denominator = labels_denominator(labels, n_classes, ignore_index, class_weight,
                                          &first_bad)
-    if first_bad >= 0:
-        return first_bad, 0.0, 0.0
-    if mean and denominator == 0.0:
-        return -1, 0.0, 0.0
-    if n_blocks == 0:
-        return -1, 0.0, denominator
+    verdict = label_verdict(first_bad, mean, denominator, n_blocks == 0)
+    if verdict is not None:
+        return verdict
     scale = 1.0 / denominator if mean else 1.0
     n_threads = resolve_threads(n_threads, plan.n_chunks)
     if n_threads == 1:
@@ -693,12 +705,9 @@ def spatial_cross_entropy(
         with nogil:
             denominator = labels_denominator(labels, n_classes, ignore_index, class_weight,
                                              &first_bad)
-    if first_bad >= 0:
-        return first_bad, 0.0, 0.0
-    if mean and denominator == 0.0:
-        return -1, 0.0, 0.0
-    if n_blocks == 0 or n_classes == 0:
-        return -1, 0.0, denominator
+    verdict = label_verdict(first_bad, mean, denominator, n_blocks == 0 or n_classes == 0)
+    if verdict is not None:
+        return verdict
     scale = 1.0 / denominator if mean else 1.0
     if class_weight.shape[0] > 0:
         w_sum = 0.0
