@@ -31,6 +31,16 @@ cdef extern from "_vecmath.h" nogil:
     float fl_expf_nonpositive(float a)      # fl_expf's bits for a <= 0, fewer operations
     float fl_logf(float x)
     float fl_logf_core(float u, float c)    # log(u) + c for a normal u > 0, c small
+    # block_cross_entropy's plane loops over groups of positions in registers
+    # (float32, compiled in the x86-64-v3 build only: FL_SPATIAL_GROUPS)
+    enum: FL_SPATIAL_GROUPS, FL_SPATIAL_GROUP
+    void fl_spatial_max_planes_float(const float* x, const int* label, Py_ssize_t n_classes,
+                                     Py_ssize_t stride, Py_ssize_t n, float* m, float* label_x)
+    void fl_spatial_sum_planes_float(const float* e, Py_ssize_t n_classes, Py_ssize_t stride,
+                                     Py_ssize_t n, double* e_sum)
+    void fl_spatial_grad_planes_float(const int* label, const float* coefficient,
+                                      const float* label_grad, Py_ssize_t n_classes,
+                                      Py_ssize_t stride, Py_ssize_t n, float* out)
 
 # How this module was compiled: the tests prove which build is loaded.
 BUILD = build_facts()
@@ -514,6 +524,10 @@ cdef double block_cross_entropy(
     cdef const floating* row
     cdef floating* out_row
     cdef Py_ssize_t c, j, finite
+    # float32 blocks of a multiple of FL_SPATIAL_GROUP positions: pass 1, pass
+    # 2's sums and (labels without weights or smoothing) pass 3 by the
+    # fl_spatial_*_planes_float, the same arithmetic lane for lane
+    cdef bint groups = floating is float and FL_SPATIAL_GROUPS and n % FL_SPATIAL_GROUP == 0
     cdef int class_c
     for j in range(n):
         m[j] = -INFINITY
@@ -525,12 +539,16 @@ cdef double block_cross_entropy(
     for j in range(n):
         label[j] = <int>labels[j] if target == NULL and labels[j] != ignore_index else -1
         label_x[j] = 0
-    for c in range(n_classes):
-        row = x + c * stride
-        class_c = <int>c
-        for j in range(n):
-            m[j] = row[j] if row[j] > m[j] else m[j]
-            label_x[j] = row[j] if label[j] == class_c else label_x[j]
+    if groups:
+        if floating is float:
+            fl_spatial_max_planes_float(x, label, n_classes, stride, n, m, label_x)
+    else:
+        for c in range(n_classes):
+            row = x + c * stride
+            class_c = <int>c
+            for j in range(n):
+                m[j] = row[j] if row[j] > m[j] else m[j]
+                label_x[j] = row[j] if label[j] == class_c else label_x[j]
     # Decided once per block: with every maximum finite, shifted(x, m) is x - m.
     finite = 0
     for j in range(n):
@@ -554,8 +572,9 @@ cdef double block_cross_entropy(
         else:
             for j in range(n):
                 out_row[j] = exp_difference(row[j], m[j], shifted(row[j], m[j]))
-        for j in range(n):
-            e_sum[j] += out_row[j]
+        if not (groups and grad_out != NULL):     # (summed below)
+            for j in range(n):
+                e_sum[j] += out_row[j]
         if target != NULL:
             for j in range(n):
                 q = wc * ((1.0 - eps) * target[c * stride + j] + uniform)
@@ -564,6 +583,9 @@ cdef double block_cross_entropy(
         elif eps != 0.0:
             for j in range(n):
                 wz[j] += wc * shifted(row[j], m[j])
+    if groups and grad_out != NULL:
+        if floating is float:
+            fl_spatial_sum_planes_float(grad_out, n_classes, stride, n, e_sum)
     # per position: the loss and the gradient's coefficients, in loops
     # without branches (they vectorise; the label's values are gathered)
     for j in range(n):
@@ -613,6 +635,11 @@ cdef double block_cross_entropy(
         for j in range(n):
             label_grad[j] = <floating>(
                 label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
+    if groups and target == NULL and w == NULL and eps == 0.0:
+        if floating is float:
+            fl_spatial_grad_planes_float(label, coefficient_t, label_grad, n_classes, stride, n,
+                                         grad_out)
+        return total
     for c in range(n_classes):
         out_row = grad_out + c * stride
         wc = w[c] if w != NULL else 1.0

@@ -589,6 +589,41 @@ def test_spatial_cross_entropy_from_several_threads():
         torch.testing.assert_close(grad, grad_of(F.cross_entropy, *cases[k % len(cases)]))
 
 
+@pytest.mark.parametrize("kind", ["normal", "large", "huge", "nan", "ties"])
+@pytest.mark.parametrize("n_classes", [1, 3, 9, 10, 21])
+def test_spatial_cross_entropy_lanes_are_the_plane_loops_bit_for_bit(kind, n_classes):
+    # float32 blocks whose positions are a multiple of 16 (labels, no
+    # weights or smoothing, finite maxima) keep their per-position values in
+    # registers across the class planes (the x86-64-v3 build); other blocks
+    # take the plane loops.  The same scores laid out with S = 112 (one block
+    # of 112 positions) and S = 113 (one block of 113) must give the same
+    # bits at the 112 shared positions.
+    x = randn(3, n_classes, 113, dtype=torch.float32, seed=n_classes, scale=3.0)
+    if kind == "large":
+        x = x * 1e4
+    elif kind == "huge":
+        x[:, :, ::5] = 3e38 * torch.sign(x[:, :, ::5])
+    elif kind == "nan":
+        x[0, 0, 3], x[1, n_classes - 1, 50], x[2, :, 77] = float("nan"), float("nan"), float("nan")
+    elif kind == "ties":
+        x = torch.round(x)
+    y = labels((3, 113), n_classes, seed=2)
+    y[:, ::9] = -100
+    results = []
+    for width in (112, 113):
+        x_w = x[:, :, :width].contiguous().requires_grad_(True)
+        loss = flt.cross_entropy(x_w, y[:, :width].contiguous(), reduction="none")
+        assert fused(loss)
+        loss.sum().backward()
+        results.append((loss.detach()[:, :112], x_w.grad[:, :, :112]))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.equal(loss_a.view(torch.int32), loss_b.view(torch.int32))
+    assert torch.equal(grad_a.view(torch.int32), grad_b.view(torch.int32))
+    if kind == "normal":
+        torch.testing.assert_close(loss_a, F.cross_entropy(x[:, :, :112], y[:, :112],
+                                                           reduction="none"))
+
+
 def test_spatial_cross_entropy_is_bit_identical_for_every_thread_count():
     x, y = randn(4, 21, 32, 32, dtype=torch.float32), labels((4, 32, 32), 21, seed=1)
     previous = torch.get_num_threads()
