@@ -3148,24 +3148,25 @@ static inline double fl_gaussian_span_float(const float *mean, const float *targ
  * scores (_torch_kernels.pyx, block_cross_entropy) for a block of n
  * positions, n a multiple of FL_SPATIAL_GROUP: pass 1 (the maximum and the
  * label's score), pass 2's sums of e and pass 3 (the gradient), in groups of
- * 16 positions whose per-position values stay in registers across the C
- * class planes (the plane-by-plane loops load and store them once per
- * class), each plane's 64-byte line read whole (with S a multiple of 1024 a
- * group's planes fall in one L1 set: a line read in halves by two groups
- * would be evicted between them).  The arithmetic is the plane loops', lane
- * for lane, so the results are theirs to the bit.  x[c * stride + j] is the
- * score of class c at position j, label[j] its class (-1 where ignored).
- * Compiled in the x86-64-v3 build (FL_SPATIAL_GROUPS is 1 there, 0 in the
- * baseline build, whose callers keep the plane loops).
+ * 16 positions whose per-position values stay in registers across the class
+ * planes (the plane-by-plane loops load and store them once per class), each
+ * plane's 64-byte line read whole.  The classes go in even chunks of at most
+ * FL_SPATIAL_PLANES planes: with S a multiple of 1024 a group's lines all
+ * fall in one L1 set, and beyond the set's ways (8 to 12 on the machines we
+ * know) the groups lost their gain (measured at 32 x C x 1024: C = 8 and 10
+ * 7-9% faster than the plane loops, C = 12, 13 and 16 5-13% slower, until
+ * the chunks).  The arithmetic is the plane loops', lane for lane, so the
+ * results are theirs to the bit.  x[c * stride + j] is the score of class c
+ * at position j, label[j] its class (-1 where ignored).  Compiled in the
+ * x86-64-v3 build (FL_SPATIAL_GROUPS is 1 there, 0 in the baseline build,
+ * whose callers keep the plane loops).
  *
  * (Pass 2's exps in the same groups, the sums kept in registers, took 8%
- * more time than the plane loop with 16% fewer instructions: each group
- * reads C lines 4 KiB or more apart, one per page, where the plane loop
- * streams 512 contiguous bytes a class.) */
+ * more time than the plane loop with 16% fewer instructions: a group reads
+ * C lines 4 KiB or more apart, one per page, where the plane loop streams
+ * 512 contiguous bytes a class.) */
 #define FL_SPATIAL_GROUP 16
-#ifndef FL_SPATIAL_PLANES
 #define FL_SPATIAL_PLANES 8
-#endif
 #ifdef FL_HAVE_FAST_ROWS
 #define FL_SPATIAL_GROUPS 1
 
@@ -3182,34 +3183,38 @@ FL_INLINE ptrdiff_t fl_spatial_planes_per_chunk(ptrdiff_t n_classes)
     return chunks > 1 ? (n_classes + chunks - 1) / chunks : n_classes;
 }
 
+/* for each chunk of classes [c0, c1) and each group of positions [j, j + 16) */
+#define FL_SPATIAL_FOR_GROUPS(n_classes, n, c0, c1, j)                              \
+    for (ptrdiff_t per_ = fl_spatial_planes_per_chunk(n_classes), c0 = 0;            \
+         c0 < (n_classes); c0 += per_)                                               \
+        for (ptrdiff_t j = 0, c1 = c0 + per_ < (n_classes) ? c0 + per_ : (n_classes); \
+             j < (n); j += FL_SPATIAL_GROUP)
+
 /* Pass 1: m[j] = the largest score over the classes (a NaN score is passed
  * over, as x > m is false), label_x[j] = the label's score (0 where ignored). */
 static inline void fl_spatial_max_planes_float(const float *x, const int *label,
                                                ptrdiff_t n_classes, ptrdiff_t stride,
                                                ptrdiff_t n, float *m, float *label_x)
 {
-    ptrdiff_t per = fl_spatial_planes_per_chunk(n_classes);
-    for (ptrdiff_t c0 = 0; c0 < n_classes; c0 += per)
-        for (ptrdiff_t j = 0; j < n; j += FL_SPATIAL_GROUP) {
-            ptrdiff_t c1 = c0 + per < n_classes ? c0 + per : n_classes;
-            __m256i lab[2];
-            __m256 mv[2], xy[2];
-            for (int h = 0; h < 2; h++) {
-                lab[h] = _mm256_loadu_si256((const __m256i *)(label + j + 8 * h));
-                mv[h] = c0 == 0 ? _mm256_set1_ps(-INFINITY) : _mm256_loadu_ps(m + j + 8 * h);
-                xy[h] = c0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(label_x + j + 8 * h);
-            }
-            for (ptrdiff_t c = c0; c < c1; c++)
-                for (int h = 0; h < 2; h++) {
-                    __m256 xv = _mm256_loadu_ps(x + c * stride + j + 8 * h);
-                    mv[h] = _mm256_max_ps(xv, mv[h]);                 /* xv > m ? xv : m */
-                    xy[h] = _mm256_blendv_ps(xy[h], xv, fl_is_class_v8(lab[h], c));
-                }
-            for (int h = 0; h < 2; h++) {
-                _mm256_storeu_ps(m + j + 8 * h, mv[h]);
-                _mm256_storeu_ps(label_x + j + 8 * h, xy[h]);
-            }
+    FL_SPATIAL_FOR_GROUPS(n_classes, n, c0, c1, j) {
+        __m256i lab[2];
+        __m256 mv[2], xy[2];
+        for (int h = 0; h < 2; h++) {
+            lab[h] = _mm256_loadu_si256((const __m256i *)(label + j + 8 * h));
+            mv[h] = c0 == 0 ? _mm256_set1_ps(-INFINITY) : _mm256_loadu_ps(m + j + 8 * h);
+            xy[h] = c0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(label_x + j + 8 * h);
         }
+        for (ptrdiff_t c = c0; c < c1; c++)
+            for (int h = 0; h < 2; h++) {
+                __m256 xv = _mm256_loadu_ps(x + c * stride + j + 8 * h);
+                mv[h] = _mm256_max_ps(xv, mv[h]);                 /* xv > m ? xv : m */
+                xy[h] = _mm256_blendv_ps(xy[h], xv, fl_is_class_v8(lab[h], c));
+            }
+        for (int h = 0; h < 2; h++) {
+            _mm256_storeu_ps(m + j + 8 * h, mv[h]);
+            _mm256_storeu_ps(label_x + j + 8 * h, xy[h]);
+        }
+    }
 }
 
 /* Pass 2's sums: e_sum[j] = the sum over c in class order, in double, of
@@ -3217,24 +3222,21 @@ static inline void fl_spatial_max_planes_float(const float *x, const int *label,
 static inline void fl_spatial_sum_planes_float(const float *e, ptrdiff_t n_classes,
                                                ptrdiff_t stride, ptrdiff_t n, double *e_sum)
 {
-    ptrdiff_t per = fl_spatial_planes_per_chunk(n_classes);
-    for (ptrdiff_t c0 = 0; c0 < n_classes; c0 += per)
-        for (ptrdiff_t j = 0; j < n; j += FL_SPATIAL_GROUP) {
-            ptrdiff_t c1 = c0 + per < n_classes ? c0 + per : n_classes;
-            __m256d sum[4];
-            for (int k = 0; k < 4; k++)
-                sum[k] = _mm256_loadu_pd(e_sum + j + 4 * k);
-            for (ptrdiff_t c = c0; c < c1; c++)
-                for (int h = 0; h < 2; h++) {
-                    __m256 ev = _mm256_loadu_ps(e + c * stride + j + 8 * h);
-                    sum[2 * h] = _mm256_add_pd(sum[2 * h],
-                                               _mm256_cvtps_pd(_mm256_castps256_ps128(ev)));
-                    sum[2 * h + 1] = _mm256_add_pd(sum[2 * h + 1],
-                                                   _mm256_cvtps_pd(_mm256_extractf128_ps(ev, 1)));
-                }
-            for (int k = 0; k < 4; k++)
-                _mm256_storeu_pd(e_sum + j + 4 * k, sum[k]);
-        }
+    FL_SPATIAL_FOR_GROUPS(n_classes, n, c0, c1, j) {
+        __m256d sum[4];
+        for (int k = 0; k < 4; k++)
+            sum[k] = _mm256_loadu_pd(e_sum + j + 4 * k);
+        for (ptrdiff_t c = c0; c < c1; c++)
+            for (int h = 0; h < 2; h++) {
+                __m256 ev = _mm256_loadu_ps(e + c * stride + j + 8 * h);
+                sum[2 * h] = _mm256_add_pd(sum[2 * h],
+                                           _mm256_cvtps_pd(_mm256_castps256_ps128(ev)));
+                sum[2 * h + 1] = _mm256_add_pd(sum[2 * h + 1],
+                                               _mm256_cvtps_pd(_mm256_extractf128_ps(ev, 1)));
+            }
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_pd(e_sum + j + 4 * k, sum[k]);
+    }
 }
 
 /* Pass 3 for labels without class weights or smoothing: out[c * stride + j]
@@ -3244,25 +3246,22 @@ static inline void fl_spatial_grad_planes_float(const int *label, const float *c
                                                 const float *label_grad, ptrdiff_t n_classes,
                                                 ptrdiff_t stride, ptrdiff_t n, float *out)
 {
-    ptrdiff_t per = fl_spatial_planes_per_chunk(n_classes);
-    for (ptrdiff_t c0 = 0; c0 < n_classes; c0 += per)
-        for (ptrdiff_t j = 0; j < n; j += FL_SPATIAL_GROUP) {
-            ptrdiff_t c1 = c0 + per < n_classes ? c0 + per : n_classes;
-            __m256i lab[2];
-            __m256 coef[2], at_label[2];
-            for (int h = 0; h < 2; h++) {
-                lab[h] = _mm256_loadu_si256((const __m256i *)(label + j + 8 * h));
-                coef[h] = _mm256_loadu_ps(coefficient + j + 8 * h);
-                at_label[h] = _mm256_loadu_ps(label_grad + j + 8 * h);
-            }
-            for (ptrdiff_t c = c0; c < c1; c++)
-                for (int h = 0; h < 2; h++) {
-                    float *o = out + c * stride + j + 8 * h;
-                    __m256 g = _mm256_mul_ps(_mm256_loadu_ps(o), coef[h]);
-                    _mm256_storeu_ps(o, _mm256_blendv_ps(g, at_label[h],
-                                                         fl_is_class_v8(lab[h], c)));
-                }
+    FL_SPATIAL_FOR_GROUPS(n_classes, n, c0, c1, j) {
+        __m256i lab[2];
+        __m256 coef[2], at_label[2];
+        for (int h = 0; h < 2; h++) {
+            lab[h] = _mm256_loadu_si256((const __m256i *)(label + j + 8 * h));
+            coef[h] = _mm256_loadu_ps(coefficient + j + 8 * h);
+            at_label[h] = _mm256_loadu_ps(label_grad + j + 8 * h);
         }
+        for (ptrdiff_t c = c0; c < c1; c++)
+            for (int h = 0; h < 2; h++) {
+                float *o = out + c * stride + j + 8 * h;
+                __m256 g = _mm256_mul_ps(_mm256_loadu_ps(o), coef[h]);
+                _mm256_storeu_ps(o, _mm256_blendv_ps(g, at_label[h],
+                                                     fl_is_class_v8(lab[h], c)));
+            }
+    }
 }
 #else
 #define FL_SPATIAL_GROUPS 0
