@@ -36,8 +36,13 @@ cdef extern from "_vecmath.h" nogil:
     enum: FL_SPATIAL_GROUPS, FL_SPATIAL_GROUP
     void fl_spatial_max_planes_float(const float* x, const int* label, Py_ssize_t n_classes,
                                      Py_ssize_t stride, Py_ssize_t n, float* m, float* label_x)
-    void fl_spatial_sum_planes_float(const float* e, Py_ssize_t n_classes, Py_ssize_t stride,
-                                     Py_ssize_t n, double* e_sum)
+    void fl_spatial_sum_planes_float(const float* e, const int* label, Py_ssize_t n_classes,
+                                     Py_ssize_t stride, Py_ssize_t n, double* e_sum,
+                                     float* label_e)
+    void fl_spatial_label_terms_float(const int* label, const float* label_x, const float* m,
+                                      const double* log_sum, const double* e_sum,
+                                      const float* label_e, double scale, Py_ssize_t n,
+                                      double* loss, float* coefficient, float* label_grad)
     void fl_spatial_grad_planes_float(const int* label, const float* coefficient,
                                       const float* label_grad, Py_ssize_t n_classes,
                                       Py_ssize_t stride, Py_ssize_t n, float* out)
@@ -517,6 +522,7 @@ cdef double block_cross_entropy(
     cdef double loss[BLOCK]
     cdef floating coefficient_t[BLOCK]
     cdef floating e_plane[BLOCK]         # e of one class when no gradient is written
+    cdef floating label_e_t[BLOCK]       # e_y, taken in pass 2 (groups)
     cdef floating smoothing_t[BLOCK]
     cdef double total = 0.0, wc, q, z_y, value
     cdef floating wc_t
@@ -524,10 +530,14 @@ cdef double block_cross_entropy(
     cdef const floating* row
     cdef floating* out_row
     cdef Py_ssize_t c, j, finite
-    # float32 blocks of a multiple of FL_SPATIAL_GROUP positions: pass 1, pass
-    # 2's sums and (labels without weights or smoothing) pass 3 by the
-    # fl_spatial_*_planes_float, the same arithmetic lane for lane
+    # float32 blocks of a multiple of FL_SPATIAL_GROUP positions: pass 1 and
+    # pass 2's sums by the fl_spatial_*_planes_float, the same arithmetic lane
+    # for lane (_vecmath.h, "spatial cross-entropy planes")
     cdef bint groups = floating is float and FL_SPATIAL_GROUPS and n % FL_SPATIAL_GROUP == 0
+    # ... and with labels, no weights or smoothing, and the gradient written,
+    # every step after the exps (fl_spatial_label_terms_float)
+    cdef bint plain = (groups and target == NULL and w == NULL and eps == 0.0
+                       and grad_out != NULL)
     cdef int class_c
     for j in range(n):
         m[j] = -INFINITY
@@ -584,13 +594,19 @@ cdef double block_cross_entropy(
             for j in range(n):
                 wz[j] += wc * shifted(row[j], m[j])
     if groups and grad_out != NULL:
+        for j in range(n):
+            label_e_t[j] = 0
         if floating is float:
-            fl_spatial_sum_planes_float(grad_out, n_classes, stride, n, e_sum)
+            fl_spatial_sum_planes_float(grad_out, label, n_classes, stride, n, e_sum, label_e_t)
     # per position: the loss and the gradient's coefficients, in loops
     # without branches (they vectorise; the label's values are gathered)
     for j in range(n):
         log_sum[j] = log_of_sum(e_sum[j], <floating*>NULL)
-    if target != NULL:
+    if plain:
+        if floating is float:
+            fl_spatial_label_terms_float(label, label_x, m, log_sum, e_sum, label_e_t, scale, n,
+                                         loss, coefficient_t, label_grad)
+    elif target != NULL:
         for j in range(n):
             loss[j] = log_sum[j] * coefficient[j] - wz[j]
             coefficient[j] = scale * coefficient[j] / e_sum[j]
@@ -624,6 +640,11 @@ cdef double block_cross_entropy(
             loss_out[j] = <floating>loss[j]
     if grad_out == NULL:
         return total
+    if plain:
+        if floating is float:
+            fl_spatial_grad_planes_float(label, coefficient_t, label_grad, n_classes, stride, n,
+                                         grad_out)
+        return total
     # pass 3: e into the gradient, in the dtype's lanes (each value rounded
     # about twice: p_c and p_c - eps w_c / C are far from cancelling), except
     # at the label, where p_y - 1 cancels: its entry is rounded once, and
@@ -635,11 +656,6 @@ cdef double block_cross_entropy(
         for j in range(n):
             label_grad[j] = <floating>(
                 label_e[j] * coefficient[j] - w_y[j] * smoothing[j] - label_term[j])
-    if groups and target == NULL and w == NULL and eps == 0.0:
-        if floating is float:
-            fl_spatial_grad_planes_float(label, coefficient_t, label_grad, n_classes, stride, n,
-                                         grad_out)
-        return total
     for c in range(n_classes):
         out_row = grad_out + c * stride
         wc = w[c] if w != NULL else 1.0
