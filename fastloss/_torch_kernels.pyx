@@ -535,7 +535,8 @@ cdef double block_cross_entropy(
     # for lane (_vecmath.h, "spatial cross-entropy planes")
     cdef bint groups = floating is float and FL_SPATIAL_GROUPS and n % FL_SPATIAL_GROUP == 0
     # ... and with labels, no weights or smoothing, and the gradient written,
-    # every step after the exps (fl_spatial_label_terms_float)
+    # the per-position step and pass 3 too (fl_spatial_label_terms_float,
+    # fl_spatial_grad_planes_float)
     cdef bint plain = (groups and target == NULL and w == NULL and eps == 0.0
                        and grad_out != NULL)
     cdef int class_c
