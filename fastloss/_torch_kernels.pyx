@@ -522,7 +522,7 @@ cdef double block_cross_entropy(
     cdef double loss[BLOCK]
     cdef floating coefficient_t[BLOCK]
     cdef floating e_plane[BLOCK]         # e of one class when no gradient is written
-    cdef floating label_e_t[BLOCK]       # e_y, taken in pass 2 (groups)
+    cdef floating label_e_t[BLOCK]       # e_y, taken in pass 2 (sum_in_groups)
     cdef floating smoothing_t[BLOCK]
     cdef double total = 0.0, wc, q, z_y, value
     cdef floating wc_t
@@ -531,14 +531,14 @@ cdef double block_cross_entropy(
     cdef floating* out_row
     cdef Py_ssize_t c, j, finite
     # float32 blocks of a multiple of FL_SPATIAL_GROUP positions: pass 1 and
-    # pass 2's sums by the fl_spatial_*_planes_float, the same arithmetic lane
-    # for lane (_vecmath.h, "spatial cross-entropy planes")
+    # (the gradient written) pass 2's sums by the fl_spatial_*_planes_float,
+    # the same arithmetic lane for lane (_vecmath.h, "spatial cross-entropy
+    # planes")
     cdef bint groups = floating is float and FL_SPATIAL_GROUPS and n % FL_SPATIAL_GROUP == 0
-    # ... and with labels, no weights or smoothing, and the gradient written,
-    # the per-position step and pass 3 too (fl_spatial_label_terms_float,
-    # fl_spatial_grad_planes_float)
-    cdef bint plain = (groups and target == NULL and w == NULL and eps == 0.0
-                       and grad_out != NULL)
+    cdef bint sum_in_groups = groups and grad_out != NULL
+    # ... and with labels, no weights or smoothing, the per-position step and
+    # pass 3 too (fl_spatial_label_terms_float, fl_spatial_grad_planes_float)
+    cdef bint plain = sum_in_groups and target == NULL and w == NULL and eps == 0.0
     cdef int class_c
     for j in range(n):
         m[j] = -INFINITY
@@ -583,7 +583,7 @@ cdef double block_cross_entropy(
         else:
             for j in range(n):
                 out_row[j] = exp_difference(row[j], m[j], shifted(row[j], m[j]))
-        if not (groups and grad_out != NULL):     # (summed below)
+        if not sum_in_groups:                     # (summed below)
             for j in range(n):
                 e_sum[j] += out_row[j]
         if target != NULL:
@@ -594,9 +594,7 @@ cdef double block_cross_entropy(
         elif eps != 0.0:
             for j in range(n):
                 wz[j] += wc * shifted(row[j], m[j])
-    if groups and grad_out != NULL:
-        for j in range(n):
-            label_e_t[j] = 0
+    if sum_in_groups:
         if floating is float:
             fl_spatial_sum_planes_float(grad_out, label, n_classes, stride, n, e_sum, label_e_t)
     # per position: the loss and the gradient's coefficients, in loops

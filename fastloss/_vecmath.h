@@ -3222,8 +3222,8 @@ static inline void fl_spatial_max_planes_float(const float *x, const int *label,
 }
 
 /* Pass 2's sums: e_sum[j] = the sum over c in class order, in double, of
- * e[c * stride + j] (the exps the plane loop wrote; e_sum starts at 0), and
- * label_e[j] = e at the label (label_e starts at 0; 0 where ignored). */
+ * e[c * stride + j] (the exps the plane loop wrote), and label_e[j] = e at
+ * the label (0 where ignored). */
 static inline void fl_spatial_sum_planes_float(const float *e, const int *label,
                                                ptrdiff_t n_classes, ptrdiff_t stride,
                                                ptrdiff_t n, double *e_sum, float *label_e)
@@ -3233,10 +3233,10 @@ static inline void fl_spatial_sum_planes_float(const float *e, const int *label,
         __m256i lab[2];
         __m256 ey[2];
         for (int k = 0; k < 4; k++)
-            sum[k] = _mm256_loadu_pd(e_sum + j + 4 * k);
+            sum[k] = c0 == 0 ? _mm256_setzero_pd() : _mm256_loadu_pd(e_sum + j + 4 * k);
         for (int h = 0; h < 2; h++) {
             lab[h] = _mm256_loadu_si256((const __m256i *)(label + j + 8 * h));
-            ey[h] = _mm256_loadu_ps(label_e + j + 8 * h);
+            ey[h] = c0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(label_e + j + 8 * h);
         }
         for (ptrdiff_t c = c0; c < c1; c++)
             for (int h = 0; h < 2; h++) {
