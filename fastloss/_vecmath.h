@@ -1487,44 +1487,43 @@ FL_INLINE __m256 fl_softcap_exp_around_v8(__m256 xv, __m256 inv, __m256 k3, __m2
 #endif
 
 #ifdef FL_HAVE_FAST_ROWS
-/* The last blocks of a soft-capped float32 row (c counts up to n by 8), padded
- * with x[c]: LANE(xv, ..., &slope) gives 8 exps and slopes; lanes past n are
- * neither stored nor summed, and the label's term is left out of tail.  Unless
- * exp_out is NULL, the exps go to exp_out and the slopes to SLOPES, or, when
- * SLOPES is NULL, their products to exp_out.  Shared by the row functions
- * below. */
+/* The last blocks of a soft-capped float32 row (c counts up to n by 8), read
+ * and written by masked loads and stores (lanes past n read as 0.0, a logit
+ * every lane function takes, and are neither stored nor summed):
+ * LANE(xv, ..., &slope) gives 8 exps and slopes, added to the double sums
+ * sum0 and sum1 but for the label's term.  Unless exp_out is NULL, the exps go
+ * to exp_out and the slopes to SLOPES, or, when SLOPES is NULL, their products
+ * to exp_out.  Shared by the row functions below. */
 #define FL_SOFTCAP_ROW_TAIL(LANE, SLOPES, ...)                                  \
     for (; c < n; c += 8) {                                                     \
-        float xb[8], eb[8], sb[8];                                              \
-        int width = n - c < 8 ? (int)(n - c) : 8;                               \
-        for (int l = 0; l < 8; l++)                                             \
-            xb[l] = l < width ? x[c + l] : x[c];                                \
-        __m256 s0, e0 = LANE(_mm256_loadu_ps(xb), __VA_ARGS__, &s0);            \
-        _mm256_storeu_ps(eb, e0);                                               \
-        _mm256_storeu_ps(sb, s0);                                               \
-        for (int l = 0; l < width; l++) {                                       \
-            if (c + l != label)                                                 \
-                tail += eb[l];                                                  \
-            if (exp_out != NULL && (SLOPES) == NULL)                            \
-                exp_out[c + l] = eb[l] * sb[l];                                 \
-            else if (exp_out != NULL) {                                         \
-                exp_out[c + l] = eb[l];                                         \
-                (SLOPES)[c + l] = sb[l];                                        \
-            }                                                                   \
+        __m256i live_ = _mm256_cmpgt_epi32(                                     \
+            _mm256_set1_epi32(n - c < 8 ? (int)(n - c) : 8),                    \
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));                         \
+        __m256 s0, e0 = LANE(_mm256_maskload_ps(x + c, live_), __VA_ARGS__, &s0); \
+        if (exp_out != NULL && (SLOPES) == NULL)                                \
+            _mm256_maskstore_ps(exp_out + c, live_, _mm256_mul_ps(e0, s0));     \
+        else if (exp_out != NULL) {                                             \
+            _mm256_maskstore_ps(exp_out + c, live_, e0);                        \
+            _mm256_maskstore_ps((SLOPES) + c, live_, s0);                       \
         }                                                                       \
+        e0 = _mm256_and_ps(e0, _mm256_castsi256_ps(live_));                     \
+        if ((size_t)(label - c) < 8)                                            \
+            e0 = fl_without_label_v8(e0, c, label);                             \
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(e0))); \
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(e0, 1))); \
     }
 
-/* A soft-capped row's S = exp(K ln2 - m') (sum + tail), from the double
- * partial sums of the vector lanes and the tail's, and K; the row factor
+/* A soft-capped row's S = exp(K ln2 - m') sum, from the double partial sums
+ * of the vector lanes, and K; the row factor
  * exp(K ln2 - m') goes to exp_scale. */
-static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, double tail, double k,
+static inline double fl_softcap_row_total(__m256d sum0, __m256d sum1, double k,
                                           double capped_y, double *exp_scale)
 {
     const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
     double lanes[4];
     _mm256_storeu_pd(lanes, _mm256_add_pd(sum0, sum1));
-    double others = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;
+    double others = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
     double scale = fl_exp((k * LN2_HI - capped_y) + k * LN2_LO);
     *exp_scale = scale;
     return scale * others;
@@ -1557,7 +1556,6 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
     const __m256 k3 = _mm256_set1_ps((float)(1.0 / (3.0 * cap * cap)));
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
     ptrdiff_t c = 0;
-    double tail = 0.0;
     for (; c + 32 <= n; c += 32) {
         if (next_x != NULL)
             _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
@@ -1588,7 +1586,7 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
         sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
     }
     FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_around_v8, (float *)NULL, inv, k3, sh)
-    return fl_softcap_row_total(sum0, sum1, tail, k, capped_y, exp_scale);
+    return fl_softcap_row_total(sum0, sum1, k, capped_y, exp_scale);
 #else
     (void)x; (void)n; (void)label; (void)cap; (void)capped_y; (void)exp_out;
     (void)next_x; (void)next_out;
@@ -1712,6 +1710,19 @@ FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv2, __m256 inv2_lo,
     __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r);
     return fl_exp_shifted_v8(xv, corr, shifter);
 }
+
+/* A block of 8 logits: fl_softcap_exp_mid_v8 only when one of them is beyond
+ * the near bound, else fl_softcap_exp_near_v8. */
+FL_INLINE __m256 fl_softcap_exp_block_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, __m256 k_hi,
+                                         __m256 k_lo, __m256 cap_f, __m256 shifter,
+                                         __m256 *slope)
+{
+    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), xv);
+    __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(ax, near, _CMP_GT_OQ)))
+        return fl_softcap_exp_mid_v8(xv, inv2, inv2_lo, k_hi, k_lo, cap_f, shifter, slope);
+    return fl_softcap_exp_near_v8(xv, inv2, inv2_lo, shifter, slope);
+}
 #endif
 
 static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t n,
@@ -1730,11 +1741,9 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
     const __m256 inv2 = _mm256_set1_ps(inv2_f);
     const __m256 inv2_lo = _mm256_set1_ps((float)(1.0 / (cap * cap) - inv2_f));
     const __m256 k_hi = _mm256_set1_ps(k_f), k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
-    const __m256 cap_f = _mm256_set1_ps((float)cap), sign_bit = _mm256_set1_ps(-0.0f);
-    const __m256 near = _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR));
+    const __m256 cap_f = _mm256_set1_ps((float)cap);
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
     ptrdiff_t c = 0;
-    double tail = 0.0;
     for (; c + 16 <= n; c += 16) {
         if (next_x != NULL)
             _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0);
@@ -1742,15 +1751,8 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
             __builtin_prefetch(next_out + c, 1, 3);
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 s0, s1, e0, e1;
-        /* each block of 8 takes the far formula only when one of its logits needs it */
-        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x0), near, _CMP_GT_OQ)))
-            e0 = fl_softcap_exp_mid_v8(x0, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s0);
-        else
-            e0 = fl_softcap_exp_near_v8(x0, inv2, inv2_lo, sh, &s0);
-        if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x1), near, _CMP_GT_OQ)))
-            e1 = fl_softcap_exp_mid_v8(x1, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s1);
-        else
-            e1 = fl_softcap_exp_near_v8(x1, inv2, inv2_lo, sh, &s1);
+        e0 = fl_softcap_exp_block_v8(x0, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s0);
+        e1 = fl_softcap_exp_block_v8(x1, inv2, inv2_lo, k_hi, k_lo, cap_f, sh, &s1);
         if (exp_out != NULL && slope_out == NULL) {
             _mm256_storeu_ps(exp_out + c, _mm256_mul_ps(e0, s0));
             _mm256_storeu_ps(exp_out + c + 8, _mm256_mul_ps(e1, s1));
@@ -1768,8 +1770,8 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
         sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
         sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
     }
-    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_mid_v8, slope_out, inv2, inv2_lo, k_hi, k_lo, cap_f, sh)
-    return fl_softcap_row_total(sum0, sum1, tail, k, capped_y, exp_scale);
+    FL_SOFTCAP_ROW_TAIL(fl_softcap_exp_block_v8, slope_out, inv2, inv2_lo, k_hi, k_lo, cap_f, sh)
+    return fl_softcap_row_total(sum0, sum1, k, capped_y, exp_scale);
 #else
     (void)x; (void)n; (void)label; (void)cap; (void)capped_y; (void)exp_out; (void)slope_out;
     (void)next_x; (void)next_out;
