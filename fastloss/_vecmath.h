@@ -1451,22 +1451,36 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
  * at most 85 (the caller's condition), so every e'_c = exp(x'_c - K ln2) is
  * a normal float either side of 1. */
 #ifdef FL_HAVE_FAST_ROWS
+/* Some lane functions below are written once for 8 float lanes (W = 256,
+ * __m256) and 16 (W = 512, __m512, for the functions built for AVX-512 and
+ * called only where the CPU has it): FL_W(W, op) is _mm256_op or _mm512_op.
+ * FL_TARGET_V3 marks the 8-lane ones (the module's own target) and
+ * FL_TARGET_AVX512 the 16-lane ones. */
+#define FL_W(W, op) _mm##W##_##op
+#define FL_AS_INT(W, v) _mm##W##_castps_si##W(v)
+#define FL_AS_FLOAT(W, v) _mm##W##_castsi##W##_ps(v)
+#define FL_TARGET_V3
+#define FL_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+
 /* exp(base - corr - n ln2) 2^(n - K) for n = rint((base - corr) log2 e), with
  * shifter = 1.5 * 2^23 - K: base - n LN2_HI is exact (Sterbenz), so r errs by
  * corr's own error and two roundings of about 2^-26.  The tail of the
  * soft-capped lanes below. */
-FL_INLINE __m256 fl_exp_shifted_v8(__m256 base, __m256 corr, __m256 shifter)
-{
-    __m256 t = _mm256_fmadd_ps(_mm256_sub_ps(base, corr), _mm256_set1_ps(FL_LOG2E_F), shifter);
-    __m256 nn = _mm256_sub_ps(t, shifter);
-    __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_HI_F), base);       /* exact */
-    r = _mm256_sub_ps(r, corr);
-    r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(FL_LN2_LO_F), r);
-    __m256 p;
-    FL_EXP_POLY6(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
-    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+#define FL_DEFINE_EXP_SHIFTED(SUFFIX, W, V, ATTR)                                          \
+ATTR FL_INLINE V fl_exp_shifted_##SUFFIX(V base, V corr, V shifter)                        \
+{                                                                                          \
+    V t = FL_W(W, fmadd_ps)(FL_W(W, sub_ps)(base, corr), FL_W(W, set1_ps)(FL_LOG2E_F),     \
+                            shifter);                                                      \
+    V nn = FL_W(W, sub_ps)(t, shifter);                                                    \
+    V r = FL_W(W, fnmadd_ps)(nn, FL_W(W, set1_ps)(FL_LN2_HI_F), base);   /* exact */       \
+    r = FL_W(W, sub_ps)(r, corr);                                                          \
+    r = FL_W(W, fnmadd_ps)(nn, FL_W(W, set1_ps)(FL_LN2_LO_F), r);                          \
+    V p;                                                                                   \
+    FL_EXP_POLY6(FL_W(W, fmadd_ps), FL_W(W, set1_ps), p, r)                                \
+    return FL_AS_FLOAT(W, FL_W(W, add_epi32)(FL_AS_INT(W, p),                              \
+                                             FL_W(W, slli_epi32)(FL_AS_INT(W, t), 23)));   \
 }
+FL_DEFINE_EXP_SHIFTED(v8, 256, __m256, FL_TARGET_V3)
 
 /* The soft-capped exp of 8 lanes (see above): e = exp(x' - K ln2) and the
  * slope 1 - (x' / cap)^2, with k3 = 1 / (3 cap^2). */
@@ -1629,12 +1643,15 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
 /* v = (x / cap)^2 rounded once, from x^2 held exactly as xx + xx_lo and
  * inv2 + inv2_lo = 1 / cap^2 (to about 2^-48): the argument of the near
  * lanes' polynomials (five operations). */
-FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv2, __m256 inv2_lo)
-{
-    __m256 xx = _mm256_mul_ps(xv, xv);
-    __m256 xx_lo = _mm256_fmsub_ps(xv, xv, xx);                          /* exact */
-    return _mm256_fmadd_ps(xx, inv2, _mm256_fmadd_ps(xx_lo, inv2, _mm256_mul_ps(xx, inv2_lo)));
+#define FL_DEFINE_SOFTCAP_V(SUFFIX, W, V, ATTR)                                            \
+ATTR FL_INLINE V fl_softcap_v_##SUFFIX(V xv, V inv2, V inv2_lo)                            \
+{                                                                                          \
+    V xx = FL_W(W, mul_ps)(xv, xv);                                                        \
+    V xx_lo = FL_W(W, fmsub_ps)(xv, xv, xx);                             /* exact */       \
+    return FL_W(W, fmadd_ps)(xx, inv2, FL_W(W, fmadd_ps)(xx_lo, inv2,                      \
+                                                         FL_W(W, mul_ps)(xx, inv2_lo)));   \
 }
+FL_DEFINE_SOFTCAP_V(v8, 256, __m256, FL_TARGET_V3)
 
 /* R(v) = (u - tanh u) / u^3 for v = u^2 in [0, 1] (|u| <= FL_SOFTCAP_NEAR),
  * by Horner's rule: a degree-7 fit weighted by u^3 (the size of the
@@ -1642,17 +1659,20 @@ FL_INLINE __m256 fl_softcap_v_v8(__m256 xv, __m256 inv2, __m256 inv2_lo)
  * roundings (2^-29.3 of corr at cap 6), 2^-26.1 with the evaluation's.
  * (Estrin's scheme, pairs then v^2 and v^4, measured 2% faster in the near
  * lanes but 2^-25.2 with its roundings: a gradient ulp more at cap 5.) */
-FL_INLINE __m256 fl_softcap_tail_v8(__m256 v)
-{
-    __m256 r = _mm256_set1_ps(-0.00012087698996765539f);
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.0008395493496209383f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.003077746368944645f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.008596455678343773f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.021786775439977646f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.05395417660474777f));
-    r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(-0.1333322525024414f));
-    return _mm256_fmadd_ps(r, v, _mm256_set1_ps(0.3333333134651184f));
+#define FL_DEFINE_SOFTCAP_TAIL(SUFFIX, W, V, ATTR)                                         \
+ATTR FL_INLINE V fl_softcap_tail_##SUFFIX(V v)                                             \
+{                                                                                          \
+    V r = FL_W(W, set1_ps)(-0.00012087698996765539f);                                      \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(0.0008395493496209383f));                 \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(-0.003077746368944645f));                 \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(0.008596455678343773f));                  \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(-0.021786775439977646f));                 \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(0.05395417660474777f));                   \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(-0.1333322525024414f));                   \
+    r = FL_W(W, fmadd_ps)(r, v, FL_W(W, set1_ps)(0.3333333134651184f));                    \
+    return r;                                                                              \
 }
+FL_DEFINE_SOFTCAP_TAIL(v8, 256, __m256, FL_TARGET_V3)
 
 FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, __m256 k_hi,
                                        __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
@@ -1699,17 +1719,18 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, _
  * 1 - v R(v) in [0.76, 1] (three operations on R, instead of q =
  * exp(-2 |x| / cap); the slope is at least 0.42 there, so the roundings of
  * v t^2 are magnified at most 1.4 times: about 2^-22 relative). */
-FL_INLINE __m256 fl_softcap_exp_near_v8(__m256 xv, __m256 inv2, __m256 inv2_lo,
-                                        __m256 shifter, __m256 *slope)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 v = fl_softcap_v_v8(xv, inv2, inv2_lo);
-    __m256 r = fl_softcap_tail_v8(v);
-    __m256 t = _mm256_fnmadd_ps(v, r, one);
-    *slope = _mm256_fnmadd_ps(_mm256_mul_ps(v, t), t, one);
-    __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), r);
-    return fl_exp_shifted_v8(xv, corr, shifter);
+#define FL_DEFINE_SOFTCAP_NEAR(SUFFIX, W, V, ATTR)                                         \
+ATTR FL_INLINE V fl_softcap_exp_near_##SUFFIX(V xv, V inv2, V inv2_lo, V shifter, V *slope) \
+{                                                                                          \
+    const V one = FL_W(W, set1_ps)(1.0f);                                                  \
+    V v = fl_softcap_v_##SUFFIX(xv, inv2, inv2_lo);                                        \
+    V r = fl_softcap_tail_##SUFFIX(v);                                                     \
+    V t = FL_W(W, fnmadd_ps)(v, r, one);                                                   \
+    *slope = FL_W(W, fnmadd_ps)(FL_W(W, mul_ps)(v, t), t, one);                            \
+    V corr = FL_W(W, mul_ps)(FL_W(W, mul_ps)(xv, v), r);                                   \
+    return fl_exp_shifted_##SUFFIX(xv, corr, shifter);                                     \
 }
+FL_DEFINE_SOFTCAP_NEAR(v8, 256, __m256, FL_TARGET_V3)
 
 /* A block of 8 logits: fl_softcap_exp_mid_v8 only when one of them is beyond
  * the near bound, else fl_softcap_exp_near_v8. */
