@@ -19,4 +19,17 @@ static inline int fl_cpu_has_x86_64_v3(void)
 #endif
 }
 
+/* Does this CPU (and its OS, which must save the 512-bit registers) run
+ * AVX-512 F, DQ, VL and BW code (Intel since Skylake-SP, AMD since Zen 4)? */
+static inline int fl_cpu_has_avx512(void)
+{
+#if (defined(__x86_64__) || defined(__amd64__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#else
+    return 0;
+#endif
+}
+
 #endif
