@@ -1676,13 +1676,15 @@ ATTR FL_INLINE V fl_softcap_tail_##SUFFIX(V v)                                  
 }
 FL_DEFINE_SOFTCAP_TAIL(v8, 256, __m256, FL_TARGET_V3)
 
-FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, __m256 k_hi,
-                                       __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
+/* The far formula's part of x' (beyond the near bound): corr_far = sign(x) 2
+ * cap q / (1 + q), so that x' = sign(x) cap - corr_far, and the slope
+ * 4 q / (1 + q)^2 (for every lane); see above. */
+FL_INLINE __m256 fl_softcap_far_corr_v8(__m256 xv, __m256 k_hi, __m256 k_lo, __m256 cap_f,
+                                        __m256 *slope)
 {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     const __m256 qsh = _mm256_set1_ps(12582912.0f);
     __m256 ax = _mm256_andnot_ps(sign_bit, xv);
-    __m256 sx = _mm256_and_ps(xv, sign_bit);
     /* q = exp(-a), a = |x| (2 / cap) with its rounding folded in */
     __m256 a = _mm256_mul_ps(ax, k_hi);
     __m256 a_lo = _mm256_fmadd_ps(ax, k_lo, _mm256_fmsub_ps(ax, k_hi, a));
@@ -1706,15 +1708,35 @@ FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, _
     *slope = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), qd),
                            _mm256_fmadd_ps(_mm256_add_ps(e, e), d, d));
     qd = _mm256_fmadd_ps(qd, e, qd);
+    return _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd),
+                        _mm256_and_ps(xv, sign_bit));
+}
+
+FL_INLINE __m256 fl_softcap_exp_mid_v8(__m256 xv, __m256 inv2, __m256 inv2_lo, __m256 k_hi,
+                                       __m256 k_lo, __m256 cap_f, __m256 shifter, __m256 *slope)
+{
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 ax = _mm256_andnot_ps(sign_bit, xv);
+    __m256 sx = _mm256_and_ps(xv, sign_bit);
+    __m256 corr_far = fl_softcap_far_corr_v8(xv, k_hi, k_lo, cap_f, slope);
     /* |x| <= cap: x' = x - x v R(v); beyond: x' = sign (cap - 2 cap q / (1 + q))
      * (v clamped to 1 there: only kept finite) */
     __m256 v = _mm256_min_ps(fl_softcap_v_v8(xv, inv2, inv2_lo), one);
     __m256 corr = _mm256_mul_ps(_mm256_mul_ps(xv, v), fl_softcap_tail_v8(v));
-    __m256 corr_far = _mm256_or_ps(_mm256_mul_ps(_mm256_add_ps(cap_f, cap_f), qd), sx);
     __m256 far = _mm256_cmp_ps(ax, _mm256_mul_ps(cap_f, _mm256_set1_ps(FL_SOFTCAP_NEAR)), _CMP_GT_OQ);
     __m256 base = _mm256_blendv_ps(xv, _mm256_or_ps(cap_f, sx), far);
     corr = _mm256_blendv_ps(corr, corr_far, far);
     return fl_exp_shifted_v8(base, corr, shifter);
+}
+
+/* fl_softcap_exp_mid_v8 for lanes that are all beyond the near bound: the far
+ * formula alone (the same values). */
+FL_INLINE __m256 fl_softcap_exp_far_v8(__m256 xv, __m256 k_hi, __m256 k_lo, __m256 cap_f,
+                                       __m256 shifter, __m256 *slope)
+{
+    __m256 corr_far = fl_softcap_far_corr_v8(xv, k_hi, k_lo, cap_f, slope);
+    __m256 base = _mm256_or_ps(cap_f, _mm256_and_ps(xv, _mm256_set1_ps(-0.0f)));
+    return fl_exp_shifted_v8(base, corr_far, shifter);
 }
 /* fl_softcap_exp_mid_v8 for lanes that are all near (|x| <= cap): the same
  * x' and exp, and the slope 1 - (x' / cap)^2 = 1 - v t^2 with t = x' / x =
@@ -1756,7 +1778,7 @@ FL_INLINE __m256 fl_softcap_exp_block_v8(__m256 xv, __m256 inv2, __m256 inv2_lo,
  * found them and not been told otherwise): the same maths as the 8 lanes
  * (the near lanes' functions above, built for 16), so every lane computes the
  * same value; blocks with a logit beyond the near bound (about one in five of
- * N(0, 2^2) logits at cap 5) take fl_softcap_exp_mid_v8 on each half; the
+ * N(0, 2^2) logits at cap 5) are taken apart (fl_softcap_far_blocks_v16); the
  * row's last logits by masked loads and stores; the sums in 8 double lanes.
  * On AVX-512 CPUs with two 512-bit FMA units (Intel's server cores) the near
  * lanes' floating-point work, which bounds the pass, takes about 0.6 of the
@@ -1775,20 +1797,20 @@ FL_DEFINE_SOFTCAP_NEAR(v16, 512, __m512, FL_TARGET_AVX512)
 #define FL_SOFTCAP_BLOCKS 1024
 #define FL_SOFTCAP_FAR 256
 
-/* The row's constants of fl_softcap_exp_mid_v8. */
+/* The row's constants of fl_softcap_exp_far_v8. */
 typedef struct {
-    __m256 inv2, inv2_lo, k_hi, k_lo, cap_f, shifter;
-} FlSoftcapMid;
+    __m256 k_hi, k_lo, cap_f, shifter;
+} FlSoftcapFar;
 
 /* The n_far logits x[base + far_c[j]] (the pass leaves them unwritten, in place
- * or not), 16 at a time: e'_c and the slopes by fl_softcap_exp_mid_v8 on each
+ * or not), 16 at a time: e'_c and the slopes by fl_softcap_exp_far_v8 on each
  * half, written to their places as the pass writes the others (gathered and
  * scattered: no loop over a varying count); their e'_c but the label's added
  * to sum. */
 FL_TARGET_AVX512
 static inline void fl_softcap_far_lanes_v16(const float *x, const int32_t *far_c,
                                             ptrdiff_t n_far, ptrdiff_t base, ptrdiff_t label,
-                                            const FlSoftcapMid *k, float *exp_out,
+                                            const FlSoftcapFar *k, float *exp_out,
                                             float *slope_out, __m512d *sum)
 {
     __m512i label_lane = _mm512_set1_epi32(
@@ -1799,10 +1821,10 @@ static inline void fl_softcap_far_lanes_v16(const float *x, const int32_t *far_c
         __m512i at = _mm512_maskz_loadu_epi32(live, far_c + j);
         __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, at, x + base, 4);
         __m256 s0, s1;
-        __m256 e0 = fl_softcap_exp_mid_v8(_mm512_castps512_ps256(xv), k->inv2, k->inv2_lo,
-                                          k->k_hi, k->k_lo, k->cap_f, k->shifter, &s0);
-        __m256 e1 = fl_softcap_exp_mid_v8(_mm512_extractf32x8_ps(xv, 1), k->inv2, k->inv2_lo,
-                                          k->k_hi, k->k_lo, k->cap_f, k->shifter, &s1);
+        __m256 e0 = fl_softcap_exp_far_v8(_mm512_castps512_ps256(xv), k->k_hi, k->k_lo,
+                                          k->cap_f, k->shifter, &s0);
+        __m256 e1 = fl_softcap_exp_far_v8(_mm512_extractf32x8_ps(xv, 1), k->k_hi, k->k_lo,
+                                          k->cap_f, k->shifter, &s1);
         __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(e0), e1, 1);
         __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(s0), s1, 1);
         if (exp_out != NULL && slope_out == NULL) {
@@ -1823,7 +1845,7 @@ static inline void fl_softcap_far_lanes_v16(const float *x, const int32_t *far_c
 FL_TARGET_AVX512
 static inline void fl_softcap_far_blocks_v16(const float *x, const uint16_t *masks,
                                              ptrdiff_t n_blocks, ptrdiff_t base,
-                                             ptrdiff_t label, const FlSoftcapMid *k,
+                                             ptrdiff_t label, const FlSoftcapFar *k,
                                              float *exp_out, float *slope_out, __m512d *sum)
 {
     int32_t far_c[FL_SOFTCAP_FAR];
@@ -1890,13 +1912,11 @@ static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdif
     float shifter = 12582912.0f - (float)k;
     float inv2_f = (float)(1.0 / (cap * cap)), k_f = (float)(2.0 / cap);
     float inv2_lo_f = (float)(1.0 / (cap * cap) - inv2_f);
-    FlSoftcapMid mid;
-    mid.inv2 = _mm256_set1_ps(inv2_f);
-    mid.inv2_lo = _mm256_set1_ps(inv2_lo_f);
-    mid.k_hi = _mm256_set1_ps(k_f);
-    mid.k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
-    mid.cap_f = _mm256_set1_ps((float)cap);
-    mid.shifter = _mm256_set1_ps(shifter);
+    FlSoftcapFar far_k;
+    far_k.k_hi = _mm256_set1_ps(k_f);
+    far_k.k_lo = _mm256_set1_ps((float)(2.0 / cap - k_f));
+    far_k.cap_f = _mm256_set1_ps((float)cap);
+    far_k.shifter = _mm256_set1_ps(shifter);
     const __m512 sh = _mm512_set1_ps(shifter), inv2 = _mm512_set1_ps(inv2_f);
     const __m512 inv2_lo = _mm512_set1_ps(inv2_lo_f);
     const __m512 near = _mm512_set1_ps((float)cap * FL_SOFTCAP_NEAR);
@@ -1926,13 +1946,13 @@ static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdif
         sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
         if (n_blocks == FL_SOFTCAP_BLOCKS) {
-            fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &mid, exp_out,
+            fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &far_k, exp_out,
                                       slope_out, &far_sum);
             n_blocks = 0;
             base = c + 32;
         }
     }
-    fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &mid, exp_out, slope_out,
+    fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &far_k, exp_out, slope_out,
                               &far_sum);
     __m512d sum = _mm512_add_pd(_mm512_add_pd(sum0, sum1), far_sum);
     return fl_softcap_row_total(_mm512_castpd512_pd256(sum), _mm512_extractf64x4_pd(sum, 1), k,
