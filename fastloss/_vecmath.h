@@ -707,9 +707,27 @@ FL_DEFINE_ROW_SEARCH(double, fl_v4d, fl_v4i, 4)
  * This needs FMA (the exact first step of the reduction): it is compiled in
  * the x86-64-v3 build; in the baseline build fl_row_ordinary_float answers 0
  * and every row takes the careful path. */
+/* Some lane functions below are written once for 8 float lanes (W = 256,
+ * __m256) and 16 (W = 512, __m512, for the functions built for AVX-512 and
+ * called only where the CPU has it): FL_W(W, op) is _mm256_op or _mm512_op.
+ * FL_TARGET_V3 marks the 8-lane ones (the module's own target) and
+ * FL_TARGET_AVX512 the 16-lane ones. */
+#define FL_W(W, op) _mm##W##_##op
+#define FL_AS_INT(W, v) _mm##W##_castps_si##W(v)
+#define FL_AS_FLOAT(W, v) _mm##W##_castsi##W##_ps(v)
+#define FL_TARGET_V3
+#define FL_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+
+/* Whether the functions that have them take their 16-lane AVX-512 twins: set
+ * by fl_set_wide_lanes (each module that includes this file has its own). */
+static int fl_wide_lanes = 0;
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define FL_HAVE_FAST_ROWS 1
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_HAVE_WIDE_LANES 1        /* the 16-lane twins, for CPUs with AVX-512 */
+#endif
 
 #define FL_LOG2E_F 1.44269502162933350f
 #define FL_LN2_HI_F 0.693147182464599609f                  /* fl(ln 2) */
@@ -860,11 +878,39 @@ FL_DEFINE_ROW_MAX_MIN(float, __m256, ps, 8)
  * NaN.  By the bits: with the sign bit cleared, a float's bits order as its
  * magnitude does, every NaN above inf, so one integer maximum per 8 logits
  * (one cycle's latency, against four for vmaxps) in the x86-64-v3 build. */
+#ifdef FL_HAVE_WIDE_LANES
+/* The largest of the bits of |x_c| (fl_row_abs_max_float) in 16 lanes, the
+ * last ones masked. */
+FL_TARGET_AVX512
+static inline int32_t fl_row_abs_bits_max_v16(const float *x, ptrdiff_t n)
+{
+    const __m512i mask = _mm512_set1_epi32(0x7fffffff);
+    __m512i m0 = _mm512_setzero_si512(), m1 = m0;
+    ptrdiff_t c = 0;
+    for (; c + 32 <= n; c += 32) {
+        m0 = _mm512_max_epi32(m0, _mm512_and_si512(mask, _mm512_loadu_si512(x + c)));
+        m1 = _mm512_max_epi32(m1, _mm512_and_si512(mask, _mm512_loadu_si512(x + c + 16)));
+    }
+    for (; c < n; c += 16) {
+        __mmask16 live = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+        m0 = _mm512_max_epi32(m0, _mm512_and_si512(mask, _mm512_maskz_loadu_epi32(live, x + c)));
+    }
+    return _mm512_reduce_max_epi32(_mm512_max_epi32(m0, m1));
+}
+#endif
+
 static inline int fl_row_abs_max_float(const float *x, ptrdiff_t n, float *abs_max)
 {
     const int32_t MAGNITUDE = 0x7fffffff, INF = 0x7f800000;
     int32_t top = 0;
     ptrdiff_t c = 0;
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes) {
+        top = fl_row_abs_bits_max_v16(x, n);
+        *abs_max = fl_from_bits32(top);
+        return top <= INF;
+    }
+#endif
 #ifdef FL_HAVE_FAST_ROWS
     const __m256i mask = _mm256_set1_epi32(MAGNITUDE);
     __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
@@ -1010,10 +1056,30 @@ static inline void fl_transpose8(__m256 v[8])
 }
 #endif
 
+#ifdef FL_HAVE_WIDE_LANES
+/* fl_row_affine_float in 16 lanes, the last ones masked (the same FMA per
+ * element: the same values). */
+FL_TARGET_AVX512
+static inline void fl_row_affine_float_v16(float *e, ptrdiff_t n, float a, float b)
+{
+    __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
+    for (ptrdiff_t c = 0; c < n; c += 16) {
+        __mmask16 live = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+        _mm512_mask_storeu_ps(e + c, live, _mm512_fmsub_ps(av, _mm512_maskz_loadu_ps(live, e + c), bv));
+    }
+}
+#endif
+
 /* e[c] = a e[c] - b for c in [0, n), in float (one rounding with FMA). */
 static inline void fl_row_affine_float(float *e, ptrdiff_t n, float a, float b)
 {
     ptrdiff_t c = 0;
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes) {
+        fl_row_affine_float_v16(e, n, a, b);
+        return;
+    }
+#endif
 #ifdef FL_HAVE_FAST_ROWS
     __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
     for (; c + 16 <= n; c += 16) {
@@ -1453,17 +1519,6 @@ static inline void fl_row_affine_slope_float(float *e, const float *slope, ptrdi
  * at most 85 (the caller's condition), so every e'_c = exp(x'_c - K ln2) is
  * a normal float either side of 1. */
 #ifdef FL_HAVE_FAST_ROWS
-/* Some lane functions below are written once for 8 float lanes (W = 256,
- * __m256) and 16 (W = 512, __m512, for the functions built for AVX-512 and
- * called only where the CPU has it): FL_W(W, op) is _mm256_op or _mm512_op.
- * FL_TARGET_V3 marks the 8-lane ones (the module's own target) and
- * FL_TARGET_AVX512 the 16-lane ones. */
-#define FL_W(W, op) _mm##W##_##op
-#define FL_AS_INT(W, v) _mm##W##_castps_si##W(v)
-#define FL_AS_FLOAT(W, v) _mm##W##_castsi##W##_ps(v)
-#define FL_TARGET_V3
-#define FL_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
-
 /* exp(base - corr - n ln2) 2^(n - K) for n = rint((base - corr) log2 e), with
  * shifter = 1.5 * 2^23 - K: base - n LN2_HI is exact (Sterbenz), so r errs by
  * corr's own error and two roundings of about 2^-26.  The tail of the
@@ -1770,8 +1825,7 @@ FL_INLINE __m256 fl_softcap_exp_block_v8(__m256 xv, __m256 inv2, __m256 inv2_lo,
 }
 
 /* ------------------------------------------------------------------ the mid lanes on AVX-512 */
-#if defined(__GNUC__) || defined(__clang__)
-#define FL_HAVE_WIDE_LANES 1
+#ifdef FL_HAVE_WIDE_LANES
 
 /* The exp pass of the mid lanes in 16 float lanes, for CPUs with AVX-512
  * (fl_row_softcap_exp_sum_mid_float takes it when fl_set_wide_lanes has
@@ -1899,6 +1953,21 @@ FL_INLINE __m512 fl_softcap_mid_block_v16(const float *x, ptrdiff_t c, __mmask16
     return _mm512_maskz_mov_ps(keep, e);
 }
 
+/* One step of fl_row_softcap_exp_sum_mid_float_v16: the blocks at c and c + 16
+ * (lanes live0 and live1), their far masks kept, their terms summed. */
+#define FL_SOFTCAP_STEP_V16(LIVE0, LIVE1)                                           \
+    {                                                                               \
+        __m512 e0 = fl_softcap_mid_block_v16(x, c, LIVE0, label, inv2, inv2_lo, near, sh, \
+                                             exp_out, slope_out, &masks[n_blocks]); \
+        __m512 e1 = fl_softcap_mid_block_v16(x, c + 16, LIVE1, label, inv2, inv2_lo, near, \
+                                             sh, exp_out, slope_out,               \
+                                             &masks[n_blocks + 1]);                 \
+        n_blocks += 2;                                                              \
+        __m512 e = _mm512_add_ps(e0, e1);                                           \
+        sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));     \
+        sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));  \
+    }
+
 FL_TARGET_AVX512
 static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdiff_t n,
                                                           ptrdiff_t label, double cap,
@@ -1925,32 +1994,27 @@ static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdif
     __m512d far_sum = _mm512_setzero_pd();
     __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
     /* two blocks per step: each block's maths is one long chain of dependent
-     * operations, and the pair gives the scheduler independent work */
-    for (ptrdiff_t c = 0; c < n; c += 32) {
-        __mmask16 live0 = n - c >= 16 ? (__mmask16)0xFFFF
-                                      : (__mmask16)((1u << (n - c)) - 1);
-        __mmask16 live1 = n - c >= 32 ? (__mmask16)0xFFFF
-                                      : n - c <= 16 ? (__mmask16)0
-                                                    : (__mmask16)((1u << (n - c - 16)) - 1);
+     * operations, and the pair gives the scheduler independent work; whole
+     * steps first (all lanes live: plain loads and stores), then the last */
+    ptrdiff_t c = 0;
+    for (; c + 32 <= n; c += 32) {
         if (next_x != NULL)
             _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
             _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
         if (next_out != NULL)
             __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
-        __m512 e0 = fl_softcap_mid_block_v16(x, c, live0, label, inv2, inv2_lo, near, sh,
-                                             exp_out, slope_out, &masks[n_blocks]);
-        __m512 e1 = fl_softcap_mid_block_v16(x, c + 16, live1, label, inv2, inv2_lo, near, sh,
-                                             exp_out, slope_out, &masks[n_blocks + 1]);
-        n_blocks += 2;
-        __m512 e = _mm512_add_ps(e0, e1);
-        sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        FL_SOFTCAP_STEP_V16((__mmask16)0xFFFF, (__mmask16)0xFFFF)
         if (n_blocks == FL_SOFTCAP_BLOCKS) {
             fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &far_k, exp_out,
                                       slope_out, &far_sum);
             n_blocks = 0;
             base = c + 32;
         }
+    }
+    if (c < n) {
+        __mmask16 live0 = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+        __mmask16 live1 = n - c <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - c - 16)) - 1);
+        FL_SOFTCAP_STEP_V16(live0, live1)
     }
     fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &far_k, exp_out, slope_out,
                               &far_sum);
@@ -1961,9 +2025,6 @@ static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdif
 #endif      /* gcc or clang */
 #endif
 
-/* Whether fl_row_softcap_exp_sum_mid_float takes the 16 lanes: set by
- * fl_set_wide_lanes (each module that includes this file has its own). */
-static int fl_wide_lanes = 0;
 
 /* Take the 16 lanes from now on when on is true and the CPU (and its OS) runs
  * AVX-512 F, DQ, VL and BW; returns whether they are taken.  (The caller sets

@@ -17,10 +17,24 @@ import numpy as np
 import pytest
 
 import fastloss
+from fastloss import _dispatch
 import oracle
 import oracle_more_multiclass as more
 
 BUDGET = {"per_sample": 4.0, "grad": 8.0}
+
+
+@pytest.fixture(autouse=True, params=["16 lanes", "8 lanes"])
+def lanes(request):
+    """Every test twice: with the 16 AVX-512 lanes of the mid rows (where the CPU
+    has AVX-512; skipped elsewhere) and with the 8 lanes every x86-64-v3 CPU runs."""
+    kernels = _dispatch.multiclass_kernels
+    wanted = request.param == "16 lanes"
+    if kernels.set_wide_lanes(wanted) != wanted:
+        kernels.set_wide_lanes(kernels.WIDE_LANES)
+        pytest.skip("this CPU (or build) has no AVX-512 lanes")
+    yield request.param
+    kernels.set_wide_lanes(kernels.WIDE_LANES)
 
 
 def _check_within_budget(logits, labels, cap):
@@ -220,3 +234,19 @@ def test_small_lanes_span_shortcut():
     labels = rng.integers(0, 1000, len(rows))
     labels[::3] = 0
     _check_within_budget(np.array(rows, dtype=np.float32), labels, cap)
+
+
+@pytest.mark.parametrize("cap", [0.75, 5.0, 6.0])
+@pytest.mark.parametrize("n_classes", [1, 15, 16, 17, 31, 32, 33, 1000, 3000])
+def test_block_edges_within_budget(cap, n_classes):
+    """Rows of every length about the block sizes (8 lanes, 16 lanes, steps of
+    32), with logits beyond the near bound at the blocks' first and last lanes
+    (the 16 lanes take those apart) and the label among them or not, within the
+    budgets, in place or not."""
+    rng = np.random.default_rng(n_classes)
+    logits = rng.normal(0.0, 0.5 * cap, (64, n_classes))
+    logits[::3, ::16] = 1.5 * cap
+    logits[1::3, 15::16] = -2.0 * cap
+    labels = rng.integers(0, n_classes, 64)
+    labels[::4] = 0                                      # a far logit's class
+    _check_within_budget(logits.astype(np.float32), labels, cap)
