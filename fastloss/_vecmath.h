@@ -1328,27 +1328,29 @@ static inline double fl_row_weighted_shift_double(const double *x, ptrdiff_t n, 
 /* exp(-a) for 0 <= a <= 700 in 4 double lanes, to about 2^-32 relative (degree
  * 8; 7 with low_degree, about 2^-27.6) - what a float32 result needs; 2^n is
  * one normal factor (n >= -1010). */
-static inline __m256d fl_exp_neg_v4d(__m256d a, int low_degree)
-{
-    const __m256d SH = _mm256_set1_pd(6755399441055744.0);        /* 1.5 * 2^52 */
-    __m256d t = _mm256_fmadd_pd(a, _mm256_set1_pd(-1.4426950408889634), SH);
-    __m256d n = _mm256_sub_pd(t, SH);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01),
-                                 _mm256_sub_pd(_mm256_setzero_pd(), a));
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = low_degree ? _mm256_set1_pd(1.0 / 5040.0)
-                           : _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 40320.0), r,
-                                             _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-    __m256i scale = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
-    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), scale));
+#define FL_DEFINE_EXP_NEG_PD(SUFFIX, W, VD, ATTR)                                          \
+ATTR FL_INLINE VD fl_exp_neg_##SUFFIX(VD a, int low_degree)                                \
+{                                                                                          \
+    const VD SH = FL_W(W, set1_pd)(6755399441055744.0);               /* 1.5 * 2^52 */     \
+    VD t = FL_W(W, fmadd_pd)(a, FL_W(W, set1_pd)(-1.4426950408889634), SH);               \
+    VD n = FL_W(W, sub_pd)(t, SH);                                                         \
+    VD r = FL_W(W, fnmadd_pd)(n, FL_W(W, set1_pd)(6.93147180369123816490e-01),             \
+                              FL_W(W, sub_pd)(FL_W(W, setzero_pd)(), a));                  \
+    r = FL_W(W, fnmadd_pd)(n, FL_W(W, set1_pd)(1.90821492927058770002e-10), r);            \
+    VD p = low_degree ? FL_W(W, set1_pd)(1.0 / 5040.0)                                     \
+                      : FL_W(W, fmadd_pd)(FL_W(W, set1_pd)(1.0 / 40320.0), r,              \
+                                          FL_W(W, set1_pd)(1.0 / 5040.0));                 \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0 / 720.0));                            \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0 / 120.0));                            \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0 / 24.0));                             \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0 / 6.0));                              \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(0.5));                                    \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0));                                    \
+    p = FL_W(W, fmadd_pd)(p, r, FL_W(W, set1_pd)(1.0));                                    \
+    return FL_W(W, castsi##W##_pd)(FL_W(W, add_epi64)(FL_W(W, castpd_si##W)(p),           \
+                                   FL_W(W, slli_epi64)(FL_W(W, castpd_si##W)(t), 52)));    \
 }
+FL_DEFINE_EXP_NEG_PD(v4d, 256, __m256d, FL_TARGET_V3)
 
 /* fl_softcap_of and the exp of the capped logit in 4 double lanes, to float32's
  * needs: q = exp(-a) to 2^-32 (so tanh, hence x', to about 2^-33 absolute),
@@ -2170,20 +2172,22 @@ static inline __m256 fl_bce_exp_neg_v8(__m256 y)
     return _mm256_mul_ps(_mm256_mul_ps(p, scale), _mm256_set1_ps(0x1p-64f));
 }
 
-static inline __m256 fl_bce_log1p_unit_v8(__m256 e)
-{
-    __m256 q = _mm256_set1_ps(FL_BCE_Q9);
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q8));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q7));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q6));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q5));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q4));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q3));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q2));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q1));
-    q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(FL_BCE_Q0));
-    return _mm256_fmadd_ps(e, _mm256_mul_ps(e, q), e);
+#define FL_DEFINE_BCE_LOG1P_UNIT(SUFFIX, W, V, ATTR)                                       \
+ATTR FL_INLINE V fl_bce_log1p_unit_##SUFFIX(V e)                                           \
+{                                                                                          \
+    V q = FL_W(W, set1_ps)(FL_BCE_Q9);                                                     \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q8));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q7));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q6));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q5));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q4));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q3));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q2));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q1));                              \
+    q = FL_W(W, fmadd_ps)(q, e, FL_W(W, set1_ps)(FL_BCE_Q0));                              \
+    return FL_W(W, fmadd_ps)(e, FL_W(W, mul_ps)(e, q), e);                                 \
 }
+FL_DEFINE_BCE_LOG1P_UNIT(v8, 256, __m256, FL_TARGET_V3)
 
 static inline __m256 fl_bce_load_doubles_as_floats(const double *v)
 {
@@ -2997,6 +3001,149 @@ static inline void fl_focal_grad_v8(const int variant, const float *x_in, const 
     _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, k->scale));
 }
 
+#ifdef FL_HAVE_WIDE_LANES
+/* The four passes in 512-bit registers, for CPUs with AVX-512
+ * (fl_focal_chunk_v8 takes them when fl_set_wide_lanes has found it): the
+ * double passes (1 and 3) with the 8 doubles of a block in one register, the
+ * float passes (2 and 4) 16 elements at a time; the same operations lane by
+ * lane, so the same values and sums (the accumulator's lanes stay j % 8). */
+FL_DEFINE_EXP_NEG_PD(v8d, 512, __m512d, FL_TARGET_AVX512)
+
+/* fl_focal_half_v4d for the eight elements of a block. */
+FL_TARGET_AVX512
+FL_INLINE __m512d fl_focal_half_v8d(const int variant, __m512d x, __m512d a, __m512d t,
+                                    __m512d e, __m512d log1p_e, __m512d alpha_slope,
+                                    __m512d alpha_intercept, __m512d *q, __m512d *ce,
+                                    __m512d *a_t)
+{
+    const __m512d one = _mm512_set1_pd(1.0);
+    __mmask8 ge = _mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_GE_OQ);
+    __m512d flip = _mm512_fnmadd_pd(_mm512_set1_pd(2.0), t, one);
+    __m512d linear = _mm512_add_pd(t, _mm512_maskz_mov_pd(ge, flip));
+    __m512d other = _mm512_sub_pd(one, linear);
+    __m512d power = one;
+    if (variant > 0) {
+        *q = _mm512_div_pd(_mm512_fmadd_pd(other, e, linear), _mm512_add_pd(one, e));
+        power = variant == 1 ? *q : _mm512_mul_pd(*q, *q);
+    }
+    __mmask8 some = _mm512_cmp_pd_mask(linear, _mm512_setzero_pd(), _CMP_NEQ_UQ);
+    *ce = _mm512_fmadd_pd(linear, _mm512_maskz_mov_pd(some, a), log1p_e);
+    *a_t = _mm512_fmadd_pd(alpha_slope, t, alpha_intercept);
+    return _mm512_mul_pd(_mm512_mul_pd(*a_t, *ce), power);
+}
+
+/* Pass 1 over the m elements of a chunk (fl_focal_exp_v8 and its prefetches). */
+FL_TARGET_AVX512
+static void fl_focal_exp_pass_wide(const float *x, const float *t, const float *grad_out,
+                                   ptrdiff_t m, ptrdiff_t ahead, fl_focal_chunk *c)
+{
+    const __m512d limit = _mm512_set1_pd(104.0);
+    for (ptrdiff_t i = 0; i < m; i += 8) {
+        if (i % 16 == 0) {
+            _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
+            if (grad_out)
+                _mm_prefetch((const char *)(grad_out + i), _MM_HINT_T0);
+            if (i < ahead)
+                _mm_prefetch((const char *)(x + m + i), _MM_HINT_T0);
+        }
+        __m512d xd = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+        __m512d e = fl_exp_neg_v8d(_mm512_min_pd(limit, _mm512_abs_pd(xd)), 1);
+        _mm512_storeu_pd(c->x + i, xd);
+        _mm512_storeu_pd(c->e + i, e);
+        _mm256_store_ps(c->e_f + i, _mm512_cvtpd_ps(e));
+    }
+}
+
+/* Pass 3 over the m elements of a chunk (fl_focal_loss_v8 for each block). */
+FL_TARGET_AVX512
+static void fl_focal_loss_pass_wide(const int variant, const float *t_in, fl_focal_chunk *c,
+                                    ptrdiff_t m, const fl_focal_consts *k, int with_loss,
+                                    int with_grad, __m256d *acc_lo, __m256d *acc_hi,
+                                    __m256i *bits)
+{
+    const __m512d slope = _mm512_broadcast_f64x4(k->alpha_slope);
+    const __m512d intercept = _mm512_broadcast_f64x4(k->alpha_intercept);
+    const __m512d w = _mm512_broadcast_f64x4(k->w);
+    __m512d acc = _mm512_insertf64x4(_mm512_castpd256_pd512(*acc_lo), *acc_hi, 1);
+    __m256i b = *bits;
+    for (ptrdiff_t i = 0; i < m; i += 8) {
+        __m256 t = _mm256_loadu_ps(t_in + i);
+        b = _mm256_max_epu32(b, _mm256_castps_si256(_mm256_add_ps(t, _mm256_setzero_ps())));
+        __m512d x = _mm512_loadu_pd(c->x + i);
+        __m512d q, ce, a_t;
+        __m512d loss = fl_focal_half_v8d(variant, x, _mm512_abs_pd(x), _mm512_cvtps_pd(t),
+                                         _mm512_loadu_pd(c->e + i),
+                                         _mm512_cvtps_pd(_mm256_load_ps(c->log1p_e + i)),
+                                         slope, intercept, &q, &ce, &a_t);
+        if (with_loss)
+            _mm256_store_ps(c->loss + i, _mm512_cvtpd_ps(_mm512_mul_pd(w, loss)));
+        acc = _mm512_add_pd(acc, loss);
+        if (with_grad) {
+            if (variant > 0)
+                _mm256_store_ps(c->q + i, _mm512_cvtpd_ps(q));
+            _mm256_store_ps(c->ce + i, _mm256_min_ps(_mm256_set1_ps(FLT_MAX),
+                                                     _mm512_cvtpd_ps(ce)));
+            _mm256_store_ps(c->a_t + i, _mm512_cvtpd_ps(a_t));
+        }
+    }
+    *acc_lo = _mm512_castpd512_pd256(acc);
+    *acc_hi = _mm512_extractf64x4_pd(acc, 1);
+    *bits = b;
+}
+
+FL_DEFINE_BCE_LOG1P_UNIT(v16, 512, __m512, FL_TARGET_AVX512)
+
+/* Pass 2 over the m elements of a chunk, 16 at a time (8 at the end). */
+FL_TARGET_AVX512
+static void fl_focal_log1p_pass_wide(fl_focal_chunk *c, ptrdiff_t m)
+{
+    ptrdiff_t i = 0;
+    for (; i + 16 <= m; i += 16)
+        _mm512_storeu_ps(c->log1p_e + i, fl_bce_log1p_unit_v16(_mm512_loadu_ps(c->e_f + i)));
+    if (i < m)
+        _mm256_store_ps(c->log1p_e + i, fl_bce_log1p_unit_v8(_mm256_load_ps(c->e_f + i)));
+}
+
+/* Pass 4 over the m elements of a chunk (fl_focal_grad_v8 in 16 lanes, the
+ * last 8 by fl_focal_grad_v8; the sign-bit blends by a mask). */
+FL_TARGET_AVX512
+static void fl_focal_grad_pass_wide(const int variant, const float *x_in, const float *t_in,
+                                    const fl_focal_chunk *c, ptrdiff_t m,
+                                    const fl_focal_consts *k, float *grad_out)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 gamma = _mm512_broadcast_f32x8(k->gamma);
+    const __m512 scale = _mm512_broadcast_f32x8(k->scale);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m512 x = _mm512_loadu_ps(x_in + i);
+        __m512 t = _mm512_loadu_ps(t_in + i);
+        __m512 e = _mm512_loadu_ps(c->e_f + i);
+        __m512 inv_f = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __m512 e_inv = _mm512_mul_ps(e, inv_f);
+        __mmask16 negative = _mm512_movepi32_mask(_mm512_castps_si512(x));
+        __m512 sigma_pos = _mm512_mask_blend_ps(negative, inv_f, e_inv);
+        __m512 sigma_neg = _mm512_mask_blend_ps(negative, e_inv, inv_f);
+        __m512 sigma_product = _mm512_mul_ps(e_inv, inv_f);
+        __m512 q = variant > 0 ? _mm512_loadu_ps(c->q + i) : one;
+        __m512 below = _mm512_setzero_ps();
+        if (variant == 1)
+            below = sigma_product;
+        else if (variant == 2)
+            below = _mm512_mul_ps(q, sigma_product);
+        __m512 dce = _mm512_fmsub_ps(_mm512_sub_ps(one, t), sigma_pos, _mm512_mul_ps(t, sigma_neg));
+        __m512 g = _mm512_mul_ps(gamma, _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), t, one));
+        __m512 focus = _mm512_mul_ps(_mm512_loadu_ps(c->ce + i), below);
+        __m512 power = variant == 0 ? one : (variant == 1 ? q : _mm512_mul_ps(q, q));
+        __m512 grad = _mm512_fmadd_ps(power, dce, _mm512_mul_ps(g, focus));
+        grad = _mm512_mul_ps(_mm512_loadu_ps(c->a_t + i), grad);
+        _mm512_storeu_ps(grad_out + i, _mm512_mul_ps(grad, scale));
+    }
+    if (i < m)
+        fl_focal_grad_v8(variant, x_in + i, t_in + i, c, i, k, grad_out + i);
+}
+#endif
+
 /* The m elements (a multiple of 8, at most FL_FOCAL_CHUNK) at x, t through the
  * four passes; loss_out and grad_out written where not NULL.  ahead: how many
  * elements of x follow the chunk.  Pass 1 also prefetches a cache line of t
@@ -3010,6 +3157,11 @@ static inline void fl_focal_chunk_v8(const int variant, const float *x, const fl
                                      __m256d *acc_lo, __m256d *acc_hi, __m256i *bits)
 {
     ptrdiff_t i;
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes)
+        fl_focal_exp_pass_wide(x, t, grad_out, m, ahead, c);
+    else
+#endif
     for (i = 0; i < m; i += 8) {
         if (i % 16 == 0) {
             _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
@@ -3020,11 +3172,27 @@ static inline void fl_focal_chunk_v8(const int variant, const float *x, const fl
         }
         fl_focal_exp_v8(x + i, c, i);
     }
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes)
+        fl_focal_log1p_pass_wide(c, m);
+    else
+#endif
     for (i = 0; i < m; i += 8)
         _mm256_store_ps(c->log1p_e + i, fl_bce_log1p_unit_v8(_mm256_load_ps(c->e_f + i)));
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes)
+        fl_focal_loss_pass_wide(variant, t, c, m, k, loss_out != NULL, grad_out != NULL,
+                                acc_lo, acc_hi, bits);
+    else
+#endif
     for (i = 0; i < m; i += 8)
         fl_focal_loss_v8(variant, t + i, c, i, k, loss_out != NULL, grad_out != NULL,
                          acc_lo, acc_hi, bits);
+#ifdef FL_HAVE_WIDE_LANES
+    if (grad_out && fl_wide_lanes)
+        fl_focal_grad_pass_wide(variant, x, t, c, m, k, grad_out);
+    else
+#endif
     if (grad_out)
         for (i = 0; i < m; i += 8)
             fl_focal_grad_v8(variant, x + i, t + i, c, i, k, grad_out + i);
