@@ -2149,28 +2149,29 @@ static inline double fl_row_softcap_exp_sum_mid_float(const float *x, ptrdiff_t 
 #include <immintrin.h>
 #define FL_HAVE_BCE_V8 1
 
-static inline __m256 fl_bce_exp_neg_v8(__m256 y)
-{
-    const __m256 shifter = _mm256_set1_ps(FL_BCE_SHIFTER);
-    __m256 yc = _mm256_max_ps(_mm256_set1_ps(-104.0f), y);      /* NaN: y */
-    __m256 k = _mm256_fmadd_ps(yc, _mm256_set1_ps(FL_BCE_LOG2E), shifter);
-    __m256 n = _mm256_sub_ps(k, shifter);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_BCE_LN2_HI), yc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FL_BCE_LN2_LO), r);
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 p = _mm256_set1_ps(FL_BCE_E6);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E5));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FL_BCE_E2));
-    p = _mm256_fmadd_ps(p, r, one);
-    p = _mm256_fmadd_ps(p, r, one);
-    /* the low bits of k hold n: 2^(n + 64) from bits, n + 64 in [-86, 64] */
-    __m256i bits = _mm256_add_epi32(_mm256_castps_si256(k),
-                                    _mm256_set1_epi32(127 + 64 - 0x4b400000));
-    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(bits, 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, scale), _mm256_set1_ps(0x1p-64f));
+#define FL_DEFINE_BCE_EXP_NEG(SUFFIX, W, V, ATTR)                                          \
+ATTR FL_INLINE V fl_bce_exp_neg_##SUFFIX(V y)                                              \
+{                                                                                          \
+    const V shifter = FL_W(W, set1_ps)(FL_BCE_SHIFTER);                                    \
+    V yc = FL_W(W, max_ps)(FL_W(W, set1_ps)(-104.0f), y);                   /* NaN: y */   \
+    V k = FL_W(W, fmadd_ps)(yc, FL_W(W, set1_ps)(FL_BCE_LOG2E), shifter);                  \
+    V n = FL_W(W, sub_ps)(k, shifter);                                                     \
+    V r = FL_W(W, fnmadd_ps)(n, FL_W(W, set1_ps)(FL_BCE_LN2_HI), yc);                      \
+    r = FL_W(W, fnmadd_ps)(n, FL_W(W, set1_ps)(FL_BCE_LN2_LO), r);                         \
+    V one = FL_W(W, set1_ps)(1.0f);                                                        \
+    V p = FL_W(W, set1_ps)(FL_BCE_E6);                                                     \
+    p = FL_W(W, fmadd_ps)(p, r, FL_W(W, set1_ps)(FL_BCE_E5));                              \
+    p = FL_W(W, fmadd_ps)(p, r, FL_W(W, set1_ps)(FL_BCE_E4));                              \
+    p = FL_W(W, fmadd_ps)(p, r, FL_W(W, set1_ps)(FL_BCE_E3));                              \
+    p = FL_W(W, fmadd_ps)(p, r, FL_W(W, set1_ps)(FL_BCE_E2));                              \
+    p = FL_W(W, fmadd_ps)(p, r, one);                                                      \
+    p = FL_W(W, fmadd_ps)(p, r, one);                                                      \
+    /* the low bits of k hold n: 2^(n + 64) from bits, n + 64 in [-86, 64] */              \
+    V scale = FL_AS_FLOAT(W, FL_W(W, slli_epi32)(FL_W(W, add_epi32)(                       \
+        FL_AS_INT(W, k), FL_W(W, set1_epi32)(127 + 64 - 0x4b400000)), 23));                \
+    return FL_W(W, mul_ps)(FL_W(W, mul_ps)(p, scale), FL_W(W, set1_ps)(0x1p-64f));         \
 }
+FL_DEFINE_BCE_EXP_NEG(v8, 256, __m256, FL_TARGET_V3)
 
 #define FL_DEFINE_BCE_LOG1P_UNIT(SUFFIX, W, V, ATTR)                                       \
 ATTR FL_INLINE V fl_bce_log1p_unit_##SUFFIX(V e)                                           \
@@ -3395,6 +3396,110 @@ static inline void fl_log_cosh_block_v8(const float *p_in, const float *t_in, __
     *acc_hi = _mm256_add_pd(*acc_hi, loss_hi);
 }
 
+#ifdef FL_HAVE_WIDE_LANES
+FL_DEFINE_BCE_EXP_NEG(v16, 512, __m512, FL_TARGET_AVX512)
+
+FL_TARGET_AVX512
+FL_INLINE __m512 fl_log_cosh_horner_v16(const float *c, const int n, __m512 x)
+{
+    __m512 p = _mm512_set1_ps(c[0]);
+    for (int k = 1; k < n; k++)
+        p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(c[k]));
+    return p;
+}
+
+/* The losses of 8 elements (a and the float loss pieces widened to double),
+ * as fl_log_cosh_block_v8 makes them, stored and added to *acc. */
+FL_TARGET_AVX512
+FL_INLINE void fl_log_cosh_loss_v8d(__m256 a, __m256 near_loss, __m256 far_log1p,
+                                    __m512d w_d, int unit_w, float *loss_out, __m512d *acc)
+{
+    const __m512d one_d = _mm512_set1_pd(1.0);
+    __m512d a_d = _mm512_cvtps_pd(a);
+    __m512d far = _mm512_add_pd(_mm512_sub_pd(a_d, _mm512_set1_pd(0.6931471805599453)),
+                                _mm512_cvtps_pd(far_log1p));
+    __m512d loss = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a_d, one_d, _CMP_LT_OQ), far,
+                                        _mm512_cvtps_pd(near_loss));
+    if (!unit_w)
+        loss = _mm512_mul_pd(w_d, loss);
+    if (loss_out)
+        _mm256_storeu_ps(loss_out, _mm512_cvtpd_ps(loss));
+    *acc = _mm512_add_pd(*acc, loss);
+}
+
+/* fl_log_cosh_block_v8 for 16 elements (the blends by masks): the same values,
+ * and the losses added to *acc 8 at a time, as two blocks of 8 add them. */
+FL_TARGET_AVX512
+FL_INLINE void fl_log_cosh_block_v16(const float *p_in, const float *t_in, __m512 scale,
+                                     __m512d w_d, __m512d hess_scale, int unit_w,
+                                     float *loss_out, float *grad_out, float *hess_out,
+                                     __m512d *acc)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+    __m512 p = _mm512_loadu_ps(p_in);
+    __m512 t = _mm512_loadu_ps(t_in);
+    __m512 r = _mm512_sub_ps(p, t);
+    __m512 t_part = _mm512_sub_ps(r, p);           /* Knuth's TwoSum: p - t = r + r_error */
+    __m512 r_error = _mm512_add_ps(_mm512_sub_ps(p, _mm512_sub_ps(r, t_part)),
+                                   _mm512_sub_ps(_mm512_xor_ps(t, sign), t_part));
+    __m512 a = _mm512_andnot_ps(sign, r);
+    __m512 z = _mm512_mul_ps(a, a);
+    __m512 near_poly = fl_log_cosh_horner_v16(FL_LOG_COSH_NEAR, 8, z);
+    __m512 correction = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), r),
+                                                    r_error), near_poly);
+    __m512 near_loss = _mm512_fmadd_ps(z, near_poly, correction);
+    __m512 near_tanh = _mm512_mul_ps(a, fl_log_cosh_horner_v16(FL_LOG_COSH_TANH_NEAR, 8, z));
+    __m512 e = fl_bce_exp_neg_v16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), a));
+    __m512 inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 far_log1p = _mm512_mul_ps(e, fl_log_cosh_horner_v16(FL_LOG_COSH_LOG1P_FAR, 6, e));
+    __mmask16 near = _mm512_cmp_ps_mask(a, one, _CMP_LT_OQ);
+    __m512 tanh_a = _mm512_mask_blend_ps(near, _mm512_mul_ps(_mm512_sub_ps(one, e), inv),
+                                         near_tanh);
+    if (grad_out) {
+        __mmask16 ge = _mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_GE_OQ);
+        __m512 grad = _mm512_mask_blend_ps(ge, _mm512_xor_ps(tanh_a, sign), tanh_a);
+        _mm512_storeu_ps(grad_out, _mm512_mul_ps(grad, scale));
+    }
+    if (hess_out) {
+        __m512 h = _mm512_mask_blend_ps(
+            near, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), inv), inv),
+            _mm512_fnmadd_ps(near_tanh, near_tanh, one));
+        __m256 h_lo = _mm512_cvtpd_ps(_mm512_mul_pd(hess_scale,
+                                                    _mm512_cvtps_pd(_mm512_castps512_ps256(h))));
+        __m256 h_hi = _mm512_cvtpd_ps(_mm512_mul_pd(hess_scale,
+                                                    _mm512_cvtps_pd(_mm512_extractf32x8_ps(h, 1))));
+        _mm256_storeu_ps(hess_out, h_lo);
+        _mm256_storeu_ps(hess_out + 8, h_hi);
+    }
+    fl_log_cosh_loss_v8d(_mm512_castps512_ps256(a), _mm512_castps512_ps256(near_loss),
+                         _mm512_castps512_ps256(far_log1p), w_d, unit_w, loss_out, acc);
+    fl_log_cosh_loss_v8d(_mm512_extractf32x8_ps(a, 1), _mm512_extractf32x8_ps(near_loss, 1),
+                         _mm512_extractf32x8_ps(far_log1p, 1), w_d, unit_w,
+                         loss_out ? loss_out + 8 : NULL, acc);
+}
+
+/* The first 16 floor(n / 16) elements of fl_log_cosh_span_v8 in 16 lanes, the
+ * sums added to its *acc_lo and *acc_hi; returns how many elements it took. */
+FL_TARGET_AVX512
+static ptrdiff_t fl_log_cosh_blocks_wide(const float *p, const float *t, ptrdiff_t n,
+                                         double w, double grad_scale, int unit_w,
+                                         float *loss_out, float *grad_out, float *hess_out,
+                                         __m256d *acc_lo, __m256d *acc_hi)
+{
+    __m512 scale = _mm512_set1_ps((float)(w * grad_scale));
+    __m512d w_d = _mm512_set1_pd(w), hess_scale = _mm512_set1_pd(w * grad_scale);
+    __m512d acc = _mm512_insertf64x4(_mm512_castpd256_pd512(*acc_lo), *acc_hi, 1);
+    ptrdiff_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        fl_log_cosh_block_v16(p + j, t + j, scale, w_d, hess_scale, unit_w,
+                              loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
+                              hess_out ? hess_out + j : NULL, &acc);
+    *acc_lo = _mm512_castpd512_pd256(acc);
+    *acc_hi = _mm512_extractf64x4_pd(acc, 1);
+    return j;
+}
+#endif
+
 __attribute__((always_inline))
 static inline double fl_log_cosh_span_v8(const float *p, const float *t, ptrdiff_t n, double w,
                                          double grad_scale, float *loss_out, float *grad_out,
@@ -3405,6 +3510,11 @@ static inline double fl_log_cosh_span_v8(const float *p, const float *t, ptrdiff
     __m256d w_d = _mm256_set1_pd(w), hess_scale = _mm256_set1_pd(w * grad_scale);
     __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
     ptrdiff_t j = 0;
+#ifdef FL_HAVE_WIDE_LANES
+    if (fl_wide_lanes)
+        j = fl_log_cosh_blocks_wide(p, t, n, w, grad_scale, unit_w, loss_out, grad_out, hess_out,
+                                    &acc_lo, &acc_hi);
+#endif
     for (; j + 8 <= n; j += 8)
         fl_log_cosh_block_v8(p + j, t + j, scale, w_d, hess_scale, unit_w,
                              loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,

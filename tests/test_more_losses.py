@@ -841,3 +841,34 @@ def test_sigmoid_focal_loss_lane_widths_give_the_same_bits(gamma, alpha):
     for wide_result, narrow_result in zip(results[True], results[False]):
         np.testing.assert_array_equal(np.asarray(wide_result.loss), np.asarray(narrow_result.loss))
         np.testing.assert_array_equal(wide_result.grad, narrow_result.grad)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_log_cosh_lane_widths_give_the_same_bits(weighted):
+    """log_cosh's 16 AVX-512 lanes apply the same operations lane by lane as
+    the 8 AVX2 lanes, and add the losses to the same double lanes in the same
+    order: the same losses, gradients, Hessians and totals, bit for bit."""
+    from fastloss import _dispatch
+    kernels = _dispatch.elementwise_kernels
+    if not kernels.set_wide_lanes(True):
+        kernels.set_wide_lanes(kernels.WIDE_LANES)
+        pytest.skip("this CPU (or build) has no AVX-512 lanes")
+    rng = np.random.default_rng(11)
+    n = 3 * 16 + 8 + 5                                   # 16s, an 8 and a ragged end
+    pred = (rng.standard_normal(n) * 3).astype(np.float32)
+    target = (rng.standard_normal(n) * 3).astype(np.float32)
+    pred[:8] = [0.0, -0.0, 0.99999994, 1.0, -1.0000001, 50.0, -60.0, 1e-20]
+    weight = rng.random(n).astype(np.float32) if weighted else None
+    results = {}
+    try:
+        for wide in (True, False):
+            kernels.set_wide_lanes(wide)
+            results[wide] = [fastloss.log_cosh(pred, target, reduction=reduction, hess=True,
+                                               sample_weight=weight, n_threads=1)
+                             for reduction in ("none", "mean", "sum")]
+    finally:
+        kernels.set_wide_lanes(kernels.WIDE_LANES)
+    for wide_result, narrow_result in zip(results[True], results[False]):
+        np.testing.assert_array_equal(np.asarray(wide_result.loss), np.asarray(narrow_result.loss))
+        np.testing.assert_array_equal(wide_result.grad, narrow_result.grad)
+        np.testing.assert_array_equal(wide_result.hess, narrow_result.hess)
