@@ -717,6 +717,34 @@ FL_DEFINE_ROW_SEARCH(double, fl_v4d, fl_v4i, 4)
 #define FL_AS_FLOAT(W, v) _mm##W##_castsi##W##_ps(v)
 #define FL_TARGET_V3
 #define FL_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+/* Comparisons and selections of either width (a comparison gives a vector of
+ * lane masks in 256 bits, a mask register in 512): FL_MASK_PS(W) and
+ * FL_MASK_PD(W) are their types; FL_KEEP_PD(W, m, v) is v where m, +0
+ * elsewhere; FL_PICK_PS(W, m, a, b) is b where m, a elsewhere;
+ * FL_SIGN_PS(W, x) is the mask of the lanes whose sign bit is set. */
+#define FL_CAT(a, b) FL_CAT_(a, b)
+#define FL_CAT_(a, b) a##b
+#define FL_MASK_PS(W) FL_CAT(FL_MASK_PS_, W)
+#define FL_MASK_PD(W) FL_CAT(FL_MASK_PD_, W)
+#define FL_CMP_PS(W) FL_CAT(FL_CMP_PS_, W)
+#define FL_CMP_PD(W) FL_CAT(FL_CMP_PD_, W)
+#define FL_KEEP_PD(W) FL_CAT(FL_KEEP_PD_, W)
+#define FL_PICK_PS(W) FL_CAT(FL_PICK_PS_, W)
+#define FL_SIGN_PS(W) FL_CAT(FL_SIGN_PS_, W)
+#define FL_MASK_PS_256 __m256
+#define FL_MASK_PD_256 __m256d
+#define FL_CMP_PS_256(a, b, p) _mm256_cmp_ps(a, b, p)
+#define FL_CMP_PD_256(a, b, p) _mm256_cmp_pd(a, b, p)
+#define FL_KEEP_PD_256(m, v) _mm256_and_pd(m, v)
+#define FL_PICK_PS_256(m, a, b) _mm256_blendv_ps(a, b, m)
+#define FL_SIGN_PS_256(x) (x)
+#define FL_MASK_PS_512 __mmask16
+#define FL_MASK_PD_512 __mmask8
+#define FL_CMP_PS_512(a, b, p) _mm512_cmp_ps_mask(a, b, p)
+#define FL_CMP_PD_512(a, b, p) _mm512_cmp_pd_mask(a, b, p)
+#define FL_KEEP_PD_512(m, v) _mm512_maskz_mov_pd(m, v)
+#define FL_PICK_PS_512(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define FL_SIGN_PS_512(x) _mm512_movepi32_mask(_mm512_castps_si512(x))
 
 /* Whether the functions that have them take their 16-lane AVX-512 twins: set
  * by fl_set_wide_lanes (each module that includes this file has its own). */
@@ -2860,28 +2888,28 @@ static inline __m256 fl_join_ps(__m256d lo, __m256d hi)
  * ce = (0 if linear == 0 else linear a) + log1p(e) (the product exact, one
  * rounding), a_t = slope t + intercept; returns a_t ce q^gamma (variant 0, 1,
  * 2), with q, ce and a_t in *q, *ce, *a_t. */
-__attribute__((always_inline))
-static inline __m256d fl_focal_half_v4d(const int variant, __m256d x, __m256d a, __m256d t,
-                                        __m256d e, __m256d log1p_e, __m256d alpha_slope,
-                                        __m256d alpha_intercept, __m256d *q, __m256d *ce,
-                                        __m256d *a_t)
-{
-    const __m256d one = _mm256_set1_pd(1.0);
-    __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
-    /* t + (1 - 2t) where x >= 0, and 1 - linear: exact sums, no blends */
-    __m256d flip = _mm256_fnmadd_pd(_mm256_set1_pd(2.0), t, one);
-    __m256d linear = _mm256_add_pd(t, _mm256_and_pd(ge, flip));
-    __m256d other = _mm256_sub_pd(one, linear);
-    __m256d power = one;
-    if (variant > 0) {
-        *q = _mm256_div_pd(_mm256_fmadd_pd(other, e, linear), _mm256_add_pd(one, e));
-        power = variant == 1 ? *q : _mm256_mul_pd(*q, *q);
-    }
-    __m256d some = _mm256_cmp_pd(linear, _mm256_setzero_pd(), _CMP_NEQ_UQ);
-    *ce = _mm256_fmadd_pd(linear, _mm256_and_pd(some, a), log1p_e);
-    *a_t = _mm256_fmadd_pd(alpha_slope, t, alpha_intercept);
-    return _mm256_mul_pd(_mm256_mul_pd(*a_t, *ce), power);
+#define FL_DEFINE_FOCAL_HALF(SUFFIX, W, VD, ATTR)                                          \
+ATTR FL_INLINE VD fl_focal_half_##SUFFIX(const int variant, VD x, VD a, VD t, VD e,        \
+                                         VD log1p_e, VD alpha_slope, VD alpha_intercept,   \
+                                         VD *q, VD *ce, VD *a_t)                           \
+{                                                                                          \
+    const VD one = FL_W(W, set1_pd)(1.0);                                                  \
+    FL_MASK_PD(W) ge = FL_CMP_PD(W)(x, FL_W(W, setzero_pd)(), _CMP_GE_OQ);                 \
+    /* t + (1 - 2t) where x >= 0, and 1 - linear: exact sums, no blends */                 \
+    VD flip = FL_W(W, fnmadd_pd)(FL_W(W, set1_pd)(2.0), t, one);                           \
+    VD linear = FL_W(W, add_pd)(t, FL_KEEP_PD(W)(ge, flip));                               \
+    VD other = FL_W(W, sub_pd)(one, linear);                                               \
+    VD power = one;                                                                        \
+    if (variant > 0) {                                                                     \
+        *q = FL_W(W, div_pd)(FL_W(W, fmadd_pd)(other, e, linear), FL_W(W, add_pd)(one, e)); \
+        power = variant == 1 ? *q : FL_W(W, mul_pd)(*q, *q);                               \
+    }                                                                                      \
+    FL_MASK_PD(W) some = FL_CMP_PD(W)(linear, FL_W(W, setzero_pd)(), _CMP_NEQ_UQ);         \
+    *ce = FL_W(W, fmadd_pd)(linear, FL_KEEP_PD(W)(some, a), log1p_e);                      \
+    *a_t = FL_W(W, fmadd_pd)(alpha_slope, t, alpha_intercept);                             \
+    return FL_W(W, mul_pd)(FL_W(W, mul_pd)(*a_t, *ce), power);                             \
 }
+FL_DEFINE_FOCAL_HALF(v4d, 256, __m256d, FL_TARGET_V3)
 
 /* A float32 span of the focal loss goes through chunks of FL_FOCAL_CHUNK
  * elements in four passes, each a loop of short chains over a block of 8:
@@ -2972,35 +3000,38 @@ static inline void fl_focal_loss_v8(const int variant, const float *t_in, fl_foc
 /* Pass 4 for the block at i: grad_out gets fl(w grad_scale grad), grad =
  * a_t (q^gamma d ce / dx + gamma (1 - 2t) ce q^(gamma - 1) sigma(x) sigma(-x))
  * in float lanes, d ce / dx = (1 - t) sigma(x) - t sigma(-x). */
-__attribute__((always_inline))
-static inline void fl_focal_grad_v8(const int variant, const float *x_in, const float *t_in,
-                                    const fl_focal_chunk *c, ptrdiff_t i,
-                                    const fl_focal_consts *k, float *grad_out)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 x = _mm256_loadu_ps(x_in);
-    __m256 t = _mm256_loadu_ps(t_in);
-    __m256 e = _mm256_load_ps(c->e_f + i);
-    __m256 inv_f = _mm256_div_ps(one, _mm256_add_ps(one, e));
-    __m256 e_inv = _mm256_mul_ps(e, inv_f);
-    /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */
-    __m256 sigma_pos = _mm256_blendv_ps(inv_f, e_inv, x);
-    __m256 sigma_neg = _mm256_blendv_ps(e_inv, inv_f, x);
-    __m256 sigma_product = _mm256_mul_ps(e_inv, inv_f);
-    __m256 q = variant > 0 ? _mm256_load_ps(c->q + i) : one;
-    __m256 below = _mm256_setzero_ps();
-    if (variant == 1)
-        below = sigma_product;
-    else if (variant == 2)
-        below = _mm256_mul_ps(q, sigma_product);
-    __m256 dce = _mm256_fmsub_ps(_mm256_sub_ps(one, t), sigma_pos, _mm256_mul_ps(t, sigma_neg));
-    __m256 g = _mm256_mul_ps(k->gamma, _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), t, one));
-    __m256 focus = _mm256_mul_ps(_mm256_load_ps(c->ce + i), below);
-    __m256 power = variant == 0 ? one : (variant == 1 ? q : _mm256_mul_ps(q, q));
-    __m256 grad = _mm256_fmadd_ps(power, dce, _mm256_mul_ps(g, focus));
-    grad = _mm256_mul_ps(_mm256_load_ps(c->a_t + i), grad);
-    _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, k->scale));
+#define FL_DEFINE_FOCAL_GRAD(SUFFIX, W, V, ATTR)                                           \
+ATTR FL_INLINE void fl_focal_grad_##SUFFIX(const int variant, const float *x_in,           \
+                                           const float *t_in, const fl_focal_chunk *c,     \
+                                           ptrdiff_t i, V gamma, V scale, float *grad_out) \
+{                                                                                          \
+    const V one = FL_W(W, set1_ps)(1.0f);                                                  \
+    V x = FL_W(W, loadu_ps)(x_in);                                                         \
+    V t = FL_W(W, loadu_ps)(t_in);                                                         \
+    V e = FL_W(W, loadu_ps)(c->e_f + i);                                                   \
+    V inv_f = FL_W(W, div_ps)(one, FL_W(W, add_ps)(one, e));                               \
+    V e_inv = FL_W(W, mul_ps)(e, inv_f);                                                   \
+    /* chosen by x's sign bit: at x = -0, e inv = inv; a NaN x makes both NaN */           \
+    FL_MASK_PS(W) negative = FL_SIGN_PS(W)(x);                                             \
+    V sigma_pos = FL_PICK_PS(W)(negative, inv_f, e_inv);                                   \
+    V sigma_neg = FL_PICK_PS(W)(negative, e_inv, inv_f);                                   \
+    V sigma_product = FL_W(W, mul_ps)(e_inv, inv_f);                                       \
+    V q = variant > 0 ? FL_W(W, loadu_ps)(c->q + i) : one;                                 \
+    V below = FL_W(W, setzero_ps)();                                                       \
+    if (variant == 1)                                                                      \
+        below = sigma_product;                                                             \
+    else if (variant == 2)                                                                 \
+        below = FL_W(W, mul_ps)(q, sigma_product);                                         \
+    V dce = FL_W(W, fmsub_ps)(FL_W(W, sub_ps)(one, t), sigma_pos,                          \
+                              FL_W(W, mul_ps)(t, sigma_neg));                              \
+    V g = FL_W(W, mul_ps)(gamma, FL_W(W, fnmadd_ps)(FL_W(W, set1_ps)(2.0f), t, one));      \
+    V focus = FL_W(W, mul_ps)(FL_W(W, loadu_ps)(c->ce + i), below);                        \
+    V power = variant == 0 ? one : (variant == 1 ? q : FL_W(W, mul_ps)(q, q));             \
+    V grad = FL_W(W, fmadd_ps)(power, dce, FL_W(W, mul_ps)(g, focus));                     \
+    grad = FL_W(W, mul_ps)(FL_W(W, loadu_ps)(c->a_t + i), grad);                           \
+    FL_W(W, storeu_ps)(grad_out, FL_W(W, mul_ps)(grad, scale));                            \
 }
+FL_DEFINE_FOCAL_GRAD(v8, 256, __m256, FL_TARGET_V3)
 
 #ifdef FL_HAVE_WIDE_LANES
 /* The four passes in 512-bit registers, for CPUs with AVX-512
@@ -3010,28 +3041,7 @@ static inline void fl_focal_grad_v8(const int variant, const float *x_in, const 
  * lane, so the same values and sums (the accumulator's lanes stay j % 8). */
 FL_DEFINE_EXP_NEG_PD(v8d, 512, __m512d, FL_TARGET_AVX512)
 
-/* fl_focal_half_v4d for the eight elements of a block. */
-FL_TARGET_AVX512
-FL_INLINE __m512d fl_focal_half_v8d(const int variant, __m512d x, __m512d a, __m512d t,
-                                    __m512d e, __m512d log1p_e, __m512d alpha_slope,
-                                    __m512d alpha_intercept, __m512d *q, __m512d *ce,
-                                    __m512d *a_t)
-{
-    const __m512d one = _mm512_set1_pd(1.0);
-    __mmask8 ge = _mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_GE_OQ);
-    __m512d flip = _mm512_fnmadd_pd(_mm512_set1_pd(2.0), t, one);
-    __m512d linear = _mm512_add_pd(t, _mm512_maskz_mov_pd(ge, flip));
-    __m512d other = _mm512_sub_pd(one, linear);
-    __m512d power = one;
-    if (variant > 0) {
-        *q = _mm512_div_pd(_mm512_fmadd_pd(other, e, linear), _mm512_add_pd(one, e));
-        power = variant == 1 ? *q : _mm512_mul_pd(*q, *q);
-    }
-    __mmask8 some = _mm512_cmp_pd_mask(linear, _mm512_setzero_pd(), _CMP_NEQ_UQ);
-    *ce = _mm512_fmadd_pd(linear, _mm512_maskz_mov_pd(some, a), log1p_e);
-    *a_t = _mm512_fmadd_pd(alpha_slope, t, alpha_intercept);
-    return _mm512_mul_pd(_mm512_mul_pd(*a_t, *ce), power);
-}
+FL_DEFINE_FOCAL_HALF(v8d, 512, __m512d, FL_TARGET_AVX512)
 
 /* Pass 1 over the m elements of a chunk (fl_focal_exp_v8 and its prefetches). */
 FL_TARGET_AVX512
@@ -3105,43 +3115,21 @@ static void fl_focal_log1p_pass_wide(fl_focal_chunk *c, ptrdiff_t m)
         _mm256_store_ps(c->log1p_e + i, fl_bce_log1p_unit_v8(_mm256_load_ps(c->e_f + i)));
 }
 
-/* Pass 4 over the m elements of a chunk (fl_focal_grad_v8 in 16 lanes, the
- * last 8 by fl_focal_grad_v8; the sign-bit blends by a mask). */
+/* Pass 4 over the m elements of a chunk, 16 at a time (8 at the end). */
+FL_DEFINE_FOCAL_GRAD(v16, 512, __m512, FL_TARGET_AVX512)
+
 FL_TARGET_AVX512
 static void fl_focal_grad_pass_wide(const int variant, const float *x_in, const float *t_in,
                                     const fl_focal_chunk *c, ptrdiff_t m,
                                     const fl_focal_consts *k, float *grad_out)
 {
-    const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 gamma = _mm512_broadcast_f32x8(k->gamma);
     const __m512 scale = _mm512_broadcast_f32x8(k->scale);
     ptrdiff_t i = 0;
-    for (; i + 16 <= m; i += 16) {
-        __m512 x = _mm512_loadu_ps(x_in + i);
-        __m512 t = _mm512_loadu_ps(t_in + i);
-        __m512 e = _mm512_loadu_ps(c->e_f + i);
-        __m512 inv_f = _mm512_div_ps(one, _mm512_add_ps(one, e));
-        __m512 e_inv = _mm512_mul_ps(e, inv_f);
-        __mmask16 negative = _mm512_movepi32_mask(_mm512_castps_si512(x));
-        __m512 sigma_pos = _mm512_mask_blend_ps(negative, inv_f, e_inv);
-        __m512 sigma_neg = _mm512_mask_blend_ps(negative, e_inv, inv_f);
-        __m512 sigma_product = _mm512_mul_ps(e_inv, inv_f);
-        __m512 q = variant > 0 ? _mm512_loadu_ps(c->q + i) : one;
-        __m512 below = _mm512_setzero_ps();
-        if (variant == 1)
-            below = sigma_product;
-        else if (variant == 2)
-            below = _mm512_mul_ps(q, sigma_product);
-        __m512 dce = _mm512_fmsub_ps(_mm512_sub_ps(one, t), sigma_pos, _mm512_mul_ps(t, sigma_neg));
-        __m512 g = _mm512_mul_ps(gamma, _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), t, one));
-        __m512 focus = _mm512_mul_ps(_mm512_loadu_ps(c->ce + i), below);
-        __m512 power = variant == 0 ? one : (variant == 1 ? q : _mm512_mul_ps(q, q));
-        __m512 grad = _mm512_fmadd_ps(power, dce, _mm512_mul_ps(g, focus));
-        grad = _mm512_mul_ps(_mm512_loadu_ps(c->a_t + i), grad);
-        _mm512_storeu_ps(grad_out + i, _mm512_mul_ps(grad, scale));
-    }
+    for (; i + 16 <= m; i += 16)
+        fl_focal_grad_v16(variant, x_in + i, t_in + i, c, i, gamma, scale, grad_out + i);
     if (i < m)
-        fl_focal_grad_v8(variant, x_in + i, t_in + i, c, i, k, grad_out + i);
+        fl_focal_grad_v8(variant, x_in + i, t_in + i, c, i, k->gamma, k->scale, grad_out + i);
 }
 #endif
 
@@ -3196,7 +3184,7 @@ static inline void fl_focal_chunk_v8(const int variant, const float *x, const fl
 #endif
     if (grad_out)
         for (i = 0; i < m; i += 8)
-            fl_focal_grad_v8(variant, x + i, t + i, c, i, k, grad_out + i);
+            fl_focal_grad_v8(variant, x + i, t + i, c, i, k->gamma, k->scale, grad_out + i);
     if (loss_out)
         memcpy(loss_out, c->loss, (size_t)m * sizeof(float));
 }
@@ -3340,44 +3328,59 @@ static inline __m256 fl_log_cosh_horner_v8(const float *c, const int n, __m256 x
     return p;
 }
 
+/* The float part of a block of log_cosh (either width): |r| to *a, the near
+ * loss and e LOG1P_FAR(e) to *near_loss and *far_log1p for the double part,
+ * grad_out written where not NULL, and the Hessian (before its scale) to *h
+ * when with_hess. */
+#define FL_DEFINE_LOG_COSH_PARTS(SUFFIX, W, V, ATTR)                                       \
+ATTR FL_INLINE void fl_log_cosh_parts_##SUFFIX(const float *p_in, const float *t_in,       \
+                                               V scale, float *grad_out, int with_hess,    \
+                                               V *a_out, V *near_loss, V *far_log1p, V *h) \
+{                                                                                          \
+    const V one = FL_W(W, set1_ps)(1.0f), sign = FL_W(W, set1_ps)(-0.0f);                  \
+    V p = FL_W(W, loadu_ps)(p_in);                                                         \
+    V t = FL_W(W, loadu_ps)(t_in);                                                         \
+    V r = FL_W(W, sub_ps)(p, t);                                                           \
+    V t_part = FL_W(W, sub_ps)(r, p);          /* Knuth's TwoSum: p - t = r + r_error */   \
+    V r_error = FL_W(W, add_ps)(FL_W(W, sub_ps)(p, FL_W(W, sub_ps)(r, t_part)),            \
+                                FL_W(W, sub_ps)(FL_W(W, xor_ps)(t, sign), t_part));        \
+    V a = FL_W(W, andnot_ps)(sign, r);                                                     \
+    V z = FL_W(W, mul_ps)(a, a);                                                           \
+    V near_poly = fl_log_cosh_horner_##SUFFIX(FL_LOG_COSH_NEAR, 8, z);                     \
+    V correction = FL_W(W, mul_ps)(FL_W(W, mul_ps)(FL_W(W, mul_ps)(                        \
+        FL_W(W, set1_ps)(2.0f), r), r_error), near_poly);                                  \
+    *near_loss = FL_W(W, fmadd_ps)(z, near_poly, correction);                              \
+    V near_tanh = FL_W(W, mul_ps)(a, fl_log_cosh_horner_##SUFFIX(FL_LOG_COSH_TANH_NEAR, 8, z)); \
+    V e = fl_bce_exp_neg_##SUFFIX(FL_W(W, mul_ps)(FL_W(W, set1_ps)(-2.0f), a));            \
+    V inv = FL_W(W, div_ps)(one, FL_W(W, add_ps)(one, e));                                 \
+    *far_log1p = FL_W(W, mul_ps)(e, fl_log_cosh_horner_##SUFFIX(FL_LOG_COSH_LOG1P_FAR, 6, e)); \
+    FL_MASK_PS(W) near = FL_CMP_PS(W)(a, one, _CMP_LT_OQ);                                 \
+    V tanh_a = FL_PICK_PS(W)(near, FL_W(W, mul_ps)(FL_W(W, sub_ps)(one, e), inv), near_tanh); \
+    if (grad_out) {                                                                        \
+        FL_MASK_PS(W) ge = FL_CMP_PS(W)(r, FL_W(W, setzero_ps)(), _CMP_GE_OQ);             \
+        V grad = FL_PICK_PS(W)(ge, FL_W(W, xor_ps)(tanh_a, sign), tanh_a);  /* NaN: NaN */ \
+        FL_W(W, storeu_ps)(grad_out, FL_W(W, mul_ps)(grad, scale));                        \
+    }                                                                                      \
+    if (with_hess)                                                                         \
+        *h = FL_PICK_PS(W)(near, FL_W(W, mul_ps)(FL_W(W, mul_ps)(FL_W(W, mul_ps)(          \
+                 FL_W(W, set1_ps)(4.0f), e), inv), inv),                                   \
+                           FL_W(W, fnmadd_ps)(near_tanh, near_tanh, one));                 \
+    *a_out = a;                                                                            \
+}
+FL_DEFINE_LOG_COSH_PARTS(v8, 256, __m256, FL_TARGET_V3)
+
 __attribute__((always_inline))
 static inline void fl_log_cosh_block_v8(const float *p_in, const float *t_in, __m256 scale,
                                         __m256d w_d, __m256d hess_scale, int unit_w,
                                         float *loss_out, float *grad_out, float *hess_out,
                                         __m256d *acc_lo, __m256d *acc_hi)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 p = _mm256_loadu_ps(p_in);
-    __m256 t = _mm256_loadu_ps(t_in);
-    __m256 r = _mm256_sub_ps(p, t);
-    __m256 t_part = _mm256_sub_ps(r, p);           /* Knuth's TwoSum: p - t = r + r_error */
-    __m256 r_error = _mm256_add_ps(_mm256_sub_ps(p, _mm256_sub_ps(r, t_part)),
-                                   _mm256_sub_ps(_mm256_xor_ps(t, sign), t_part));
-    __m256 a = _mm256_andnot_ps(sign, r);
-    __m256 z = _mm256_mul_ps(a, a);
-    __m256 near_poly = fl_log_cosh_horner_v8(FL_LOG_COSH_NEAR, 8, z);
-    __m256 correction = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), r),
-                                                    r_error), near_poly);
-    __m256 near_loss = _mm256_fmadd_ps(z, near_poly, correction);
-    __m256 near_tanh = _mm256_mul_ps(a, fl_log_cosh_horner_v8(FL_LOG_COSH_TANH_NEAR, 8, z));
-    __m256 e = fl_bce_exp_neg_v8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
-    __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
-    __m256 far_log1p = _mm256_mul_ps(e, fl_log_cosh_horner_v8(FL_LOG_COSH_LOG1P_FAR, 6, e));
-    __m256 near = _mm256_cmp_ps(a, one, _CMP_LT_OQ);
-    __m256 tanh_a = _mm256_blendv_ps(_mm256_mul_ps(_mm256_sub_ps(one, e), inv), near_tanh, near);
-    if (grad_out) {
-        __m256 ge = _mm256_cmp_ps(r, zero, _CMP_GE_OQ);
-        __m256 grad = _mm256_blendv_ps(_mm256_xor_ps(tanh_a, sign), tanh_a, ge);  /* NaN: NaN */
-        _mm256_storeu_ps(grad_out, _mm256_mul_ps(grad, scale));
-    }
-    if (hess_out) {
-        __m256 h = _mm256_blendv_ps(
-            _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), inv), inv),
-            _mm256_fnmadd_ps(near_tanh, near_tanh, one), near);
+    __m256 a, near_loss, far_log1p, h;
+    fl_log_cosh_parts_v8(p_in, t_in, scale, grad_out, hess_out != NULL, &a, &near_loss,
+                         &far_log1p, &h);
+    if (hess_out)
         _mm256_storeu_ps(hess_out, fl_join_ps(_mm256_mul_pd(hess_scale, fl_lo_pd(h)),
                                                  _mm256_mul_pd(hess_scale, fl_hi_pd(h))));
-    }
     const __m256d ln2 = _mm256_set1_pd(0.6931471805599453), one_d = _mm256_set1_pd(1.0);
     __m256d a_lo = fl_lo_pd(a), a_hi = fl_hi_pd(a);
     __m256d far_lo = _mm256_add_pd(_mm256_sub_pd(a_lo, ln2), fl_lo_pd(far_log1p));
@@ -3427,43 +3430,20 @@ FL_INLINE void fl_log_cosh_loss_v8d(__m256 a, __m256 near_loss, __m256 far_log1p
     *acc = _mm512_add_pd(*acc, loss);
 }
 
-/* fl_log_cosh_block_v8 for 16 elements (the blends by masks): the same values,
- * and the losses added to *acc 8 at a time, as two blocks of 8 add them. */
+/* fl_log_cosh_block_v8 for 16 elements: the same values, and the losses added
+ * to *acc 8 at a time, as two blocks of 8 add them. */
+FL_DEFINE_LOG_COSH_PARTS(v16, 512, __m512, FL_TARGET_AVX512)
+
 FL_TARGET_AVX512
 FL_INLINE void fl_log_cosh_block_v16(const float *p_in, const float *t_in, __m512 scale,
                                      __m512d w_d, __m512d hess_scale, int unit_w,
                                      float *loss_out, float *grad_out, float *hess_out,
                                      __m512d *acc)
 {
-    const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
-    __m512 p = _mm512_loadu_ps(p_in);
-    __m512 t = _mm512_loadu_ps(t_in);
-    __m512 r = _mm512_sub_ps(p, t);
-    __m512 t_part = _mm512_sub_ps(r, p);           /* Knuth's TwoSum: p - t = r + r_error */
-    __m512 r_error = _mm512_add_ps(_mm512_sub_ps(p, _mm512_sub_ps(r, t_part)),
-                                   _mm512_sub_ps(_mm512_xor_ps(t, sign), t_part));
-    __m512 a = _mm512_andnot_ps(sign, r);
-    __m512 z = _mm512_mul_ps(a, a);
-    __m512 near_poly = fl_log_cosh_horner_v16(FL_LOG_COSH_NEAR, 8, z);
-    __m512 correction = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), r),
-                                                    r_error), near_poly);
-    __m512 near_loss = _mm512_fmadd_ps(z, near_poly, correction);
-    __m512 near_tanh = _mm512_mul_ps(a, fl_log_cosh_horner_v16(FL_LOG_COSH_TANH_NEAR, 8, z));
-    __m512 e = fl_bce_exp_neg_v16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), a));
-    __m512 inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
-    __m512 far_log1p = _mm512_mul_ps(e, fl_log_cosh_horner_v16(FL_LOG_COSH_LOG1P_FAR, 6, e));
-    __mmask16 near = _mm512_cmp_ps_mask(a, one, _CMP_LT_OQ);
-    __m512 tanh_a = _mm512_mask_blend_ps(near, _mm512_mul_ps(_mm512_sub_ps(one, e), inv),
-                                         near_tanh);
-    if (grad_out) {
-        __mmask16 ge = _mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_GE_OQ);
-        __m512 grad = _mm512_mask_blend_ps(ge, _mm512_xor_ps(tanh_a, sign), tanh_a);
-        _mm512_storeu_ps(grad_out, _mm512_mul_ps(grad, scale));
-    }
+    __m512 a, near_loss, far_log1p, h;
+    fl_log_cosh_parts_v16(p_in, t_in, scale, grad_out, hess_out != NULL, &a, &near_loss,
+                          &far_log1p, &h);
     if (hess_out) {
-        __m512 h = _mm512_mask_blend_ps(
-            near, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), inv), inv),
-            _mm512_fnmadd_ps(near_tanh, near_tanh, one));
         __m256 h_lo = _mm512_cvtpd_ps(_mm512_mul_pd(hess_scale,
                                                     _mm512_cvtps_pd(_mm512_castps512_ps256(h))));
         __m256 h_hi = _mm512_cvtpd_ps(_mm512_mul_pd(hess_scale,

@@ -812,35 +812,47 @@ def test_sigmoid_focal_loss_is_finite_where_the_textbook_formula_is_not():
     assert wrong.loss == pytest.approx(800.0, rel=1e-12)
 
 
+
+def _with_both_lane_widths(call):
+    """call() with the elementwise kernels' AVX-512 lanes taken, then without:
+    the two results (skips where the CPU or the build has no such lanes)."""
+    from fastloss import _dispatch
+    kernels = _dispatch.elementwise_kernels
+    results = []
+    try:
+        for wide in (True, False):
+            if kernels.set_wide_lanes(wide) != wide:
+                pytest.skip("this CPU (or build) has no AVX-512 lanes")
+            results.append(call())
+    finally:
+        kernels.set_wide_lanes(kernels.WIDE_LANES)
+    return results
+
+
+def _assert_same_bits(wide, narrow, fields):
+    for wide_result, narrow_result in zip(wide, narrow):
+        for field in fields:
+            np.testing.assert_array_equal(np.asarray(getattr(wide_result, field)),
+                                          np.asarray(getattr(narrow_result, field)))
+
+
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 1.5])
 @pytest.mark.parametrize("alpha", [-1.0, 0.25])
 def test_sigmoid_focal_loss_lane_widths_give_the_same_bits(gamma, alpha):
     """The focal loss's 512-bit passes (CPUs with AVX-512) apply the same
     operations lane by lane as the 8 AVX2 lanes: the same per-sample losses,
     gradients and totals, bit for bit, extremes and a ragged end included."""
-    from fastloss import _dispatch
-    kernels = _dispatch.elementwise_kernels
-    if not kernels.set_wide_lanes(True):
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
-        pytest.skip("this CPU (or build) has no AVX-512 lanes")
     rng = np.random.default_rng(7)
     n = 4 * 256 + 37                                     # chunks of 256, a ragged end
     x = (rng.standard_normal(n) * 6).astype(np.float32)
     x[:12] = [1e4, -1e4, 3e38, -3e38, np.inf, -np.inf, -0.0, 0.0, 104.5, -104.5, 88.0, 1e-30]
     t = rng.random(n).astype(np.float32)
     t[::5], t[1::5], t[2::7] = 0.0, 1.0, 0.5
-    results = {}
-    try:
-        for wide in (True, False):
-            kernels.set_wide_lanes(wide)
-            results[wide] = [fastloss.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma,
-                                                         reduction=reduction, n_threads=1)
-                             for reduction in ("none", "mean", "sum")]
-    finally:
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
-    for wide_result, narrow_result in zip(results[True], results[False]):
-        np.testing.assert_array_equal(np.asarray(wide_result.loss), np.asarray(narrow_result.loss))
-        np.testing.assert_array_equal(wide_result.grad, narrow_result.grad)
+    wide, narrow = _with_both_lane_widths(lambda: [
+        fastloss.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction,
+                                    n_threads=1)
+        for reduction in ("none", "mean", "sum")])
+    _assert_same_bits(wide, narrow, ("loss", "grad"))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -848,27 +860,14 @@ def test_log_cosh_lane_widths_give_the_same_bits(weighted):
     """log_cosh's 16 AVX-512 lanes apply the same operations lane by lane as
     the 8 AVX2 lanes, and add the losses to the same double lanes in the same
     order: the same losses, gradients, Hessians and totals, bit for bit."""
-    from fastloss import _dispatch
-    kernels = _dispatch.elementwise_kernels
-    if not kernels.set_wide_lanes(True):
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
-        pytest.skip("this CPU (or build) has no AVX-512 lanes")
     rng = np.random.default_rng(11)
     n = 3 * 16 + 8 + 5                                   # 16s, an 8 and a ragged end
     pred = (rng.standard_normal(n) * 3).astype(np.float32)
     target = (rng.standard_normal(n) * 3).astype(np.float32)
     pred[:8] = [0.0, -0.0, 0.99999994, 1.0, -1.0000001, 50.0, -60.0, 1e-20]
     weight = rng.random(n).astype(np.float32) if weighted else None
-    results = {}
-    try:
-        for wide in (True, False):
-            kernels.set_wide_lanes(wide)
-            results[wide] = [fastloss.log_cosh(pred, target, reduction=reduction, hess=True,
-                                               sample_weight=weight, n_threads=1)
-                             for reduction in ("none", "mean", "sum")]
-    finally:
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
-    for wide_result, narrow_result in zip(results[True], results[False]):
-        np.testing.assert_array_equal(np.asarray(wide_result.loss), np.asarray(narrow_result.loss))
-        np.testing.assert_array_equal(wide_result.grad, narrow_result.grad)
-        np.testing.assert_array_equal(wide_result.hess, narrow_result.hess)
+    wide, narrow = _with_both_lane_widths(lambda: [
+        fastloss.log_cosh(pred, target, reduction=reduction, hess=True, sample_weight=weight,
+                          n_threads=1)
+        for reduction in ("none", "mean", "sum")])
+    _assert_same_bits(wide, narrow, ("loss", "grad", "hess"))
