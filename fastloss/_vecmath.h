@@ -995,6 +995,19 @@ FL_INLINE void fl_exp_block32(const float *x, float *out, __m256 sh, __m256 mv, 
 }
 #endif
 
+#ifdef FL_HAVE_FAST_ROWS
+/* The 32 logits at c of the next row (x and output, unless NULL) prefetched
+ * into L1 while this row's pass runs. */
+FL_INLINE void fl_prefetch_next_32(const float *next_x, float *next_out, ptrdiff_t c)
+{
+    if (next_x != NULL)
+        _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
+        _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
+    if (next_out != NULL)
+        __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+}
+#endif
+
 /* The exp pass of an ordinary row with maximum m: returns
  * S = sum_{c != k} exp(x_c - m) (k the first position of m), writes
  * e'_c = exp(x_c - K ln2) to exp_out[c] unless exp_out is NULL (it may be x)
@@ -1021,11 +1034,7 @@ static inline double fl_row_exp_sum_float(const float *x, ptrdiff_t n, float m, 
     double tail = 0.0;
     ptrdiff_t n_ties = 0, c = 0;
     for (; c + 32 <= n; c += 32) {
-        if (next_x != NULL)
-            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
-            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
-        if (next_out != NULL)
-            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        fl_prefetch_next_32(next_x, next_out, c);
         fl_exp_block32(x + c, exp_out ? exp_out + c : NULL, sh, mv, &sum0, &sum1, &ties);
     }
     for (; c < n; c++) {
@@ -1658,11 +1667,7 @@ static inline double fl_row_softcap_exp_sum_small_float(const float *x, ptrdiff_
     __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
     ptrdiff_t c = 0;
     for (; c + 32 <= n; c += 32) {
-        if (next_x != NULL)
-            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
-            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
-        if (next_out != NULL)
-            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        fl_prefetch_next_32(next_x, next_out, c);
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
         __m256 s0, s1, s2, s3;
@@ -2028,11 +2033,7 @@ static inline double fl_row_softcap_exp_sum_mid_float_v16(const float *x, ptrdif
      * steps first (all lanes live: plain loads and stores), then the last */
     ptrdiff_t c = 0;
     for (; c + 32 <= n; c += 32) {
-        if (next_x != NULL)
-            _mm_prefetch((const char *)(next_x + c), _MM_HINT_T0),
-            _mm_prefetch((const char *)(next_x + c + 16), _MM_HINT_T0);
-        if (next_out != NULL)
-            __builtin_prefetch(next_out + c, 1, 3), __builtin_prefetch(next_out + c + 16, 1, 3);
+        fl_prefetch_next_32(next_x, next_out, c);
         FL_SOFTCAP_STEP_V16((__mmask16)0xFFFF, (__mmask16)0xFFFF)
         if (n_blocks == FL_SOFTCAP_BLOCKS) {
             fl_softcap_far_blocks_v16(x, masks, n_blocks, base, label, &far_k, exp_out,
@@ -3033,6 +3034,17 @@ ATTR FL_INLINE void fl_focal_grad_##SUFFIX(const int variant, const float *x_in,
 }
 FL_DEFINE_FOCAL_GRAD(v8, 256, __m256, FL_TARGET_V3)
 
+/* Pass 1's prefetches at element i of a chunk of m (see fl_focal_chunk_v8). */
+FL_INLINE void fl_focal_prefetch(const float *x, const float *t, const float *grad_out,
+                                 ptrdiff_t m, ptrdiff_t ahead, ptrdiff_t i)
+{
+    _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
+    if (grad_out)
+        _mm_prefetch((const char *)(grad_out + i), _MM_HINT_T0);
+    if (i < ahead)
+        _mm_prefetch((const char *)(x + m + i), _MM_HINT_T0);
+}
+
 #ifdef FL_HAVE_WIDE_LANES
 /* The four passes in 512-bit registers, for CPUs with AVX-512
  * (fl_focal_chunk_v8 takes them when fl_set_wide_lanes has found it): the
@@ -3050,13 +3062,8 @@ static void fl_focal_exp_pass_wide(const float *x, const float *t, const float *
 {
     const __m512d limit = _mm512_set1_pd(104.0);
     for (ptrdiff_t i = 0; i < m; i += 8) {
-        if (i % 16 == 0) {
-            _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
-            if (grad_out)
-                _mm_prefetch((const char *)(grad_out + i), _MM_HINT_T0);
-            if (i < ahead)
-                _mm_prefetch((const char *)(x + m + i), _MM_HINT_T0);
-        }
+        if (i % 16 == 0)
+            fl_focal_prefetch(x, t, grad_out, m, ahead, i);
         __m512d xd = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
         __m512d e = fl_exp_neg_v8d(_mm512_min_pd(limit, _mm512_abs_pd(xd)), 1);
         _mm512_storeu_pd(c->x + i, xd);
@@ -3152,13 +3159,8 @@ static inline void fl_focal_chunk_v8(const int variant, const float *x, const fl
     else
 #endif
     for (i = 0; i < m; i += 8) {
-        if (i % 16 == 0) {
-            _mm_prefetch((const char *)(t + i), _MM_HINT_T0);
-            if (grad_out)
-                _mm_prefetch((const char *)(grad_out + i), _MM_HINT_T0);
-            if (i < ahead)
-                _mm_prefetch((const char *)(x + m + i), _MM_HINT_T0);
-        }
+        if (i % 16 == 0)
+            fl_focal_prefetch(x, t, grad_out, m, ahead, i);
         fl_focal_exp_v8(x + i, c, i);
     }
 #ifdef FL_HAVE_WIDE_LANES
