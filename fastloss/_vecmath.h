@@ -2642,21 +2642,62 @@ static inline int fl_bce_span_double(const double *x, const double *t, ptrdiff_t
  *                     0 for l1; 1 / beta rounded to float): huber's with the
  *                     quadratic zone's loss and gradient times 1 / beta, and
  *                     sign(r) beyond it.
+ *   FL_L1             l1_element_float: loss = |p - t| from the exact double
+ *                     difference, grad = sign(fl(p - t)) in float (0 at 0,
+ *                     NaN for NaN);
+ *   FL_PINBALL        pinball_element_float for the quantile q = param_d:
+ *                     r = t - p exact in double, loss = q r if r >= 0 else
+ *                     (q - 1) r in double, grad = fl(-q) if fl(t - p) >= 0,
+ *                     fl(1 - q) if below 0, NaN for NaN.
  * grad_out[j] = fl(w grad_scale) grad (mse: fl(w grad_scale 2 r)),
  * loss_out[j] = fl(w loss); out may be an input (read before written). */
-enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3, FL_SMOOTH_L1 = 4 };
+enum { FL_MSE = 0, FL_HUBER = 1, FL_HINGE = 2, FL_SQUARED_HINGE = 3, FL_SMOOTH_L1 = 4,
+       FL_L1 = 5, FL_PINBALL = 6 };
 
 #ifdef FL_HAVE_BCE_V8
 __attribute__((always_inline))
 static inline void fl_simple_block_v8(const int kind, const float *p_in, const float *t_in,
-                                      float param, float inv_param, float sign_scale, __m256 scale,
+                                      float param, double param_d, float inv_param,
+                                      float sign_scale, __m256 scale,
                                       __m256d scale_d,
                                       __m256d w_d, float *loss_out, float *grad_out,
                                       __m256d *acc_lo, __m256d *acc_hi, __m256 *zero_seen,
                                       __m256 *minus_seen, __m256 *other_seen)
 {
     __m256d loss_lo, loss_hi;
-    if (kind == FL_MSE) {
+    if (kind == FL_L1 || kind == FL_PINBALL) {
+        /* the loss from the exact double difference (rounded once), the gradient
+         * from the sign of its float rounding, whose sign is the exact one's */
+        __m256 p = _mm256_loadu_ps(p_in), t = _mm256_loadu_ps(t_in);
+        __m256d p_lo = _mm256_cvtps_pd(_mm_loadu_ps(p_in));
+        __m256d p_hi = _mm256_cvtps_pd(_mm_loadu_ps(p_in + 4));
+        __m256d t_lo = _mm256_cvtps_pd(_mm_loadu_ps(t_in));
+        __m256d t_hi = _mm256_cvtps_pd(_mm_loadu_ps(t_in + 4));
+        __m256 zero = _mm256_setzero_ps(), grad;
+        if (kind == FL_L1) {
+            const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+            loss_lo = _mm256_and_pd(magnitude, _mm256_sub_pd(p_lo, t_lo));
+            loss_hi = _mm256_and_pd(magnitude, _mm256_sub_pd(p_hi, t_hi));
+            __m256 r = _mm256_sub_ps(p, t);
+            __m256 unit = _mm256_or_ps(_mm256_and_ps(r, _mm256_set1_ps(-0.0f)),
+                                       _mm256_set1_ps(1.0f));       /* copysign(1, r) */
+            grad = _mm256_blendv_ps(r, unit, _mm256_cmp_ps(r, zero, _CMP_NEQ_OQ));
+        } else {
+            __m256d q = _mm256_set1_pd(param_d), below = _mm256_set1_pd(param_d - 1.0);
+            __m256d r_lo = _mm256_sub_pd(t_lo, p_lo), r_hi = _mm256_sub_pd(t_hi, p_hi);
+            loss_lo = _mm256_blendv_pd(_mm256_mul_pd(below, r_lo), _mm256_mul_pd(q, r_lo),
+                                       _mm256_cmp_pd(r_lo, _mm256_setzero_pd(), _CMP_GE_OQ));
+            loss_hi = _mm256_blendv_pd(_mm256_mul_pd(below, r_hi), _mm256_mul_pd(q, r_hi),
+                                       _mm256_cmp_pd(r_hi, _mm256_setzero_pd(), _CMP_GE_OQ));
+            __m256 r = _mm256_sub_ps(t, p);
+            grad = _mm256_blendv_ps(r, _mm256_set1_ps((float)(-(param_d - 1.0))),
+                                    _mm256_cmp_ps(r, zero, _CMP_LT_OQ));
+            grad = _mm256_blendv_ps(grad, _mm256_set1_ps((float)-param_d),
+                                    _mm256_cmp_ps(r, zero, _CMP_GE_OQ));
+        }
+        if (grad_out)
+            _mm256_storeu_ps(grad_out, _mm256_mul_ps(scale, grad));
+    } else if (kind == FL_MSE) {
         __m256d r_lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in)),
                                      _mm256_cvtps_pd(_mm_loadu_ps(t_in)));
         __m256d r_hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p_in + 4)),
@@ -2742,8 +2783,9 @@ static inline void fl_simple_block_v8(const int kind, const float *p_in, const f
 
 __attribute__((always_inline))
 static inline double fl_simple_span_v8(const int kind, const float *p, const float *t,
-                                       ptrdiff_t n, float param, double w, double grad_scale,
-                                       float *loss_out, float *grad_out, int *seen)
+                                       ptrdiff_t n, float param, double param_d, double w,
+                                       double grad_scale, float *loss_out, float *grad_out,
+                                       int *seen)
 {
     __m256 scale = _mm256_set1_ps((float)(w * grad_scale));
     __m256d scale_d = _mm256_set1_pd(w * grad_scale), w_d = _mm256_set1_pd(w);
@@ -2754,7 +2796,8 @@ static inline double fl_simple_span_v8(const int kind, const float *p, const flo
     float sign_scale = param > 0.0f ? 2.0f : 0x1p126f;
     ptrdiff_t j = 0;
     for (; j + 8 <= n; j += 8)
-        fl_simple_block_v8(kind, p + j, t + j, param, inv_param, sign_scale, scale, scale_d, w_d,
+        fl_simple_block_v8(kind, p + j, t + j, param, param_d, inv_param, sign_scale, scale,
+                           scale_d, w_d,
                            loss_out ? loss_out + j : NULL, grad_out ? grad_out + j : NULL,
                            &acc_lo, &acc_hi, &zero_seen, &minus_seen, &other_seen);
     if (j < n) {
@@ -2767,7 +2810,8 @@ static inline double fl_simple_span_v8(const int kind, const float *p, const flo
             tb[k] = t[j + k];
         }
         __m256d tail_lo = _mm256_setzero_pd(), tail_hi = _mm256_setzero_pd();
-        fl_simple_block_v8(kind, pb, tb, param, inv_param, sign_scale, scale, scale_d, w_d, lb,
+        fl_simple_block_v8(kind, pb, tb, param, param_d, inv_param, sign_scale, scale, scale_d,
+                           w_d, lb,
                            grad_out ? gb : NULL, &tail_lo, &tail_hi, &zero_seen, &minus_seen,
                            &other_seen);
         double lanes[8];
@@ -2805,30 +2849,39 @@ static inline int fl_simple_span_built(void)
 
 /* The loss kind's span (see above); only where fl_simple_span_built(). */
 static inline double fl_simple_span_float(int kind, const float *p, const float *t, ptrdiff_t n,
-                                          float param, double w, double grad_scale,
-                                          float *loss_out, float *grad_out, int *seen)
+                                          float param, double param_d, double w,
+                                          double grad_scale, float *loss_out, float *grad_out,
+                                          int *seen)
 {
 #ifdef FL_HAVE_BCE_V8
     switch (kind) {
     case FL_MSE:
         if (!loss_out)
-            return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, NULL, grad_out, seen);
-        return fl_simple_span_v8(FL_MSE, p, t, n, param, w, grad_scale, loss_out, grad_out, seen);
+            return fl_simple_span_v8(FL_MSE, p, t, n, param, param_d, w, grad_scale, NULL,
+                                     grad_out, seen);
+        return fl_simple_span_v8(FL_MSE, p, t, n, param, param_d, w, grad_scale, loss_out,
+                                 grad_out, seen);
     case FL_HUBER:
-        return fl_simple_span_v8(FL_HUBER, p, t, n, param, w, grad_scale, loss_out, grad_out,
-                                 seen);
+        return fl_simple_span_v8(FL_HUBER, p, t, n, param, param_d, w, grad_scale, loss_out,
+                                 grad_out, seen);
     case FL_HINGE:
-        return fl_simple_span_v8(FL_HINGE, p, t, n, param, w, grad_scale, loss_out, grad_out,
-                                 seen);
+        return fl_simple_span_v8(FL_HINGE, p, t, n, param, param_d, w, grad_scale, loss_out,
+                                 grad_out, seen);
     case FL_SMOOTH_L1:
-        return fl_simple_span_v8(FL_SMOOTH_L1, p, t, n, param, w, grad_scale, loss_out,
+        return fl_simple_span_v8(FL_SMOOTH_L1, p, t, n, param, param_d, w, grad_scale,
+                                 loss_out, grad_out, seen);
+    case FL_L1:
+        return fl_simple_span_v8(FL_L1, p, t, n, param, param_d, w, grad_scale, loss_out,
+                                 grad_out, seen);
+    case FL_PINBALL:
+        return fl_simple_span_v8(FL_PINBALL, p, t, n, param, param_d, w, grad_scale, loss_out,
                                  grad_out, seen);
     default:
-        return fl_simple_span_v8(FL_SQUARED_HINGE, p, t, n, param, w, grad_scale, loss_out,
-                                 grad_out, seen);
+        return fl_simple_span_v8(FL_SQUARED_HINGE, p, t, n, param, param_d, w, grad_scale,
+                                 loss_out, grad_out, seen);
     }
 #else
-    (void)kind; (void)p; (void)t; (void)n; (void)param; (void)w; (void)grad_scale;
+    (void)kind; (void)p; (void)t; (void)n; (void)param; (void)param_d; (void)w; (void)grad_scale;
     (void)loss_out; (void)grad_out; (void)seen;
     return 0.0;
 #endif
