@@ -2685,10 +2685,10 @@ static inline void fl_simple_block_v8(const int kind, const float *p_in, const f
         } else {
             __m256d q = _mm256_set1_pd(param_d), below = _mm256_set1_pd(param_d - 1.0);
             __m256d r_lo = _mm256_sub_pd(t_lo, p_lo), r_hi = _mm256_sub_pd(t_hi, p_hi);
-            loss_lo = _mm256_blendv_pd(_mm256_mul_pd(below, r_lo), _mm256_mul_pd(q, r_lo),
-                                       _mm256_cmp_pd(r_lo, _mm256_setzero_pd(), _CMP_GE_OQ));
-            loss_hi = _mm256_blendv_pd(_mm256_mul_pd(below, r_hi), _mm256_mul_pd(q, r_hi),
-                                       _mm256_cmp_pd(r_hi, _mm256_setzero_pd(), _CMP_GE_OQ));
+            /* q r >= (q - 1) r exactly where r >= 0; maxpd returns its second
+             * operand, q r, for a NaN and for two zeros (the sign of r's) */
+            loss_lo = _mm256_max_pd(_mm256_mul_pd(below, r_lo), _mm256_mul_pd(q, r_lo));
+            loss_hi = _mm256_max_pd(_mm256_mul_pd(below, r_hi), _mm256_mul_pd(q, r_hi));
             __m256 r = _mm256_sub_ps(t, p);
             grad = _mm256_blendv_ps(r, _mm256_set1_ps((float)(-(param_d - 1.0))),
                                     _mm256_cmp_ps(r, zero, _CMP_LT_OQ));
