@@ -49,7 +49,7 @@ def show_config():
         "fastloss": __import__("fastloss").__version__,
         "kernels": _dispatch.PATH,
         "kernels_reason": _dispatch.REASON,
-        "avx512_lanes": bool(getattr(_dispatch.multiclass_kernels, "WIDE_LANES", False)),
+        "avx512_lanes": _dispatch.WIDE_LANES,
         "openmp": openmp_enabled(),
         "openmp_runtime": openmp_runtime(),
         "default_n_threads": default_n_threads(),

@@ -49,6 +49,13 @@ elementwise_kernels: ModuleType = importlib.import_module(
 multiclass_kernels: ModuleType = importlib.import_module(
     "fastloss._multiclass_kernels" + _SUFFIX)
 
+# The 512-bit twins of a few float32 passes (_vecmath.h), taken where the CPU
+# has AVX-512 unless FASTLOSS_NO_AVX512 is set to anything but "" or "0"; each
+# kernel module holds its own switch.
+WIDE_LANES: bool = all([module.set_wide_lanes(os.environ.get("FASTLOSS_NO_AVX512", "")
+                                              in ("", "0"))
+                        for module in (elementwise_kernels, multiclass_kernels)])
+
 
 # --- binding the kernels -------------------------------------------------------------
 

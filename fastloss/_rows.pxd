@@ -141,7 +141,7 @@ cdef extern from "_vecmath.h" nogil:
     Py_ssize_t fl_first_equal_double(const double* x, Py_ssize_t n, double value)
     # The fast exp pass of an ordinary float32 row (x86-64-v3 build only)
     bint fl_fast_rows_built()
-    # The soft-capped mid rows in 16 lanes on AVX-512 CPUs (set once, at import)
+    # The 512-bit twins of a few passes on AVX-512 CPUs (set once, at import)
     bint fl_set_wide_lanes(bint on)
     bint fl_row_ordinary_float(const float* x, Py_ssize_t n, float* row_max)
     double fl_row_exp_sum_float(const float* x, Py_ssize_t n, float row_max, float* exp_out,

@@ -825,7 +825,7 @@ def _with_both_lane_widths(call):
                 pytest.skip("this CPU (or build) has no AVX-512 lanes")
             results.append(call())
     finally:
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
+        kernels.set_wide_lanes(_dispatch.WIDE_LANES)
     return results
 
 

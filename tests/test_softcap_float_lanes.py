@@ -31,10 +31,10 @@ def lanes(request):
     kernels = _dispatch.multiclass_kernels
     wanted = request.param == "16 lanes"
     if kernels.set_wide_lanes(wanted) != wanted:
-        kernels.set_wide_lanes(kernels.WIDE_LANES)
+        kernels.set_wide_lanes(_dispatch.WIDE_LANES)
         pytest.skip("this CPU (or build) has no AVX-512 lanes")
     yield request.param
-    kernels.set_wide_lanes(kernels.WIDE_LANES)
+    kernels.set_wide_lanes(_dispatch.WIDE_LANES)
 
 
 def _check_within_budget(logits, labels, cap):
